@@ -1,0 +1,3 @@
+from etcdbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The tiny interface the workload needs from an etcd API: put, watch, a few admin calls.
+
+A backend object is created inside the process that uses it (writers and the watcher are separate
+processes), from an `Endpoint` that is cheap to pickle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where etcd is: one or more client URLs, e.g. ("http://127.0.0.1:2379",)."""
+
+    urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change seen by a watcher.
+
+    revision: v3 mod_revision, or v2 modifiedIndex.
+    value: the stored bytes, exactly as written (v2: the string value encoded as UTF-8).
+    prev_value: the previous value when the server sent it (v3 prev_kv, v2 prevNode), else None.
+    """
+
+    type: str  # "PUT" or "DELETE"
+    key: str
+    revision: int
+    value: bytes
+    prev_value: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Relist:
+    """The watch lost history and had to start over (v2: 401 index cleared; v3: compacted revision).
+
+    The watcher re-read the prefix at `revision` and resumes at `revision + 1`; every write between
+    the last event seen and `revision` that was not delivered is lost. `reason` is "v2-401" or
+    "v3-compacted".
+    """
+
+    reason: str
+    revision: int
+    keys: int
+
+
+WatchItem = WatchEvent | Relist
+
+# Called once per put, from any thread, with None on success or the exception on failure.
+PutCallback = Callable[[BaseException | None], None]
+
+
+class Backend(Protocol):
+    name: str  # "v2" or "v3"
+    binary_safe: bool  # False for v2: values are strings, so binary encodings must be base64-encoded
+
+    def put_async(self, key: str, value: bytes, done: PutCallback) -> None:
+        """Start a put and return at once; `done` is called when it is acknowledged or fails.
+
+        Implementations bound nothing themselves: the caller limits requests in flight.
+        """
+
+    def current_revision(self) -> int:
+        """The store's current revision (v3 header revision, v2 X-Etcd-Index)."""
+
+    def watch(self, prefix: str, start_revision: int) -> Iterator[WatchItem]:
+        """Yield every change under `prefix` from `start_revision` on, in order, until `cancel()`.
+
+        Never raises for history loss: that is a `Relist` item, after which events continue.
+        """
+
+    def cancel(self) -> None:
+        """Stop a running `watch` from another thread; the iterator then ends."""
+
+    def count_prefix(self, prefix: str) -> int:
+        """Number of keys under `prefix`."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under `prefix`; return how many were deleted."""
+
+    def server_version(self) -> str:
+        """The etcd server version string, e.g. "3.5.1"."""
+
+    def close(self) -> None: ...
