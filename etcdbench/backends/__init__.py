@@ -1,1 +1,16 @@
 """etcd API backends. Every v2/v3 difference lives in this package."""
+
+from __future__ import annotations
+
+from etcdbench.backends.base import Backend, Endpoint
+
+
+def make_backend(name: str, endpoint: Endpoint, *, v2_watch: str = "poll", max_inflight: int = 64) -> Backend:
+    """Create a backend in the calling process (gRPC channels must not cross a fork or spawn)."""
+    if name == "v3":
+        from etcdbench.backends.v3 import V3Backend
+
+        return V3Backend(endpoint)
+    from etcdbench.backends.v2 import V2Backend
+
+    return V2Backend(endpoint, watch_mode=v2_watch, max_inflight=max_inflight)

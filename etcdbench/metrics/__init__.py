@@ -1,0 +1,1 @@
+"""Latency histograms, time series and CPU sampling."""

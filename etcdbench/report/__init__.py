@@ -1,0 +1,1 @@
+"""Rendering: results in, rich renderables out. Only the CLI prints."""

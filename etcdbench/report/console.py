@@ -1,0 +1,92 @@
+"""The console summary of a results file: one panel per run, built from the results dict alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+
+def fmt_us(us: int | float | None) -> str:
+    if us is None:
+        return "-"
+    if us < 1_000:
+        return f"{us:.0f} µs"
+    if us < 1_000_000:
+        return f"{us / 1_000:.2f} ms"
+    return f"{us / 1_000_000:.2f} s"
+
+
+def fmt_cores(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def run_panel(run: dict[str, Any]) -> Panel:
+    c = run["counters"]
+    lat = run["latency_us"]
+    v = run["verdict"]
+
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("workload", f"{run['kind']} objects, {run['object_bytes']:,} bytes each as stored")
+    facts.add_row(
+        "rate",
+        f"target {run['target_rate']:g} writes/s · written {run['write_rate_achieved']:g}/s · "
+        f"watcher received {run['watch_events_per_s']:g} events/s",
+    )
+    facts.add_row(
+        "events",
+        f"written {c['written']:,} · received {c['received']:,} · missed {c['missed']:,} · "
+        f"duplicates {c['duplicates']:,} · out of order {c['out_of_order']:,} · relists {c['relists']} · "
+        f"write errors {c['errors']:,}",
+    )
+    cpu = run["cpu"]
+    host = "-" if cpu.get("host") is None else f"{cpu['host']:.0%} busy"
+    facts.add_row(
+        "cpu (cores)",
+        f"watcher {fmt_cores(cpu.get('watcher'))} · writers {fmt_cores(cpu.get('writers'))} · "
+        f"etcd {fmt_cores(cpu.get('etcd'))} · host {host}",
+    )
+
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("latency")
+    for name in ("p50", "p90", "p99", "p99.9", "max", "count"):
+        table.add_column(name, justify="right")
+    labels = {
+        "watch": "watch (intended send → decoded)",
+        "put": "put (intended send → ack)",
+        "schedule_slip": "schedule slip",
+    }
+    for key, label in labels.items():
+        s = lat[key]
+        row = [fmt_us(s[p]) for p in ("p50", "p90", "p99", "p999", "max")]
+        table.add_row(label, *row, f"{s['count']:,}")
+
+    verdict = Text()
+    verdict.append("PASS" if v["pass"] else "FAIL", style="bold green" if v["pass"] else "bold red")
+    if v["reasons"]:
+        verdict.append(": " + "; ".join(v["reasons"]))
+    parts: list[RenderableType] = [facts, Text(""), table, Text(""), verdict]
+    if v["client_bound"]:
+        parts.append(Text("client-bound: " + "; ".join(v["client_bound_reasons"]), style="yellow"))
+    for w in v.get("warnings", []):
+        parts.append(Text("warning: " + w, style="yellow"))
+    return Panel(Group(*parts), title=f"[bold]{run['label']}[/]", title_align="left")
+
+
+def summary(results: dict[str, Any]) -> RenderableType:
+    env = results["environment"]
+    etcd = env.get("etcd", {})
+    head = Text.assemble(
+        ("etcdbench ", "bold"),
+        f"{results['tool']['version']} · etcd {etcd.get('server_version', '?')} "
+        f"({'embedded' if etcd.get('embedded') else ', '.join(etcd.get('endpoints', []))}) · "
+        f"{env['cpu_count']} CPUs · {env['host']}",
+    )
+    if not results.get("complete", True):
+        head.append("  [incomplete]", style="bold yellow")
+    return Group(head, *[run_panel(r) for r in results["runs"]])

@@ -1,0 +1,1 @@
+"""The results file: model, verdict, environment metadata and atomic I/O."""

@@ -1,0 +1,1 @@
+"""Writers (open-loop schedule), the watcher, and the event accounting that joins them."""

@@ -1,0 +1,40 @@
+"""The run's shared clock: CLOCK_MONOTONIC nanoseconds, which every process on the host reads alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Timeline:
+    t0_ns: int  # the first write's intended send time
+    warmup_s: float
+    duration_s: float
+
+    @property
+    def window_start_ns(self) -> int:
+        return self.t0_ns + round(self.warmup_s * NS)
+
+    @property
+    def window_end_ns(self) -> int:
+        return self.window_start_ns + round(self.duration_s * NS)
+
+    def in_window(self, t_ns: int) -> bool:
+        return self.window_start_ns <= t_ns < self.window_end_ns
+
+
+class PerSecond:
+    """Counts per whole second since t0 (negative times land in second 0)."""
+
+    def __init__(self, t0_ns: int) -> None:
+        self.t0_ns = t0_ns
+        self.counts: list[int] = []
+
+    def add(self, t_ns: int, n: int = 1) -> None:
+        i = max(0, (t_ns - self.t0_ns) // NS)
+        counts = self.counts
+        if i >= len(counts):
+            counts.extend([0] * (i + 1 - len(counts)))
+        counts[i] += n

@@ -1,0 +1,42 @@
+from etcdbench.workload.accounting import EventLedger, SeqSet, format_stamp, parse_stamp, reconcile
+
+
+def test_stamp_is_fixed_width_and_round_trips() -> None:
+    stamp = format_stamp(3, 123456, 987654321012345678)
+    assert len(stamp) == 38
+    assert parse_stamp(stamp) == (3, 123456, 987654321012345678)
+    assert len(format_stamp(0, 0, 0)) == 38
+
+
+def test_seqset_marks_each_seq_once_and_grows() -> None:
+    s = SeqSet()
+    assert s.add(5) and s.add(0) and s.add(10_000)
+    assert not s.add(5)
+    assert len(s) == 3
+
+
+def test_ledger_counts_duplicates_and_out_of_order() -> None:
+    ledger = EventLedger()
+    assert ledger.record(0, 0, revision=10)
+    assert ledger.record(0, 1, revision=11)
+    assert not ledger.record(0, 1, revision=12)  # the same write delivered twice
+    assert ledger.record(1, 0, revision=9)  # a revision going backwards on one stream
+    assert (ledger.events, ledger.duplicates, ledger.out_of_order, ledger.distinct) == (4, 1, 1, 3)
+
+
+def test_ledger_restart_resets_order_after_relist() -> None:
+    ledger = EventLedger()
+    ledger.record(0, 0, revision=50)
+    ledger.restart(20)
+    ledger.record(0, 1, revision=21)
+    assert ledger.out_of_order == 0
+
+
+def test_reconcile_joins_acknowledged_and_seen_exactly() -> None:
+    acked = {0: bytes([1, 1, 1, 0, 1]), 1: bytes([1, 1])}  # writer 0: seq 3 failed on our side
+    seen = {0: bytes([1, 0, 1, 1, 1]), 2: bytes([1])}  # seq 1 lost; seq 3 applied anyway; writer 2 unknown
+    books = reconcile(acked, seen)
+    assert books.written == 6
+    assert books.received == 3  # writer 0: seqs 0, 2, 4
+    assert books.missed == 3  # writer 0 seq 1, writer 1 seqs 0 and 1
+    assert books.unacknowledged_seen == 2  # writer 0 seq 3, writer 2 seq 0

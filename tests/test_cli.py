@@ -1,0 +1,100 @@
+"""The command line through `python -m etcdbench`: bad input gives one line, exit 2, nothing else."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def etcdbench(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "etcdbench", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+BAD = [
+    (["watch", "--backend", "v4"], "--backend"),
+    (["watch", "--encoding", "yaml"], "--encoding"),
+    (["watch", "--kind", "deployment"], "--kind"),
+    (["watch", "--rate", "0"], "--rate"),
+    (["watch", "--rate", "fast"], "--rate"),
+    (["watch", "--rate", "nan"], "--rate"),
+    (["watch", "--duration", "-1"], "--duration"),
+    (["watch", "--writers", "0"], "--writers"),
+    (["watch", "--writers", "two"], "--writers"),
+    (["watch", "--warmup", "-2"], "--warmup"),
+    (["watch", "--slo-p99", "1"], "--slo-p99"),
+    (["watch", "--slo-p99", "soon"], "--slo-p99"),
+    (["watch", "--v2-watch", "sse"], "--v2-watch"),
+    (["watch", "--prefix", "registry"], "--prefix"),
+    (["watch", "--endpoints", "127.0.0.1:2379"], "--endpoints"),
+    (["watch", "--etcd-bin", "/nonexistent/etcd"], "--etcd-bin"),
+    (["watch", "--etcd-bin", "/etc/hostname"], "--etcd-bin"),
+    (["watch", "--output", "/proc/etcdbench.json"], "--output"),
+    (["watch", "--no-such-flag"], "--no-such-flag"),
+    (["frobnicate"], "frobnicate"),
+]
+
+
+@pytest.mark.parametrize(("argv", "names"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_naming_the_input(argv: list[str], names: str, tmp_path: Path) -> None:
+    proc = (
+        etcdbench(*argv, "--duration", "1")
+        if argv[0] == "watch" and "--duration" not in argv
+        else etcdbench(*argv)
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert names in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_etcd_bin_from_environment_is_named(tmp_path: Path) -> None:
+    proc = etcdbench("watch", "--duration", "1", env={"ETCD_BIN": str(tmp_path / "missing")})
+    assert proc.returncode == 2
+    assert "ETCD_BIN" in proc.stderr
+
+
+def test_unreachable_endpoint_exits_3_without_traceback(tmp_path: Path) -> None:
+    proc = etcdbench("watch", "--endpoints", "http://127.0.0.1:9", "--duration", "1", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.strip().startswith("error: cannot reach etcd")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "not valid JSON"),
+        ('{"a": 1}', "not an etcdbench results file"),
+        ('{"format": "etcdbench-results", "schema_version": 99}', "schema_version 99 is not supported"),
+    ],
+)
+def test_show_refuses_bad_results_files(tmp_path: Path, content: str, message: str) -> None:
+    f = tmp_path / "r.json"
+    f.write_text(content)
+    proc = etcdbench("show", str(f))
+    assert proc.returncode == 2
+    assert message in proc.stderr and str(f) in proc.stderr
+
+
+def test_help_lists_the_watch_flags() -> None:
+    proc = etcdbench("watch", "--help")
+    assert proc.returncode == 0
+    for flag in ("--backend", "--encoding", "--rate", "--slo-p99", "--v2-watch", "--endpoints", "--json"):
+        assert flag in proc.stdout
