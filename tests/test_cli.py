@@ -40,7 +40,6 @@ BAD = [
     (["watch", "--prefix", "registry"], "--prefix"),
     (["watch", "--endpoints", "127.0.0.1:2379"], "--endpoints"),
     (["watch", "--etcd-bin", "/nonexistent/etcd"], "--etcd-bin"),
-    (["watch", "--etcd-bin", "/etc/hostname"], "--etcd-bin"),
     (["watch", "--output", "/proc/etcdbench.json"], "--output"),
     (["watch", "--no-such-flag"], "--no-such-flag"),
     (["frobnicate"], "frobnicate"),
@@ -61,6 +60,17 @@ def test_bad_input_is_one_line_naming_the_input(argv: list[str], names: str, tmp
     assert names in lines[0]
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(("mode", "body"), [(0o644, "#!/bin/sh\n"), (0o755, "#!/bin/sh\necho hello\n")])
+def test_etcd_bin_that_is_not_an_executable_etcd(tmp_path: Path, mode: int, body: str) -> None:
+    fake = tmp_path / "etcd"
+    fake.write_text(body)
+    fake.chmod(mode)
+    proc = etcdbench("watch", "--duration", "1", "--etcd-bin", str(fake), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: --etcd-bin: ") and str(fake) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_etcd_bin_from_environment_is_named(tmp_path: Path) -> None:

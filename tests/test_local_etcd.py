@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +58,14 @@ def test_non_executable_etcd_bin_names_the_flag(tmp_path: Path) -> None:
         find_etcd_binary(str(plain))
 
 
+def test_etcd_bin_that_is_not_etcd_names_the_flag(tmp_path: Path) -> None:
+    fake = tmp_path / "etcd"
+    fake.write_text("#!/bin/sh\necho hello\n")
+    fake.chmod(0o755)
+    with pytest.raises(UsageError, match=r"^--etcd-bin: .* is not etcd"):
+        find_etcd_binary(str(fake))
+
+
 def test_etcd_bin_env_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ETCD_BIN", str(tmp_path / "nope"))
     with pytest.raises(UsageError, match=r"^ETCD_BIN: "):
@@ -92,3 +104,40 @@ def test_failed_start_reports_the_log(tmp_path: Path) -> None:
     with pytest.raises(EtcdError, match=r"exited with code 1.*fatal: cannot start"):
         server.start(timeout=5)
     assert not os.path.exists(server.data_dir)
+
+
+def _running(pid: int) -> bool:
+    """True while pid exists and is not a zombie (a reaper may be slow to collect it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_etcd_dies_with_a_sigkilled_parent() -> None:
+    script = (
+        "import time\n"
+        "from etcdbench.etcd import LocalEtcd, find_etcd_binary\n"
+        "e = LocalEtcd(find_etcd_binary()); e.start()\n"
+        "print(e.pid, e.data_dir, flush=True); time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    data_dir = ""
+    try:
+        assert parent.stdout is not None
+        pid_text, data_dir = parent.stdout.readline().split()
+        etcd_pid = int(pid_text)
+        assert _running(etcd_pid)
+        parent.kill()  # SIGKILL: no atexit, no __exit__; only the kernel's parent-death signal is left
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _running(etcd_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(etcd_pid)
+    finally:
+        parent.kill()
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)  # SIGKILL leaves it: nothing could remove it

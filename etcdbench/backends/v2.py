@@ -38,6 +38,8 @@ _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 _DELETE_ACTIONS = frozenset({"delete", "expire", "compareAndDelete"})
 # A watch request times out after this long without events so that cancel() is noticed.
 _WATCH_WAKEUP_S = 1.0
+# A recursive GET (relist, count) returns every key under the prefix: allow it far longer than a put.
+_LIST_TIMEOUT_S = 60.0
 
 
 def _event(doc: dict[str, Any]) -> WatchEvent:
@@ -171,7 +173,9 @@ class V2Backend:
     def _get(self, client: Any, key: str, **params: str) -> tuple[int, dict[str, Any] | None]:
         """GET a key: (X-Etcd-Index, body), or (index, None) when the key does not exist."""
         try:
-            resp = client.api_execute(self._keys_path(key), "GET", params=params)
+            resp = client.api_execute(
+                self._keys_path(key), "GET", params=params, timeout=max(self.timeout, _LIST_TIMEOUT_S)
+            )
         except etcd.EtcdKeyNotFound as e:
             if _v2_missing(e):
                 raise self._v2_error() from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from urllib.parse import urlsplit
 
 import grpc
@@ -79,11 +79,11 @@ class V3Backend:
     def current_revision(self) -> int:
         return int(self._range(b"\0", b"\0", count_only=True).header.revision)
 
-    def _range(self, key: bytes, range_end: bytes, **kw: bool) -> rpc_pb2.RangeResponse:
+    def _range(self, key: bytes, range_end: bytes, count_only: bool = False) -> rpc_pb2.RangeResponse:
+        request = rpc_pb2.RangeRequest(key=key, range_end=range_end, count_only=count_only)
         try:
-            return self._kv.Range(
-                rpc_pb2.RangeRequest(key=key, range_end=range_end, **kw), timeout=ADMIN_TIMEOUT_S
-            )
+            resp: rpc_pb2.RangeResponse = self._kv.Range(request, timeout=ADMIN_TIMEOUT_S)
+            return resp
         except grpc.RpcError as exc:
             raise self._error("Range", exc) from None
 
@@ -138,7 +138,7 @@ class V3Backend:
             yield Relist("v3-compacted", int(listing.header.revision), len(listing.kvs))
             revision = int(listing.header.revision) + 1
 
-    def _stream(self, key: bytes, end: bytes, revision: int) -> Iterator[WatchItem]:
+    def _stream(self, key: bytes, end: bytes, revision: int) -> Generator[WatchItem, None, int | None]:
         """One watch stream from `revision`; returns the compact revision if history was lost."""
         requests: queue.SimpleQueue[rpc_pb2.WatchRequest | None] = queue.SimpleQueue()
         create = rpc_pb2.WatchCreateRequest(

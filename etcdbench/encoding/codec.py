@@ -115,7 +115,7 @@ class ProtobufCodec:
         dict_to_message(body, message)
         envelope = runtime_pb2.Unknown(
             typeMeta=runtime_pb2.TypeMeta(apiVersion=api_version, kind=kind),
-            raw=message.SerializeToString(),
+            raw=message.SerializeToString(deterministic=True),  # sorted map keys, as Kubernetes writes
             contentEncoding="",
             contentType="",
         )

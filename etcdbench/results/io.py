@@ -87,18 +87,20 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def check_writable(path: Path) -> None:
-    """Fail before a run, not after it, when the results cannot be saved."""
-    parent = path.parent if str(path.parent) else Path(".")
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
+def check_writable(path: Path, flag: str = "--output") -> None:
+    """Fail before a run, not after it, when the results cannot be saved: really create a file there."""
     if path.is_dir():
-        raise UsageError(f"--output: {path} is a directory")
-    if not os.access(probe, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"--output: {path} cannot be written")
+        raise UsageError(f"{flag}: {path} is a directory")
+    probe = path.parent
+    while not probe.exists():  # the directories will be made at save time; the nearest one must be writable
+        probe = probe.parent
     if not probe.is_dir():
-        raise UsageError(f"--output: {probe} is not a directory")
+        raise UsageError(f"{flag}: {probe} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag}: {path} cannot be written ({exc.strerror})") from None
 
 
 def default_path(directory: Path, results: dict[str, Any]) -> Path:
