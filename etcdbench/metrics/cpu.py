@@ -35,6 +35,8 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
         self._ncpu = psutil.cpu_count() or 1
         self._last: dict[int, float] = {}
+        self._host_last: dict[int, float] = {}
+        self._host_acc = 0.0
 
     def start(self) -> None:
         self._sample()
@@ -65,11 +67,29 @@ class CpuSampler:
                 total += self._last.get(p.pid, 0.0)
             self._series[name].times.append(now)
             self._series[name].cpu_s.append(total)
-        ht = psutil.cpu_times()
         host = self._series["host"]
         host.times.append(now)
-        busy = ht.user + ht.system + getattr(ht, "irq", 0.0) + getattr(ht, "softirq", 0.0)
-        host.cpu_s.append(busy / self._ncpu)
+        host.cpu_s.append(self._host_total() / self._ncpu)
+
+    def _host_total(self) -> float:
+        """Running total of CPU seconds used by every process on the host.
+
+        Summed per process rather than read from /proc/stat: on some VMs (seen on Firecracker
+        guests) /proc/stat loses most ticks, while per-process times stay exact. A process first
+        seen now contributes from now on.
+        """
+        seen: dict[int, float] = {}
+        for p in psutil.process_iter():
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            seen[p.pid] = cur = t.user + t.system
+            prev = self._host_last.get(p.pid)
+            if prev is not None and cur >= prev:
+                self._host_acc += cur - prev
+        self._host_last = seen
+        return self._host_acc
 
     def cores(self, name: str, start: float, end: float) -> float | None:
         """Average cores used by a group between two monotonic times (host: fraction of all cores)."""

@@ -57,6 +57,7 @@ def build_run(
         "unacknowledged_seen": books.unacknowledged_seen,
         "decode_errors": watcher_result["decode_errors"],
         "foreign_events": watcher_result["foreign"],
+        "stream_reopens": watcher_result["stream_reopens"],
     }
     run: dict[str, Any] = {
         "label": config.label,

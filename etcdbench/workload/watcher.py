@@ -115,6 +115,8 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
         "foreign": foreign,
         "deletes": deletes,
         "decode_errors": decode_errors,
+        # v2 stream only: the server dropped our stream (its 100-event buffer filled) and we reopened it.
+        "stream_reopens": getattr(backend, "stream_ends", 0),
         "watch_latency": latency.summary(),
         "events_per_s": events_per_s.counts,
     }
