@@ -136,4 +136,4 @@ def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
 
 
 def _ms(us: int) -> str:
-    return f"{us / 1000:.1f} ms" if us < 10_000_000 else f"{us / 1e6:.1f} s"
+    return f"{us / 1000:.1f} ms" if us < 1_000_000 else f"{us / 1e6:.2f} s"
