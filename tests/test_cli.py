@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,41 @@ def test_help_lists_the_watch_flags() -> None:
     assert proc.returncode == 0
     for flag in ("--backend", "--encoding", "--rate", "--slo-p99", "--v2-watch", "--endpoints", "--json"):
         assert flag in proc.stdout
+
+
+@pytest.mark.integration
+def test_v2_run_against_etcd_without_v2_is_one_clear_error(tmp_path: Path) -> None:
+    from etcdbench.etcd import LocalEtcd, find_etcd_binary
+
+    with LocalEtcd(find_etcd_binary(), enable_v2=False) as server:
+        proc = etcdbench(
+            "watch", "--backend", "v2", "--endpoints", server.client_url, "--duration", "1", cwd=tmp_path
+        )
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [
+        f"error: etcd at {server.client_url} does not serve the v2 API: start it with --enable-v2=true"
+    ]
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.integration
+def test_non_empty_prefix_on_external_etcd_is_refused(etcd_server: object, tmp_path: Path) -> None:
+    from etcdbench.backends.base import Endpoint
+    from etcdbench.backends.v3 import V3Backend
+    from etcdbench.etcd import LocalEtcd
+
+    assert isinstance(etcd_server, LocalEtcd)
+    prefix = "/etcdbench-test/occupied/"
+    admin = V3Backend(Endpoint((etcd_server.client_url,)))
+    acked = threading.Event()
+    admin.put_async(prefix + "someone-elses-key", b"x", lambda exc: acked.set())
+    assert acked.wait(10)
+    admin.close()
+    proc = etcdbench(
+        "watch", "--endpoints", etcd_server.client_url, "--prefix", prefix, "--duration", "1", cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: --prefix: {prefix} already holds 1 keys")
+    check = V3Backend(Endpoint((etcd_server.client_url,)))
+    assert check.count_prefix(prefix) == 1  # untouched
+    check.close()

@@ -9,6 +9,8 @@ parent reconciles writer acknowledgements with watcher sightings.
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -36,8 +38,17 @@ class _Child:
         self.name = name
         self.conn, child_conn = ctx.Pipe()
         self.proc: BaseProcess = ctx.Process(target=target, args=(plan, child_conn), name=name, daemon=True)
-        self.proc.start()
-        child_conn.close()
+        # The child inherits SIGINT ignored (kept across exec): a terminal's Ctrl-C reaches the whole
+        # process group, but only the parent should act on it, by stopping the children in order.
+        # (Handlers can only be changed from the main thread.)
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            self.proc.start()
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+            child_conn.close()
 
     def expect(self, what: str, timeout: float) -> Any:
         if not self.conn.poll(timeout):

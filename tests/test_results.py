@@ -1,0 +1,136 @@
+"""Results file, verdict and console summary, from fixed data: no etcd needed."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from etcdbench.errors import UsageError
+from etcdbench.metrics.latency import LatencyRecorder
+from etcdbench.report.console import summary
+from etcdbench.results.io import SCHEMA_VERSION, check_writable, load, write_atomic
+from etcdbench.results.model import verdict
+from etcdbench.scenario import RunConfig
+
+SAMPLE = Path(__file__).parent / "data" / "results-v1.json"
+
+
+def sample() -> dict[str, Any]:
+    return load(SAMPLE)
+
+
+def test_committed_sample_of_schema_1_loads_and_keeps_its_invariants() -> None:
+    results = sample()
+    assert results["schema_version"] == SCHEMA_VERSION == 1
+    for key in ("host", "cpu_count", "python", "etcdbench_version", "etcd"):
+        assert key in results["environment"]
+    (run,) = results["runs"]
+    c = run["counters"]
+    assert c["written"] == c["received"] + c["missed"]
+    for name in ("watch", "put"):
+        s = run["latency_us"][name]
+        assert LatencyRecorder.decode(s["hdr"]).summary()["p99"] == s["p99"]
+    assert set(run["verdict"]) >= {"pass", "reasons", "client_bound"}
+
+
+def test_write_atomic_leaves_no_temporary_files(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "r.json"
+    write_atomic(out, sample())
+    assert json.loads(out.read_text())["format"] == "etcdbench-results"
+    assert [p.name for p in out.parent.iterdir()] == ["r.json"]
+
+
+def test_check_writable_refuses_directories_and_unwritable_places(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="is a directory"):
+        check_writable(tmp_path)
+    with pytest.raises(UsageError, match="cannot be written"):
+        check_writable(Path("/proc/etcdbench.json"))
+    check_writable(tmp_path / "new" / "dir" / "r.json")  # made at save time
+    assert not (tmp_path / "new").exists()
+
+
+def a_run(**changes: Any) -> dict[str, Any]:
+    run = copy.deepcopy(sample()["runs"][0])
+    run["counters"].update(missed=0, relists=0, errors=0)
+    run["watch_events_per_s"] = run["write_rate_achieved"] = 500.0
+    run["latency_us"]["watch"]["p99"] = 2_000
+    run["latency_us"]["schedule_slip"]["p99"] = 100
+    run["cpu"] = {"watcher": 0.2, "writers": 0.3, "etcd": 0.3, "host": 0.4}
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        node = run
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return run
+
+
+CONFIG = RunConfig(rate=500)
+
+
+def test_verdict_passes_a_clean_run() -> None:
+    v = verdict(a_run(), CONFIG)
+    assert v == {
+        "pass": True,
+        "reasons": [],
+        "client_bound": False,
+        "client_bound_reasons": [],
+        "warnings": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"watch_events_per_s": 494.0}, "watcher received 494 events/s < 495"),
+        ({"counters.missed": 3, "counters.relists": 1}, "3 events missed (1 relists)"),
+        ({"latency_us.watch.p99": 1_200_000}, "watch p99 1.20 s > SLO 1.00 s"),
+        ({"latency_us.watch.p99": None}, "no watch latency recorded"),
+        ({"counters.errors": 2}, "2 writes failed"),
+        ({"write_rate_achieved": 400.0}, "writers achieved 400 writes/s < 495"),
+    ],
+)
+def test_verdict_fails_with_the_reason_stated(changes: dict[str, Any], reason: str) -> None:
+    v = verdict(a_run(**changes), CONFIG)
+    assert not v["pass"]
+    assert any(r.startswith(reason) for r in v["reasons"]), v["reasons"]
+
+
+def test_watch_events_exactly_at_99_percent_pass() -> None:
+    assert verdict(a_run(watch_events_per_s=495.0), CONFIG)["pass"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"cpu.watcher": 0.95}, "watcher process used 0.95 of its one core"),
+        ({"cpu.writers": 0.92}, "writer processes used 0.92 of 1 core(s)"),
+        ({"latency_us.schedule_slip.p99": 250_000}, "writers fell behind their schedule"),
+    ],
+)
+def test_client_bound_is_called_with_its_reason(changes: dict[str, Any], reason: str) -> None:
+    v = verdict(a_run(**changes), CONFIG)
+    assert v["client_bound"]
+    assert any(r.startswith(reason) for r in v["client_bound_reasons"])
+
+
+def test_busy_host_is_a_warning_not_client_bound() -> None:
+    v = verdict(a_run(**{"cpu.host": 0.97}), CONFIG)
+    assert not v["client_bound"] and v["warnings"]
+
+
+def test_console_summary_shows_the_figures_and_verdict() -> None:
+    console = Console(width=120, record=True, color_system=None)
+    console.print(summary(sample()))
+    text = console.export_text()
+    run = sample()["runs"][0]
+    assert run["label"] in text
+    assert "FAIL" in text and "client-bound" in text
+    assert f"missed {run['counters']['missed']:,}" in text
+    assert "watch (intended send → decoded)" in text
+    assert "p99.9" in text
