@@ -50,7 +50,7 @@ def test_signal_mid_run_leaves_nothing_behind(tmp_path: Path, sig: signal.Signal
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
-    gone, alive = psutil.wait_procs(etcd + workers, timeout=10)
+    _, alive = psutil.wait_procs(etcd + workers, timeout=10)
     assert not alive
     assert not Path(data_dir).exists()
     assert not (tmp_path / "results").exists()  # no half-written results
