@@ -12,6 +12,9 @@ BACKENDS = ("v2", "v3")
 ENCODINGS = ("json", "protobuf")
 KINDS = ("pod", "node", "event")
 V2_WATCH_MODES = ("poll", "stream")
+WORKLOADS = ("update", "churn", "mix")
+MIX_OPS = ("update", "create", "delete")
+SIZE_PROFILES = ("k8s-1.6", "modern")
 DEFAULT_PREFIX = "/registry/"
 
 
@@ -30,7 +33,17 @@ class RunConfig:
     prefix: str = DEFAULT_PREFIX
     max_inflight: int = 64  # per writer process; a full window shows up as schedule slip
     drain_s: float = 5.0  # after the last write, how long the watcher may go without an event
-    extra: dict[str, Any] = field(default_factory=dict)
+    # What the writes are (docs/methodology.md, "Workloads"):
+    workload: str = "update"  # update: objects round-robin; churn: create → updates → delete; mix: weighted
+    mix: str = "update=90,create=5,delete=5"  # workload "mix" only: weights per operation
+    churn_updates: int = 3  # workload "churn": status updates between a pod's create and its delete
+    ttl_s: float = 0.0  # > 0: created objects expire after this many seconds (v3 lease, v2 ttl)
+    size_profile: str = "k8s-1.6"  # object sizes: the 2017 envelope, or "modern" distributions
+    preload: dict[str, int] = field(default_factory=dict)  # kind -> objects stored before the run
+    watchers: int = 1  # watcher processes... or watches, grouped by watchers_per_stream (v3)
+    watchers_per_stream: int = 1  # v3: watches sharing one gRPC stream (one process per stream)
+    scale: float = 1.0  # recorded for the results; scenario files apply it to sizes and rates
+    scenario: str = ""  # the scenario (and cell) this run came from, if any
 
     def __post_init__(self) -> None:
         _choice("--backend", self.backend, BACKENDS)
@@ -44,6 +57,21 @@ class RunConfig:
         _positive("--slo-p99", self.slo_p99_us)
         _positive("--max-inflight", self.max_inflight)
         _positive("--drain", self.drain_s)
+        _choice("--workload", self.workload, WORKLOADS)
+        _choice("--size-profile", self.size_profile, SIZE_PROFILES)
+        _positive("--watchers", self.watchers)
+        _positive("--watchers-per-stream", self.watchers_per_stream)
+        if self.watchers_per_stream > 1 and self.backend != "v3":
+            raise UsageError("--watchers-per-stream: only the v3 API multiplexes watches on one stream")
+        if self.churn_updates < 0:
+            raise UsageError(f"--churn-updates: must be >= 0, got {self.churn_updates}")
+        if self.ttl_s < 0:
+            raise UsageError(f"--ttl: must be >= 0, got {self.ttl_s:g}")
+        for kind, count in self.preload.items():
+            _choice("--preload", kind, KINDS)
+            if count < 0:
+                raise UsageError(f"--preload: {kind}={count} must be >= 0")
+        self.mix_weights  # validates the mix
         if self.warmup_s < 0:
             raise UsageError(f"--warmup: must be >= 0, got {self.warmup_s:g}")
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
@@ -59,12 +87,34 @@ class RunConfig:
         return round(self.rate * (self.warmup_s + self.duration_s))
 
     @property
+    def mix_weights(self) -> dict[str, int]:
+        """"update=90,create=5,delete=5" -> {"update": 90, "create": 5, "delete": 5}."""
+        return parse_mix(self.mix)
+
+    @property
     def label(self) -> str:
         mode = f"({self.v2_watch})" if self.backend == "v2" else ""
         return f"{self.backend}{mode}+{self.encoding} {self.kind} @{self.rate:g}/s"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def parse_mix(text: str) -> dict[str, int]:
+    weights: dict[str, int] = {}
+    for part in text.split(","):
+        op, sep, weight = part.partition("=")
+        op = op.strip()
+        if not sep or op not in MIX_OPS or not weight.strip().isdigit():
+            raise UsageError(f"--mix: {part.strip()!r} is not OP=WEIGHT with OP one of {', '.join(MIX_OPS)}")
+        if op in weights:
+            raise UsageError(f"--mix: {op} given twice")
+        weights[op] = int(weight)
+    if not any(weights.values()):
+        raise UsageError(f"--mix: {text!r} has no positive weight")
+    if weights.get("delete", 0) and not weights.get("create", 0):
+        raise UsageError("--mix: deletes without creates would empty the store; give create a weight too")
+    return weights
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -82,8 +82,7 @@ class Target:
                     )
                 self._checked.add(config.prefix)
             try:
-                start_revision = admin.current_revision() + 1
-                return run_once(config, self.endpoint, start_revision, self.etcd_pid, progress)
+                return run_once(config, self.endpoint, admin, self.etcd_pid, progress)
             finally:
                 if not (self.keep and self.endpoints):
                     admin.delete_prefix(config.prefix)

@@ -108,8 +108,8 @@ def test_watch_events_exactly_at_99_percent_pass() -> None:
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
-        ({"cpu.watcher": 0.95}, "watcher process used 0.95 of its one core"),
-        ({"cpu.writers": 0.92}, "writer processes used 0.92 of 1 core(s)"),
+        ({"cpu.watcher": 0.95}, "a watcher process used 0.95 of its one core"),
+        ({"cpu.writers": 0.92}, "a writer process used 0.92 of its one core"),
         ({"latency_us.schedule_slip.p99": 250_000}, "writers fell behind their schedule"),
     ],
 )

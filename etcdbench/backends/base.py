@@ -61,11 +61,15 @@ class Backend(Protocol):
     def check(self) -> None:
         """Raise EtcdError with one clear line when etcd is unreachable or cannot serve this API."""
 
-    def put_async(self, key: str, value: bytes, done: PutCallback) -> None:
+    def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
         """Start a put and return at once; `done` is called when it is acknowledged or fails.
 
-        Implementations bound nothing themselves: the caller limits requests in flight.
+        ttl_s > 0 makes the key expire (v3: attached to a lease, v2: the key's ttl); its expiry is a
+        DELETE event. Implementations bound nothing themselves: the caller limits requests in flight.
         """
+
+    def delete_async(self, key: str, done: PutCallback) -> None:
+        """Start deleting one key; `done` as for put_async."""
 
     def current_revision(self) -> int:
         """The store's current revision (v3 header revision, v2 X-Etcd-Index)."""
@@ -84,6 +88,9 @@ class Backend(Protocol):
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key under `prefix`; return how many were deleted."""
+
+    def db_size(self) -> int | None:
+        """Bytes of the store's backend database, when the API tells (v3 Status; v2 does not)."""
 
     def server_version(self) -> str:
         """The etcd server version string, e.g. "3.5.1"."""

@@ -159,12 +159,15 @@ class V2Backend:
         if status != 200:
             raise EtcdError(f"etcd at {self.url} answered HTTP {status} to GET /v2/keys/")
 
-    def put_async(self, key: str, value: bytes, done: PutCallback) -> None:
-        self._pool.submit(self._put, key, value, done)
+    def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
+        self._pool.submit(self._call_client, done, "write", key, value.decode("utf-8"), ttl=round(ttl_s) or None)
 
-    def _put(self, key: str, value: bytes, done: PutCallback) -> None:
+    def delete_async(self, key: str, done: PutCallback) -> None:
+        self._pool.submit(self._call_client, done, "delete", key)
+
+    def _call_client(self, done: PutCallback, method: str, *args: Any, **kwargs: Any) -> None:
         try:
-            self._client().write(key, value.decode("utf-8"))
+            getattr(self._client(), method)(*args, **kwargs)
         except Exception as e:
             done(self._error(e) if _v2_missing(e) else e)
             return
@@ -205,6 +208,9 @@ class V2Backend:
             except etcd.EtcdException as e:
                 raise self._error(e) from e
         return count
+
+    def db_size(self) -> int | None:
+        return None  # the v2 store lives in memory; its snapshot size is not exposed by the API
 
     def server_version(self) -> str:
         try:

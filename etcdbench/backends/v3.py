@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import grpc
@@ -21,6 +22,7 @@ from etcdbench.errors import EtcdError
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a relist of a large store arrives as one Range response
 PUT_TIMEOUT_S = 30.0
 ADMIN_TIMEOUT_S = 10.0
+LEASE_REUSE_S = 1.0
 
 
 def grpc_target(endpoint: Endpoint) -> str:
@@ -57,6 +59,8 @@ class V3Backend:
         self._kv = rpc_pb2_grpc.KVStub(self._channel)
         self._watch = rpc_pb2_grpc.WatchStub(self._channel)
         self._maintenance = rpc_pb2_grpc.MaintenanceStub(self._channel)
+        self._lease_stub = rpc_pb2_grpc.LeaseStub(self._channel)
+        self._leases: dict[int, tuple[int, float]] = {}  # TTL -> (lease ID, granted at)
         self._cancelled = threading.Event()
         self._call: grpc.Future | None = None
 
@@ -72,9 +76,33 @@ class V3Backend:
                 raise EtcdError(f"cannot reach etcd v3 API at {self._target}: {exc.details()}") from None
             raise self._error("Status", exc) from None
 
-    def put_async(self, key: str, value: bytes, done: PutCallback) -> None:
-        fut = self._kv.Put.future(rpc_pb2.PutRequest(key=key.encode(), value=value), timeout=PUT_TIMEOUT_S)
+    def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
+        lease = self._lease(ttl_s) if ttl_s > 0 else 0
+        request = rpc_pb2.PutRequest(key=key.encode(), value=value, lease=lease)
+        fut = self._kv.Put.future(request, timeout=PUT_TIMEOUT_S)
         fut.add_done_callback(lambda f: done(f.exception()))
+
+    def delete_async(self, key: str, done: PutCallback) -> None:
+        fut = self._kv.DeleteRange.future(rpc_pb2.DeleteRangeRequest(key=key.encode()), timeout=PUT_TIMEOUT_S)
+        fut.add_done_callback(lambda f: done(f.exception()))
+
+    def _lease(self, ttl_s: float) -> int:
+        """A lease of `ttl_s`, shared by the puts of the same second.
+
+        The kube-apiserver shares one lease among the Events of a whole minute; a second keeps each
+        key's expiry within a second of its intended one.
+        """
+        ttl = max(1, round(ttl_s))
+        now = time.monotonic()
+        cached = self._leases.get(ttl)
+        if cached is not None and now - cached[1] < LEASE_REUSE_S:
+            return cached[0]
+        try:
+            resp = self._lease_stub.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=ttl), timeout=ADMIN_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise self._error("LeaseGrant", exc) from None
+        self._leases[ttl] = (int(resp.ID), now)
+        return int(resp.ID)
 
     def current_revision(self) -> int:
         return int(self._range(b"\0", b"\0", count_only=True).header.revision)
@@ -116,6 +144,13 @@ class V3Backend:
             raise self._error("Status", exc) from None
         return str(resp.version)
 
+    def db_size(self) -> int | None:
+        try:
+            resp = self._maintenance.Status(rpc_pb2.StatusRequest(), timeout=ADMIN_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise self._error("Status", exc) from None
+        return int(resp.dbSize)
+
     def status(self) -> dict[str, int | str]:
         resp = self._maintenance.Status(rpc_pb2.StatusRequest(), timeout=ADMIN_TIMEOUT_S)
         return {
@@ -126,25 +161,33 @@ class V3Backend:
         }
 
     def watch(self, prefix: str, start_revision: int) -> Iterator[WatchItem]:
+        return (item for _, item in self.watch_many(prefix, start_revision, 1))
+
+    def watch_many(self, prefix: str, start_revision: int, count: int) -> Iterator[tuple[int, WatchItem]]:
+        """`count` watches of the same prefix multiplexed on ONE gRPC stream, as the kube-apiserver
+        multiplexes its watchers; items are tagged with the watch's index 0..count-1.
+
+        A watch whose start revision was compacted is relisted (a full read, as Kubernetes does after
+        410 Gone) and re-created on the same stream from the listing's revision + 1.
+        """
         key = prefix.encode()
         end = prefix_range_end(key)
-        revision = start_revision
-        while not self._cancelled.is_set():
-            compacted = yield from self._stream(key, end, revision)
-            if compacted is None:
-                return
-            # Kubernetes answers a compacted watch with 410 Gone and relists: read everything, go on.
-            listing = self._range(key, end)
-            yield Relist("v3-compacted", int(listing.header.revision), len(listing.kvs))
-            revision = int(listing.header.revision) + 1
-
-    def _stream(self, key: bytes, end: bytes, revision: int) -> Generator[WatchItem, None, int | None]:
-        """One watch stream from `revision`; returns the compact revision if history was lost."""
         requests: queue.SimpleQueue[rpc_pb2.WatchRequest | None] = queue.SimpleQueue()
-        create = rpc_pb2.WatchCreateRequest(
-            key=key, range_end=end, start_revision=revision, prev_kv=True, progress_notify=True
-        )
-        requests.put(rpc_pb2.WatchRequest(create_request=create))
+        pending: list[int] = []  # watch indexes whose create request awaits its `created` answer
+        ids: dict[int, int] = {}  # server watch_id -> our index
+
+        def create(index: int, revision: int) -> None:
+            pending.append(index)
+            requests.put(
+                rpc_pb2.WatchRequest(
+                    create_request=rpc_pb2.WatchCreateRequest(
+                        key=key, range_end=end, start_revision=revision, prev_kv=True, progress_notify=True
+                    )
+                )
+            )
+
+        for index in range(count):
+            create(index, start_revision)
         call = self._watch.Watch(iter(requests.get, None))
         self._call = call
         if self._cancelled.is_set():
@@ -152,27 +195,36 @@ class V3Backend:
         delete = kv_pb2.Event.DELETE
         try:
             for resp in call:
+                if resp.created:
+                    ids[resp.watch_id] = pending.pop(0)
+                index = ids.get(resp.watch_id, -1)
                 if resp.compact_revision:
-                    return int(resp.compact_revision)
+                    # The server cancels this watch; Kubernetes would answer 410 Gone and relist.
+                    del ids[resp.watch_id]
+                    listing = self._range(key, end)
+                    yield index, Relist("v3-compacted", int(listing.header.revision), len(listing.kvs))
+                    create(index, int(listing.header.revision) + 1)
+                    continue
                 if resp.canceled:
-                    raise EtcdError(f"etcd at {self._target} cancelled the watch: {resp.cancel_reason}")
+                    raise EtcdError(f"etcd at {self._target} cancelled a watch: {resp.cancel_reason}")
                 for ev in resp.events:
                     kv = ev.kv
-                    yield WatchEvent(
-                        "DELETE" if ev.type == delete else "PUT",
-                        kv.key.decode(),
-                        kv.mod_revision,
-                        kv.value,
-                        ev.prev_kv.value if ev.HasField("prev_kv") else None,
+                    yield (
+                        index,
+                        WatchEvent(
+                            "DELETE" if ev.type == delete else "PUT",
+                            kv.key.decode(),
+                            kv.mod_revision,
+                            kv.value,
+                            ev.prev_kv.value if ev.HasField("prev_kv") else None,
+                        ),
                     )
         except grpc.RpcError as exc:
-            if self._cancelled.is_set():
-                return None
-            raise self._error("Watch", exc) from None
+            if not self._cancelled.is_set():
+                raise self._error("Watch", exc) from None
         finally:
             requests.put(None)
             call.cancel()
-        return None
 
     def cancel(self) -> None:
         self._cancelled.set()

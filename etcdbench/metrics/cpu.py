@@ -35,6 +35,7 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
         self._ncpu = psutil.cpu_count() or 1
         self._last: dict[int, float] = {}
+        self._pid_series: dict[int, _Series] = {p: _Series() for pids in groups.values() for p in pids}
         self._host_last: dict[int, float] = {}
         self._host_acc = 0.0
 
@@ -65,6 +66,8 @@ class CpuSampler:
                 except psutil.Error:
                     pass  # exited: its last sample stands
                 total += self._last.get(p.pid, 0.0)
+                self._pid_series[p.pid].times.append(now)
+                self._pid_series[p.pid].cpu_s.append(self._last.get(p.pid, 0.0))
             self._series[name].times.append(now)
             self._series[name].cpu_s.append(total)
         host = self._series["host"]
@@ -93,7 +96,13 @@ class CpuSampler:
 
     def cores(self, name: str, start: float, end: float) -> float | None:
         """Average cores used by a group between two monotonic times (host: fraction of all cores)."""
-        s = self._series[name]
+        return self._average(self._series[name], start, end)
+
+    def cores_of(self, pid: int, start: float, end: float) -> float | None:
+        """Average cores used by one sampled process between two monotonic times."""
+        return self._average(self._pid_series[pid], start, end)
+
+    def _average(self, s: _Series, start: float, end: float) -> float | None:
         idx = [i for i, t in enumerate(s.times) if start - self.interval / 2 <= t <= end + self.interval / 2]
         if len(idx) < 2 or s.times[idx[-1]] <= s.times[idx[0]]:
             return None

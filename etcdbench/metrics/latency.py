@@ -60,3 +60,7 @@ class LatencyRecorder:
         out["out_of_range"] = self.out_of_range
         out["hdr"] = self.encode() if not empty else ""
         return out
+
+
+# The same histogram serves any positive integer: object sizes in bytes, for one.
+ValueRecorder = LatencyRecorder

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from etcdbench.backends.base import Endpoint
+from etcdbench.backends.base import Backend, Endpoint
 from etcdbench.errors import EtcdError
 from etcdbench.metrics.cpu import CpuSampler
 from etcdbench.results.model import build_run
@@ -28,6 +28,8 @@ from etcdbench.workload.writer import WriterPlan, run_writer
 READY_TIMEOUT_S = 60.0
 START_LEAD_S = 0.5  # t0 this far ahead of "all ready", so no process starts late
 GRACE_S = 30.0  # how long past its schedule a writer may take to finish its last puts
+MIN_PRELOAD_RATE = 100.0  # keys/s: a preload slower than this is reported as a failure, not waited for
+EXPIRY_GRACE_S = 3.0  # etcd revokes expired leases in periodic batches: allow this much lateness
 
 # Progress: (phase, seconds elapsed since t0, run seconds) — a display hook, never required.
 Progress = Callable[[str, float, float], None]
@@ -73,28 +75,47 @@ class _Child:
         self.conn.close()
 
 
+def _streams(config: RunConfig) -> list[int]:
+    """Watches per watcher process: `watchers` split into streams of `watchers_per_stream`."""
+    full, rest = divmod(config.watchers, config.watchers_per_stream)
+    return [config.watchers_per_stream] * full + ([rest] if rest else [])
+
+
 def run_once(
     config: RunConfig,
     endpoint: Endpoint,
-    start_revision: int,
+    admin: Backend,
     etcd_pid: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
+    """Preload, then measure `config`; `admin` is the parent's own connection (revision, db size)."""
     ctx = mp.get_context("spawn")  # gRPC and threads do not survive fork
     children: list[_Child] = []
     sampler: CpuSampler | None = None
     try:
-        watcher = _Child(ctx, "watcher", run_watcher, WatcherPlan(config, endpoint, start_revision))
-        children.append(watcher)
         writers = [
-            _Child(ctx, f"writer {w}", run_writer, WriterPlan(w, config, endpoint))
-            for w in range(config.writers)
+            _Child(ctx, f"writer {w}", run_writer, WriterPlan(w, config, endpoint)) for w in range(config.writers)
         ]
         children.extend(writers)
-        for child in children:
-            child.expect("ready", READY_TIMEOUT_S)
+        preload_keys = sum(config.preload.values()) + config.objects
+        ready = [w.expect("ready", READY_TIMEOUT_S + preload_keys / MIN_PRELOAD_RATE) for w in writers]
+        preload = {
+            "keys": sum(r["preloaded"] for r in ready),
+            "seconds": round(max(r["preload_s"] for r in ready), 3),
+            "db_size_bytes": admin.db_size(),
+        }
 
-        groups = {"watcher": [watcher.proc.pid or 0], "writers": [w.proc.pid or 0 for w in writers]}
+        # The watch starts after the preload: what the run writes from here on is what it must receive.
+        start_revision = admin.current_revision() + 1
+        watchers = [
+            _Child(ctx, f"watcher {i}", run_watcher, WatcherPlan(config, endpoint, start_revision, i, n))
+            for i, n in enumerate(_streams(config))
+        ]
+        children.extend(watchers)
+        for w in watchers:
+            w.expect("ready", READY_TIMEOUT_S)
+
+        groups = {"watcher": [w.proc.pid or 0 for w in watchers], "writers": [w.proc.pid or 0 for w in writers]}
         if etcd_pid:
             groups["etcd"] = [etcd_pid]
         sampler = CpuSampler(groups)
@@ -115,20 +136,32 @@ def run_once(
                     raise EtcdError(f"{w.name} did not finish within {GRACE_S:g} s of its schedule")
             writer_results.append(w.expect("done", 0))
         writes_end = time.monotonic()
-        watcher.conn.send(("drain", sum(bytes(r["acked"]).count(1) for r in writer_results)))
-        while not watcher.conn.poll(0.25):
-            if progress:
-                progress("draining", time.monotonic() - t0_ns / NS, run_s)
-        watcher_result = watcher.expect("done", 0)
+        expiring = [expiry for r in writer_results for _, expiry in r["expiring"]]
+        expected = sum(
+            bytes(r["acked"]).count(1) + len(r["deletes"]) + len(r["expiring"]) for r in writer_results
+        )
+        until_ns = max(expiring) + round(EXPIRY_GRACE_S * NS) if expiring else 0
+        for w in watchers:
+            w.conn.send(("drain", (expected, until_ns)))
+        watcher_results = []
+        for w in watchers:
+            while not w.conn.poll(0.25):
+                if progress:
+                    progress("draining", time.monotonic() - t0_ns / NS, run_s)
+            watcher_results.append(w.expect("done", 0))
         sampler.stop()
-        cpu = {
-            name: sampler.cores(name, timeline.window_start_ns / NS, timeline.window_end_ns / NS)
-            for name in [*groups, "host"]
-        }
+        window = (timeline.window_start_ns / NS, timeline.window_end_ns / NS)
+        cpu = {name: sampler.cores(name, *window) for name in [*groups, "host"]}
+        cpu["watcher_max"] = max(
+            (sampler.cores_of(pid, *window) or 0.0 for pid in groups["watcher"]), default=None
+        )
+        cpu["writer_max"] = max((sampler.cores_of(pid, *window) or 0.0 for pid in groups["writers"]), default=None)
         return build_run(
             config,
             writer_results,
-            watcher_result,
+            watcher_results,
+            timeline=timeline,
+            preload=preload,
             cpu=cpu,
             cpu_timeseries=sampler.timeseries(t0_ns / NS),
             drain_s=time.monotonic() - writes_end,

@@ -1,7 +1,9 @@
-"""The watcher process: one watch on the prefix, every event received *and decoded*.
+"""A watcher process: one watch stream on the prefix, carrying one or more watches (v3 multiplexes).
 
-Like the kube-apiserver's watch cache it decodes the new object and, when the server sends it, the
-previous one. Latency is taken after decoding: intended send time of the write -> event decoded here.
+Like the kube-apiserver's watch cache it decodes every event's new object and, when the server sends
+it, the previous one. Latency is taken after decoding: intended send time of the write -> event
+decoded here. Each watch keeps its own books; a stream with several watches decodes every event once
+per watch, as several independent watchers would.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 from etcdbench.backends import make_backend
-from etcdbench.backends.base import Endpoint, Relist
-from etcdbench.encoding.codec import get_codec
+from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
+from etcdbench.encoding.codec import Codec, get_codec
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.scenario import RunConfig
 from etcdbench.workload.accounting import EventLedger, parse_stamp
@@ -29,13 +32,86 @@ class WatcherPlan:
     config: RunConfig
     endpoint: Endpoint
     start_revision: int
+    stream: int  # which stream of the run this process holds
+    watches: int  # watches on this stream
+
+
+class WatchBook:
+    """Everything one watch saw: the ledger of puts, the deletes by key, latency and time series."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.ledger = EventLedger()
+        self.latency = LatencyRecorder()
+        self.per_s = PerSecond(timeline.t0_ns)
+        self.deletes_seen: dict[str, int] = {}  # key -> first receive time (ns)
+        self.delete_duplicates = 0
+        self.relists: list[dict[str, Any]] = []
+        self.in_window = 0
+        self.foreign = self.decode_errors = 0
+        self.last_event_ns = time.monotonic_ns()
+
+    @property
+    def distinct(self) -> int:
+        return self.ledger.distinct + len(self.deletes_seen)
+
+    def relist(self, item: Relist) -> None:
+        self.relists.append({"reason": item.reason, "revision": item.revision, "keys": item.keys})
+        self.ledger.restart(item.revision)
+
+    def event(self, item: WatchEvent, codec: Codec, base64_values: bool) -> None:
+        try:
+            prev = item.prev_value
+            if prev:  # the apiserver decodes the previous object too (for deletes, the only one)
+                codec.decode(base64.b64decode(prev) if base64_values else prev)
+            if item.type == "PUT":
+                stamp = codec.stamp(base64.b64decode(item.value) if base64_values else item.value)
+        except Exception:
+            self.decode_errors += 1
+            return
+        now = self.last_event_ns = time.monotonic_ns()
+        if item.type == "DELETE":
+            if item.key in self.deletes_seen:
+                self.delete_duplicates += 1
+            else:
+                self.deletes_seen[item.key] = now
+                self._count(now)
+            return
+        if stamp is None:
+            self.foreign += 1
+            return
+        writer, seq, intended = parse_stamp(stamp)
+        if self.ledger.record(writer, seq, item.revision):
+            self._count(now)
+            if self.timeline.in_window(intended):
+                self.latency.record_us((now - intended) // 1000)
+
+    def _count(self, now: int) -> None:
+        self.per_s.add(now)
+        self.in_window += self.timeline.in_window(now)
+
+    def result(self) -> dict[str, Any]:
+        ledger = self.ledger
+        return {
+            "seen": {w: bytes(s.bits) for w, s in ledger.seen.items()},
+            "events": ledger.events,
+            "duplicates": ledger.duplicates + self.delete_duplicates,
+            "out_of_order": ledger.out_of_order,
+            "deletes_seen": self.deletes_seen,
+            "received_in_window": self.in_window,
+            "relists": self.relists,
+            "foreign": self.foreign,
+            "decode_errors": self.decode_errors,
+            "watch_latency": self.latency.summary(),
+            "events_per_s": self.per_s.counts,
+        }
 
 
 def run_watcher(plan: WatcherPlan, conn: Connection) -> None:
     try:
         conn.send(("done", _watch(plan, conn)))
     except Exception as exc:
-        conn.send(("error", f"watcher: {type(exc).__name__}: {exc}"))
+        conn.send(("error", f"watcher {plan.stream}: {type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
@@ -45,78 +121,51 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
     backend = make_backend(cfg.backend, plan.endpoint, v2_watch=cfg.v2_watch)
     codec = get_codec(cfg.encoding)
     base64_values = not backend.binary_safe and cfg.encoding == "protobuf"
-    ledger = EventLedger()
-    latency = LatencyRecorder()
-    relists: list[dict[str, Any]] = []
-    foreign = deletes = decode_errors = 0
-    state = {"last_event_ns": time.monotonic_ns(), "expected": -1}
 
     conn.send(("ready", None))
     _, t0_ns = conn.recv()
     timeline = Timeline(t0_ns, cfg.warmup_s, cfg.duration_s)
-    events_per_s = PerSecond(t0_ns)
-    in_window = 0
+    books = [WatchBook(timeline) for _ in range(plan.watches)]
+    drain: dict[str, int] = {}
+
+    def done() -> bool:
+        return bool(drain) and all(b.distinct >= drain["expected"] for b in books)
 
     def control() -> None:
-        # The parent sends ("drain", n) once the writers are done: n acknowledged writes to expect.
-        _, expected = conn.recv()
-        state["expected"] = expected
+        # The parent sends ("drain", (n, until_ns)) once the writers are done: n acknowledged writes
+        # and deletes to expect, and expiries due until `until_ns`, which the watch must wait for.
+        _, (expected, until_ns) = conn.recv()
+        drain.update(expected=expected, until=until_ns)
         hard_deadline = time.monotonic_ns() + DRAIN_HARD_LIMIT_S * NS
         while True:
             now = time.monotonic_ns()
-            if (
-                ledger.distinct >= expected
-                or now - state["last_event_ns"] > cfg.drain_s * NS
-                or now > hard_deadline
-            ):
+            last = max(b.last_event_ns for b in books)
+            idle = now - max(last, until_ns) > cfg.drain_s * NS
+            if (done() and now >= until_ns) or idle or now > hard_deadline:
                 backend.cancel()
                 return
             time.sleep(0.05)
 
     threading.Thread(target=control, name="watcher-control", daemon=True).start()
 
-    for item in backend.watch(cfg.prefix, plan.start_revision):
+    items: Iterator[tuple[int, WatchItem]]
+    if plan.watches > 1:
+        items = backend.watch_many(cfg.prefix, plan.start_revision, plan.watches)  # type: ignore[attr-defined]
+    else:
+        items = ((0, item) for item in backend.watch(cfg.prefix, plan.start_revision))
+    for index, item in items:
+        book = books[index]
         if isinstance(item, Relist):
-            relists.append({"reason": item.reason, "revision": item.revision, "keys": item.keys})
-            ledger.restart(item.revision)
-            continue
-        if item.type != "PUT":
-            deletes += 1
-            continue
-        try:
-            value = base64.b64decode(item.value) if base64_values else item.value
-            stamp = codec.stamp(value)
-            if item.prev_value:
-                codec.decode(base64.b64decode(item.prev_value) if base64_values else item.prev_value)
-        except Exception:
-            decode_errors += 1
-            continue
-        now = time.monotonic_ns()
-        state["last_event_ns"] = now
-        if stamp is None:
-            foreign += 1
-            continue
-        writer, seq, intended = parse_stamp(stamp)
-        if ledger.record(writer, seq, item.revision):
-            events_per_s.add(now)
-            in_window += timeline.in_window(now)
-            if timeline.in_window(intended):
-                latency.record_us((now - intended) // 1000)
-        if 0 <= state["expected"] <= ledger.distinct:
+            book.relist(item)
+        else:
+            book.event(item, codec, base64_values)
+        if done() and time.monotonic_ns() >= drain["until"]:
             backend.cancel()
     backend.close()
     return {
-        "seen": {w: bytes(s.bits) for w, s in ledger.seen.items()},
-        "events": ledger.events,
-        "duplicates": ledger.duplicates,
-        "out_of_order": ledger.out_of_order,
-        "received_in_window": in_window,
-        "relists": relists,
-        "foreign": foreign,
-        "deletes": deletes,
-        "decode_errors": decode_errors,
+        "stream": plan.stream,
+        "ended_ns": time.monotonic_ns(),
         # v2 stream only: the server dropped our stream (its 100-event buffer filled) and we reopened it.
         "stream_reopens": getattr(backend, "stream_ends", 0),
-        "watch_latency": latency.summary(),
-        "events_per_s": events_per_s.counts,
+        "watches": [b.result() for b in books],
     }

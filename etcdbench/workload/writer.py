@@ -5,6 +5,9 @@ write with i % writers == w. The schedule never resets: a writer that falls behi
 at once, and their latency still counts from the intended time, so a stall is charged to every write
 it delays (no coordinated omission). Requests in flight are capped; waiting for a free slot is
 schedule slip, which is reported.
+
+Before reporting ready, a writer stores its share of the preload (the cluster's standing state) and,
+for the update and mix workloads, the objects it will update: both as fast as its window allows.
 """
 
 from __future__ import annotations
@@ -12,17 +15,19 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 from etcdbench.backends import make_backend
-from etcdbench.backends.base import Endpoint
+from etcdbench.backends.base import Backend, Endpoint, PutCallback
 from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER, build_object, object_key
-from etcdbench.metrics.latency import LatencyRecorder
-from etcdbench.scenario import RunConfig
+from etcdbench.metrics.latency import LatencyRecorder, ValueRecorder
+from etcdbench.scenario import ENCODINGS, RunConfig
 from etcdbench.workload.accounting import SeqSet, format_stamp
+from etcdbench.workload.ops import op_stream, own_objects, seeded
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 PLACEHOLDER = STAMP_PLACEHOLDER.encode("ascii")
@@ -36,26 +41,46 @@ class WriterPlan:
 
 
 class ValueTemplates:
-    """Each object encoded once; a write only swaps in its stamp (same width, so still valid)."""
+    """Each object encoded once; a write only swaps in its stamp (same width, so still valid).
 
-    def __init__(self, config: RunConfig) -> None:
-        self.codec = get_codec(config.encoding)
-        self.kind = config.kind
+    Also records the size of every value written, as stored and in each encoding.
+    """
+
+    def __init__(self, config: RunConfig, base64_values: bool) -> None:
+        self.codecs = {name: get_codec(name) for name in ENCODINGS}
+        self.encoding = config.encoding
+        self.profile = config.size_profile
         self.prefix = config.prefix
-        self._cache: dict[int, tuple[str, bytes]] = {}
+        self.base64 = base64_values
+        self._cache: dict[tuple[str, int], tuple[str, bytes, dict[str, int]]] = {}
+        self.sizes = {name: ValueRecorder() for name in (*ENCODINGS, "stored")}
 
-    def get(self, index: int) -> tuple[str, bytes]:
-        hit = self._cache.get(index)
+    def get(self, kind: str, index: int) -> tuple[str, bytes, dict[str, int]]:
+        """(key, encoded template, {encoding: bytes}) of an object."""
+        hit = self._cache.get((kind, index))
         if hit is None:
-            value = self.codec.encode(build_object(self.kind, index))
+            obj = build_object(kind, index, self.profile)
+            value = self.codecs[self.encoding].encode(obj)
             if PLACEHOLDER not in value:
-                raise AssertionError(f"{self.kind} object has no stamp placeholder")
-            hit = self._cache[index] = (self.prefix + object_key(self.kind, index), value)
+                raise AssertionError(f"{kind} object has no stamp placeholder")
+            sizes = {name: len(codec.encode(obj)) for name, codec in self.codecs.items()}
+            sizes["stored"] = len(base64.b64encode(value)) if self.base64 else len(value)
+            hit = self._cache[(kind, index)] = (self.prefix + object_key(kind, index), value, sizes)
         return hit
+
+    def value(self, kind: str, index: int, stamp: str) -> tuple[str, bytes]:
+        key, template, sizes = self.get(kind, index)
+        value = template.replace(PLACEHOLDER, stamp.encode("ascii"), 1)
+        for name, n in sizes.items():
+            self.sizes[name].record_us(n)
+        return key, base64.b64encode(value) if self.base64 else value
+
+    def forget(self, kind: str, index: int) -> None:
+        self._cache.pop((kind, index), None)
 
 
 def run_writer(plan: WriterPlan, conn: Connection) -> None:
-    """Process entry point: report ready, wait for t0, write, send the result."""
+    """Process entry point: preload, report ready, wait for t0, write, send the result."""
     try:
         conn.send(("done", _write(plan, conn)))
     except Exception as exc:  # reported to the parent, which owns the exit code
@@ -64,39 +89,97 @@ def run_writer(plan: WriterPlan, conn: Connection) -> None:
         conn.close()
 
 
+class _Window:
+    """At most `limit` requests in flight; acquire() blocks for a free slot."""
+
+    def __init__(self, limit: int) -> None:
+        self.cond = threading.Condition()
+        self.limit = limit
+        self.inflight = 0
+
+    def acquire(self) -> None:
+        with self.cond:
+            while self.inflight >= self.limit:
+                self.cond.wait()
+            self.inflight += 1
+
+    def release(self) -> None:
+        with self.cond:
+            self.inflight -= 1
+            self.cond.notify()
+
+    def drain(self) -> None:
+        with self.cond:
+            while self.inflight:
+                self.cond.wait()
+
+
+def _preload(plan: WriterPlan, backend: Backend, templates: ValueTemplates, window: _Window) -> int:
+    """Store this writer's share of the standing state, closed-loop; return how many keys."""
+    cfg = plan.config
+    counts = dict(cfg.preload)
+    if seeded(cfg):
+        counts[cfg.kind] = max(counts.get(cfg.kind, 0), cfg.objects)
+    failures: list[BaseException] = []
+
+    def done(exc: BaseException | None) -> None:
+        if exc is not None:
+            failures.append(exc)
+        window.release()
+
+    stored = 0
+    for kind, n in counts.items():
+        for index in range(plan.writer_id, n, cfg.writers):
+            key, template, _ = templates.get(kind, index)
+            window.acquire()
+            backend.put_async(key, base64.b64encode(template) if templates.base64 else template, done)
+            if kind != cfg.kind or index >= cfg.objects:
+                templates.forget(kind, index)  # standing state is written once: keep no copy
+            stored += 1
+    window.drain()
+    if failures:
+        raise RuntimeError(f"preload: {len(failures)} puts failed, e.g. {failures[0]}")
+    return stored
+
+
 def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
     cfg = plan.config
     backend = make_backend(cfg.backend, plan.endpoint, v2_watch=cfg.v2_watch, max_inflight=cfg.max_inflight)
-    templates = ValueTemplates(cfg)
-    needs_base64 = not backend.binary_safe and cfg.encoding == "protobuf"
-    my_writes = range(plan.writer_id, cfg.total_writes, cfg.writers)
-    for i in my_writes[: cfg.objects]:
-        templates.get(i % cfg.objects)  # encode up front so the schedule starts hot
-
-    conn.send(("ready", None))
+    templates = ValueTemplates(cfg, base64_values=not backend.binary_safe and cfg.encoding == "protobuf")
+    window = _Window(cfg.max_inflight)
+    started = time.monotonic()
+    preloaded = _preload(plan, backend, templates, window)
+    conn.send(("ready", {"preloaded": preloaded, "preload_s": time.monotonic() - started}))
     _, t0_ns = conn.recv()
     timeline = Timeline(t0_ns, cfg.warmup_s, cfg.duration_s)
     interval_ns = NS / cfg.rate
 
-    lock = threading.Condition()
-    inflight = 0
+    lock = threading.Lock()
     acked = SeqSet()
+    deletes: list[tuple[str, int]] = []  # (key, intended_ns) of acknowledged deletes
+    expiring: list[tuple[str, int]] = []  # (key, latest expected expiry, ns) of acknowledged TTL creates
     errors = 0
     error_sample = ""
+    ops_acked = {"create": 0, "update": 0, "delete": 0}
     put_latency = LatencyRecorder()
     slip = LatencyRecorder()
     acks_per_s = PerSecond(t0_ns)
-    value_bytes = 0
     acked_in_window = 0
+    ttl_ns = round(cfg.ttl_s * NS)
 
-    def done_cb(seq: int, intended: int) -> Any:
+    def callback(seq: int, intended: int, action: str, key: str) -> PutCallback:
         def done(exc: BaseException | None) -> None:
-            nonlocal inflight, errors, error_sample, acked_in_window
+            nonlocal errors, error_sample, acked_in_window
             now = time.monotonic_ns()
             with lock:
-                inflight -= 1
                 if exc is None:
-                    acked.add(seq)
+                    ops_acked[action] += 1
+                    if action == "delete":
+                        deletes.append((key, intended))
+                    else:
+                        acked.add(seq)
+                        if action == "create" and ttl_ns:
+                            expiring.append((key, now + ttl_ns))
                     acks_per_s.add(now)
                     acked_in_window += timeline.in_window(now)
                     if timeline.in_window(intended):
@@ -104,41 +187,43 @@ def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
                 else:
                     errors += 1
                     error_sample = error_sample or f"{type(exc).__name__}: {exc}"
-                lock.notify()
+            window.release()
 
         return done
 
-    for seq, i in enumerate(my_writes):
+    my_slots: Iterable[int] = range(plan.writer_id, cfg.total_writes, cfg.writers)
+    for seq, (i, op) in enumerate(zip(my_slots, op_stream(cfg, plan.writer_id), strict=False)):
         intended = t0_ns + round(i * interval_ns)
         delay = intended - time.monotonic_ns()
         if delay > 0:
             time.sleep(delay / NS)
-        with lock:
-            while inflight >= cfg.max_inflight:
-                lock.wait()
-            inflight += 1
+        window.acquire()
         if timeline.in_window(intended):
             slip.record_us((time.monotonic_ns() - intended) // 1000)
-        key, template = templates.get(i % cfg.objects)
-        value = template.replace(PLACEHOLDER, format_stamp(plan.writer_id, seq, intended).encode("ascii"), 1)
-        if needs_base64:
-            value = base64.b64encode(value)
-        value_bytes += len(value)
-        backend.put_async(key, value, done_cb(seq, intended))
+        if op.action == "delete":
+            key = templates.get(cfg.kind, op.index)[0]
+            templates.forget(cfg.kind, op.index)
+            backend.delete_async(key, callback(seq, intended, op.action, key))
+            continue
+        key, value = templates.value(cfg.kind, op.index, format_stamp(plan.writer_id, seq, intended))
+        ttl = cfg.ttl_s if op.action == "create" else 0.0
+        backend.put_async(key, value, callback(seq, intended, op.action, key), ttl)
 
-    with lock:
-        while inflight > 0:
-            lock.wait()
+    window.drain()
     backend.close()
     return {
         "writer_id": plan.writer_id,
-        "attempted": len(my_writes),
+        "attempted": len(range(plan.writer_id, cfg.total_writes, cfg.writers)),
+        "owned_objects": own_objects(cfg, plan.writer_id),
         "acked": bytes(acked.bits),
+        "deletes": deletes,
+        "expiring": expiring,
+        "ops_acked": ops_acked,
         "acked_in_window": acked_in_window,
         "errors": errors,
         "error_sample": error_sample,
         "put_latency": put_latency.summary(),
         "slip": slip.summary(),
         "acks_per_s": acks_per_s.counts,
-        "value_bytes_total": value_bytes,
+        "value_bytes": {name: rec.summary() for name, rec in templates.sizes.items()},
     }
