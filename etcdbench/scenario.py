@@ -71,7 +71,7 @@ class RunConfig:
             _choice("--preload", kind, KINDS)
             if count < 0:
                 raise UsageError(f"--preload: {kind}={count} must be >= 0")
-        self.mix_weights  # validates the mix
+        parse_mix(self.mix)
         if self.warmup_s < 0:
             raise UsageError(f"--warmup: must be >= 0, got {self.warmup_s:g}")
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
@@ -88,13 +88,18 @@ class RunConfig:
 
     @property
     def mix_weights(self) -> dict[str, int]:
-        """"update=90,create=5,delete=5" -> {"update": 90, "create": 5, "delete": 5}."""
+        """ "update=90,create=5,delete=5" -> {"update": 90, "create": 5, "delete": 5}."""
         return parse_mix(self.mix)
 
     @property
     def label(self) -> str:
         mode = f"({self.v2_watch})" if self.backend == "v2" else ""
-        return f"{self.backend}{mode}+{self.encoding} {self.kind} @{self.rate:g}/s"
+        label = f"{self.backend}{mode}+{self.encoding} {self.kind} @{self.rate:g}/s"
+        if self.workload != "update":
+            label += f" {self.workload}"
+        if self.watchers > 1:
+            label += f" x{self.watchers} watchers"
+        return label
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +120,17 @@ def parse_mix(text: str) -> dict[str, int]:
     if weights.get("delete", 0) and not weights.get("create", 0):
         raise UsageError("--mix: deletes without creates would empty the store; give create a weight too")
     return weights
+
+
+def parse_preload(text: str) -> dict[str, int]:
+    """ "pod=150000,node=5000" -> {"pod": 150000, "node": 5000}; "" -> {}."""
+    counts: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, n = part.partition("=")
+        if not sep or kind.strip() not in KINDS or not n.strip().isdigit():
+            raise UsageError(f"--preload: {part!r} is not KIND=COUNT with KIND one of {', '.join(KINDS)}")
+        counts[kind.strip()] = int(n)
+    return counts
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:

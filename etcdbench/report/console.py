@@ -32,18 +32,56 @@ def run_panel(run: dict[str, Any]) -> Panel:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    facts.add_row("workload", f"{run['kind']} objects, {run['object_bytes']:,} bytes each as stored")
+    sizes = run.get("object_sizes")
+    if sizes:
+        stored = sizes["stored"]
+        size = (
+            f"{run['kind']} objects as stored: p50 {stored['p50']:,} B, p99 {stored['p99']:,} B, "
+            f"max {stored['max']:,} B (p50 as json {sizes['json']['p50']:,} B, "
+            f"as protobuf {sizes['protobuf']['p50']:,} B)"
+        )
+    else:
+        size = f"{run['kind']} objects, {run['object_bytes']:,} bytes each as stored"
+    facts.add_row("objects", size)
+    ops = run.get("operations")
+    if ops:
+        workload = run.get("workload", "update")
+        facts.add_row(
+            "workload",
+            f"{workload}: {ops['create']:,} creates · {ops['update']:,} updates · {ops['delete']:,} deletes",
+        )
+    preload = run.get("preload")
+    if preload and preload["keys"]:
+        db = preload.get("db_size_bytes")
+        facts.add_row(
+            "preload",
+            f"{preload['keys']:,} keys in {preload['seconds']:g} s"
+            + (f" · db {db / 1e6:,.1f} MB" if db else ""),
+        )
     facts.add_row(
         "rate",
         f"target {run['target_rate']:g} writes/s · written {run['write_rate_achieved']:g}/s · "
         f"watcher received {run['watch_events_per_s']:g} events/s",
     )
     facts.add_row(
-        "events",
+        "events" if run.get("watchers", 1) == 1 else f"events ({run['watchers']} watches)",
         f"written {c['written']:,} · received {c['received']:,} · missed {c['missed']:,} · "
         f"duplicates {c['duplicates']:,} · out of order {c['out_of_order']:,} · relists {c['relists']} · "
         f"write errors {c['errors']:,}",
     )
+    if c.get("expiries_received") or c.get("expiries_pending"):
+        facts.add_row(
+            "expiries",
+            f"received {c['expiries_received']:,} · missed {c['missed_expiries']:,} · "
+            f"not yet due at the end {c['expiries_pending']:,}",
+        )
+    for w in run.get("watches", []):
+        wc = w["counters"]
+        facts.add_row(
+            f"watch {w['watch']}",
+            f"stream {w['stream']} · {w['watch_events_per_s']:g} events/s · received {wc['received']:,} · "
+            f"missed {wc['missed']:,} · p99 {fmt_us(w['latency_us']['watch']['p99'])}",
+        )
     cpu = run["cpu"]
     host = "-" if cpu.get("host") is None else f"{cpu['host']:.0%} busy"
     facts.add_row(
