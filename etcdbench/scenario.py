@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from etcdbench.errors import UsageError
+from etcdbench.faults import parse_fault
 
 BACKENDS = ("v2", "v3")
 ENCODINGS = ("json", "protobuf")
@@ -44,6 +45,7 @@ class RunConfig:
     watchers_per_stream: int = 1  # v3: watches sharing one gRPC stream (one process per stream)
     scale: float = 1.0  # recorded for the results; scenario files apply it to sizes and rates
     scenario: str = ""  # the scenario (and cell) this run came from, if any
+    faults: tuple[str, ...] = ()  # "KIND@T[:D]" (etcdbench.faults), normalised
 
     def __post_init__(self) -> None:
         _choice("--backend", self.backend, BACKENDS)
@@ -72,6 +74,11 @@ class RunConfig:
             if count < 0:
                 raise UsageError(f"--preload: {kind}={count} must be >= 0")
         parse_mix(self.mix)
+        object.__setattr__(self, "faults", tuple(str(parse_fault(f)) for f in self.faults))
+        run_s = self.warmup_s + self.duration_s
+        for f in self.faults:
+            if parse_fault(f).at_s >= run_s:
+                raise UsageError(f"--fault: {f} starts after the writes end ({run_s:g} s)")
         if self.warmup_s < 0:
             raise UsageError(f"--warmup: must be >= 0, got {self.warmup_s:g}")
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):

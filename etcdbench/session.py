@@ -13,8 +13,10 @@ from typing import Any
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint
-from etcdbench.errors import UsageError
+from etcdbench.backends.v3 import V3Backend
+from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd.local import LocalEtcd, find_etcd_binary
+from etcdbench.faults import NEEDS_LOCAL, FaultInjector, parse_fault
 from etcdbench.results.io import environment, new_results
 from etcdbench.scenario import RunConfig
 from etcdbench.workload.runner import Progress, run_once
@@ -40,6 +42,7 @@ class Target:
         self.etcd_pid: int | None = None
         self.info: dict[str, Any] = {}
         self._checked: set[str] = set()
+        self.local: LocalEtcd | None = None
 
     def __enter__(self) -> Target:
         with self._stack as stack:
@@ -47,7 +50,7 @@ class Target:
                 self.endpoint = Endpoint(tuple(self.endpoints))
                 self.info = {"embedded": False, "endpoints": list(self.endpoints)}
             else:
-                local = stack.enter_context(LocalEtcd(find_etcd_binary(self.etcd_bin)))
+                local = self.local = stack.enter_context(LocalEtcd(find_etcd_binary(self.etcd_bin)))
                 self.endpoint = Endpoint((local.client_url,))
                 self.etcd_pid = local.pid
                 self.info = {
@@ -69,8 +72,15 @@ class Target:
         return new_results(environment(etcd=self.info))
 
     def run(self, config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
+        """Measure one config. A run after which etcd cannot be reached is marked `incomplete`."""
+        faults = [parse_fault(f) for f in config.faults]
+        for f in faults:
+            if f.kind in NEEDS_LOCAL and self.local is None:
+                raise UsageError(f"--fault {f}: needs the embedded etcd, not --endpoints")
         admin = make_backend(config.backend, self.endpoint, v2_watch=config.v2_watch)
-        try:
+        stack = contextlib.ExitStack()
+        stack.callback(admin.close)
+        with stack:
             admin.check()
             self.info["server_version"] = admin.server_version()
             if config.prefix not in self._checked:  # our own leftovers from an earlier run are fine
@@ -81,13 +91,26 @@ class Target:
                         "etcdbench would overwrite and delete them (--force allows it)"
                     )
                 self._checked.add(config.prefix)
+            injector = None
+            if faults:
+                v3 = V3Backend(self.endpoint)  # compaction and defragmentation are v3 calls
+                stack.callback(v3.close)
+                injector = FaultInjector(faults, self.local, v3)
             try:
-                return run_once(config, self.endpoint, admin, self.etcd_pid, progress)
-            finally:
+                run = run_once(config, self.endpoint, admin, self.etcd_pid, progress, injector)
+            except BaseException:
                 if not (self.keep and self.endpoints):
-                    admin.delete_prefix(config.prefix)
-        finally:
-            admin.close()
+                    with contextlib.suppress(Exception):
+                        admin.delete_prefix(config.prefix)
+                raise
+            try:
+                admin.check()
+            except EtcdError as exc:
+                run["incomplete"] = f"etcd could not be reached after the run: {exc}"
+                return run  # nothing to clean up on an etcd that is gone
+            if not (self.keep and self.endpoints):
+                admin.delete_prefix(config.prefix)
+            return run
 
 
 def run_watch(
@@ -105,7 +128,7 @@ def run_watch(
         run = target.run(config, progress)
         results = target.results()
         results["runs"].append(run)
-        results["complete"] = True
+        results["complete"] = "incomplete" not in run
         if save:
             save(results)
         return results

@@ -21,6 +21,7 @@ from etcdbench.encoding.codec import (
 )
 from etcdbench.encoding.objects import (
     KINDS,
+    SIZE_PROFILES,
     STAMP_ANNOTATION,
     STAMP_PLACEHOLDER,
     STAMP_WIDTH,
@@ -112,11 +113,12 @@ def test_keys_are_unique_and_match_metadata(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_objects_are_deterministic_valid_api_objects(kind: str) -> None:
-    obj = build_object(kind, 5)
-    assert obj == build_object(kind, 5)
-    assert obj is not build_object(kind, 5)
-    assert obj != build_object(kind, 6)
+@pytest.mark.parametrize("profile", SIZE_PROFILES)
+def test_objects_are_deterministic_valid_api_objects(kind: str, profile: str) -> None:
+    obj = build_object(kind, 5, profile)
+    assert obj == build_object(kind, 5, profile)
+    assert obj is not build_object(kind, 5, profile)
+    assert obj != build_object(kind, 6, profile)
     assert obj["apiVersion"] == "v1"
     assert obj["kind"] == {"pod": "Pod", "node": "Node", "event": "Event"}[kind]
     meta = obj["metadata"]
@@ -175,8 +177,9 @@ def test_get_codec() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("index", [0, 1, 4_999, 149_999])
-def test_json_round_trip(kind: str, index: int) -> None:
-    obj = build_object(kind, index)
+@pytest.mark.parametrize("profile", SIZE_PROFILES)
+def test_json_round_trip(kind: str, index: int, profile: str) -> None:
+    obj = build_object(kind, index, profile)
     data = JsonCodec().encode(obj)
     assert data.endswith(b"}\n") and b", " not in data.split(b'"')[0]
     assert data == json.dumps(obj, separators=(",", ":")).encode() + b"\n"
@@ -185,8 +188,9 @@ def test_json_round_trip(kind: str, index: int) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("index", [0, 1, 4_999, 149_999])
-def test_protobuf_round_trip(kind: str, index: int) -> None:
-    obj = build_object(kind, index)
+@pytest.mark.parametrize("profile", SIZE_PROFILES)
+def test_protobuf_round_trip(kind: str, index: int, profile: str) -> None:
+    obj = build_object(kind, index, profile)
     message = ProtobufCodec().decode(ProtobufCodec().encode(obj))
     assert type(message).__name__ == obj["kind"]
     assert to_object(message) == obj  # every field survives, nothing is dropped
@@ -260,9 +264,10 @@ def test_protobuf_field_numbers_match_kubernetes() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("encoding", ENCODINGS)
-def test_placeholder_replacement_stays_decodable(kind: str, encoding: str) -> None:
+@pytest.mark.parametrize("profile", SIZE_PROFILES)
+def test_placeholder_replacement_stays_decodable(kind: str, encoding: str, profile: str) -> None:
     codec = get_codec(encoding)
-    obj = build_object(kind, 9)
+    obj = build_object(kind, 9, profile)
     encoded = codec.encode(obj)
     assert codec.stamp(encoded) == STAMP_PLACEHOLDER
     stamped = restamped(encoded)

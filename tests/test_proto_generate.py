@@ -69,6 +69,15 @@ def test_etcd_method_paths_and_field_numbers() -> None:
         "/etcdserverpb.KV/Compact",
         "/etcdserverpb.Watch/Watch",
         "/etcdserverpb.Maintenance/Status",
+        "/etcdserverpb.Maintenance/Defragment",
+        "/etcdserverpb.Lease/LeaseGrant",
+    }
+    assert {f.name: f.number for f in rpc_pb2.LeaseGrantRequest.DESCRIPTOR.fields} == {"TTL": 1, "ID": 2}
+    assert {f.name: f.number for f in rpc_pb2.LeaseGrantResponse.DESCRIPTOR.fields} == {
+        "header": 1,
+        "ID": 2,
+        "TTL": 3,
+        "error": 4,
     }
     watch = services["Watch"].methods_by_name["Watch"]
     assert watch.client_streaming and watch.server_streaming

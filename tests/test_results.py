@@ -18,15 +18,43 @@ from etcdbench.results.model import verdict
 from etcdbench.scenario import RunConfig
 
 SAMPLE = Path(__file__).parent / "data" / "results-v1.json"
+SAMPLE_V2 = Path(__file__).parent / "data" / "results-v2.json"
 
 
 def sample() -> dict[str, Any]:
     return load(SAMPLE)
 
 
-def test_committed_sample_of_schema_1_loads_and_keeps_its_invariants() -> None:
+def test_committed_sample_of_schema_1_loads_through_the_upgrader() -> None:
+    raw = json.loads(SAMPLE.read_text())
+    assert raw["schema_version"] == 1
     results = sample()
-    assert results["schema_version"] == SCHEMA_VERSION == 1
+    assert results["schema_version"] == SCHEMA_VERSION == 2
+    (run,) = results["runs"]
+    c = raw["runs"][0]["counters"]
+    assert run["workload"] == "update" and run["watchers"] == 1 and run["scenario"] is None
+    assert run["operations"] == {"create": 0, "update": c["written"], "delete": 0}
+    assert run["counters"]["writes"] == c["written"]
+    assert run["counters"]["missed_relist"] == c["missed"] > 0  # that run relisted
+    assert run["counters"]["missed_undelivered"] == 0
+    assert run["watch_events_per_s_total"] == run["watch_events_per_s"]
+
+
+def test_committed_sample_of_schema_2_loads_as_is() -> None:
+    raw = json.loads(SAMPLE_V2.read_text())
+    assert raw["schema_version"] == 2
+    results = load(SAMPLE_V2)
+    assert results == raw
+    (run,) = results["runs"]
+    assert run["watchers"] == 2 and len(run["watches"]) == 2
+    assert sum(run["operations"].values()) == run["counters"]["writes"]
+    assert run["counters"]["written"] == 2 * run["counters"]["writes"]
+    assert run["preload"]["keys"] >= 50
+
+
+@pytest.mark.parametrize("path", [SAMPLE, SAMPLE_V2], ids=["v1", "v2"])
+def test_committed_samples_keep_their_invariants(path: Path) -> None:
+    results = load(path)
     for key in ("host", "cpu_count", "python", "etcdbench_version", "etcd"):
         assert key in results["environment"]
     (run,) = results["runs"]
@@ -42,6 +70,7 @@ def test_write_atomic_leaves_no_temporary_files(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "r.json"
     write_atomic(out, sample())
     assert json.loads(out.read_text())["format"] == "etcdbench-results"
+    assert out.stat().st_mode & 0o044  # readable by others, as a shared file should be
     assert [p.name for p in out.parent.iterdir()] == ["r.json"]
 
 

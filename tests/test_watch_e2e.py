@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from etcdbench.etcd import LocalEtcd
-from etcdbench.results.io import load
+from etcdbench.results.io import SCHEMA_VERSION, load
 from etcdbench.scenario import RunConfig
 from etcdbench.session import run_watch
 
@@ -92,7 +92,7 @@ def test_cli_embedded_etcd_json_to_stdout(tmp_path: Path) -> None:
     )
     assert proc.returncode in (0, 1), proc.stderr
     results = json.loads(proc.stdout)
-    assert results["schema_version"] == 1 and results["complete"]
+    assert results["schema_version"] == SCHEMA_VERSION and results["complete"]
     env = results["environment"]["etcd"]
     assert env["embedded"] and "--enable-v2=true" in env["args"]
     (run,) = results["runs"]

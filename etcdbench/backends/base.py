@@ -56,6 +56,7 @@ PutCallback = Callable[[BaseException | None], None]
 
 class Backend(Protocol):
     name: str  # "v2" or "v3"
+    reconnects: int  # watch connections reopened after they failed (etcd down or restarting)
     binary_safe: bool  # False for v2: values are strings, so binary encodings must be base64-encoded
 
     def check(self) -> None:

@@ -38,6 +38,8 @@ _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 _DELETE_ACTIONS = frozenset({"delete", "expire", "compareAndDelete"})
 # A watch request times out after this long without events so that cancel() is noticed.
 _WATCH_WAKEUP_S = 1.0
+# After a failed watch connection, wait this long before asking again (etcd may be restarting).
+_RECONNECT_PAUSE_S = 0.2
 # A recursive GET (relist, count) returns every key under the prefix: allow it far longer than a put.
 _LIST_TIMEOUT_S = 60.0
 
@@ -95,6 +97,7 @@ class V2Backend:
         self.watch_mode = watch_mode
         self.timeout = timeout
         self.stream_ends = 0  # times the server ended a live stream (it drops watchers that fall behind)
+        self.reconnects = 0  # watch requests repeated after the connection failed
         self._hosts = []
         for u in endpoint.urls:
             parts = urlsplit(u)
@@ -160,7 +163,9 @@ class V2Backend:
             raise EtcdError(f"etcd at {self.url} answered HTTP {status} to GET /v2/keys/")
 
     def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
-        self._pool.submit(self._call_client, done, "write", key, value.decode("utf-8"), ttl=round(ttl_s) or None)
+        self._pool.submit(
+            self._call_client, done, "write", key, value.decode("utf-8"), ttl=round(ttl_s) or None
+        )
 
     def delete_async(self, key: str, done: PutCallback) -> None:
         self._pool.submit(self._call_client, done, "delete", key)
@@ -245,6 +250,9 @@ class V2Backend:
                 resp = client.api_execute(path, "GET", params=params, timeout=_WATCH_WAKEUP_S)
             except etcd.EtcdWatchTimedOut:
                 continue  # no event within a second: look at the cancel flag, then wait again
+            except etcd.EtcdConnectionFailed:
+                self._reconnect_pause()  # etcd down or restarting: ask again from the same index
+                continue
             except etcd.EtcdEventIndexCleared:
                 relist = self._relist(client, prefix)
                 yield relist
@@ -268,8 +276,9 @@ class V2Backend:
                 )
             except ReadTimeoutError:
                 continue
-            except HTTPError as e:
-                raise self._error(e) from e
+            except HTTPError:
+                self._reconnect_pause()  # etcd down or restarting: reopen from the same index
+                continue
             self._response = resp
             try:
                 if resp.status != 200:
@@ -297,13 +306,17 @@ class V2Backend:
                     self.stream_ends += 1
             except ReadTimeoutError:
                 pass  # idle for a second: check the cancel flag, then reopen from `index`
-            except (HTTPError, OSError) as e:
+            except (HTTPError, OSError):
                 if not self._cancel.is_set():
-                    raise self._error(e) from e
+                    self._reconnect_pause()
             finally:
                 self._response = None
                 resp.close()
                 resp.release_conn()
+
+    def _reconnect_pause(self) -> None:
+        self.reconnects += 1
+        self._cancel.wait(_RECONNECT_PAUSE_S)
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -20,9 +20,12 @@ from etcdbench.backends.base import Endpoint, PutCallback, Relist, WatchEvent, W
 from etcdbench.errors import EtcdError
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a relist of a large store arrives as one Range response
-PUT_TIMEOUT_S = 30.0
+PUT_TIMEOUT_S = 10.0  # a put not acknowledged by then fails (and is retried by the writer)
+DEFRAG_TIMEOUT_S = 120.0
 ADMIN_TIMEOUT_S = 10.0
 LEASE_REUSE_S = 1.0
+RECONNECT_BASE_S = 0.05  # a broken watch stream is reopened after this, doubling up to the max
+RECONNECT_MAX_S = 1.0
 
 
 def grpc_target(endpoint: Endpoint) -> str:
@@ -62,6 +65,7 @@ class V3Backend:
         self._lease_stub = rpc_pb2_grpc.LeaseStub(self._channel)
         self._leases: dict[int, tuple[int, float]] = {}  # TTL -> (lease ID, granted at)
         self._cancelled = threading.Event()
+        self.reconnects = 0  # watch streams reopened after they broke
         self._call: grpc.Future | None = None
 
     def _error(self, what: str, exc: grpc.RpcError) -> EtcdError:
@@ -144,6 +148,12 @@ class V3Backend:
             raise self._error("Status", exc) from None
         return str(resp.version)
 
+    def defragment(self) -> None:
+        try:
+            self._maintenance.Defragment(rpc_pb2.DefragmentRequest(), timeout=DEFRAG_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise self._error("Defragment", exc) from None
+
     def db_size(self) -> int | None:
         try:
             resp = self._maintenance.Status(rpc_pb2.StatusRequest(), timeout=ADMIN_TIMEOUT_S)
@@ -168,10 +178,33 @@ class V3Backend:
         multiplexes its watchers; items are tagged with the watch's index 0..count-1.
 
         A watch whose start revision was compacted is relisted (a full read, as Kubernetes does after
-        410 Gone) and re-created on the same stream from the listing's revision + 1.
+        410 Gone) and re-created on the same stream from the listing's revision + 1. A broken stream
+        (etcd restarted, connection lost) is reopened, with backoff, from each watch's next revision:
+        nothing is lost unless that revision was compacted meanwhile, which is then a relist.
         """
         key = prefix.encode()
         end = prefix_range_end(key)
+        next_revision = [start_revision] * count
+        backoff = RECONNECT_BASE_S
+        while not self._cancelled.is_set():
+            delivered = False
+            try:
+                for index, item in self._watch_stream(key, end, next_revision):
+                    delivered = True
+                    next_revision[index] = item.revision + 1
+                    yield index, item
+            except grpc.RpcError:
+                pass
+            if self._cancelled.is_set():
+                return
+            self.reconnects += 1
+            backoff = RECONNECT_BASE_S if delivered else min(backoff * 2, RECONNECT_MAX_S)
+            self._cancelled.wait(backoff)
+
+    def _watch_stream(
+        self, key: bytes, end: bytes, next_revision: list[int]
+    ) -> Iterator[tuple[int, WatchItem]]:
+        """One stream carrying a watch per entry of `next_revision`, until it breaks or is cancelled."""
         requests: queue.SimpleQueue[rpc_pb2.WatchRequest | None] = queue.SimpleQueue()
         pending: list[int] = []  # watch indexes whose create request awaits its `created` answer
         ids: dict[int, int] = {}  # server watch_id -> our index
@@ -186,8 +219,8 @@ class V3Backend:
                 )
             )
 
-        for index in range(count):
-            create(index, start_revision)
+        for index, revision in enumerate(next_revision):
+            create(index, revision)
         call = self._watch.Watch(iter(requests.get, None))
         self._call = call
         if self._cancelled.is_set():
@@ -202,8 +235,9 @@ class V3Backend:
                     # The server cancels this watch; Kubernetes would answer 410 Gone and relist.
                     del ids[resp.watch_id]
                     listing = self._range(key, end)
-                    yield index, Relist("v3-compacted", int(listing.header.revision), len(listing.kvs))
-                    create(index, int(listing.header.revision) + 1)
+                    revision = int(listing.header.revision)
+                    yield index, Relist("v3-compacted", revision, len(listing.kvs))
+                    create(index, revision + 1)
                     continue
                 if resp.canceled:
                     raise EtcdError(f"etcd at {self._target} cancelled a watch: {resp.cancel_reason}")
@@ -219,9 +253,6 @@ class V3Backend:
                             ev.prev_kv.value if ev.HasField("prev_kv") else None,
                         ),
                     )
-        except grpc.RpcError as exc:
-            if not self._cancelled.is_set():
-                raise self._error("Watch", exc) from None
         finally:
             requests.put(None)
             call.cancel()

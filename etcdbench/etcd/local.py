@@ -209,6 +209,9 @@ class LocalEtcd:
         if self.enable_v2:
             self.args.append("--enable-v2=true")
         self.args += self.extra_args
+        self._launch()
+
+    def _launch(self) -> None:
         # stdout/stderr to a file rather than --log-outputs: works with every logger etcd 3.4/3.5 has.
         self._log = open(self.log_file, "ab")  # noqa: SIM115 (closed in _terminate)
         self._proc = subprocess.Popen(
@@ -262,6 +265,7 @@ class LocalEtcd:
     def _terminate(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)  # a paused etcd would not act on SIGTERM
             proc.terminate()
             try:
                 proc.wait(5)
@@ -275,6 +279,31 @@ class LocalEtcd:
     def _cleanup_dir(self) -> None:
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # -- faults: the same member, interrupted -------------------------------------------------------
+
+    def pause(self) -> None:
+        """SIGSTOP: etcd keeps its connections but answers nothing until resume()."""
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; the data dir stays for restart()."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self._terminate()
+
+    def restart(self, timeout: float = 20.0) -> None:
+        """Start the same member again: same ports, same data dir (a crash and recovery)."""
+        self.kill()
+        self._launch()
+        self._wait_ready(timeout)
 
     def stop(self) -> None:
         """Stop etcd (SIGTERM, then SIGKILL after 5 s) and remove its data; idempotent."""

@@ -39,6 +39,15 @@ class CpuSampler:
         self._host_last: dict[int, float] = {}
         self._host_acc = 0.0
 
+    def add(self, name: str, pid: int) -> None:
+        """Count another process in a group from now on (e.g. etcd after a restart)."""
+        try:
+            proc = psutil.Process(pid)
+        except psutil.Error:
+            return
+        self._pid_series.setdefault(pid, _Series())
+        self._procs[name].append(proc)
+
     def start(self) -> None:
         self._sample()
         self._thread.start()

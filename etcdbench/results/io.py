@@ -2,6 +2,10 @@
 
 History of `schema_version`:
   1 — first release: environment, runs[] with counters, latency_us (HDR), timeseries, cpu, verdict.
+  2 — workloads and several watchers: runs gain scenario, workload, watchers, watches[], operations,
+      preload, object_sizes, watch_events_per_s_total, faults, incomplete; counters gain writes,
+      missed_relist/_undelivered/_expiries, expiries_*, watch_reconnects, write_retries, unsent;
+      cpu gains watcher_max and writer_max; the document gains an optional top-level scenario.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +26,42 @@ import psutil
 from etcdbench import __version__
 from etcdbench.errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT_NAME = "etcdbench-results"
+
+
+# UPGRADERS[n] turns a version-n document into a version-(n + 1) one; `load` chains them up to
+# SCHEMA_VERSION, so a reader only ever sees the current shape.
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 knew one watcher, updates only and no preload: say exactly that in version 2 terms."""
+    for run in doc["runs"]:
+        c = run["counters"]
+        run.setdefault("scenario", None)
+        run.setdefault("workload", "update")
+        run.setdefault("watchers", 1)
+        run.setdefault("operations", {"create": 0, "update": c["written"], "delete": 0})
+        run.setdefault("preload", {"keys": 0, "seconds": 0.0, "db_size_bytes": None})
+        run.setdefault("object_sizes", None)  # version 1 kept only the mean, in object_bytes
+        run.setdefault("watch_events_per_s_total", run["watch_events_per_s"])
+        relisted = bool(c["relists"])
+        for name, value in {
+            "writes": c["written"],
+            "missed_relist": c["missed"] if relisted else 0,
+            "missed_undelivered": 0 if relisted else c["missed"],
+            "missed_expiries": 0,
+            "expiries_received": 0,
+            "expiries_pending": 0,
+            "stream_reopens": 0,
+            "watch_reconnects": 0,
+            "write_retries": 0,
+            "unsent": 0,
+        }.items():
+            c.setdefault(name, value)
+    doc.setdefault("scenario", None)
+    return doc
+
+
+UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 
 def environment(**etcd: Any) -> dict[str, Any]:
@@ -50,6 +89,7 @@ def new_results(env: dict[str, Any]) -> dict[str, Any]:
         "created": now,
         "complete": False,
         "environment": env,
+        "scenario": None,
         "runs": [],
     }
 
@@ -59,6 +99,7 @@ def write_atomic(path: Path, results: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file is for sharing
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
             f.write("\n")
@@ -66,6 +107,12 @@ def write_atomic(path: Path, results: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -79,12 +126,19 @@ def load(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise UsageError(f"{path}: not an etcdbench results file")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise UsageError(
-            f"{path}: schema_version {version!r} is not supported (this etcdbench reads {SCHEMA_VERSION})"
-        )
-    return data
+    doc: dict[str, Any] = data
+    version = doc.get("schema_version")
+    refusal = f"{path}: schema_version {version!r} is not supported (this etcdbench reads {SCHEMA_VERSION})"
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
+        raise UsageError(refusal)
+    while version < SCHEMA_VERSION:
+        upgrade = UPGRADERS.get(version)
+        if upgrade is None:  # a gap in the chain is a bug here, but the file is still not readable
+            raise UsageError(refusal)
+        doc = upgrade(doc)
+        version += 1
+        doc["schema_version"] = version
+    return doc
 
 
 def check_writable(path: Path, flag: str = "--output") -> None:

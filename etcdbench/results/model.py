@@ -60,10 +60,15 @@ def _watch_books(
     foreign_deletes = len(seen_deletes.keys() - {k for k, _ in deletes} - {k for k, _ in expiring})
     written = books.written + len(deletes) + expiries_due
     received = books.received + deletes_received + expiries_received
+    lost = (books.written + len(deletes)) - (books.received + deletes_received)
+    relisted = bool(watch["relists"])
     counters = {
         "written": written,
         "received": received,
         "missed": written - received,
+        # Why: history lost to a relist (v2 401, v3 compaction), or never delivered without one.
+        "missed_relist": lost if relisted else 0,
+        "missed_undelivered": 0 if relisted else lost,
         "missed_expiries": expiries_due - expiries_received,
         "expiries_received": expiries_received,
         "expiries_pending": len(expiring) - expiries_due,
@@ -115,10 +120,14 @@ def build_run(
         "writes": sum(ops.values()),
         **summed,
         "errors": sum(r["errors"] for r in writer_results),
+        "unsent": sum(r["unsent"] for r in writer_results),
         "stream_reopens": sum(s["stream_reopens"] for s in watcher_results),
+        "watch_reconnects": sum(s["reconnects"] for s in watcher_results),
+        "write_retries": sum(r["retries"] for r in writer_results),
     }
     sizes = {
-        name: _merge([r["value_bytes"][name] for r in writer_results]) for name in writer_results[0]["value_bytes"]
+        name: _merge([r["value_bytes"][name] for r in writer_results])
+        for name in writer_results[0]["value_bytes"]
     }
     rates = [w["watch_events_per_s"] for w in watches]
     run: dict[str, Any] = {
@@ -182,6 +191,8 @@ def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
         reasons.append(f"watch p99 {_ms(p99)} > SLO {_ms(config.slo_p99_us)}")
     if c["errors"]:
         reasons.append(f"{c['errors']} writes failed")
+    if c.get("unsent"):
+        reasons.append(f"{c['unsent']} writes never sent (the writers gave up on an unreachable etcd)")
     if run["write_rate_achieved"] < floor:
         reasons.append(
             f"writers achieved {run['write_rate_achieved']:g} writes/s < {floor:g} (99% of target)"
@@ -190,8 +201,8 @@ def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
     bound: list[str] = []
     cpu = run["cpu"]
     # Each of our processes decodes or encodes on one core (the GIL): one near 1.0 is saturated.
-    watcher_max = cpu.get("watcher_max", cpu.get("watcher")) or 0
-    writer_max = cpu.get("writer_max", (cpu.get("writers") or 0) / config.writers)
+    watcher_max = cpu.get("watcher_max") or cpu.get("watcher") or 0
+    writer_max = cpu.get("writer_max") or (cpu.get("writers") or 0) / config.writers
     if watcher_max >= SATURATED_CORES:
         bound.append(f"a watcher process used {watcher_max:.2f} of its one core")
     if writer_max >= SATURATED_CORES:

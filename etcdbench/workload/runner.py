@@ -18,6 +18,7 @@ from typing import Any
 
 from etcdbench.backends.base import Backend, Endpoint
 from etcdbench.errors import EtcdError
+from etcdbench.faults import FaultInjector
 from etcdbench.metrics.cpu import CpuSampler
 from etcdbench.results.model import build_run
 from etcdbench.scenario import RunConfig
@@ -87,14 +88,19 @@ def run_once(
     admin: Backend,
     etcd_pid: int | None = None,
     progress: Progress | None = None,
+    faults: FaultInjector | None = None,
 ) -> dict[str, Any]:
-    """Preload, then measure `config`; `admin` is the parent's own connection (revision, db size)."""
+    """Preload, then measure `config`; `admin` is the parent's own connection (revision, db size).
+
+    `faults`, if given, is started at t0 and has finished (etcd resumed or restarted) when this returns.
+    """
     ctx = mp.get_context("spawn")  # gRPC and threads do not survive fork
     children: list[_Child] = []
     sampler: CpuSampler | None = None
     try:
         writers = [
-            _Child(ctx, f"writer {w}", run_writer, WriterPlan(w, config, endpoint)) for w in range(config.writers)
+            _Child(ctx, f"writer {w}", run_writer, WriterPlan(w, config, endpoint))
+            for w in range(config.writers)
         ]
         children.extend(writers)
         preload_keys = sum(config.preload.values()) + config.objects
@@ -115,7 +121,10 @@ def run_once(
         for w in watchers:
             w.expect("ready", READY_TIMEOUT_S)
 
-        groups = {"watcher": [w.proc.pid or 0 for w in watchers], "writers": [w.proc.pid or 0 for w in writers]}
+        groups = {
+            "watcher": [w.proc.pid or 0 for w in watchers],
+            "writers": [w.proc.pid or 0 for w in writers],
+        }
         if etcd_pid:
             groups["etcd"] = [etcd_pid]
         sampler = CpuSampler(groups)
@@ -124,6 +133,9 @@ def run_once(
         timeline = Timeline(t0_ns, config.warmup_s, config.duration_s)
         for child in children:
             child.conn.send(("start", t0_ns))
+        if faults is not None:
+            faults.on_restart = lambda pid: sampler.add("etcd", pid) if sampler else None
+            faults.start(t0_ns / NS)
 
         run_s = config.warmup_s + config.duration_s
         writer_results = []
@@ -135,6 +147,8 @@ def run_once(
                 if time.monotonic() > deadline:
                     raise EtcdError(f"{w.name} did not finish within {GRACE_S:g} s of its schedule")
             writer_results.append(w.expect("done", 0))
+        if faults is not None:
+            faults.stop()
         writes_end = time.monotonic()
         expiring = [expiry for r in writer_results for _, expiry in r["expiring"]]
         expected = sum(
@@ -155,8 +169,10 @@ def run_once(
         cpu["watcher_max"] = max(
             (sampler.cores_of(pid, *window) or 0.0 for pid in groups["watcher"]), default=None
         )
-        cpu["writer_max"] = max((sampler.cores_of(pid, *window) or 0.0 for pid in groups["writers"]), default=None)
-        return build_run(
+        cpu["writer_max"] = max(
+            (sampler.cores_of(pid, *window) or 0.0 for pid in groups["writers"]), default=None
+        )
+        run = build_run(
             config,
             writer_results,
             watcher_results,
@@ -166,7 +182,12 @@ def run_once(
             cpu_timeseries=sampler.timeseries(t0_ns / NS),
             drain_s=time.monotonic() - writes_end,
         )
+        if faults is not None:
+            run["faults"] = faults.timeline
+        return run
     finally:
+        if faults is not None:
+            faults.stop()
         if sampler is not None:
             sampler.stop()
         for child in children:

@@ -167,5 +167,6 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
         "ended_ns": time.monotonic_ns(),
         # v2 stream only: the server dropped our stream (its 100-event buffer filled) and we reopened it.
         "stream_reopens": getattr(backend, "stream_ends", 0),
+        "reconnects": backend.reconnects,
         "watches": [b.result() for b in books],
     }

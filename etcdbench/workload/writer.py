@@ -27,10 +27,18 @@ from etcdbench.encoding.objects import STAMP_PLACEHOLDER, build_object, object_k
 from etcdbench.metrics.latency import LatencyRecorder, ValueRecorder
 from etcdbench.scenario import ENCODINGS, RunConfig
 from etcdbench.workload.accounting import SeqSet, format_stamp
-from etcdbench.workload.ops import op_stream, own_objects, seeded
+from etcdbench.workload.ops import Op, op_stream, own_objects, seeded
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 PLACEHOLDER = STAMP_PLACEHOLDER.encode("ascii")
+# A failed write is retried with exponential backoff: 0.05, 0.1, ... 1 s, then counted as failed
+# (about 6 s in all, so that a restarted etcd's writes are not lost, but a dead one does not hang us).
+RETRY_ATTEMPTS = 10
+RETRY_BASE_S = 0.05
+RETRY_MAX_S = 1.0
+# Past its schedule's end plus this, a writer sends nothing more and retries nothing: an etcd that
+# never comes back ends the run at a known time instead of hanging it.
+GIVE_UP_AFTER_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -97,11 +105,16 @@ class _Window:
         self.limit = limit
         self.inflight = 0
 
-    def acquire(self) -> None:
+    def acquire(self, until_ns: int | None = None) -> bool:
+        """Take a slot; False (and no slot) if `until_ns` passes first."""
         with self.cond:
             while self.inflight >= self.limit:
-                self.cond.wait()
+                if until_ns is None:
+                    self.cond.wait()
+                elif not self.cond.wait(max(0.0, (until_ns - time.monotonic_ns()) / NS)):
+                    return False
             self.inflight += 1
+            return True
 
     def release(self) -> None:
         with self.cond:
@@ -153,6 +166,8 @@ def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
     _, t0_ns = conn.recv()
     timeline = Timeline(t0_ns, cfg.warmup_s, cfg.duration_s)
     interval_ns = NS / cfg.rate
+    give_up_ns = t0_ns + round((cfg.warmup_s + cfg.duration_s + GIVE_UP_AFTER_S) * NS)
+    unsent = 0
 
     lock = threading.Lock()
     acked = SeqSet()
@@ -167,9 +182,28 @@ def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
     acked_in_window = 0
     ttl_ns = round(cfg.ttl_s * NS)
 
-    def callback(seq: int, intended: int, action: str, key: str) -> PutCallback:
+    retries = 0
+
+    def send(op: Op, key: str, value: bytes, done: PutCallback) -> None:
+        if op.action == "delete":
+            backend.delete_async(key, done)
+        else:
+            backend.put_async(key, value, done, cfg.ttl_s if op.action == "create" else 0.0)
+
+    def callback(seq: int, intended: int, op: Op, key: str, value: bytes, attempt: int = 0) -> PutCallback:
+        action = op.action
+
         def done(exc: BaseException | None) -> None:
-            nonlocal errors, error_sample, acked_in_window
+            nonlocal errors, error_sample, acked_in_window, retries
+            if exc is not None and attempt + 1 < RETRY_ATTEMPTS and time.monotonic_ns() < give_up_ns:
+                # A failed write is retried (its latency keeps counting from the intended time); a
+                # retried put that etcd had applied shows up as a duplicate event, never hidden.
+                with lock:
+                    retries += 1
+                again = callback(seq, intended, op, key, value, attempt + 1)
+                delay = min(RETRY_BASE_S * 2**attempt, RETRY_MAX_S)
+                threading.Timer(delay, send, (op, key, value, again)).start()
+                return
             now = time.monotonic_ns()
             with lock:
                 if exc is None:
@@ -197,17 +231,17 @@ def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
         delay = intended - time.monotonic_ns()
         if delay > 0:
             time.sleep(delay / NS)
-        window.acquire()
+        if time.monotonic_ns() > give_up_ns or not window.acquire(until_ns=give_up_ns):
+            unsent = len(range(plan.writer_id, cfg.total_writes, cfg.writers)) - seq
+            break
         if timeline.in_window(intended):
             slip.record_us((time.monotonic_ns() - intended) // 1000)
         if op.action == "delete":
-            key = templates.get(cfg.kind, op.index)[0]
+            key, value = templates.get(cfg.kind, op.index)[0], b""
             templates.forget(cfg.kind, op.index)
-            backend.delete_async(key, callback(seq, intended, op.action, key))
-            continue
-        key, value = templates.value(cfg.kind, op.index, format_stamp(plan.writer_id, seq, intended))
-        ttl = cfg.ttl_s if op.action == "create" else 0.0
-        backend.put_async(key, value, callback(seq, intended, op.action, key), ttl)
+        else:
+            key, value = templates.value(cfg.kind, op.index, format_stamp(plan.writer_id, seq, intended))
+        send(op, key, value, callback(seq, intended, op, key, value))
 
     window.drain()
     backend.close()
@@ -221,6 +255,8 @@ def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
         "ops_acked": ops_acked,
         "acked_in_window": acked_in_window,
         "errors": errors,
+        "unsent": unsent,
+        "retries": retries,
         "error_sample": error_sample,
         "put_latency": put_latency.summary(),
         "slip": slip.summary(),

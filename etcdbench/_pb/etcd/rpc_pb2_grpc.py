@@ -385,12 +385,23 @@ class MaintenanceStub:
                 request_serializer=etcd_dot_rpc__pb2.StatusRequest.SerializeToString,
                 response_deserializer=etcd_dot_rpc__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.Defragment = channel.unary_unary(
+                '/etcdserverpb.Maintenance/Defragment',
+                request_serializer=etcd_dot_rpc__pb2.DefragmentRequest.SerializeToString,
+                response_deserializer=etcd_dot_rpc__pb2.DefragmentResponse.FromString,
+                _registered_method=True)
 
 
 class MaintenanceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Status(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Defragment(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -403,6 +414,11 @@ def add_MaintenanceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=etcd_dot_rpc__pb2.StatusRequest.FromString,
                     response_serializer=etcd_dot_rpc__pb2.StatusResponse.SerializeToString,
+            ),
+            'Defragment': grpc.unary_unary_rpc_method_handler(
+                    servicer.Defragment,
+                    request_deserializer=etcd_dot_rpc__pb2.DefragmentRequest.FromString,
+                    response_serializer=etcd_dot_rpc__pb2.DefragmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -432,6 +448,33 @@ class Maintenance:
             '/etcdserverpb.Maintenance/Status',
             etcd_dot_rpc__pb2.StatusRequest.SerializeToString,
             etcd_dot_rpc__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Defragment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/etcdserverpb.Maintenance/Defragment',
+            etcd_dot_rpc__pb2.DefragmentRequest.SerializeToString,
+            etcd_dot_rpc__pb2.DefragmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

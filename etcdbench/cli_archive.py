@@ -1,0 +1,127 @@
+"""Commands on archived results files: compare (and its regression gate), ls, export, plot.
+
+`register` adds their subparsers to the main parser and returns the handlers; cli.py dispatches to them
+like to its own. Handlers print only through the consoles they are given and return the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from etcdbench.errors import EXIT_FAIL, EXIT_PASS, UsageError
+from etcdbench.report import archive
+from etcdbench.report.compare import Source, compare, render, source_names
+from etcdbench.report.export import FORMATS, LATENCY_METRICS, export
+from etcdbench.report.gate import evaluate, parse_rule, report
+from etcdbench.results.io import check_writable, load
+
+Handler = Callable[[argparse.Namespace, Console, Console], int]
+
+FAIL_IF_HELP = (
+    "regression rule METRIC OP VALUE, e.g. 'watch.p99 > +10%%', 'watch_events_per_s < -5%%', 'missed > 0'; "
+    "repeatable; exit 1 when one breaks (docs/compare-and-gate.md)"
+)
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
+    c = sub.add_parser(
+        "compare", help="compare results files side by side (the first is the baseline); --fail-if gates"
+    )
+    c.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="results files; the first is the baseline"
+    )
+    c.add_argument("--fail-if", action="append", default=[], metavar="RULE", help=FAIL_IF_HELP)
+
+    ls = sub.add_parser("ls", help="list the results files in a directory, newest first")
+    ls.add_argument("directory", nargs="?", type=Path, default=Path("results"), help="default: results")
+
+    e = sub.add_parser("export", help="write a results file as .hgrm, perfdash JSON or per-second CSV")
+    e.add_argument("file", type=Path)
+    e.add_argument("--format", required=True, choices=FORMATS, help="hgrm (ms), perfdash (ms) or csv")
+    e.add_argument(
+        "--metric",
+        choices=LATENCY_METRICS,
+        help="histogram for hgrm (default watch); perfdash: only this one",
+    )
+    e.add_argument("--run", metavar="LABEL", help="only the run with this label (hgrm needs one run)")
+    e.add_argument("--out", type=Path, metavar="PATH", help="write here instead of stdout")
+
+    p = sub.add_parser("plot", help="PNG plots and a self-contained report.html of results files")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory for the PNGs and report.html"
+    )
+
+    return {"compare": _cmd_compare, "ls": _cmd_ls, "export": _cmd_export, "plot": _cmd_plot}
+
+
+def _sources(paths: list[Path]) -> list[Source]:
+    return [Source(name, path, load(path)) for name, path in zip(source_names(paths), paths, strict=True)]
+
+
+def _cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
+    rules = [parse_rule(text) for text in args.fail_if]  # a malformed rule fails before any file is read
+    if len(args.files) < 2:
+        raise UsageError("compare: needs at least two results files (the first is the baseline)")
+    comparison = compare(_sources(args.files))
+    out.print(render(comparison), soft_wrap=True)  # long lines stay whole for grep; tables fit the width
+    if not rules:
+        return EXIT_PASS
+    checks = evaluate(rules, comparison)
+    out.print()
+    for line in report(checks):
+        out.print(line, soft_wrap=True)
+    return EXIT_FAIL if any(c.broken for c in checks) else EXIT_PASS
+
+
+def _cmd_ls(args: argparse.Namespace, out: Console, err: Console) -> int:
+    out.print(archive.render(archive.scan(args.directory)))
+    return EXIT_PASS
+
+
+def _write(path: Path, data: str | bytes, flag: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{flag}: {path} cannot be written ({exc.strerror})") from None
+
+
+def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.out is not None:
+        check_writable(args.out, "--out")
+    text = export(load(args.file), args.format, metric=args.metric, label=args.run)
+    if args.out is None:
+        out.out(text, end="", highlight=False)
+    else:
+        _write(args.out, text, "--out")
+        out.print(f"wrote {args.out}", markup=False, highlight=False)
+    return EXIT_PASS
+
+
+def _cmd_plot(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from etcdbench.report import plot  # matplotlib is imported only here, and only when installed
+
+    plot.require_matplotlib()
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out: {args.out} is not a directory")
+    sources = _sources(args.files)
+    pngs = plot.render_pngs(sources)
+    page = plot.html_report(sources, pngs)
+    for name, png in pngs.items():
+        _write(args.out / name, png, "--out")
+        out.print(f"wrote {args.out / name}", markup=False, highlight=False)
+    for name, what in plot.PLOTS.items():
+        if name not in pngs:
+            out.print(f"not drawn: {name}: no {what} in these files", markup=False, highlight=False)
+    _write(args.out / "report.html", page, "--out")
+    out.print(f"wrote {args.out / 'report.html'}", markup=False, highlight=False)
+    return EXIT_PASS

@@ -1,0 +1,130 @@
+"""Faults injected into a run on a schedule: `--fault KIND@T[:D]` (seconds after the first write).
+
+- pause@T:D    SIGSTOP the embedded etcd for D seconds (a stalled disk or VM): it answers nothing
+- restart@T:D  SIGKILL it, keep it down D seconds, start the same member again (same data dir)
+- kill@T       SIGKILL it for good: the run must end by its deadline and say etcd never came back
+- compact@T    compact the store to its current revision (v3 MVCC): a lagging v3 watch must relist
+- defrag@T     defragment the backend database (it blocks the member while it runs)
+
+Every fault is recorded with the times it started and ended, relative to t0.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from etcdbench.errors import UsageError
+
+FAULT_KINDS = ("pause", "restart", "kill", "compact", "defrag")
+NEEDS_LOCAL = ("pause", "restart", "kill")  # signals: only an etcd that etcdbench started
+TAKES_DURATION = ("pause", "restart")
+
+_FAULT = re.compile(r"^(?P<kind>[a-z]+)@(?P<at>\d+(?:\.\d+)?)s?(?::(?P<d>\d+(?:\.\d+)?)s?)?$")
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    at_s: float
+    duration_s: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.kind}@{self.at_s:g}" + (f":{self.duration_s:g}" if self.kind in TAKES_DURATION else "")
+
+
+def parse_fault(text: str) -> Fault:
+    m = _FAULT.match(text.strip())
+    if not m or m.group("kind") not in FAULT_KINDS:
+        raise UsageError(
+            f"--fault: {text!r} is not KIND@SECONDS[:DURATION] with KIND one of {', '.join(FAULT_KINDS)}"
+        )
+    kind, duration = m.group("kind"), m.group("d")
+    if kind in TAKES_DURATION and duration is None:
+        raise UsageError(f"--fault: {text!r} needs a duration: {kind}@SECONDS:DURATION")
+    if kind not in TAKES_DURATION and duration is not None:
+        raise UsageError(f"--fault: {text!r}: {kind} takes no duration")
+    return Fault(kind, float(m.group("at")), float(duration or 0))
+
+
+class Etcd(Protocol):
+    """What a fault needs from the etcd under test."""
+
+    pid: int
+
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def kill(self) -> None: ...
+    def restart(self, timeout: float = 20.0) -> None: ...
+
+
+class Admin(Protocol):
+    def compact(self, revision: int) -> None: ...
+    def defragment(self) -> None: ...
+    def current_revision(self) -> int: ...
+
+
+class FaultInjector:
+    """Runs the faults of one run in a thread, from t0; `timeline` says what happened when."""
+
+    def __init__(self, faults: list[Fault], etcd: Etcd | None, admin: Admin) -> None:
+        self.faults = sorted(faults, key=lambda f: f.at_s)
+        self.etcd = etcd
+        self.admin = admin
+        self.timeline: list[dict[str, Any]] = []
+        self.on_restart: Callable[[int], None] | None = None  # told etcd's new pid (CPU attribution)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
+        self._t0 = 0.0
+
+    def start(self, t0: float) -> None:
+        self._t0 = t0
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Wait for the fault in progress to finish (a paused etcd is always resumed)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _now(self) -> float:
+        return round(time.monotonic() - self._t0, 3)
+
+    def _run(self) -> None:
+        for fault in self.faults:
+            if self._stop.wait(max(0.0, self._t0 + fault.at_s - time.monotonic())):
+                return
+            record: dict[str, Any] = {"fault": str(fault), "started_s": self._now()}
+            try:
+                self._inject(fault)
+            except Exception as exc:  # a fault that failed is recorded, the run goes on
+                record["error"] = f"{type(exc).__name__}: {exc}"
+            record["ended_s"] = self._now()
+            self.timeline.append(record)
+
+    def _inject(self, fault: Fault) -> None:
+        etcd = self.etcd
+        if fault.kind == "compact":
+            self.admin.compact(self.admin.current_revision())
+        elif fault.kind == "defrag":
+            self.admin.defragment()
+        elif etcd is None:
+            raise UsageError(f"--fault {fault}: needs the embedded etcd (no --endpoints)")
+        elif fault.kind == "pause":
+            etcd.pause()
+            try:
+                time.sleep(fault.duration_s)  # not cut short by stop(): etcd must not stay stopped
+            finally:
+                etcd.resume()
+        elif fault.kind == "restart":
+            etcd.kill()
+            time.sleep(fault.duration_s)
+            etcd.restart()
+            if self.on_restart is not None:
+                self.on_restart(etcd.pid)
+        else:
+            etcd.kill()

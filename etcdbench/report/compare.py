@@ -1,0 +1,404 @@
+"""Results files side by side: runs matched across files, ratios against the first file, noise.
+
+The first file is the baseline. Runs are matched by what was measured (backend, encoding, kind, v2
+watch mode, target rate, and workload and number of watchers where the file has them); a run with no
+partner is listed, never silently dropped. Whether a latency percentile moved by more than run-to-run
+noise is decided by `latency_noise` (docs/compare-and-gate.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from etcdbench.metrics.latency import LatencyRecorder
+from etcdbench.report.console import fmt_cores, fmt_us
+
+MATCH_KEYS = ("backend", "encoding", "kind", "v2_watch", "target_rate")
+# Also part of what was measured, in files that have them; a file without them ran the default.
+MATCH_DEFAULTS = {"workload": "update", "watchers": 1}
+MATCHED_BY = ", ".join([*MATCH_KEYS, *MATCH_DEFAULTS])
+# What must be alike for two files to be compared fairly; each difference becomes a warning.
+ENVIRONMENT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("etcd server_version", ("etcd", "server_version")),
+    ("host", ("host",)),
+    ("cpu_count", ("cpu_count",)),
+    ("etcdbench_version", ("etcdbench_version",)),
+)
+# config keys already in MATCH_KEYS (config's own v2_watch is set even on v3, where it means nothing).
+_MATCHED_CONFIG = {"backend", "encoding", "kind", "rate", "v2_watch", *MATCH_DEFAULTS}
+
+HDR_PRECISION = 0.001  # 3 significant figures: two values closer than this are one HDR value
+Z_95 = 1.96  # two-sided 95% normal quantile for the rank interval of a percentile
+PERCENTILE_KEYS = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One compared figure: where it is in a run and which direction is better."""
+
+    name: str
+    path: tuple[str, ...]
+    lower_is_better: bool
+    unit: str  # "us", "per_s", "count", "cores"
+
+
+FIGURES = (
+    Figure("watch p50", ("latency_us", "watch", "p50"), True, "us"),
+    Figure("watch p99", ("latency_us", "watch", "p99"), True, "us"),
+    Figure("watch p99.9", ("latency_us", "watch", "p999"), True, "us"),
+    Figure("put p99", ("latency_us", "put", "p99"), True, "us"),
+    Figure("watch events/s", ("watch_events_per_s",), False, "per_s"),
+    Figure("writes/s", ("write_rate_achieved",), False, "per_s"),
+    Figure("missed", ("counters", "missed"), True, "count"),
+    Figure("relists", ("counters", "relists"), True, "count"),
+    Figure("cpu watcher", ("cpu", "watcher"), True, "cores"),
+    Figure("cpu etcd", ("cpu", "etcd"), True, "cores"),
+)
+HEADLINE = FIGURES[1]  # the one-line summary per matched run speaks of watch p99
+
+
+@dataclass(frozen=True)
+class Source:
+    """One loaded results file and the short name it goes by in tables and messages."""
+
+    name: str
+    path: Path
+    results: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Match:
+    """The same measurement in several files: runs[i] is from sources[i], None where absent."""
+
+    label: str
+    runs: tuple[dict[str, Any] | None, ...]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    sources: tuple[Source, ...]
+    matches: tuple[Match, ...]
+    unmatched: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def baseline(self) -> Source:
+        return self.sources[0]
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Whether two latency percentiles differ by no more than run-to-run noise, and why."""
+
+    within: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """A figure's move from the baseline: ratio new/base, and whether that is better or worse."""
+
+    base: float | None
+    new: float | None
+    ratio: float | None  # None when either value is missing or the baseline is 0
+    direction: str  # "better", "worse", "same", "n/a"
+    noise: Noise | None  # latency percentiles with histograms only
+
+
+def source_names(paths: list[Path]) -> list[str]:
+    """File stems, unless two files share one: then the paths as given."""
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [str(p) for p in paths]
+
+
+def value_at(run: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    """The number at a dotted path in a run, or None (missing, null or not a number)."""
+    node: Any = run
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        return None
+    return float(node)
+
+
+def match_key(run: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        *(run.get(k) for k in MATCH_KEYS),
+        *(run.get(k, default) for k, default in MATCH_DEFAULTS.items()),
+    )
+
+
+def compare(sources: list[Source]) -> Comparison:
+    base, others = sources[0], sources[1:]
+    unused = [list(s.results["runs"]) for s in others]
+    matches: list[Match] = []
+    unmatched: list[str] = []
+    for run in base.results["runs"]:
+        key = match_key(run)
+        partners: list[dict[str, Any] | None] = []
+        for pool in unused:
+            partner = next((r for r in pool if match_key(r) == key), None)
+            if partner is not None:
+                pool.remove(partner)
+            partners.append(partner)
+        if any(p is not None for p in partners):
+            matches.append(Match(run["label"], (run, *partners)))
+        else:
+            unmatched.append(f"{base.name}: {run['label']} (no matching run in the other files)")
+    for source, pool in zip(others, unused, strict=True):
+        for run in pool:
+            unmatched.append(f"{source.name}: {run['label']} (no matching run in {base.name})")
+
+    warnings = [*_environment_warnings(sources)]
+    for m in matches:
+        warnings.extend(_config_warnings(m, sources))
+    return Comparison(tuple(sources), tuple(matches), tuple(unmatched), tuple(warnings))
+
+
+def _environment_warnings(sources: list[Source]) -> list[str]:
+    base = sources[0]
+    out = []
+    for s in sources:
+        if not s.results.get("complete", True):
+            out.append(f"{s.name} is incomplete: its run was interrupted or is still going")
+    for s in sources[1:]:
+        for name, path in ENVIRONMENT_KEYS:
+            a, b = _env(base.results, path), _env(s.results, path)
+            if a != b:
+                out.append(f"environments differ: {name} is {a} in {base.name} but {b} in {s.name}")
+    return out
+
+
+def _env(results: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = results.get("environment", {})
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _config_warnings(match: Match, sources: list[Source]) -> list[str]:
+    base_run = match.runs[0]
+    assert base_run is not None
+    base_config = base_run.get("config", {})
+    out = []
+    for source, run in zip(sources[1:], match.runs[1:], strict=True):
+        if run is None:
+            continue
+        config = run.get("config", {})
+        for key in sorted((set(base_config) | set(config)) - _MATCHED_CONFIG):
+            if base_config.get(key) != config.get(key):
+                out.append(
+                    f"{match.label}: run parameters differ: {key} is {base_config.get(key)!r} in "
+                    f"{sources[0].name} but {config.get(key)!r} in {source.name}"
+                )
+    return out
+
+
+def percentile_interval(summary: dict[str, Any], percentile: float) -> tuple[int, int] | None:
+    """The 95% rank interval of a percentile, read back from the run's HDR histogram.
+
+    For p at count n, the order statistics at n*p -+ 1.96*sqrt(n*p*(1-p)) (clamped to 1..n), as values.
+    None when the run has no histogram.
+    """
+    blob = summary.get("hdr")
+    if not blob:
+        return None
+    hist = LatencyRecorder.decode(blob).hist
+    n = int(hist.get_total_count())
+    if n == 0:
+        return None
+    q = percentile / 100
+    half = Z_95 * math.sqrt(n * q * (1 - q))
+    lo_rank = min(n, max(1, math.floor(n * q - half)))
+    hi_rank = min(n, max(1, math.ceil(n * q + half)))
+    return (
+        int(hist.get_value_at_percentile(100 * lo_rank / n)),
+        int(hist.get_value_at_percentile(100 * hi_rank / n)),
+    )
+
+
+def latency_noise(base_run: dict[str, Any], new_run: dict[str, Any], latency: str, key: str) -> Noise | None:
+    """Is the difference in latency_us[latency][key] within run-to-run noise? None: cannot tell.
+
+    Within noise when the values differ by less than the HDR precision (0.1%), or when their 95%
+    rank intervals overlap. Only for percentiles (p50, p90, p99, p999) of runs with histograms.
+    """
+    if key not in PERCENTILE_KEYS:
+        return None
+    a_sum = base_run.get("latency_us", {}).get(latency, {})
+    b_sum = new_run.get("latency_us", {}).get(latency, {})
+    a, b = a_sum.get(key), b_sum.get(key)
+    if a is None or b is None:
+        return None
+    if a > 0 and abs(b - a) / a < HDR_PRECISION:
+        return Noise(True, f"differs by less than the HDR precision ({HDR_PRECISION:.1%})")
+    ia = percentile_interval(a_sum, PERCENTILE_KEYS[key])
+    ib = percentile_interval(b_sum, PERCENTILE_KEYS[key])
+    if ia is None or ib is None:
+        return None
+    shown = f"95% intervals [{fmt_us(ia[0])}, {fmt_us(ia[1])}] and [{fmt_us(ib[0])}, {fmt_us(ib[1])}]"
+    if ia[0] <= ib[1] and ib[0] <= ia[1]:
+        return Noise(True, f"{shown} overlap")
+    return Noise(False, f"{shown} do not overlap")
+
+
+def change(figure: Figure, base_run: dict[str, Any], new_run: dict[str, Any]) -> Change:
+    base, new = value_at(base_run, figure.path), value_at(new_run, figure.path)
+    if base is None or new is None:
+        return Change(base, new, None, "n/a", None)
+    ratio = new / base if base else None
+    noise = None
+    if figure.path[0] == "latency_us":
+        noise = latency_noise(base_run, new_run, figure.path[1], figure.path[2])
+    better = (new < base) == figure.lower_is_better
+    direction = "same" if new == base else ("better" if better else "worse")
+    return Change(base, new, ratio, direction, noise)
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "us":
+        return fmt_us(value)
+    if unit == "cores":
+        return fmt_cores(value)
+    if unit == "count":
+        return f"{value:,.0f}"
+    return f"{value:,g}"
+
+
+_STYLE = {"better": "green", "worse": "red", "same": "dim", "n/a": "dim"}
+
+
+def _change_cell(figure: Figure, c: Change) -> Text:
+    if c.direction == "n/a":
+        return Text("-", style="dim")
+    if c.direction == "same":
+        return Text("same", style="dim")
+    if c.ratio is None:  # baseline 0: a ratio would be infinite
+        diff = fmt_value(abs((c.new or 0) - (c.base or 0)), figure.unit)
+        amount = f"{'+' if (c.new or 0) > (c.base or 0) else '-'}{diff}"
+    else:
+        amount = f"x{c.ratio:.2f}"
+    if c.noise is not None and c.noise.within:
+        return Text(f"{amount} noise", style="dim")
+    return Text(f"{amount} {c.direction}", style=_STYLE[c.direction])
+
+
+def match_table(comparison: Comparison, match: Match) -> Table:
+    sources = comparison.sources
+    table = Table(
+        title=match.label,
+        title_justify="left",
+        title_style="bold",
+        header_style="bold",
+        caption=f"better: ↓ lower, ↑ higher; ratio: x value / {sources[0].name}'s; "
+        "noise: within run-to-run noise",
+        caption_justify="left",
+    )
+    table.add_column("figure", no_wrap=True)
+    table.add_column("better", justify="center", no_wrap=True)
+    table.add_column(sources[0].name + " (base)", justify="right")
+    for s in sources[1:]:
+        table.add_column(s.name, justify="right")
+        table.add_column("ratio", justify="right", no_wrap=True)
+    base_run = match.runs[0]
+    assert base_run is not None
+    for figure in FIGURES:
+        row: list[str | Text] = [
+            figure.name,
+            "↓" if figure.lower_is_better else "↑",
+            fmt_value(value_at(base_run, figure.path), figure.unit),
+        ]
+        for run in match.runs[1:]:
+            if run is None:
+                row += ["-", Text("absent", style="dim")]
+                continue
+            row += [
+                fmt_value(value_at(run, figure.path), figure.unit),
+                _change_cell(figure, change(figure, base_run, run)),
+            ]
+        table.add_row(*row)
+    verdict_row: list[str | Text] = ["verdict", ""]
+    for i, run in enumerate(match.runs):
+        cell = Text("-") if run is None else _verdict(run)
+        verdict_row += [cell] if i == 0 else [cell, ""]
+    table.add_row(*verdict_row)
+    return table
+
+
+def _verdict(run: dict[str, Any]) -> Text:
+    ok = bool(run["verdict"]["pass"])
+    return Text("PASS" if ok else "FAIL", style="green" if ok else "red")
+
+
+def summary_lines(comparison: Comparison) -> list[str]:
+    """Per matched run and file, how the headline figure (watch p99) moved, hyperfine-style."""
+    base_name = comparison.baseline.name
+    lines = []
+    for m in comparison.matches:
+        base_run = m.runs[0]
+        assert base_run is not None
+        for source, run in zip(comparison.sources[1:], m.runs[1:], strict=True):
+            if run is None:
+                continue
+            lines.append(f"{m.label}: {headline(HEADLINE, base_run, run, base_name, source.name)}")
+    return lines
+
+
+def headline(figure: Figure, base_run: dict[str, Any], run: dict[str, Any], base_name: str, name: str) -> str:
+    c = change(figure, base_run, run)
+    what = f"{name}'s {figure.name}"
+    if c.base is None or c.new is None:
+        missing = base_name if c.base is None else name
+        return f"{what} cannot be compared: none recorded in {missing}"
+    values = f"({fmt_value(c.new, figure.unit)} vs {fmt_value(c.base, figure.unit)})"
+    if c.new == c.base:
+        return f"{what} was the same as {base_name}'s {values}"
+    if c.base == 0 or c.new == 0:
+        word = "higher" if c.new > c.base else "lower"
+        text = f"{what} was {word} than {base_name}'s {values}"
+    else:
+        factor = max(c.new, c.base) / min(c.new, c.base)
+        word = "higher" if c.new > c.base else "lower"
+        text = f"{what} was {factor:.2f}x {word} than {base_name}'s {values}"
+    if c.noise is not None and c.noise.within:
+        text += ", within run-to-run noise"
+    return text
+
+
+def render(comparison: Comparison) -> RenderableType:
+    parts: list[RenderableType] = []
+    names = ", ".join(
+        f"{s.name} = {s.path}" + (" (baseline)" if i == 0 else "") for i, s in enumerate(comparison.sources)
+    )
+    parts.append(Text(names))
+    for w in comparison.warnings:
+        parts.append(Text("warning: " + w, style="yellow"))
+    for m in comparison.matches:
+        parts.append(Text(""))
+        parts.append(match_table(comparison, m))
+    if comparison.unmatched:
+        parts.append(Text(""))
+        parts.append(Text(f"unmatched runs (matched by {MATCHED_BY}):"))
+        parts.extend(Text("  " + u) for u in comparison.unmatched)
+    lines = summary_lines(comparison)
+    if lines:
+        parts.append(Text(""))
+        parts.append(Text("summary", style="bold"))
+        parts.extend(Text("  " + line) for line in lines)
+    elif not comparison.matches:
+        parts.append(Text(""))
+        parts.append(Text("no run matched: nothing to compare", style="yellow"))
+    return Group(*parts)

@@ -1,0 +1,209 @@
+"""Exporters: a results file as `.hgrm`, perfdash JSON or a per-second CSV. Each returns text.
+
+- hgrm: HdrHistogram's percentile distribution (Value, Percentile, TotalCount, 1/(1-Percentile), then
+  the `#[Mean ...]`, `#[Max ...]`, `#[Buckets ...]` footer) of one run's latency histogram. Values are
+  in **milliseconds** (the file's microseconds / 1000, three decimals, so nothing is lost); a last
+  `#[Value units = ms ...]` line says so and names the run and metric.
+- perfdash: clusterloader2's `{"version": "v1", "dataItems": [...]}`, one item per run and latency
+  metric, Perc50/Perc90/Perc99 in ms.
+- csv: one row per second since t0 per run: writes acknowledged and events received in that second,
+  and each CPU series resampled to the second (time-weighted mean of the samples overlapping it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from etcdbench.errors import UsageError
+from etcdbench.metrics.latency import LatencyRecorder
+
+FORMATS = ("hgrm", "perfdash", "csv")
+LATENCY_METRICS = ("watch", "put", "schedule_slip")
+METRIC_MEANING = {
+    "watch": "watch latency, intended send -> event received and decoded",
+    "put": "put latency, intended send -> acknowledged",
+    "schedule_slip": "schedule slip, intended send -> handed to the client",
+}
+TICKS_PER_HALF_DISTANCE = 5  # rows per halving of the distance to 100%, as HdrHistogram prints by default
+CPU_SERIES = ("watcher", "writers", "etcd", "host")
+CSV_COLUMNS = (
+    "run",
+    "second",
+    "measured",
+    "writes_acked",
+    "events_received",
+    *(f"cpu_{name}" for name in CPU_SERIES),
+)
+
+
+def select_runs(results: dict[str, Any], label: str | None) -> list[dict[str, Any]]:
+    """All runs, or the one whose label is `label` (UsageError naming --run when none is)."""
+    runs: list[dict[str, Any]] = results["runs"]
+    if label is None:
+        return runs
+    chosen = [r for r in runs if r["label"] == label]
+    if not chosen:
+        known = ", ".join(repr(r["label"]) for r in runs) or "none"
+        raise UsageError(f"--run: no run labelled {label!r} (runs: {known})")
+    return chosen
+
+
+@dataclass(frozen=True)
+class SpectrumPoint:
+    percentile: float  # 0..100
+    value_us: int  # highest value equivalent to the bucket reached
+    total_count: int
+
+
+def spectrum(summary: dict[str, Any]) -> list[SpectrumPoint]:
+    """The percentile spectrum of a latency summary's histogram, HdrHistogram's iteration steps."""
+    if not summary.get("hdr"):
+        return []
+    hist = LatencyRecorder.decode(summary["hdr"]).hist
+    return [
+        SpectrumPoint(
+            float(it.percentile_level_iterated_to),
+            int(it.value_iterated_to),
+            int(it.total_count_to_this_value),
+        )
+        for it in hist.get_percentile_iterator(TICKS_PER_HALF_DISTANCE)
+    ]
+
+
+def hgrm(results: dict[str, Any], metric: str = "watch", label: str | None = None) -> str:
+    runs = select_runs(results, label)
+    if len(runs) != 1:
+        known = ", ".join(repr(r["label"]) for r in runs) or "none"
+        raise UsageError(f"--run: an .hgrm holds one histogram; choose one run with --run (runs: {known})")
+    run = runs[0]
+    summary = run["latency_us"][metric]
+    if not summary.get("hdr") or not summary.get("count"):
+        raise UsageError(f"{run['label']}: no {metric} latency recorded, nothing to export")
+    hist = LatencyRecorder.decode(summary["hdr"]).hist
+    ms = 1000.0
+    lines = [f"{'Value':>12} {'Percentile':>14} {'TotalCount':>10} {'1/(1-Percentile)':>14}", ""]
+    for point in spectrum(summary):
+        fraction = point.percentile / 100
+        if point.percentile < 100:
+            inverse = 1 / (1 - fraction)
+            lines.append(
+                f"{point.value_us / ms:12.3f} {fraction:2.12f} {point.total_count:10d} {inverse:14.2f}"
+            )
+        else:
+            lines.append(f"{point.value_us / ms:12.3f} {fraction:2.12f} {point.total_count:10d}")
+    lines.append(
+        f"#[Mean    = {hist.get_mean_value() / ms:12.3f}, StdDeviation   = {hist.get_stddev() / ms:12.3f}]"
+    )
+    lines.append(
+        f"#[Max     = {hist.get_max_value() / ms:12.3f}, Total count    = {hist.get_total_count():12d}]"
+    )
+    lines.append(f"#[Buckets = {hist.bucket_count:12d}, SubBuckets     = {hist.sub_bucket_count:12d}]")
+    lines.append(
+        f"#[Value units = ms; {METRIC_MEANING[metric]}; run {run['label']}; "
+        f"out of range (> 1 h, not in the histogram) = {summary.get('out_of_range', 0)}]"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def perfdash(results: dict[str, Any], label: str | None = None, metric: str | None = None) -> str:
+    """One dataItem per run and latency metric (all three, or only `metric`)."""
+    items = []
+    for run in select_runs(results, label):
+        for metric_name in LATENCY_METRICS if metric is None else (metric,):
+            s = run["latency_us"][metric_name]
+            if any(s.get(p) is None for p in ("p50", "p90", "p99")):
+                continue  # nothing recorded: perfdash data values must be numbers
+            items.append(
+                {
+                    "data": {"Perc50": s["p50"] / 1000, "Perc90": s["p90"] / 1000, "Perc99": s["p99"] / 1000},
+                    "unit": "ms",
+                    "labels": {
+                        "Metric": metric_name,
+                        "Backend": run["backend"],
+                        "Encoding": run["encoding"],
+                        "Kind": run["kind"],
+                        "Rate": f"{run['target_rate']:g}",
+                        "V2Watch": run.get("v2_watch") or "",
+                        "Run": run["label"],
+                    },
+                }
+            )
+    return json.dumps({"version": "v1", "dataItems": items}, indent=2) + "\n"
+
+
+def cpu_per_second(points: list[list[float]], interval_s: float, seconds: int) -> list[float | None]:
+    """Per-interval samples `[end time, cores]` as one value per whole second since t0.
+
+    Each sample covers (previous end, its end]; the first covers one interval before its end. A second's
+    value is the time-weighted mean of the samples overlapping it, None when none does.
+    """
+    spans = []
+    start = None
+    for end, cores in points:
+        begin = end - interval_s if start is None else start
+        if end > begin:
+            spans.append((begin, end, cores))
+        start = end
+    out: list[float | None] = []
+    for s in range(seconds):
+        weight = total = 0.0
+        for begin, end, cores in spans:
+            overlap = min(end, s + 1) - max(begin, s)
+            if overlap > 0:
+                weight += overlap
+                total += overlap * cores
+        out.append(round(total / weight, 3) if weight > 0 else None)
+    return out
+
+
+def timeseries_rows(run: dict[str, Any]) -> list[list[Any]]:
+    ts = run.get("timeseries", {})
+    writes: list[int] = ts.get("writes_acked", [])
+    events: list[int] = ts.get("events_received", [])
+    seconds = max(len(writes), len(events))
+    cpu = ts.get("cpu_cores", {})
+    interval = float(cpu.get("interval_s", 0.5))
+    columns = {
+        name: cpu_per_second(cpu[name], interval, seconds) if cpu.get(name) else [None] * seconds
+        for name in CPU_SERIES
+    }
+    window_start = run["warmup_s"]
+    window_end = run["warmup_s"] + run["duration_s"]
+    rows = []
+    for s in range(seconds):
+        rows.append(
+            [
+                run["label"],
+                s,
+                int(window_start <= s and s + 1 <= window_end),
+                writes[s] if s < len(writes) else 0,  # the per-second lists end at their last event
+                events[s] if s < len(events) else 0,
+                *(columns[name][s] for name in CPU_SERIES),
+            ]
+        )
+    return rows
+
+
+def timeseries_csv(results: dict[str, Any], label: str | None = None) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for run in select_runs(results, label):
+        for row in timeseries_rows(run):
+            writer.writerow(["" if v is None else v for v in row])
+    return buf.getvalue()
+
+
+def export(results: dict[str, Any], fmt: str, *, metric: str | None = None, label: str | None = None) -> str:
+    """`metric`: the histogram for hgrm (default watch); perfdash keeps only it when given."""
+    if fmt == "hgrm":
+        return hgrm(results, metric or "watch", label)
+    if fmt == "perfdash":
+        return perfdash(results, label, metric)
+    if fmt == "csv":
+        return timeseries_csv(results, label)
+    raise UsageError(f"--format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
