@@ -128,7 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="print the summary of a results file")
     s.add_argument("file", type=Path)
-    parser.set_defaults(handlers={"watch": _cmd_watch, "show": _cmd_show, **register_archive_commands(sub)})
+    from etcdbench.cli_run import register as register_run_commands  # it imports this module's helpers
+
+    parser.set_defaults(
+        handlers={
+            "watch": _cmd_watch,
+            "show": _cmd_show,
+            **register_archive_commands(sub),
+            **register_run_commands(sub),
+        }
+    )
     return parser
 
 
@@ -231,7 +240,12 @@ def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
-    out.print(summary(load(args.file)))
+    from etcdbench.report.matrix import comparison
+
+    results = load(args.file)
+    out.print(summary(results))
+    for part in comparison(results):
+        out.print(part)
     return EXIT_PASS
 
 

@@ -7,12 +7,13 @@ prefix empty behind it, so runs in a matrix or a capacity search do not see each
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from etcdbench.backends import make_backend
-from etcdbench.backends.base import Endpoint
+from etcdbench.backends.base import Backend, Endpoint
 from etcdbench.backends.v3 import V3Backend
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd.local import LocalEtcd, find_etcd_binary
@@ -103,14 +104,30 @@ class Target:
                     with contextlib.suppress(Exception):
                         admin.delete_prefix(config.prefix)
                 raise
-            try:
-                admin.check()
-            except EtcdError as exc:
-                run["incomplete"] = f"etcd could not be reached after the run: {exc}"
+            after = self._reconnect(config)  # a fault may have left the old connection backing off
+            if isinstance(after, str):
+                run["incomplete"] = f"etcd could not be reached after the run: {after}"
                 return run  # nothing to clean up on an etcd that is gone
-            if not (self.keep and self.endpoints):
-                admin.delete_prefix(config.prefix)
+            try:
+                if not (self.keep and self.endpoints):
+                    after.delete_prefix(config.prefix)
+            finally:
+                after.close()
             return run
+
+    def _reconnect(self, config: RunConfig, attempts: int = 10) -> Backend | str:
+        """A fresh, checked connection, or why none could be made (tried for about 5 s)."""
+        reason = ""
+        for _ in range(attempts):
+            backend = make_backend(config.backend, self.endpoint, v2_watch=config.v2_watch)
+            try:
+                backend.check()
+                return backend
+            except EtcdError as exc:
+                backend.close()
+                reason = str(exc)
+                time.sleep(0.5)
+        return reason
 
 
 def run_watch(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -181,7 +181,7 @@ def _parse_time(value: Any, path: str) -> int:
     if not isinstance(value, str):
         raise ValueError(f"{path}: expected an RFC3339 string, got {type(value).__name__}")
     try:
-        parsed = datetime.strptime(value, _RFC3339).replace(tzinfo=timezone.utc)
+        parsed = datetime.strptime(value, _RFC3339).replace(tzinfo=UTC)
     except ValueError as exc:
         raise ValueError(f"{path}: {value!r} is not RFC3339 UTC with second precision") from exc
     return int(parsed.timestamp())
@@ -261,7 +261,7 @@ def _message_value(message: Message) -> Any:
     full_name = message.DESCRIPTOR.full_name
     if full_name == _TIME:
         seconds = message.seconds  # type: ignore[attr-defined]
-        return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime(_RFC3339)
+        return datetime.fromtimestamp(seconds, tz=UTC).strftime(_RFC3339)
     if full_name == _QUANTITY:
         return message.string  # type: ignore[attr-defined]
     if full_name == _FIELDS_V1:

@@ -53,7 +53,7 @@ import json
 import math
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 from typing import Any, TypeVar
 
@@ -68,7 +68,7 @@ NODE_COUNT = 5000
 NAMESPACE_COUNT = 10
 PODS_PER_REPLICASET = 30
 
-_EPOCH = datetime(2017, 3, 30, tzinfo=timezone.utc)
+_EPOCH = datetime(2017, 3, 30, tzinfo=UTC)
 _RESOURCES = {"pod": "pods", "node": "minions", "event": "events"}
 # Kubernetes' name-suffix alphabet (no vowels, no confusable digits).
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"

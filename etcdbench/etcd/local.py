@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -106,8 +107,8 @@ def _free_port() -> int:
 def _pdeathsig_preexec() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM etcd when we die, even by SIGKILL (no atexit runs then).
 
-    Caveat of PR_SET_PDEATHSIG: it fires when the *thread* that forked exits, so start() must be called
-    from a thread that lives as long as the server (the main thread in the CLI).
+    Caveat of PR_SET_PDEATHSIG: it fires when the *thread* that forked exits, so every etcd is forked
+    from one spawner thread that lives as long as the LocalEtcd (see _launch).
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -155,6 +156,7 @@ class LocalEtcd:
         self.version = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._spawner: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> LocalEtcd:
         self.start()
@@ -212,6 +214,13 @@ class LocalEtcd:
         self._launch()
 
     def _launch(self) -> None:
+        # Always from the same long-lived thread: PR_SET_PDEATHSIG fires when the thread that forked
+        # etcd ends, so a restart from a short-lived thread (a fault) would kill the new etcd with it.
+        if self._spawner is None:
+            self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcd-spawner")
+        self._spawner.submit(self._popen).result()
+
+    def _popen(self) -> None:
         # stdout/stderr to a file rather than --log-outputs: works with every logger etcd 3.4/3.5 has.
         self._log = open(self.log_file, "ab")  # noqa: SIM115 (closed in _terminate)
         self._proc = subprocess.Popen(
@@ -311,3 +320,6 @@ class LocalEtcd:
             atexit.unregister(self.stop)
         self._terminate()
         self._cleanup_dir()
+        if self._spawner is not None:
+            self._spawner.shutdown(wait=False)
+            self._spawner = None

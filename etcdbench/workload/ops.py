@@ -5,7 +5,7 @@ other's keys and each can keep its own state. Three workloads:
 
 - update: the writer's objects updated round-robin (node heartbeats: every Node once per period);
 - churn: pod lifecycles in `objects` lanes: create, `churn_updates` status updates, delete, and a new
-  pod in the same lane (each pod has a new name, so each key lives once);
+  pod in the same lane (each pod has a new name, so each key lives once, above any preloaded ones);
 - mix: update/create/delete chosen by smooth weighted round-robin, so that N * total-weight operations
   hold exactly N * weight of each. Updates cycle over live objects, deletes take the next one in that
   cycle, creates add a new object. A delete with no live object left becomes a create.
@@ -44,6 +44,9 @@ def op_stream(config: RunConfig, writer: int) -> Iterator[Op]:
     """The writer's operations, forever; the writer takes as many as its schedule has slots."""
     n = config.writers
     owned = max(own_objects(config, writer), 1)
+    # New objects (churn pods, mix creates) take indexes above the preloaded ones of the same kind,
+    # so a create never overwrites the standing state and a delete never eats into it.
+    fresh = max(owned, -(-config.preload.get(config.kind, 0) // n))
 
     def glob(local: int) -> int:
         return local * n + writer
@@ -57,17 +60,17 @@ def op_stream(config: RunConfig, writer: int) -> Iterator[Op]:
             lane = s % owned
             generation, phase = divmod(s // owned, cycle)
             action = "create" if phase == 0 else "delete" if phase == cycle - 1 else "update"
-            yield Op(action, glob(generation * owned + lane))
+            yield Op(action, glob(fresh + generation * owned + lane))
     else:
-        yield from _mix(config, owned, glob)
+        yield from _mix(config, owned, fresh, glob)
 
 
-def _mix(config: RunConfig, owned: int, glob: Callable[[int], int]) -> Iterator[Op]:
+def _mix(config: RunConfig, owned: int, fresh: int, glob: Callable[[int], int]) -> Iterator[Op]:
     weights = {op: w for op, w in config.mix_weights.items() if w > 0}
     total = sum(weights.values())
     current = dict.fromkeys(weights, 0)
     live = deque(range(owned))
-    next_new = owned
+    next_new = fresh
     while True:
         for op, w in weights.items():
             current[op] += w

