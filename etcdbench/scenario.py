@@ -17,6 +17,8 @@ WORKLOADS = ("update", "churn", "mix")
 MIX_OPS = ("update", "create", "delete")
 SIZE_PROFILES = ("k8s-1.6", "modern")
 DEFAULT_PREFIX = "/registry/"
+# On an etcd etcdbench did not start, its keys live under its own prefix: never beside a real cluster's.
+EXTERNAL_PREFIX = "/etcdbench/registry/"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class RunConfig:
     scale: float = 1.0  # recorded for the results; scenario files apply it to sizes and rates
     scenario: str = ""  # the scenario (and cell) this run came from, if any
     faults: tuple[str, ...] = ()  # "KIND@T[:D]" (etcdbench.faults), normalised
+    shard: int = 0  # this load generator's index among `shards` cooperating ones (--shard I/N)
+    shards: int = 1
 
     def __post_init__(self) -> None:
         _choice("--backend", self.backend, BACKENDS)
@@ -79,15 +83,26 @@ class RunConfig:
         for f in self.faults:
             if parse_fault(f).at_s >= run_s:
                 raise UsageError(f"--fault: {f} starts after the writes end ({run_s:g} s)")
+        if not 0 <= self.shard < self.shards:
+            raise UsageError(f"--shard: {self.shard}/{self.shards} is not I/N with 0 <= I < N")
         if self.warmup_s < 0:
             raise UsageError(f"--warmup: must be >= 0, got {self.warmup_s:g}")
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
             raise UsageError(f"--prefix: must start and end with '/', got {self.prefix!r}")
-        if self.writers > self.total_writes:
+        if self.total_writers > self.total_writes:
             raise UsageError(
                 f"--writers: {self.writers} writers for {self.total_writes} writes leaves some idle; "
                 "lower --writers or raise --rate/--duration"
             )
+
+    @property
+    def total_writers(self) -> int:
+        """Writer processes of all shards together: write slot i belongs to writer i % total_writers."""
+        return self.writers * self.shards
+
+    def writer_id(self, local: int) -> int:
+        """The global id of this shard's writer `local`."""
+        return self.shard * self.writers + local
 
     @property
     def total_writes(self) -> int:
@@ -106,10 +121,20 @@ class RunConfig:
             label += f" {self.workload}"
         if self.watchers > 1:
             label += f" x{self.watchers} watchers"
+        if self.shards > 1:
+            label += f" shard {self.shard}/{self.shards}"
         return label
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """ "2/4" -> (2, 4)."""
+    i, sep, n = text.partition("/")
+    if not sep or not i.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(i) < int(n):
+        raise UsageError(f"--shard: {text!r} is not I/N with 0 <= I < N")
+    return int(i), int(n)
 
 
 def parse_mix(text: str) -> dict[str, int]:

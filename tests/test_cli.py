@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -147,3 +148,28 @@ def test_non_empty_prefix_on_external_etcd_is_refused(etcd_server: object, tmp_p
     check = V3Backend(Endpoint((etcd_server.client_url,)))
     assert check.count_prefix(prefix) == 1  # untouched
     check.close()
+
+
+@pytest.mark.integration
+def test_external_etcd_gets_etcdbench_own_prefix_by_default(etcd_server: object, tmp_path: Path) -> None:
+    from etcdbench.backends.base import Endpoint
+    from etcdbench.backends.v3 import V3Backend
+    from etcdbench.etcd import LocalEtcd
+
+    assert isinstance(etcd_server, LocalEtcd)
+    admin = V3Backend(Endpoint((etcd_server.client_url,)))
+    acked = threading.Event()
+    admin.put_async("/registry/pods/default/a-real-pod", b"k8s data", lambda exc: acked.set())
+    assert acked.wait(10)
+    proc = etcdbench(
+        "watch", "--endpoints", etcd_server.client_url, "--rate", "50", "--duration", "1", "--warmup", "0",
+        "--objects", "5", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)["runs"][0]
+    assert run["config"]["prefix"] == "/etcdbench/registry/"
+    assert run["counters"]["received"] == 50
+    assert admin.get_prefix("/registry/") == {"/registry/pods/default/a-real-pod": b"k8s data"}  # untouched
+    assert admin.count_prefix("/etcdbench/") == 0  # and ours is gone
+    admin.delete_prefix("/registry/")
+    admin.close()

@@ -119,6 +119,16 @@ class V3Backend:
         except grpc.RpcError as exc:
             raise self._error("Range", exc) from None
 
+    def get_prefix(self, prefix: str) -> dict[str, bytes]:
+        """Every key under `prefix` with its value (small prefixes only: one response)."""
+        p = prefix.encode()
+        request = rpc_pb2.RangeRequest(key=p, range_end=prefix_range_end(p))
+        try:
+            resp = self._kv.Range(request, timeout=ADMIN_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise self._error("Range", exc) from None
+        return {kv.key.decode(): kv.value for kv in resp.kvs}
+
     def count_prefix(self, prefix: str) -> int:
         p = prefix.encode()
         return int(self._range(p, prefix_range_end(p), count_only=True).count)

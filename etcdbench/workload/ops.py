@@ -1,7 +1,7 @@
 """What each write is: the operation stream of one writer, deterministic and exactly proportioned.
 
-Writer w of N owns the objects whose global index is `local * N + w`, so writers never touch each
-other's keys and each can keep its own state. Three workloads:
+Writer w of N (all shards together) owns the objects whose global index is `local * N + w`, so
+writers never touch each other's keys and each can keep its own state. Three workloads:
 
 - update: the writer's objects updated round-robin (node heartbeats: every Node once per period);
 - churn: pod lifecycles in `objects` lanes: create, `churn_updates` status updates, delete, and a new
@@ -32,7 +32,7 @@ class Op:
 
 def own_objects(config: RunConfig, writer: int) -> int:
     """How many of the configured objects writer `writer` owns."""
-    return len(range(writer, config.objects, config.writers))
+    return len(range(writer, config.objects, config.total_writers))
 
 
 def seeded(config: RunConfig) -> bool:
@@ -42,7 +42,7 @@ def seeded(config: RunConfig) -> bool:
 
 def op_stream(config: RunConfig, writer: int) -> Iterator[Op]:
     """The writer's operations, forever; the writer takes as many as its schedule has slots."""
-    n = config.writers
+    n = config.total_writers
     owned = max(own_objects(config, writer), 1)
     # New objects (churn pods, mix creates) take indexes above the preloaded ones of the same kind,
     # so a create never overwrites the standing state and a delete never eats into it.

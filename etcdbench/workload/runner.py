@@ -89,17 +89,19 @@ def run_once(
     etcd_pid: int | None = None,
     progress: Progress | None = None,
     faults: FaultInjector | None = None,
+    start_at: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """Preload, then measure `config`; `admin` is the parent's own connection (revision, db size).
 
     `faults`, if given, is started at t0 and has finished (etcd resumed or restarted) when this returns.
+    `start_at`, if given, picks t0 (monotonic ns) once every process is ready: shards agree on it.
     """
     ctx = mp.get_context("spawn")  # gRPC and threads do not survive fork
     children: list[_Child] = []
     sampler: CpuSampler | None = None
     try:
         writers = [
-            _Child(ctx, f"writer {w}", run_writer, WriterPlan(w, config, endpoint))
+            _Child(ctx, f"writer {w}", run_writer, WriterPlan(config.writer_id(w), config, endpoint))
             for w in range(config.writers)
         ]
         children.extend(writers)
@@ -129,7 +131,7 @@ def run_once(
             groups["etcd"] = [etcd_pid]
         sampler = CpuSampler(groups)
         sampler.start()
-        t0_ns = time.monotonic_ns() + round(START_LEAD_S * NS)
+        t0_ns = start_at() if start_at else time.monotonic_ns() + round(START_LEAD_S * NS)
         timeline = Timeline(t0_ns, config.warmup_s, config.duration_s)
         for child in children:
             child.conn.send(("start", t0_ns))
@@ -151,12 +153,11 @@ def run_once(
             faults.stop()
         writes_end = time.monotonic()
         expiring = [expiry for r in writer_results for _, expiry in r["expiring"]]
-        expected = sum(
-            bytes(r["acked"]).count(1) + len(r["deletes"]) + len(r["expiring"]) for r in writer_results
-        )
+        puts = sum(bytes(r["acked"]).count(1) for r in writer_results)
+        keys = [key for r in writer_results for key, _ in (*r["deletes"], *r["expiring"])]
         until_ns = max(expiring) + round(EXPIRY_GRACE_S * NS) if expiring else 0
         for w in watchers:
-            w.conn.send(("drain", (expected, until_ns)))
+            w.conn.send(("drain", (puts, keys, until_ns)))
         watcher_results = []
         for w in watchers:
             while not w.conn.poll(0.25):

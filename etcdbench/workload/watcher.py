@@ -19,6 +19,7 @@ from typing import Any
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
 from etcdbench.encoding.codec import Codec, get_codec
+from etcdbench.encoding.objects import STAMP_PLACEHOLDER
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.scenario import RunConfig
 from etcdbench.workload.accounting import EventLedger, parse_stamp
@@ -39,8 +40,13 @@ class WatcherPlan:
 class WatchBook:
     """Everything one watch saw: the ledger of puts, the deletes by key, latency and time series."""
 
-    def __init__(self, timeline: Timeline) -> None:
+    def __init__(self, timeline: Timeline, own_writers: range) -> None:
         self.timeline = timeline
+        self.own_writers = own_writers  # this shard's writers: other shards' events are not ours to count
+        self.other_shards = 0
+        self.expected_puts = -1  # set when the writers are done
+        self.expected_keys: set[str] = set()
+        self.expected_keys_seen = 0
         self.ledger = EventLedger()
         self.latency = LatencyRecorder()
         self.per_s = PerSecond(timeline.t0_ns)
@@ -51,9 +57,19 @@ class WatchBook:
         self.foreign = self.decode_errors = 0
         self.last_event_ns = time.monotonic_ns()
 
+    def expect(self, puts: int, keys: set[str]) -> None:
+        """What the writers had acknowledged: this many puts, and deletes/expiries of these keys."""
+        self.expected_keys = keys
+        self.expected_keys_seen = len(keys & self.deletes_seen.keys())
+        self.expected_puts = puts
+
     @property
-    def distinct(self) -> int:
-        return self.ledger.distinct + len(self.deletes_seen)
+    def complete(self) -> bool:
+        return (
+            self.expected_puts >= 0
+            and self.ledger.distinct >= self.expected_puts
+            and self.expected_keys_seen >= len(self.expected_keys)
+        )
 
     def relist(self, item: Relist) -> None:
         self.relists.append({"reason": item.reason, "revision": item.revision, "keys": item.keys})
@@ -76,11 +92,18 @@ class WatchBook:
             else:
                 self.deletes_seen[item.key] = now
                 self._count(now)
+                self.expected_keys_seen += item.key in self.expected_keys
             return
         if stamp is None:
             self.foreign += 1
             return
+        if stamp == STAMP_PLACEHOLDER:  # a preloaded object: another shard still preloading
+            self.other_shards += 1
+            return
         writer, seq, intended = parse_stamp(stamp)
+        if writer not in self.own_writers:
+            self.other_shards += 1
+            return
         if self.ledger.record(writer, seq, item.revision):
             self._count(now)
             if self.timeline.in_window(intended):
@@ -101,6 +124,7 @@ class WatchBook:
             "received_in_window": self.in_window,
             "relists": self.relists,
             "foreign": self.foreign,
+            "other_shards": self.other_shards,
             "decode_errors": self.decode_errors,
             "watch_latency": self.latency.summary(),
             "events_per_s": self.per_s.counts,
@@ -125,17 +149,22 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
     conn.send(("ready", None))
     _, t0_ns = conn.recv()
     timeline = Timeline(t0_ns, cfg.warmup_s, cfg.duration_s)
-    books = [WatchBook(timeline) for _ in range(plan.watches)]
+    own = range(cfg.writer_id(0), cfg.writer_id(cfg.writers))
+    books = [WatchBook(timeline, own) for _ in range(plan.watches)]
     drain: dict[str, int] = {}
 
     def done() -> bool:
-        return bool(drain) and all(b.distinct >= drain["expected"] for b in books)
+        return bool(drain) and all(b.complete for b in books)
 
     def control() -> None:
-        # The parent sends ("drain", (n, until_ns)) once the writers are done: n acknowledged writes
-        # and deletes to expect, and expiries due until `until_ns`, which the watch must wait for.
-        _, (expected, until_ns) = conn.recv()
-        drain.update(expected=expected, until=until_ns)
+        # The parent sends ("drain", (puts, keys, until_ns)) once the writers are done: acknowledged
+        # puts to expect, the keys of acknowledged deletes and TTL creates, and when the last expiry
+        # is due: the watch must wait for it.
+        _, (puts, keys, until_ns) = conn.recv()
+        expected = set(keys)
+        for b in books:
+            b.expect(puts, expected)
+        drain.update(until=until_ns)
         hard_deadline = time.monotonic_ns() + DRAIN_HARD_LIMIT_S * NS
         while True:
             now = time.monotonic_ns()

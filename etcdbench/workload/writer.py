@@ -142,7 +142,7 @@ def _preload(plan: WriterPlan, backend: Backend, templates: ValueTemplates, wind
 
     stored = 0
     for kind, n in counts.items():
-        for index in range(plan.writer_id, n, cfg.writers):
+        for index in range(plan.writer_id, n, cfg.total_writers):
             key, template, _ = templates.get(kind, index)
             window.acquire()
             backend.put_async(key, base64.b64encode(template) if templates.base64 else template, done)
@@ -225,14 +225,14 @@ def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
 
         return done
 
-    my_slots: Iterable[int] = range(plan.writer_id, cfg.total_writes, cfg.writers)
+    my_slots: Iterable[int] = range(plan.writer_id, cfg.total_writes, cfg.total_writers)
     for seq, (i, op) in enumerate(zip(my_slots, op_stream(cfg, plan.writer_id), strict=False)):
         intended = t0_ns + round(i * interval_ns)
         delay = intended - time.monotonic_ns()
         if delay > 0:
             time.sleep(delay / NS)
         if time.monotonic_ns() > give_up_ns or not window.acquire(until_ns=give_up_ns):
-            unsent = len(range(plan.writer_id, cfg.total_writes, cfg.writers)) - seq
+            unsent = len(range(plan.writer_id, cfg.total_writes, cfg.total_writers)) - seq
             break
         if timeline.in_window(intended):
             slip.record_us((time.monotonic_ns() - intended) // 1000)
@@ -247,7 +247,7 @@ def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
     backend.close()
     return {
         "writer_id": plan.writer_id,
-        "attempted": len(range(plan.writer_id, cfg.total_writes, cfg.writers)),
+        "attempted": len(range(plan.writer_id, cfg.total_writes, cfg.total_writers)),
         "owned_objects": own_objects(cfg, plan.writer_id),
         "acked": bytes(acked.bits),
         "deletes": deletes,
