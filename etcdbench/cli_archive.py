@@ -1,4 +1,4 @@
-"""Commands on archived results files: compare (and its regression gate), ls, export, plot.
+"""Commands on archived results files: compare (and its regression gate), ls, export, plot, merge.
 
 `register` adds their subparsers to the main parser and returns the handlers; cli.py dispatches to them
 like to its own. Handlers print only through the consoles they are given and return the exit code.
@@ -18,7 +18,7 @@ from etcdbench.report import archive
 from etcdbench.report.compare import Source, compare, render, source_names
 from etcdbench.report.export import FORMATS, LATENCY_METRICS, export
 from etcdbench.report.gate import evaluate, parse_rule, report
-from etcdbench.results.io import check_writable, load
+from etcdbench.results.io import check_writable, load, write_atomic
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
 
@@ -57,7 +57,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
         "--out", type=Path, required=True, metavar="DIR", help="directory for the PNGs and report.html"
     )
 
-    return {"compare": _cmd_compare, "ls": _cmd_ls, "export": _cmd_export, "plot": _cmd_plot}
+    m = sub.add_parser("merge", help="combine the results files of the shards of one run (--shard I/N)")
+    m.add_argument("files", nargs="+", type=Path, metavar="FILE", help="one results file per shard")
+    m.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.json", help="merged results file")
+
+    return {
+        "compare": _cmd_compare,
+        "ls": _cmd_ls,
+        "export": _cmd_export,
+        "plot": _cmd_plot,
+        "merge": _cmd_merge,
+    }
 
 
 def _sources(paths: list[Path]) -> list[Source]:
@@ -105,6 +115,20 @@ def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
         _write(args.out, text, "--out")
         out.print(f"wrote {args.out}", markup=False, highlight=False)
     return EXIT_PASS
+
+
+def _cmd_merge(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from etcdbench.report.console import summary
+    from etcdbench.results.merge import merge_files
+
+    check_writable(args.output)
+    results = merge_files(args.files)
+    write_atomic(args.output, results)
+    out.print(summary(results))
+    out.print(
+        f"merged {len(args.files)} shards: {args.output}", markup=False, highlight=False, soft_wrap=True
+    )
+    return EXIT_PASS if all(r["verdict"]["pass"] for r in results["runs"]) else EXIT_FAIL
 
 
 def _cmd_plot(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -34,6 +34,7 @@ from etcdbench.scenario import (
     parse_preload,
 )
 from etcdbench.scenario_file import Overrides, Scenario, from_results, load_file
+from etcdbench.security import add_security_flags, credentials_from_args
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
 # (phase, seconds elapsed, seconds total), as etcdbench.workload.runner.Progress
@@ -119,6 +120,14 @@ def _target_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", action="store_true", help="leave the written keys on an external etcd")
     p.add_argument("--output", type=Path, help="results file (default results/etcdbench-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the results JSON to stdout instead of a file")
+    p.add_argument(
+        "--cluster-size",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="embedded etcd: start a cluster of N members on 127.0.0.1 (default 1)",
+    )
+    add_security_flags(p)
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -220,13 +229,21 @@ def _progress(err: Console, total: int) -> Iterator[Callable[[int, str], RunProg
 def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     scenario = _scenario(args)
     endpoints = _endpoints(args.endpoints)
+    credentials = credentials_from_args(args)
     saver = _Saver(args)
     if args.scale is not None and "cluster" not in scenario.document:
         err.print(f"note: --scale changes nothing: {scenario.name} has no [cluster] table", markup=False)
 
     from etcdbench.session import Target  # imports grpc: keep `--help` fast
 
-    with Target(endpoints=endpoints, etcd_bin=args.etcd_bin, force=args.force, keep=args.keep) as target:
+    with Target(
+        endpoints=endpoints,
+        etcd_bin=args.etcd_bin,
+        force=args.force,
+        keep=args.keep,
+        credentials=credentials,
+        cluster_size=args.cluster_size,
+    ) as target:
         results = target.results()
         results["scenario"] = scenario.document
         try:
@@ -311,13 +328,21 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
         raise UsageError(f"--budget: must be > 0, got {args.budget!r}")
     resolution = _resolution(args.resolution)
     endpoints = _endpoints(args.endpoints)
+    credentials = credentials_from_args(args)
     saver = _Saver(args)
     # Below this rate a step has fewer writes than writers (RunConfig refuses it): stop falling there.
     min_rate = max(1.0, base.writers / (base.warmup_s + base.duration_s))
 
     from etcdbench.session import Target  # imports grpc: keep `--help` fast
 
-    with Target(endpoints=endpoints, etcd_bin=args.etcd_bin, force=args.force, keep=args.keep) as target:
+    with Target(
+        endpoints=endpoints,
+        etcd_bin=args.etcd_bin,
+        force=args.force,
+        keep=args.keep,
+        credentials=credentials,
+        cluster_size=args.cluster_size,
+    ) as target:
         results = target.results()
         try:
             with _progress(err, 0) as progress_for:

@@ -1,10 +1,18 @@
 """Faults injected into a run on a schedule: `--fault KIND@T[:D]` (seconds after the first write).
 
-- pause@T:D    SIGSTOP the embedded etcd for D seconds (a stalled disk or VM): it answers nothing
-- restart@T:D  SIGKILL it, keep it down D seconds, start the same member again (same data dir)
-- kill@T       SIGKILL it for good: the run must end by its deadline and say etcd never came back
-- compact@T    compact the store to its current revision (v3 MVCC): a lagging v3 watch must relist
-- defrag@T     defragment the backend database (it blocks the member while it runs)
+- pause@T:D        SIGSTOP the embedded etcd for D seconds (a stalled disk or VM): it answers nothing
+- restart@T:D      SIGKILL it, keep it down D seconds, start the same member again (same data dir)
+- kill@T           SIGKILL it for good: the run must end by its deadline and say etcd never came back
+- compact@T        compact the store to its current revision (v3 MVCC): a lagging v3 watch must relist
+- defrag@T         defragment the backend database (it blocks the member while it runs)
+- kill-member@T:D  embedded cluster only (--cluster-size N > 1): SIGKILL a member that is not the
+                   leader, keep it down D seconds, restart it (it catches up from the leader)
+- kill-leader@T:D  embedded cluster only: SIGKILL the current leader (the others elect a new one),
+                   keep it down D seconds, restart it as a follower
+
+On an embedded cluster, pause, restart and kill act on member 0: the first of the client URLs, the
+one the clients are connected to first (gRPC's pick_first), so they exercise client failover.
+kill-member and kill-leader pick their member when they fire and record its index as `member`.
 
 Every fault is recorded with the times it started and ended, relative to t0.
 """
@@ -14,17 +22,20 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from etcdbench.errors import UsageError
 
-FAULT_KINDS = ("pause", "restart", "kill", "compact", "defrag")
-NEEDS_LOCAL = ("pause", "restart", "kill")  # signals: only an etcd that etcdbench started
-TAKES_DURATION = ("pause", "restart")
+FAULT_KINDS = ("pause", "restart", "kill", "compact", "defrag", "kill-member", "kill-leader")
+# signals: only an etcd that etcdbench started
+NEEDS_LOCAL = ("pause", "restart", "kill", "kill-member", "kill-leader")
+NEEDS_CLUSTER = ("kill-member", "kill-leader")  # and of several members
+TAKES_DURATION = ("pause", "restart", "kill-member", "kill-leader")
+LEADER_WAIT_S = 20.0  # how long kill-member/kill-leader wait for a leader to be elected first
 
-_FAULT = re.compile(r"^(?P<kind>[a-z]+)@(?P<at>\d+(?:\.\d+)?)s?(?::(?P<d>\d+(?:\.\d+)?)s?)?$")
+_FAULT = re.compile(r"^(?P<kind>[a-z][a-z-]*)@(?P<at>\d+(?:\.\d+)?)s?(?::(?P<d>\d+(?:\.\d+)?)s?)?$")
 
 
 @dataclass(frozen=True)
@@ -56,10 +67,22 @@ class Etcd(Protocol):
 
     pid: int
 
+    @property
+    def running(self) -> bool: ...
+
     def pause(self) -> None: ...
     def resume(self) -> None: ...
     def kill(self) -> None: ...
     def restart(self, timeout: float = 20.0) -> None: ...
+
+
+class Cluster(Protocol):
+    """What a cluster fault needs: the members, and which of them leads."""
+
+    @property
+    def members(self) -> Sequence[Etcd]: ...
+
+    def wait_for_leader(self, timeout: float = 20.0) -> int: ...
 
 
 class Admin(Protocol):
@@ -71,10 +94,13 @@ class Admin(Protocol):
 class FaultInjector:
     """Runs the faults of one run in a thread, from t0; `timeline` says what happened when."""
 
-    def __init__(self, faults: list[Fault], etcd: Etcd | None, admin: Admin) -> None:
+    def __init__(
+        self, faults: list[Fault], etcd: Etcd | None, admin: Admin, cluster: Cluster | None = None
+    ) -> None:
         self.faults = sorted(faults, key=lambda f: f.at_s)
-        self.etcd = etcd
+        self.etcd = etcd  # on a cluster: member 0
         self.admin = admin
+        self.cluster = cluster
         self.timeline: list[dict[str, Any]] = []
         self.on_restart: Callable[[int], None] | None = None  # told etcd's new pid (CPU attribution)
         self._stop = threading.Event()
@@ -100,14 +126,17 @@ class FaultInjector:
                 return
             record: dict[str, Any] = {"fault": str(fault), "started_s": self._now()}
             try:
-                self._inject(fault)
+                record.update(self._inject(fault))
             except Exception as exc:  # a fault that failed is recorded, the run goes on
                 record["error"] = f"{type(exc).__name__}: {exc}"
             record["ended_s"] = self._now()
             self.timeline.append(record)
 
-    def _inject(self, fault: Fault) -> None:
+    def _inject(self, fault: Fault) -> dict[str, Any]:
+        """Inject one fault; return what the record should say besides its times (e.g. the member)."""
         etcd = self.etcd
+        if fault.kind in NEEDS_CLUSTER:
+            return self._inject_member(fault)
         if fault.kind == "compact":
             self.admin.compact(self.admin.current_revision())
         elif fault.kind == "defrag":
@@ -128,3 +157,21 @@ class FaultInjector:
                 self.on_restart(etcd.pid)
         else:
             etcd.kill()
+        return {}
+
+    def _inject_member(self, fault: Fault) -> dict[str, Any]:
+        cluster = self.cluster
+        if cluster is None or len(cluster.members) < 2:
+            raise UsageError(f"--fault {fault}: needs an embedded cluster (--cluster-size 3)")
+        leader = cluster.wait_for_leader(LEADER_WAIT_S)
+        if fault.kind == "kill-leader":
+            index = leader
+        else:  # the first follower that is running
+            index = next(i for i, m in enumerate(cluster.members) if i != leader and m.running)
+        member = cluster.members[index]
+        member.kill()
+        time.sleep(fault.duration_s)
+        member.restart()
+        if self.on_restart is not None:
+            self.on_restart(member.pid)
+        return {"member": index}

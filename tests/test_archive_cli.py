@@ -37,10 +37,10 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
     return code, out.file.getvalue(), err.file.getvalue()  # type: ignore[attr-defined]
 
 
-def test_register_adds_the_four_commands() -> None:
+def test_register_adds_the_archive_commands() -> None:
     parser = _Parser(prog="etcdbench")
     handlers = register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    assert sorted(handlers) == ["compare", "export", "ls", "plot"]
+    assert sorted(handlers) == ["compare", "export", "ls", "merge", "plot"]
     assert all(callable(h) for h in handlers.values())
 
 

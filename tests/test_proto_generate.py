@@ -71,6 +71,7 @@ def test_etcd_method_paths_and_field_numbers() -> None:
         "/etcdserverpb.Maintenance/Status",
         "/etcdserverpb.Maintenance/Defragment",
         "/etcdserverpb.Lease/LeaseGrant",
+        "/etcdserverpb.Auth/Authenticate",
     }
     assert {f.name: f.number for f in rpc_pb2.LeaseGrantRequest.DESCRIPTOR.fields} == {"TTL": 1, "ID": 2}
     assert {f.name: f.number for f in rpc_pb2.LeaseGrantResponse.DESCRIPTOR.fields} == {
@@ -78,6 +79,14 @@ def test_etcd_method_paths_and_field_numbers() -> None:
         "ID": 2,
         "TTL": 3,
         "error": 4,
+    }
+    assert {f.name: f.number for f in rpc_pb2.AuthenticateRequest.DESCRIPTOR.fields} == {
+        "name": 1,
+        "password": 2,
+    }
+    assert {f.name: f.number for f in rpc_pb2.AuthenticateResponse.DESCRIPTOR.fields} == {
+        "header": 1,
+        "token": 2,
     }
     watch = services["Watch"].methods_by_name["Watch"]
     assert watch.client_streaming and watch.server_streaming

@@ -17,7 +17,7 @@ from etcdbench.scenario import RunConfig, parse_shard
 def test_shard_syntax() -> None:
     assert parse_shard("1/3") == (1, 3)
     for bad in ("3/3", "1", "a/b", "-1/2", "1/0"):
-        with pytest.raises(UsageError, match="^--shard: "):
+        with pytest.raises(UsageError, match=r"^--shard: "):
             parse_shard(bad)
 
 
@@ -30,8 +30,10 @@ def test_shards_split_writers_and_slots() -> None:
 @pytest.mark.integration
 def test_two_shards_share_one_schedule_and_keep_exact_books(etcd_server: LocalEtcd, tmp_path: Path) -> None:
     prefix = "/etcdbench-test/shards/"
-    common = ["--endpoints", etcd_server.client_url, "--prefix", prefix, "--rate", "200", "--duration", "1",
-              "--warmup", "0.5", "--objects", "20", "--workload", "mix", "--mix", "update=3,create=1,delete=1"]  # fmt: skip
+    common = [
+        *("--endpoints", etcd_server.client_url, "--prefix", prefix, "--rate", "200", "--duration", "1"),
+        *("--warmup", "0.5", "--objects", "20", "--workload", "mix", "--mix", "update=3,create=1,delete=1"),
+    ]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "etcdbench", "watch", *common, "--shard", f"{i}/2", "--json"],
@@ -39,7 +41,7 @@ def test_two_shards_share_one_schedule_and_keep_exact_books(etcd_server: LocalEt
             stderr=subprocess.PIPE,
             text=True,
             cwd=tmp_path,
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=180) for p in procs]

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from etcdbench.backends.base import Backend, Endpoint
+
+# gRPC's core writes each failed TLS handshake to stderr at INFO level, before our one-line error; ERROR
+# is its documented default. It is read when grpc is imported, which only happens below this package
+# (etcdbench.backends.v3), and is inherited by the spawned writers and watchers. A user's value wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def make_backend(name: str, endpoint: Endpoint, *, v2_watch: str = "poll", max_inflight: int = 64) -> Backend:

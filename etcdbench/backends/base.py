@@ -10,12 +10,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from etcdbench.security import Credentials, endpoint_tls
+
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where etcd is: one or more client URLs, e.g. ("http://127.0.0.1:2379",)."""
+    """Where etcd is: one or more client URLs, e.g. ("http://127.0.0.1:2379",).
+
+    `credentials` carries TLS files (https:// URLs need at least the CA) and an etcd user and
+    password; its repr never shows the password.
+    """
 
     urls: tuple[str, ...]
+    credentials: Credentials | None = None
+
+    @property
+    def tls(self) -> bool:
+        """True for https:// URLs; EtcdError when the URLs and the TLS files do not match."""
+        return endpoint_tls(self.urls, self.credentials)
 
 
 @dataclass(frozen=True)

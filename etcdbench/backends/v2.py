@@ -15,6 +15,10 @@ The v2 store keeps 1,000 events of history; a watcher that falls further behind 
 and must relist (recursive GET) and resume at X-Etcd-Index + 1: that is a `Relist` item.
 
 v2 keys form a directory tree, so a prefix is a directory ("/registry/pods/"), not a byte prefix.
+
+https:// endpoints are verified against the endpoint's CA and present its client certificate, if any;
+a user and password go as HTTP basic auth, which is what etcd's v2 auth (/v2/auth, separate from v3
+auth) checks.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from etcdbench.backends.base import Endpoint, PutCallback, Relist, WatchEvent, WatchItem
 from etcdbench.errors import EtcdError
+from etcdbench.security import tls_hint
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 _DELETE_ACTIONS = frozenset({"delete", "expire", "compareAndDelete"})
@@ -103,12 +108,29 @@ class V2Backend:
             parts = urlsplit(u)
             self._hosts.append((parts.hostname or "127.0.0.1", parts.port or 2379))
         self._protocol = urlsplit(self.url).scheme or "http"
+        self._tls = endpoint.tls  # raises EtcdError when the URLs and the TLS files do not match
+        creds = endpoint.credentials
+        self._user = creds.user if creds is not None else None
+        self._client_cert = bool(creds and creds.cert)
+        # python-etcd's Client(...) and our PoolManager take the same TLS files under different names.
+        self._client_kwargs: dict[str, Any] = {}
+        http_kwargs: dict[str, Any] = {}
+        if creds is not None and self._tls:
+            self._client_kwargs.update(
+                ca_cert=creds.cacert, cert=(creds.cert, creds.key) if creds.cert else None
+            )
+            http_kwargs.update(
+                cert_reqs="CERT_REQUIRED", ca_certs=creds.cacert, cert_file=creds.cert, key_file=creds.key
+            )
+        if creds is not None and creds.user is not None:
+            self._client_kwargs.update(username=creds.user, password=creds.password)
+            http_kwargs["headers"] = urllib3.make_headers(basic_auth=f"{creds.user}:{creds.password or ''}")
         self._local = threading.local()
         self._clients: list[Any] = []
         self._lock = threading.Lock()
         # Each pool thread keeps its own client (own keep-alive connection), so puts run in parallel.
         self._pool = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="etcdbench-v2-put")
-        self._http = urllib3.PoolManager(maxsize=4)  # check(), /version and the stream watch
+        self._http = urllib3.PoolManager(maxsize=4, **http_kwargs)  # check(), /version, the stream watch
         self._cancel = threading.Event()
         self._response: urllib3.BaseHTTPResponse | None = None
 
@@ -123,6 +145,7 @@ class V2Backend:
             read_timeout=self.timeout,
             allow_reconnect=len(self._hosts) > 1,
             per_host_pool_size=1,
+            **self._client_kwargs,
         )
         with self._lock:
             self._clients.append(client)
@@ -137,9 +160,30 @@ class V2Backend:
     def _v2_error(self) -> EtcdError:
         return EtcdError(f"etcd at {self.url} does not serve the v2 API: start it with --enable-v2=true")
 
+    def _auth_error(self) -> EtcdError:
+        if self._user is None:
+            return EtcdError(f"etcd at {self.url} has v2 authentication enabled: pass --user")
+        return EtcdError(
+            f"etcd at {self.url} refused user {self._user}: authentication failed (check the password)"
+        )
+
+    def _security_error(self, exc: BaseException) -> EtcdError | None:
+        """A one-line error for a failed TLS handshake or a refused user; None for anything else."""
+        if isinstance(exc, etcd.EtcdInsufficientPermissions):
+            return self._auth_error()
+        text = _one_line(exc)
+        if self._tls and "SSLError" in f"{type(exc).__name__} {text}":
+            hint = tls_hint(text, client_cert=self._client_cert)
+            if hint is not None:
+                return EtcdError(f"TLS handshake with {self.url} failed: {hint}")
+        return None
+
     def _error(self, exc: BaseException) -> EtcdError:
         if _v2_missing(exc):
             return self._v2_error()
+        security = self._security_error(exc)
+        if security is not None:
+            return security
         if isinstance(exc, (etcd.EtcdConnectionFailed, HTTPError, OSError)):
             return EtcdError(f"cannot reach etcd at {self.url}: {_one_line(exc)}")
         return EtcdError(f"etcd v2 request to {self.url} failed: {_one_line(exc)}")
@@ -156,9 +200,11 @@ class V2Backend:
             self._http.request("GET", self.url + "/version", timeout=timeout, retries=False)
             status = self._http.request("GET", self.url + "/v2/keys/", timeout=timeout, retries=False).status
         except HTTPError as e:
-            raise EtcdError(f"cannot reach etcd at {self.url}: {_one_line(e)}") from None
+            raise self._error(e) from None
         if status == 404:
             raise self._v2_error()
+        if status == 401:
+            raise self._auth_error()
         if status != 200:
             raise EtcdError(f"etcd at {self.url} answered HTTP {status} to GET /v2/keys/")
 

@@ -3,6 +3,11 @@
 Puts are gRPC futures so a writer keeps many in flight. The watch is one bidirectional stream with
 `prev_kv` and `progress_notify` set, as the kube-apiserver opens it. A compacted start revision is
 turned into a relist (a full read of the prefix, as Kubernetes does after 410 Gone) and a new watch.
+
+https:// endpoints get a TLS channel (the endpoint's CA, and its client certificate if any). With a
+user, every call carries etcd's auth token as "token" metadata (added by a channel interceptor); the
+token comes from Auth/Authenticate on first use and again after etcd calls it invalid (etcd restarted,
+or the token expired).
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections import namedtuple
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -18,6 +26,7 @@ import grpc
 from etcdbench._pb.etcd import kv_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdbench.backends.base import Endpoint, PutCallback, Relist, WatchEvent, WatchItem
 from etcdbench.errors import EtcdError
+from etcdbench.security import tls_hint
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a relist of a large store arrives as one Range response
 PUT_TIMEOUT_S = 10.0  # a put not acknowledged by then fails (and is retried by the writer)
@@ -29,14 +38,121 @@ RECONNECT_MAX_S = 1.0
 
 
 def grpc_target(endpoint: Endpoint) -> str:
-    """'http://127.0.0.1:2379' -> '127.0.0.1:2379'; several IPv4 URLs -> one 'ipv4:' target."""
+    """'http://127.0.0.1:2379' -> '127.0.0.1:2379'; several IPv4 URLs -> one 'ipv4:' target.
+
+    https:// URLs are accepted when the endpoint's credentials carry the CA (see Endpoint.tls).
+    """
     hosts = []
     for url in endpoint.urls:
         parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "") or not parts.hostname or not parts.port:
-            raise EtcdError(f"--endpoints: {url!r} is not an http://HOST:PORT URL")
+        if parts.scheme not in ("http", "https", "") or not parts.hostname or not parts.port:
+            raise EtcdError(f"--endpoints: {url!r} is not an http(s)://HOST:PORT URL")
         hosts.append(f"{parts.hostname}:{parts.port}")
+    endpoint.tls  # noqa: B018 (raises EtcdError when the schemes and the TLS files do not match)
     return hosts[0] if len(hosts) == 1 else "ipv4:" + ",".join(hosts)
+
+
+def _read_pem(flag: str, path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise EtcdError(f"{flag}: cannot read {path}: {e.strerror or type(e).__name__}") from None
+
+
+class _CallDetails(
+    namedtuple(  # grpc wants an object with exactly these attributes
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
+    grpc.ClientCallDetails,  # type: ignore[misc]
+):
+    pass
+
+
+class _TokenAuth:
+    """etcd v3 auth: a token from Auth/Authenticate, asked on first use and again once it is invalid."""
+
+    def __init__(self, channel: grpc.Channel, target: str, user: str, password: str) -> None:
+        self._stub = rpc_pb2_grpc.AuthStub(channel)  # on the plain channel: no token needed to get one
+        self._target = target
+        self.user = user
+        self._password = password
+        self._token: str | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"_TokenAuth(user={self.user!r})"  # never the password
+
+    def token(self) -> str:
+        """The current token ("" when etcd has auth disabled).
+
+        EtcdError when etcd refuses the user; grpc.RpcError when etcd cannot be reached (callers
+        handle that as for any call: a watch reconnects, a put fails and is retried).
+        """
+        with self._lock:
+            if self._token is None:
+                request = rpc_pb2.AuthenticateRequest(name=self.user, password=self._password)
+                try:
+                    self._token = str(self._stub.Authenticate(request, timeout=ADMIN_TIMEOUT_S).token)
+                except grpc.RpcError as exc:
+                    details = exc.details() or ""
+                    if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "not enabled" in details:
+                        self._token = ""  # as etcd's Go client: a user for a cluster without auth is fine
+                    elif "authentication failed" in details:
+                        raise EtcdError(
+                            f"etcd at {self._target} refused user {self.user}: "
+                            "authentication failed (check the password)"
+                        ) from None
+                    else:
+                        raise
+            return self._token
+
+    def invalidate(self, token: str) -> None:
+        """etcd called `token` invalid: the next call authenticates again."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+
+class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
+    """Adds ("token", <token>) to the metadata of every unary call and of the watch stream."""
+
+    def __init__(self, auth: _TokenAuth) -> None:
+        self._auth = auth
+
+    def _intercept(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+        token = self._auth.token()
+        metadata = [*(details.metadata or ()), ("token", token)] if token else details.metadata
+        call = continuation(
+            _CallDetails(
+                details.method,
+                details.timeout,
+                metadata,
+                details.credentials,
+                details.wait_for_ready,
+                details.compression,
+            ),
+            request,
+        )
+
+        def expired(done: Any) -> None:
+            if done.code() == grpc.StatusCode.UNAUTHENTICATED and "invalid auth token" in (
+                done.details() or ""
+            ):
+                self._auth.invalidate(token)  # this call fails; the next one (or its retry) re-authenticates
+
+        if token:
+            call.add_done_callback(expired)
+        return call
+
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return self._intercept(continuation, client_call_details, request)
+
+    def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return self._intercept(continuation, client_call_details, request_iterator)
 
 
 def prefix_range_end(prefix: bytes) -> bytes:
@@ -52,13 +168,7 @@ class V3Backend:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self._target = grpc_target(endpoint)
-        self._channel = grpc.insecure_channel(
-            self._target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        self._channel = self._open_channel(endpoint)
         self._kv = rpc_pb2_grpc.KVStub(self._channel)
         self._watch = rpc_pb2_grpc.WatchStub(self._channel)
         self._maintenance = rpc_pb2_grpc.MaintenanceStub(self._channel)
@@ -68,14 +178,65 @@ class V3Backend:
         self.reconnects = 0  # watch streams reopened after they broke
         self._call: grpc.Future | None = None
 
+    def _open_channel(self, endpoint: Endpoint) -> grpc.Channel:
+        """Plain or TLS per the URLs' scheme; with a user, wrapped to send the auth token."""
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        creds = endpoint.credentials
+        self._tls = endpoint.tls
+        self._client_cert = bool(creds and creds.cert)
+        if self._tls and creds is not None:
+            if len(endpoint.urls) > 1:  # an "ipv4:" target names no host: verify against the first URL
+                options.append(("grpc.default_authority", urlsplit(endpoint.urls[0]).netloc))
+            tls = grpc.ssl_channel_credentials(
+                root_certificates=_read_pem("--cacert", creds.cacert),
+                private_key=_read_pem("--key", creds.key),
+                certificate_chain=_read_pem("--cert", creds.cert),
+            )
+            channel = grpc.secure_channel(self._target, tls, options=options)
+        else:
+            channel = grpc.insecure_channel(self._target, options=options)
+        self._auth: _TokenAuth | None = None
+        if creds is not None and creds.user is not None:
+            self._auth = _TokenAuth(channel, self._target, creds.user, creds.password or "")
+            channel = grpc.intercept_channel(channel, _TokenInterceptor(self._auth))
+        return channel
+
+    def _security_error(self, exc: grpc.RpcError) -> EtcdError | None:
+        """A one-line error for a TLS handshake or authorization failure; None for anything else."""
+        code, details = exc.code(), exc.details() or ""
+        if self._tls and code == grpc.StatusCode.UNAVAILABLE:
+            hint = tls_hint(details, client_cert=self._client_cert)
+            if hint is not None:
+                return EtcdError(f"TLS handshake with {self._target} failed: {hint}")
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            if self._auth is None:
+                return EtcdError(f"etcd at {self._target} denied access: permission denied (pass --user)")
+            return EtcdError(
+                f"etcd at {self._target} denied user {self._auth.user}: permission denied (check its roles)"
+            )
+        if "user name is empty" in details:
+            return EtcdError(f"etcd at {self._target} has authentication enabled: pass --user")
+        return None
+
     def _error(self, what: str, exc: grpc.RpcError) -> EtcdError:
+        security = self._security_error(exc)
+        if security is not None:
+            return security
         return EtcdError(f"etcd at {self._target}: {what} failed: {exc.code().name}: {exc.details()}")
 
     def check(self) -> None:
-        """Fail early with one clear line when etcd is not there or is not an etcd."""
+        """Fail early with one clear line when etcd is not there, is not an etcd, or refuses us."""
         try:
+            if self._auth is not None:
+                self._auth.token()  # a wrong password fails here, before any run starts
             self._maintenance.Status(rpc_pb2.StatusRequest(), timeout=ADMIN_TIMEOUT_S, wait_for_ready=False)
         except grpc.RpcError as exc:
+            security = self._security_error(exc)
+            if security is not None:
+                raise security from None
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 raise EtcdError(f"cannot reach etcd v3 API at {self._target}: {exc.details()}") from None
             raise self._error("Status", exc) from None

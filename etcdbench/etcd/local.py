@@ -3,6 +3,9 @@
 The server gets its own free ports and a temporary data directory, so runs never share state with
 another etcd on the machine, and it is stopped however the Python process ends (context manager,
 atexit, and on Linux the kernel's parent-death signal).
+
+`EtcdMember` is one etcd process (command line, data dir, log, signals); `LocalEtcd` is a one-member
+cluster of it, and `etcdbench.etcd.cluster.LocalCluster` runs several members of one cluster.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -24,6 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -97,6 +102,12 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", version)[:2])
 
 
+def check_v2_support(version: str, enable_v2: bool) -> None:
+    """Refuse to start an etcd that cannot serve the v2 API we were asked to enable."""
+    if enable_v2 and _version_tuple(version) >= (3, 6):
+        raise EtcdError(f"etcd {version} has no v2 API (removed in 3.6): use etcd 3.5 or older")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -108,7 +119,7 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM etcd when we die, even by SIGKILL (no atexit runs then).
 
     Caveat of PR_SET_PDEATHSIG: it fires when the *thread* that forked exits, so every etcd is forked
-    from one spawner thread that lives as long as the LocalEtcd (see _launch).
+    from one spawner thread that lives as long as the LocalEtcd or LocalCluster (see Spawner).
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -129,96 +140,144 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
     return preexec
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """TLS for the client URL of a LocalEtcd (peer URLs stay plain HTTP on 127.0.0.1).
+
+    cert/key: the server's certificate (PEM, with IP:127.0.0.1 in its subjectAltName) and key.
+    ca: the CA that signed it; with `client_cert_auth` etcd also accepts only client certificates
+    this CA signed. client_cert/client_key: what our own health probe presents when
+    `client_cert_auth` is on (default: the server's pair, which then needs the clientAuth usage).
+    """
+
+    cert: str
+    key: str
+    ca: str
+    client_cert_auth: bool = True
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    def args(self) -> list[str]:
+        args = ["--cert-file", self.cert, "--key-file", self.key, "--trusted-ca-file", self.ca]
+        return args + (["--client-cert-auth=true"] if self.client_cert_auth else [])
+
+    def context(self) -> ssl.SSLContext:
+        """An ssl context that verifies the server and, if it asks, presents a client certificate."""
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca)
+            if self.client_cert_auth:
+                ctx.load_cert_chain(self.client_cert or self.cert, self.client_key or self.key)
+        except (OSError, ValueError) as e:
+            raise EtcdError(f"TLS files for the local etcd are unusable: {e}") from None
+        return ctx
+
+
 def _child_env() -> dict[str, str]:
     # etcd reads ETCD_* variables as flags; drop them so a user's shell cannot change the server.
     return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
 
 
-class LocalEtcd:
-    """A single-member etcd listening on 127.0.0.1 only; a context manager."""
+class Spawner:
+    """The one long-lived thread every etcd of an owner (a LocalEtcd, a LocalCluster) is forked from.
+
+    PR_SET_PDEATHSIG fires when the thread that forked etcd ends, so a restart from a short-lived
+    thread (a fault) would kill the new etcd with it: every start and restart goes through `run`.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+
+    def run(self, fn: Callable[[], None]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcd-spawner")
+        self._pool.submit(fn).result()
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+class EtcdMember:
+    """One etcd process on 127.0.0.1: its command line, data dir and log, and the faults it takes.
+
+    `_configure` gives it a fresh data dir and its flags, `_launch` starts it (through the spawner),
+    `_wait_ready` waits for /health (and /v2/keys/ with v2 enabled). Not started by itself: a
+    `LocalEtcd` or a `LocalCluster` owns it.
+    """
 
     def __init__(
         self,
         binary: str,
         *,
+        name: str = "etcdbench",
         enable_v2: bool = True,
         log_path: str | None = None,
         extra_args: Sequence[str] = (),
+        spawner: Spawner | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.binary = binary
+        self.tls = tls
+        self._opener = _OPENER
+        if tls is not None:  # /health and /v2/keys/ are asked over TLS, with the client certificate
+            self._opener = urllib.request.build_opener(
+                urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls.context())
+            )
+        self.name = name
         self.enable_v2 = enable_v2
         self.log_path = log_path
         self.extra_args = list(extra_args)
         self.client_url = ""
+        self.peer_url = ""
+        self.member_id = ""  # hex, as etcdctl prints it; known once a LocalCluster asked the member
         self.pid = 0
         self.data_dir = ""
         self.args: list[str] = []
         self.version = ""
+        self.paused = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-        self._spawner: ThreadPoolExecutor | None = None
-
-    def __enter__(self) -> LocalEtcd:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._owns_spawner = spawner is None
+        self._spawner = spawner or Spawner()
 
     @property
     def log_file(self) -> str:
         return self.log_path or os.path.join(self.data_dir, "etcd.log")
 
-    def start(self, timeout: float = 20.0) -> None:
-        self.version = etcd_version(self.binary)
-        if self.enable_v2 and _version_tuple(self.version) >= (3, 6):
-            raise EtcdError(f"etcd {self.version} has no v2 API (removed in 3.6): use etcd 3.5 or older")
-        atexit.register(self.stop)
-        try:
-            for attempt in range(_START_ATTEMPTS):
-                self._spawn()
-                try:
-                    self._wait_ready(timeout)
-                    return
-                except EtcdError as e:
-                    tail = self._log_tail()
-                    self._terminate()
-                    if "address already in use" in tail and attempt + 1 < _START_ATTEMPTS:
-                        continue  # another process took one of our ports: retry with new ones
-                    raise EtcdError(f"{e}: {tail}" if tail else str(e)) from None
-        except BaseException:
-            self.stop()
-            raise
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
-    def _spawn(self) -> None:
+    def _configure(
+        self, client: str, peer: str, initial_cluster: str, cluster_args: Sequence[str] = ()
+    ) -> None:
+        """A fresh data dir and this member's command line (it is not started)."""
         self._cleanup_dir()
         self.data_dir = tempfile.mkdtemp(prefix="etcdbench-etcd-")
-        client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
-        self.client_url = client
+        self.client_url, self.peer_url = client, peer
         self.args = [
             self.binary,
-            "--name", "etcdbench",
+            "--name", self.name,
             "--data-dir", os.path.join(self.data_dir, "data"),
             "--listen-client-urls", client,
             "--advertise-client-urls", client,
             "--listen-peer-urls", peer,
             "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"etcdbench={peer}",
+            "--initial-cluster", initial_cluster,
+            *cluster_args,
             "--log-level", "warn",
         ]  # fmt: skip
         if self.enable_v2:
             self.args.append("--enable-v2=true")
+        if self.tls is not None:
+            self.args += self.tls.args()
         self.args += self.extra_args
-        self._launch()
 
     def _launch(self) -> None:
         # Always from the same long-lived thread: PR_SET_PDEATHSIG fires when the thread that forked
         # etcd ends, so a restart from a short-lived thread (a fault) would kill the new etcd with it.
-        if self._spawner is None:
-            self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcd-spawner")
-        self._spawner.submit(self._popen).result()
+        self._spawner.run(self._popen)
 
     def _popen(self) -> None:
         # stdout/stderr to a file rather than --log-outputs: works with every logger etcd 3.4/3.5 has.
@@ -234,10 +293,11 @@ class LocalEtcd:
             preexec_fn=_pdeathsig_preexec(),
         )
         self.pid = self._proc.pid
+        self.paused = False
 
     def _get(self, path: str) -> tuple[int, bytes]:
         try:
-            with _OPENER.open(self.client_url + path, timeout=2) as r:
+            with self._opener.open(self.client_url + path, timeout=2) as r:
                 return int(r.status), r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
@@ -281,6 +341,7 @@ class LocalEtcd:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self.paused = False
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -295,10 +356,12 @@ class LocalEtcd:
         """SIGSTOP: etcd keeps its connections but answers nothing until resume()."""
         if self._proc is not None:
             os.kill(self._proc.pid, signal.SIGSTOP)
+            self.paused = True
 
     def resume(self) -> None:
         if self._proc is not None:
             os.kill(self._proc.pid, signal.SIGCONT)
+            self.paused = False
 
     def kill(self) -> None:
         """SIGKILL, as a crash would; the data dir stays for restart()."""
@@ -316,10 +379,63 @@ class LocalEtcd:
 
     def stop(self) -> None:
         """Stop etcd (SIGTERM, then SIGKILL after 5 s) and remove its data; idempotent."""
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
         self._terminate()
         self._cleanup_dir()
-        if self._spawner is not None:
-            self._spawner.shutdown(wait=False)
-            self._spawner = None
+        if self._owns_spawner:
+            self._spawner.shutdown()
+
+
+class LocalEtcd(EtcdMember):
+    """A single-member etcd listening on 127.0.0.1 only; a context manager."""
+
+    def __init__(
+        self,
+        binary: str,
+        *,
+        enable_v2: bool = True,
+        log_path: str | None = None,
+        extra_args: Sequence[str] = (),
+        tls: TlsFiles | None = None,
+    ) -> None:
+        super().__init__(binary, enable_v2=enable_v2, log_path=log_path, extra_args=extra_args, tls=tls)
+
+    def __enter__(self) -> LocalEtcd:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.version = etcd_version(self.binary)
+        check_v2_support(self.version, self.enable_v2)
+        atexit.register(self.stop)
+        try:
+            for attempt in range(_START_ATTEMPTS):
+                self._spawn()
+                try:
+                    self._wait_ready(timeout)
+                    return
+                except EtcdError as e:
+                    tail = self._log_tail()
+                    self._terminate()
+                    if "address already in use" in tail and attempt + 1 < _START_ATTEMPTS:
+                        continue  # another process took one of our ports: retry with new ones
+                    raise EtcdError(f"{e}: {tail}" if tail else str(e)) from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self) -> None:
+        scheme = "http" if self.tls is None else "https"
+        client, peer = f"{scheme}://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+        self._configure(client, peer, f"{self.name}={peer}")
+        self._launch()
+
+    def stop(self) -> None:
+        """Stop etcd (SIGTERM, then SIGKILL after 5 s) and remove its data; idempotent."""
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        super().stop()

@@ -12,7 +12,7 @@ import multiprocessing as mp
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -86,7 +86,7 @@ def run_once(
     config: RunConfig,
     endpoint: Endpoint,
     admin: Backend,
-    etcd_pid: int | None = None,
+    etcd_pids: Sequence[int] = (),
     progress: Progress | None = None,
     faults: FaultInjector | None = None,
     start_at: Callable[[], int] | None = None,
@@ -127,8 +127,8 @@ def run_once(
             "watcher": [w.proc.pid or 0 for w in watchers],
             "writers": [w.proc.pid or 0 for w in writers],
         }
-        if etcd_pid:
-            groups["etcd"] = [etcd_pid]
+        if etcd_pids:
+            groups["etcd"] = list(etcd_pids)
         sampler = CpuSampler(groups)
         sampler.start()
         t0_ns = start_at() if start_at else time.monotonic_ns() + round(START_LEAD_S * NS)
@@ -173,7 +173,7 @@ def run_once(
         cpu["writer_max"] = max(
             (sampler.cores_of(pid, *window) or 0.0 for pid in groups["writers"]), default=None
         )
-        run = build_run(
+        return build_run(
             config,
             writer_results,
             watcher_results,
@@ -182,10 +182,8 @@ def run_once(
             cpu=cpu,
             cpu_timeseries=sampler.timeseries(t0_ns / NS),
             drain_s=time.monotonic() - writes_end,
+            faults=faults.timeline if faults is not None else None,
         )
-        if faults is not None:
-            run["faults"] = faults.timeline
-        return run
     finally:
         if faults is not None:
             faults.stop()

@@ -1,0 +1,185 @@
+"""A private multi-member etcd cluster on 127.0.0.1: `size` members of one cluster, for runs that
+need leader elections and member failures (`--cluster-size 3`, `--fault kill-leader@T:D`).
+
+Each member gets its own free client and peer ports and its own temporary data dir; all are forked
+from one long-lived spawner thread (the PR_SET_PDEATHSIG caveat in local.py), so a member restarted
+by a fault still dies with us. `start` returns once every member is healthy and a leader is elected.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import secrets
+import time
+from collections import Counter
+from collections.abc import Sequence
+from types import TracebackType
+
+from etcdbench.errors import EtcdError, UsageError
+from etcdbench.etcd.local import (
+    _START_ATTEMPTS,
+    EtcdMember,
+    Spawner,
+    _free_port,
+    check_v2_support,
+    etcd_version,
+)
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (the kernel may hand the same one out twice in a row)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+class LocalCluster:
+    """`size` etcd members of one cluster on 127.0.0.1; a context manager.
+
+    `members[i]` has the fault methods of a LocalEtcd (pause, resume, kill, restart); `leader_index()`
+    asks the members which of them leads.
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        size: int = 3,
+        *,
+        enable_v2: bool = True,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        if size < 1:
+            raise UsageError(f"--cluster-size: must be >= 1, got {size}")
+        self.binary = binary
+        self.size = size
+        self.enable_v2 = enable_v2
+        self.extra_args = list(extra_args)
+        self.version = ""
+        self.token = ""
+        self.members: list[EtcdMember] = []
+        self._spawner = Spawner()
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def client_urls(self) -> list[str]:
+        return [m.client_url for m in self.members]
+
+    @property
+    def pids(self) -> list[int]:
+        """The pids of the members running now (a killed member has none until it is restarted)."""
+        return [m.pid for m in self.members if m.running]
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.version = etcd_version(self.binary)
+        check_v2_support(self.version, self.enable_v2)
+        atexit.register(self.stop)
+        try:
+            for attempt in range(_START_ATTEMPTS):
+                self._spawn()
+                try:
+                    deadline = time.monotonic() + timeout
+                    for member in self.members:  # all are running: each waits for a quorum
+                        member._wait_ready(max(0.1, deadline - time.monotonic()))
+                    self.wait_for_leader(max(1.0, deadline - time.monotonic()))
+                    return
+                except EtcdError as e:
+                    tails = [t for t in (m._log_tail() for m in self.members) if t]
+                    for m in self.members:
+                        m._terminate()
+                    if any("address already in use" in t for t in tails) and attempt + 1 < _START_ATTEMPTS:
+                        continue  # another process took one of our ports: retry with new ones
+                    tail = " || ".join(tails)[-900:]
+                    raise EtcdError(f"{e}: {tail}" if tail else str(e)) from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self) -> None:
+        for m in self.members:
+            m.stop()
+        ports = _free_ports(2 * self.size)
+        self.token = f"etcdbench-{secrets.token_hex(4)}"
+        self.members = [
+            EtcdMember(
+                self.binary,
+                name=f"etcdbench-{i}",
+                enable_v2=self.enable_v2,
+                extra_args=self.extra_args,
+                spawner=self._spawner,
+            )
+            for i in range(self.size)
+        ]
+        peers = [f"http://127.0.0.1:{ports[2 * i + 1]}" for i in range(self.size)]
+        initial = ",".join(f"{m.name}={peer}" for m, peer in zip(self.members, peers, strict=True))
+        cluster_args = ["--initial-cluster-state", "new", "--initial-cluster-token", self.token]
+        for i, m in enumerate(self.members):
+            m.version = self.version
+            m._configure(f"http://127.0.0.1:{ports[2 * i]}", peers[i], initial, cluster_args)
+            m._launch()
+
+    def statuses(self) -> list[dict[str, int | str] | None]:
+        """v3 Maintenance Status of each member, None for one that is down, paused or not answering."""
+        import grpc
+
+        from etcdbench.backends.base import Endpoint
+        from etcdbench.backends.v3 import V3Backend
+
+        out: list[dict[str, int | str] | None] = []
+        for m in self.members:
+            if not m.running or m.paused:  # a paused member would only time out
+                out.append(None)
+                continue
+            backend = V3Backend(Endpoint((m.client_url,)))
+            try:
+                status = backend.status()
+                m.member_id = f"{int(status['member']):x}"
+                out.append(status)
+            except (grpc.RpcError, EtcdError):
+                out.append(None)
+            finally:
+                backend.close()
+        return out
+
+    def leader_index(self) -> int | None:
+        """Index in `members` of the current leader, or None while there is none (an election; the
+        survivors still naming a leader that was just killed count as none)."""
+        statuses = self.statuses()
+        votes = Counter(int(s["leader"]) for s in statuses if s is not None and int(s["leader"]))
+        if not votes:
+            return None
+        leader = f"{votes.most_common(1)[0][0]:x}"
+        for i, m in enumerate(self.members):
+            if m.member_id == leader:
+                return i if m.running and not m.paused else None
+        return None
+
+    def wait_for_leader(self, timeout: float = 20.0) -> int:
+        """The leader's index, waiting for an election to end (EtcdError after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            index = self.leader_index()
+            if index is not None:
+                return index
+            if time.monotonic() >= deadline:
+                raise EtcdError(f"etcd cluster of {self.size} elected no leader within {timeout:g} s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop every member and remove its data; idempotent."""
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        for m in self.members:
+            m.stop()
+        self._spawner.shutdown()
