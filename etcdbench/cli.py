@@ -57,67 +57,72 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
+def add_workload_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of one run's workload, shared by `watch` and `capacity` (which adds its own rates)."""
+    d = RunConfig()
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend, help="etcd API (default %(default)s)")
+    p.add_argument(
+        "--encoding", choices=ENCODINGS, default=d.encoding, help="storage encoding (default %(default)s)"
+    )
+    p.add_argument("--kind", choices=KINDS, default=d.kind, help="object kind written (default %(default)s)")
+    p.add_argument(
+        "--writers", type=_positive_int, default=d.writers, help="writer processes (default %(default)s)"
+    )
+    p.add_argument(
+        "--objects", type=_positive_int, default=d.objects, help="distinct objects updated round-robin"
+    )
+    p.add_argument(
+        "--duration", type=_number, default=d.duration_s, help="measured seconds (default %(default)g)"
+    )
+    p.add_argument(
+        "--warmup", type=_number, default=d.warmup_s, help="unmeasured seconds first (default %(default)g)"
+    )
+    p.add_argument("--slo-p99", default="1s", help="watch p99 limit with a unit, e.g. 1s, 250ms (default 1s)")
+    p.add_argument(
+        "--v2-watch",
+        choices=V2_WATCH_MODES,
+        default=d.v2_watch,
+        help="v2 watch: poll like k8s 1.5, or stream",
+    )
+    p.add_argument(
+        "--prefix",
+        help=f"key prefix (default {DEFAULT_PREFIX}, Kubernetes' own, on the embedded etcd; "
+        f"{EXTERNAL_PREFIX} with --endpoints, like an apiserver run with --etcd-prefix)",
+    )
+    p.add_argument(
+        "--max-inflight", type=_positive_int, default=d.max_inflight, help="puts in flight per writer"
+    )
+    p.add_argument(
+        "--drain", type=_number, default=d.drain_s, help="seconds without an event that end the drain"
+    )
+    p.add_argument(
+        "--workload", choices=WORKLOADS, default=d.workload, help="update | churn | mix (default %(default)s)"
+    )
+    p.add_argument("--mix", default=d.mix, help="workload mix weights (default %(default)s)")
+    p.add_argument(
+        "--churn-updates", type=_positive_int, default=d.churn_updates, help="churn: updates per pod"
+    )
+    p.add_argument(
+        "--ttl", type=_number, default=d.ttl_s, help="seconds until created objects expire (0: never)"
+    )
+    p.add_argument("--size-profile", choices=SIZE_PROFILES, default=d.size_profile, help="object sizes")
+    p.add_argument("--preload", default="", help="standing state stored first, e.g. pod=150000,node=5000")
+    p.add_argument(
+        "--watchers", type=_positive_int, default=d.watchers, help="watches of the prefix (default 1)"
+    )
+    p.add_argument("--watchers-per-stream", type=_positive_int, default=d.watchers_per_stream, help="v3 only")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="etcdbench", description="Can one etcd watcher keep up with a Kubernetes cluster?")
     parser.add_argument("--version", action="version", version=f"etcdbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     w = sub.add_parser("watch", help="measure one watcher against writers at a target rate")
-    d = RunConfig()
-    w.add_argument("--backend", choices=BACKENDS, default=d.backend, help="etcd API (default %(default)s)")
+    add_workload_flags(w)
     w.add_argument(
-        "--encoding", choices=ENCODINGS, default=d.encoding, help="storage encoding (default %(default)s)"
+        "--rate", type=_number, default=RunConfig.rate, help="total writes/s, open loop (default %(default)g)"
     )
-    w.add_argument("--kind", choices=KINDS, default=d.kind, help="object kind written (default %(default)s)")
-    w.add_argument(
-        "--rate", type=_number, default=d.rate, help="total writes/s, open loop (default %(default)g)"
-    )
-    w.add_argument(
-        "--writers", type=_positive_int, default=d.writers, help="writer processes (default %(default)s)"
-    )
-    w.add_argument(
-        "--objects", type=_positive_int, default=d.objects, help="distinct objects updated round-robin"
-    )
-    w.add_argument(
-        "--duration", type=_number, default=d.duration_s, help="measured seconds (default %(default)g)"
-    )
-    w.add_argument(
-        "--warmup", type=_number, default=d.warmup_s, help="unmeasured seconds first (default %(default)g)"
-    )
-    w.add_argument("--slo-p99", default="1s", help="watch p99 limit with a unit, e.g. 1s, 250ms (default 1s)")
-    w.add_argument(
-        "--v2-watch",
-        choices=V2_WATCH_MODES,
-        default=d.v2_watch,
-        help="v2 watch: poll like k8s 1.5, or stream",
-    )
-    w.add_argument(
-        "--prefix",
-        help=f"key prefix (default {DEFAULT_PREFIX}, Kubernetes' own, on the embedded etcd; "
-        f"{EXTERNAL_PREFIX} with --endpoints, like an apiserver run with --etcd-prefix)",
-    )
-    w.add_argument(
-        "--max-inflight", type=_positive_int, default=d.max_inflight, help="puts in flight per writer"
-    )
-    w.add_argument(
-        "--drain", type=_number, default=d.drain_s, help="seconds without an event that end the drain"
-    )
-    w.add_argument(
-        "--workload", choices=WORKLOADS, default=d.workload, help="update | churn | mix (default %(default)s)"
-    )
-    w.add_argument("--mix", default=d.mix, help="workload mix weights (default %(default)s)")
-    w.add_argument(
-        "--churn-updates", type=_positive_int, default=d.churn_updates, help="churn: updates per pod"
-    )
-    w.add_argument(
-        "--ttl", type=_number, default=d.ttl_s, help="seconds until created objects expire (0: never)"
-    )
-    w.add_argument("--size-profile", choices=SIZE_PROFILES, default=d.size_profile, help="object sizes")
-    w.add_argument("--preload", default="", help="standing state stored first, e.g. pod=150000,node=5000")
-    w.add_argument(
-        "--watchers", type=_positive_int, default=d.watchers, help="watches of the prefix (default 1)"
-    )
-    w.add_argument("--watchers-per-stream", type=_positive_int, default=d.watchers_per_stream, help="v3 only")
     w.add_argument(
         "--fault",
         action="append",
@@ -159,13 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> RunConfig:
-    shard, shards = parse_shard(args.shard)
+def workload_config(args: argparse.Namespace, *, rate: float, **more: Any) -> RunConfig:
+    """The RunConfig of the flags add_workload_flags() added, at `rate`."""
     return RunConfig(
         backend=args.backend,
         encoding=args.encoding,
         kind=args.kind,
-        rate=args.rate,
+        rate=rate,
         writers=args.writers,
         objects=args.objects,
         duration_s=args.duration,
@@ -183,10 +188,13 @@ def _config(args: argparse.Namespace) -> RunConfig:
         preload=parse_preload(args.preload),
         watchers=args.watchers,
         watchers_per_stream=args.watchers_per_stream,
-        faults=tuple(args.fault),
-        shard=shard,
-        shards=shards,
+        **more,
     )
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    shard, shards = parse_shard(args.shard)
+    return workload_config(args, rate=args.rate, faults=tuple(args.fault), shard=shard, shards=shards)
 
 
 def _endpoints(text: str | None) -> list[str] | None:

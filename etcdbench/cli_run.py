@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from etcdbench.capacity import DEFAULT_START, search
-from etcdbench.cli import _endpoints, _number, _positive_int
+from etcdbench.cli import _endpoints, _number, _positive_int, add_workload_flags, workload_config
 from etcdbench.errors import EXIT_FAIL, EXIT_PASS, EtcdError, UsageError
 from etcdbench.report.console import summary
 from etcdbench.report.matrix import capacity_lines, capacity_table, conclusions, matrix_table
@@ -25,13 +25,8 @@ from etcdbench.results.io import check_writable, default_path, load, write_atomi
 from etcdbench.scenario import (
     BACKENDS,
     ENCODINGS,
-    KINDS,
-    SIZE_PROFILES,
-    V2_WATCH_MODES,
-    WORKLOADS,
     RunConfig,
     parse_duration_us,
-    parse_preload,
 )
 from etcdbench.scenario_file import Overrides, Scenario, from_results, load_file
 from etcdbench.security import add_security_flags, credentials_from_args
@@ -68,38 +63,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     _target_flags(r)
 
     c = sub.add_parser("capacity", help="find the highest write rate one watcher keeps up with")
-    d = RunConfig()
-    c.add_argument("--backend", choices=BACKENDS, default=d.backend, help="etcd API (default %(default)s)")
-    c.add_argument("--encoding", choices=ENCODINGS, default=d.encoding, help="encoding (default %(default)s)")
-    c.add_argument("--kind", choices=KINDS, default=d.kind, help="object kind written (default %(default)s)")
-    c.add_argument("--workload", choices=WORKLOADS, default=d.workload, help="update, churn or mix")
-    c.add_argument("--mix", default=d.mix, help="workload mix: weights, e.g. %(default)s")
-    c.add_argument(
-        "--churn-updates", type=_positive_int, default=d.churn_updates, help="churn: updates per pod"
-    )
-    c.add_argument("--ttl", type=_number, default=d.ttl_s, help="created objects expire after S seconds")
-    c.add_argument("--size-profile", choices=SIZE_PROFILES, default=d.size_profile, help="object sizes")
-    c.add_argument("--preload", default="", help="objects stored before each step, e.g. pod=150000,node=5000")
-    c.add_argument("--watchers", type=_positive_int, default=d.watchers, help="watches of the prefix")
-    c.add_argument(
-        "--watchers-per-stream",
-        type=_positive_int,
-        default=d.watchers_per_stream,
-        help="v3 watches per stream",
-    )
-    c.add_argument("--writers", type=_positive_int, default=d.writers, help="writer processes")
-    c.add_argument("--objects", type=_positive_int, default=d.objects, help="distinct objects written")
-    c.add_argument("--duration", type=_number, default=d.duration_s, help="measured seconds per step")
-    c.add_argument("--warmup", type=_number, default=d.warmup_s, help="unmeasured seconds per step")
-    c.add_argument("--slo-p99", default="1s", help="watch p99 limit with a unit (default 1s)")
-    c.add_argument("--v2-watch", choices=V2_WATCH_MODES, default=d.v2_watch, help="v2 watch: poll or stream")
-    c.add_argument("--prefix", default=d.prefix, help="key prefix (default %(default)s)")
-    c.add_argument(
-        "--max-inflight", type=_positive_int, default=d.max_inflight, help="puts in flight per writer"
-    )
-    c.add_argument(
-        "--drain", type=_number, default=d.drain_s, help="seconds without an event that end the drain"
-    )
+    add_workload_flags(c)
     c.add_argument(
         "--start", type=_number, default=DEFAULT_START, help="first rate tried (default %(default)g)"
     )
@@ -295,30 +259,7 @@ def _resolution(text: str) -> float:
 def _capacity_config(args: argparse.Namespace) -> RunConfig:
     if not args.start > 0:
         raise UsageError(f"--start: must be > 0, got {args.start:g}")
-    return RunConfig(
-        backend=args.backend,
-        encoding=args.encoding,
-        kind=args.kind,
-        rate=args.start,
-        writers=args.writers,
-        objects=args.objects,
-        duration_s=args.duration,
-        warmup_s=args.warmup,
-        slo_p99_us=parse_duration_us("--slo-p99", args.slo_p99),
-        v2_watch=args.v2_watch,
-        prefix=args.prefix,
-        max_inflight=args.max_inflight,
-        drain_s=args.drain,
-        workload=args.workload,
-        mix=args.mix,
-        churn_updates=args.churn_updates,
-        ttl_s=args.ttl,
-        size_profile=args.size_profile,
-        preload=parse_preload(args.preload),
-        watchers=args.watchers,
-        watchers_per_stream=args.watchers_per_stream,
-        scenario="capacity",
-    )
+    return workload_config(args, rate=args.start, scenario="capacity")
 
 
 def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
