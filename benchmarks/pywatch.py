@@ -1,0 +1,159 @@
+"""etcdbench's own watcher code path, alone in a process, on a prefix someone else writes.
+
+benchmarks/client_vs_go.py runs this against the Go reference writer (benchmarks/goref) to measure
+what etcdbench's watcher costs, side by side with the Go reference watcher. It is exactly the
+per-event work of an `etcdbench watch` run: the backend's watch (v3: one gRPC stream with prev_kv and
+progress_notify; v2: Kubernetes 1.5's one-request-per-event poll), then `WatchBook.event` — full decode
+of the new and the previous object, the stamp read back, the ledger and the HDR latency histogram.
+
+Protocol (same as `etcdref watch|v2poll`): one JSON line {"ready": true, ...} once the watch is set
+up, then one JSON line with the figures when it ends: at --duration, or with --until-stdin once the
+revision read from stdin was seen (or --idle seconds pass without an event after that line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import resource
+import sys
+import threading
+import time
+from typing import Any
+
+from etcdbench.backends import make_backend
+from etcdbench.backends.base import Endpoint, Relist
+from etcdbench.encoding.codec import get_codec
+from etcdbench.workload.timeline import NS, Timeline
+from etcdbench.workload.watcher import WatchBook
+
+
+def _cpu() -> tuple[float, float]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime, ru.ru_stime
+
+
+def _emit(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+def new_book(started_ns: int) -> WatchBook:
+    """A WatchBook whose window is the whole run: the Go writer stamps its warm-up writes too.
+
+    Every writer id is ours (the Go writer is writer 0 unless told otherwise). etcdbench is edited
+    concurrently, so the constructor's optional parameters are passed only when it has them.
+    """
+    timeline = Timeline(started_ns - 3600 * NS, 0.0, 7 * 24 * 3600.0)
+    extra: dict[str, Any] = {}
+    if "own_writers" in inspect.signature(WatchBook).parameters:
+        extra["own_writers"] = range(10_000)
+    return WatchBook(timeline, **extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", choices=("v2", "v3"), default="v3")
+    ap.add_argument("--encoding", choices=("json", "protobuf"), default="protobuf")
+    ap.add_argument("--endpoints", required=True)
+    ap.add_argument("--prefix", default="/registry/pods/")
+    ap.add_argument("--duration", type=float, default=10.0, help="stop after this many seconds")
+    ap.add_argument("--start-rev", type=int, default=0, help="first revision/index (0: current + 1)")
+    ap.add_argument("--until-stdin", action="store_true")
+    ap.add_argument("--idle", type=float, default=3.0)
+    ap.add_argument(
+        "--transport-only",
+        action="store_true",
+        help="receive events through the backend's watch but skip WatchBook.event (no decode, no books): "
+        "what the transport alone costs",
+    )
+    args = ap.parse_args(argv)
+
+    backend = make_backend(args.backend, Endpoint(tuple(args.endpoints.split(","))), v2_watch="poll")
+    backend.check()
+    codec = get_codec(args.encoding)
+    base64_values = not backend.binary_safe and args.encoding == "protobuf"
+    start = args.start_rev or backend.current_revision() + 1
+    started_ns = time.monotonic_ns()
+    book = new_book(started_ns)
+    target = {"rev": 0, "at": 0}
+    last = {"rev": 0, "first_ns": 0, "last_ns": 0}
+    done = threading.Event()
+
+    def reader() -> None:
+        for line in sys.stdin:
+            if line.strip().isdigit():
+                target["at"] = time.monotonic_ns()
+                target["rev"] = int(line)
+
+    def control() -> None:
+        deadline = started_ns + round(args.duration * NS)
+        while not done.is_set():
+            now = time.monotonic_ns()
+            if now >= deadline:
+                break
+            if target["rev"]:
+                if last["rev"] >= target["rev"]:
+                    break
+                quiet_since = max(last["last_ns"], target["at"])
+                if now - quiet_since > args.idle * NS:
+                    break
+            time.sleep(0.05)
+        backend.cancel()
+
+    if args.until_stdin:
+        threading.Thread(target=reader, daemon=True).start()
+    threading.Thread(target=control, daemon=True).start()
+    items = backend.watch(args.prefix, start)
+    _emit({"ready": True, "start_rev": start})
+    cpu0 = _cpu()
+    for item in items:
+        if isinstance(item, Relist):
+            book.relist(item)
+            last["rev"] = item.revision
+            continue
+        if args.transport_only:
+            book.ledger.events += 1
+        else:
+            book.event(item, codec, base64_values)
+        now = time.monotonic_ns()
+        last["first_ns"] = last["first_ns"] or now
+        last["last_ns"] = now
+        last["rev"] = item.revision
+    cpu1 = _cpu()
+    done.set()
+    backend.close()
+    ledger = book.ledger
+    events = ledger.events + book.foreign + book.decode_errors + getattr(book, "other_shards", 0)
+    cpu_s = (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1])
+    active_s = (last["last_ns"] - last["first_ns"]) / NS
+    lat = book.latency.summary()
+    _emit(
+        {
+            "cmd": "pywatch",
+            "backend": args.backend,
+            "encoding": args.encoding,
+            "transport_only": args.transport_only,
+            "events": events,
+            "distinct": ledger.distinct,
+            "duplicates": ledger.duplicates,
+            "out_of_order": ledger.out_of_order,
+            "foreign": book.foreign,
+            "decode_errors": book.decode_errors,
+            "relists": len(book.relists),
+            "last_revision": last["rev"],
+            "seconds": round((time.monotonic_ns() - started_ns) / NS, 3),
+            "active_seconds": round(active_s, 3),
+            "events_per_s_active": round((events - 1) / active_s, 3) if active_s > 0 else None,
+            "cpu_user_s": round(cpu1[0] - cpu0[0], 6),
+            "cpu_sys_s": round(cpu1[1] - cpu0[1], 6),
+            "cpu_us_per_event": round(cpu_s * 1e6 / events, 3) if events else None,
+            "latency_us": {k: lat[k] for k in ("p50", "p90", "p99", "max", "count")},
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
