@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from etcdbench.errors import UsageError
-from etcdbench.etcd import LocalEtcd
+from etcdbench.etcd import find_etcd_binary
+from etcdbench.etcd.cluster import LocalCluster
 from etcdbench.scenario import RunConfig, parse_shard
 
 
@@ -27,16 +29,33 @@ def test_shards_split_writers_and_slots() -> None:
     assert [config.writer_id(w) for w in range(2)] == [2, 3]
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster(find_etcd_binary(), size=3) as c:
+        yield c
+
+
 @pytest.mark.integration
-def test_two_shards_share_one_schedule_and_keep_exact_books(etcd_server: LocalEtcd, tmp_path: Path) -> None:
+def test_two_shards_share_one_schedule_and_keep_exact_books(cluster: LocalCluster, tmp_path: Path) -> None:
     prefix = "/etcdbench-test/shards/"
+    urls = ",".join(cluster.client_urls)
     common = [
-        *("--endpoints", etcd_server.client_url, "--prefix", prefix, "--rate", "200", "--duration", "1"),
+        *("--endpoints", urls, "--prefix", prefix, "--rate", "200", "--duration", "1"),
         *("--warmup", "0.5", "--objects", "20", "--workload", "mix", "--mix", "update=3,create=1,delete=1"),
     ]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "etcdbench", "watch", *common, "--shard", f"{i}/2", "--json"],
+            [
+                sys.executable,
+                "-m",
+                "etcdbench",
+                "watch",
+                *common,
+                "--shard",
+                f"{i}/2",
+                "--output",
+                f"s{i}.json",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -47,7 +66,10 @@ def test_two_shards_share_one_schedule_and_keep_exact_books(etcd_server: LocalEt
     outputs = [p.communicate(timeout=180) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
-    runs = [json.loads(out)["runs"][0] for out, _ in outputs]
+    shard_files = [tmp_path / f"s{i}.json" for i in range(2)]
+    docs = [json.loads(f.read_text()) for f in shard_files]
+    assert all(len(d["environment"]["etcd"]["members"]) == 3 for d in docs)
+    runs = [d["runs"][0] for d in docs]
     for run in runs:
         c = run["counters"]
         assert c["attempted"] == 150  # half of 200/s over 1.5 s
@@ -59,7 +81,18 @@ def test_two_shards_share_one_schedule_and_keep_exact_books(etcd_server: LocalEt
     from etcdbench.backends.base import Endpoint
     from etcdbench.backends.v3 import V3Backend
 
-    admin = V3Backend(Endpoint((etcd_server.client_url,)))
+    admin = V3Backend(Endpoint(tuple(cluster.client_urls)))
     assert admin.count_prefix(prefix) == 0  # shard 0 cleaned up once both were done
     assert admin.count_prefix("/etcdbench/barrier/") == 0
     admin.close()
+
+    merged = tmp_path / "merged.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "etcdbench", "merge", *map(str, shard_files), "-o", str(merged)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (whole,) = json.loads(merged.read_text())["runs"]
+    assert whole["counters"]["written"] == whole["counters"]["received"] == 300
+    assert whole["counters"]["missed"] == 0
+    assert whole["latency_us"]["watch"]["count"] == sum(r["latency_us"]["watch"]["count"] for r in runs)
