@@ -173,3 +173,25 @@ def test_external_etcd_gets_etcdbench_own_prefix_by_default(etcd_server: object,
     assert admin.count_prefix("/etcdbench/") == 0  # and ours is gone
     admin.delete_prefix("/registry/")
     admin.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("backend", "message"),
+    [("v3", "is not an etcd v3 endpoint: it does not speak gRPC"), ("v2", "is not an etcd server")],
+)
+def test_an_http_server_that_is_not_etcd_is_named(tmp_path: Path, backend: str, message: str) -> None:
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = etcdbench("watch", "--backend", backend, "--endpoints", url, "--duration", "1", cwd=tmp_path)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -81,6 +81,14 @@ def _v2_missing(exc: BaseException) -> bool:
     return payload.get("status") == 404 or "404 page not found" in str(payload.get("cause", ""))
 
 
+def _is_etcd_version(body: bytes) -> bool:
+    """etcd answers GET /version with {"etcdserver": "3.5.1", "etcdcluster": "3.5.0"}."""
+    try:
+        return "etcdserver" in json.loads(body)
+    except (ValueError, TypeError):
+        return False
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -197,10 +205,12 @@ class V2Backend:
         """Raise EtcdError unless etcd is reachable and serves the v2 API."""
         timeout = urllib3.Timeout(total=self.timeout)
         try:
-            self._http.request("GET", self.url + "/version", timeout=timeout, retries=False)
+            version = self._http.request("GET", self.url + "/version", timeout=timeout, retries=False)
             status = self._http.request("GET", self.url + "/v2/keys/", timeout=timeout, retries=False).status
         except HTTPError as e:
             raise self._error(e) from None
+        if version.status != 401 and not _is_etcd_version(version.data):
+            raise EtcdError(f"{self.url} is not an etcd server: GET /version did not answer etcd's version")
         if status == 404:
             raise self._v2_error()
         if status == 401:

@@ -238,7 +238,13 @@ class V3Backend:
             if security is not None:
                 raise security from None
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                if "Failed parsing HTTP/2" in (exc.details() or ""):  # an HTTP/1 server, not etcd
+                    raise EtcdError(
+                        f"{self._target} is not an etcd v3 endpoint: it does not speak gRPC"
+                    ) from None
                 raise EtcdError(f"cannot reach etcd v3 API at {self._target}: {exc.details()}") from None
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # gRPC, but not etcd's Maintenance service
+                raise EtcdError(f"{self._target} is not an etcd v3 endpoint: {exc.details()}") from None
             raise self._error("Status", exc) from None
 
     def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
