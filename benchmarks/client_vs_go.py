@@ -501,7 +501,8 @@ def section_c(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
         t.add(
             f"C. writer CPU µs per write, open loop at {rate}/s ({args.writers} etcdbench writers)",
             f"{f1(ours)} µs",
-            f"{f1(go_us)} µs (at max: {f1(ctx['go_max']['cpu_us_per_write'])} µs)",
+            f"{f1(go_us)} µs (Go achieved {f0(go_same['writes_per_s'])}/s of {rate}/s; "
+            f"at max: {f1(ctx['go_max']['cpu_us_per_write'])} µs)",
             fr(ratio(ours, go_us)),
             "(stated)",
             "info",
@@ -656,8 +657,35 @@ def section_e(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
         f"E memory: etcdbench watch of {events:,} events ({rate:g}/s for {warmup + duration:g} s), "
         "sampling RSS"
     )
+    # Our own etcd, compacted as the kube-apiserver compacts it (periodically) and with room to spare:
+    # 1M updates of a 3.6 kB Pod without compaction are ~3.7 GB of history, past etcd's default 2 GiB
+    # quota (a run then stops writing at ~520k events with "database space exceeded").
+    server = LocalEtcd(b.etcd_bin, extra_args=MEMORY_RUN_ETCD_ARGS)
+    with server:
+        _memory_run(b, t, ctx, server.client_url, events, rate, warmup, duration, out)
+
+
+MEMORY_RUN_ETCD_ARGS = (
+    "--quota-backend-bytes", str(8 * 2**30),
+    "--auto-compaction-mode", "periodic",
+    "--auto-compaction-retention", "1m",
+)  # fmt: skip
+
+
+def _memory_run(
+    b: Bench,
+    t: Table,
+    ctx: dict[str, Any],
+    url: str,
+    events: int,
+    rate: float,
+    warmup: float,
+    duration: float,
+    out: Path,
+) -> None:
+    args = b.args
     cmd = [sys.executable, "-m", "etcdbench", "watch", "--backend", "v3", "--encoding", "protobuf",
-           "--rate", f"{rate:g}", "--writers", str(args.memory_writers),
+           "--endpoints", url, "--rate", f"{rate:g}", "--writers", str(args.memory_writers),
            "--max-inflight", str(args.max_inflight),
            "--duration", f"{duration:g}", "--warmup", f"{warmup:g}", "--output", str(out)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -673,7 +701,7 @@ def section_e(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
             procs = []
         for p in procs:
             try:
-                if p.name() == "etcd":  # the embedded server is etcd's memory, not etcdbench's
+                if p.name() == "etcd":  # never ours here (etcd runs apart), but never count it
                     continue
                 mem = p.memory_full_info()  # rss, and pss (shared pages divided among their users)
                 rss = mem.rss
@@ -692,13 +720,18 @@ def section_e(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
         raise RuntimeError(f"memory run exited {proc.returncode}: {stderr.strip()[-300:]}")
     run = json.loads(out.read_text())["runs"][0]
     size = out.stat().st_size
-    written = run["counters"]["written"]
+    c = run["counters"]
+    written = c["written"]
     ctx["memory"] = {"peak_total_rss": peak_total, "peak_total_pss": peak_pss, "samples": samples,
-                     "peak_each": peak_each, "results_bytes": size,
-                     "written": written, "received": run["counters"]["received"]}  # fmt: skip
+                     "peak_each": peak_each, "results_bytes": size, "counters": c,
+                     "verdict": run.get("verdict"),
+                     "write_rate_achieved": run.get("write_rate_achieved")}  # fmt: skip
     top = max(peak_each.values()) if peak_each else 0
-    million = args.million
-    label = f"{written:,} events written, {run['counters']['received']:,} received"
+    # The targets are for a run of a million events: judged only when one was asked for and happened.
+    complete = written >= 0.99 * events and not c.get("errors")
+    million: bool | None = args.million and complete
+    label = f"{written:,} events written, {c['received']:,} received, {c.get('errors', 0):,} write errors"
+    skip = "n/a: 1M not run (--million)" if not args.million else f"n/a: {written:,} of {events:,} written"
     t.add(
         f"E. peak RSS, all etcdbench processes together ({len(peak_each)} processes, --writers "
         f"{args.memory_writers}, {rate:g}/s; {label})",
@@ -707,7 +740,7 @@ def section_e(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
         "—",
         "—",
         f"< {T_RSS_MB:.0f} MB at 1M events",
-        status(peak_total / 2**20 < T_RSS_MB) if million else "n/a: 1M not run (--million)",
+        status(peak_total / 2**20 < T_RSS_MB) if million else skip,
     )
     t.add(
         f"E. results file size ({label})",
@@ -715,7 +748,7 @@ def section_e(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
         "—",
         "—",
         "< 1 MB at 1M events",
-        status(size < T_RESULTS_BYTES) if million else "n/a: 1M not run (--million)",
+        status(size < T_RESULTS_BYTES) if million else skip,
     )
 
 
