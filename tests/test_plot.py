@@ -101,3 +101,23 @@ def test_plot_bad_usage(tmp_path: Path) -> None:
     a_file.write_text("")
     code, _, err = run_cli("plot", str(RESULTS / "v3-json-500.json"), "--out", str(a_file))
     assert code == 2 and err.strip() == f"error: --out: {a_file} is not a directory"
+
+
+def test_injected_faults_are_shaded_on_the_time_series() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from etcdbench.report.plot import PlotRun, _mark_faults
+
+    run = load(Path(__file__).parent / "data" / "results-v2.json")["runs"][0]
+    run["faults"] = [
+        {"fault": "pause@1:1.5", "started_s": 1.0, "ended_s": 2.5},
+        {"fault": "compact@2", "started_s": 2.0, "ended_s": 2.0},
+    ]
+    ax = Figure().subplots()
+    assert _mark_faults(ax, [PlotRun("r", run, "C0")]) == 2
+    spans = [p.get_x() for p in ax.patches]
+    assert spans == [1.0, 2.0]
+    assert [t.get_text() for t in ax.texts] == ["pause@1:1.5", "compact@2"]

@@ -125,6 +125,20 @@ def _window(runs: list[PlotRun]) -> tuple[float, float] | None:
     return windows.pop() if len(windows) == 1 else None
 
 
+def _mark_faults(ax: Axes, runs: list[PlotRun]) -> int:
+    """Shade each injected fault (from its start to its end) in its run's colour; returns how many."""
+    marked = 0
+    for r in runs:
+        for fault in r.run.get("faults") or []:
+            label = fault["fault"] if marked == 0 else None
+            ax.axvspan(fault["started_s"], max(fault["ended_s"], fault["started_s"] + 0.05), color=r.color,
+                       alpha=0.2, hatch="//", label=f"fault {label}" if label else None)  # fmt: skip
+            ax.annotate(fault["fault"], (fault["started_s"], 1.0), xycoords=("data", "axes fraction"),
+                        fontsize=7, va="top", color=r.color)  # fmt: skip
+            marked += 1
+    return marked
+
+
 def _steps(counts: list[int]) -> tuple[list[float], list[float]]:
     """Per-second counts as a step line: second i's count is drawn from i to i + 1."""
     xs = [float(i) for i in range(len(counts) + 1)]
@@ -151,6 +165,7 @@ def rates_png(runs: list[PlotRun]) -> bytes | None:
             ax.axhline(r.run["target_rate"], color=r.color, linestyle=":", linewidth=1)
         if window is not None:
             ax.axvspan(*window, color="0.5", alpha=0.1, label="measured window")
+        _mark_faults(ax, runs)
         ax.set_title(title + " (dotted: target rate)")
         ax.set_ylabel("per second")
         ax.set_ylim(bottom=0)
@@ -182,6 +197,7 @@ def cpu_png(runs: list[PlotRun]) -> bytes | None:
             )
         if window is not None:
             ax.axvspan(*window, color="0.5", alpha=0.1, label="measured window")
+        _mark_faults(ax, runs)
         ax.set_title(CPU_TITLES[name])
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
