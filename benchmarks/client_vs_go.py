@@ -17,8 +17,8 @@ etcd's Go clients as Debian packages them) on fresh local etcds, one per measure
 
 Run it alone on the machine (it saturates the cores on purpose); it takes about 8 minutes:
 
-    /tmp/venv/bin/python benchmarks/client_vs_go.py            # everything, 100k-event memory run
-    /tmp/venv/bin/python benchmarks/client_vs_go.py --million  # the memory run with 1,000,000 events
+    python benchmarks/client_vs_go.py            # everything, 100k-event memory run
+    python benchmarks/client_vs_go.py --million  # the memory run with 1,000,000 events
 
 Without Go (or Debian's golang-etcd-server-dev) the script says so and measures the Python side only.
 """
