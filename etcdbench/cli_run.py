@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -29,7 +29,10 @@ from etcdbench.scenario import (
     parse_duration_us,
 )
 from etcdbench.scenario_file import Overrides, Scenario, from_results, load_file
-from etcdbench.security import add_security_flags, credentials_from_args
+from etcdbench.security import Credentials, add_security_flags, credentials_from_args
+
+if TYPE_CHECKING:
+    from etcdbench.session import Target
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
 # (phase, seconds elapsed, seconds total), as etcdbench.workload.runner.Progress
@@ -92,6 +95,20 @@ def _target_flags(p: argparse.ArgumentParser) -> None:
         help="embedded etcd: start a cluster of N members on 127.0.0.1 (default 1)",
     )
     add_security_flags(p)
+
+
+def _target(args: argparse.Namespace, endpoints: list[str] | None, credentials: Credentials | None) -> Target:
+    """The etcd that every run of the command uses, as _target_flags() described it."""
+    from etcdbench.session import Target  # imports grpc: keep `--help` fast
+
+    return Target(
+        endpoints=endpoints,
+        etcd_bin=args.etcd_bin,
+        force=args.force,
+        keep=args.keep,
+        credentials=credentials,
+        cluster_size=args.cluster_size,
+    )
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -198,16 +215,7 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.scale is not None and "cluster" not in scenario.document:
         err.print(f"note: --scale changes nothing: {scenario.name} has no [cluster] table", markup=False)
 
-    from etcdbench.session import Target  # imports grpc: keep `--help` fast
-
-    with Target(
-        endpoints=endpoints,
-        etcd_bin=args.etcd_bin,
-        force=args.force,
-        keep=args.keep,
-        credentials=credentials,
-        cluster_size=args.cluster_size,
-    ) as target:
+    with _target(args, endpoints, credentials) as target:
         results = target.results()
         results["scenario"] = scenario.document
         try:
@@ -274,16 +282,7 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
     # Below this rate a step has fewer writes than writers (RunConfig refuses it): stop falling there.
     min_rate = max(1.0, base.writers / (base.warmup_s + base.duration_s))
 
-    from etcdbench.session import Target  # imports grpc: keep `--help` fast
-
-    with Target(
-        endpoints=endpoints,
-        etcd_bin=args.etcd_bin,
-        force=args.force,
-        keep=args.keep,
-        credentials=credentials,
-        cluster_size=args.cluster_size,
-    ) as target:
+    with _target(args, endpoints, credentials) as target:
         results = target.results()
         try:
             with _progress(err, 0) as progress_for:

@@ -9,6 +9,7 @@ noise is decided by `latency_noise` (docs/compare-and-gate.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -343,18 +344,23 @@ def _verdict(run: dict[str, Any]) -> Text:
     return Text("PASS" if ok else "FAIL", style="green" if ok else "red")
 
 
-def summary_lines(comparison: Comparison) -> list[str]:
-    """Per matched run and file, how the headline figure (watch p99) moved, hyperfine-style."""
-    base_name = comparison.baseline.name
-    lines = []
+def pairs(comparison: Comparison) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], str]]:
+    """(label, baseline run, other run, other file's name) for every matched run in every other file."""
     for m in comparison.matches:
         base_run = m.runs[0]
         assert base_run is not None
         for source, run in zip(comparison.sources[1:], m.runs[1:], strict=True):
-            if run is None:
-                continue
-            lines.append(f"{m.label}: {headline(HEADLINE, base_run, run, base_name, source.name)}")
-    return lines
+            if run is not None:
+                yield m.label, base_run, run, source.name
+
+
+def summary_lines(comparison: Comparison) -> list[str]:
+    """Per matched run and file, how the headline figure (watch p99) moved, hyperfine-style."""
+    base_name = comparison.baseline.name
+    return [
+        f"{label}: {headline(HEADLINE, base_run, run, base_name, name)}"
+        for label, base_run, run, name in pairs(comparison)
+    ]
 
 
 def headline(figure: Figure, base_run: dict[str, Any], run: dict[str, Any], base_name: str, name: str) -> str:

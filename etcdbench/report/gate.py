@@ -22,7 +22,7 @@ from typing import Any
 from rich.text import Text
 
 from etcdbench.errors import UsageError
-from etcdbench.report.compare import MATCHED_BY, Comparison, Noise, fmt_value, latency_noise, value_at
+from etcdbench.report.compare import MATCHED_BY, Comparison, Noise, fmt_value, latency_noise, pairs, value_at
 from etcdbench.scenario import parse_duration_us
 
 OPERATORS = (">=", "<=", ">", "<")
@@ -227,14 +227,9 @@ def evaluate(rules: list[Rule], comparison: Comparison) -> list[Check]:
             )
     checks = []
     base = comparison.baseline
-    for m in comparison.matches:
-        base_run = m.runs[0]
-        assert base_run is not None
-        for source, run in zip(comparison.sources[1:], m.runs[1:], strict=True):
-            if run is None:
-                continue
-            for rule in rules:
-                checks.append(check_rule(rule, m.label, base_run, run, base.name, source.name))
+    for label, base_run, run, name in pairs(comparison):
+        for rule in rules:
+            checks.append(check_rule(rule, label, base_run, run, base.name, name))
     if rules and not checks:
         raise UsageError(
             f"--fail-if: no run in {', '.join(s.name for s in comparison.sources[1:])} matches a run in "

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from etcdbench.errors import UsageError
-from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.results.io import environment, load, new_results
-from etcdbench.results.model import verdict
+from etcdbench.results.model import add_series, merge_summaries, verdict
 from etcdbench.scenario import RunConfig
 
 SHARD_FIELDS = frozenset({"shard"})  # config fields that differ between the shards of one run
@@ -64,21 +63,6 @@ def _run_config(config: dict[str, Any], rate: float) -> RunConfig:
     values["faults"] = tuple(values.get("faults", ()))
     values.update(rate=rate, shard=0, shards=1)
     return RunConfig(**values)
-
-
-def _hdr(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    rec = LatencyRecorder()
-    for s in summaries:
-        rec.merge(LatencyRecorder.decode(s.get("hdr", ""), s.get("out_of_range", 0)))
-    return rec.summary()
-
-
-def _sum_series(series: Sequence[Sequence[int]]) -> list[int]:
-    out = [0] * max((len(s) for s in series), default=0)
-    for s in series:
-        for i, n in enumerate(s):
-            out[i] += n
-    return out
 
 
 def _sum_counters(counters: Sequence[dict[str, int]]) -> dict[str, int]:
@@ -151,9 +135,9 @@ def _watches(runs: Sequence[dict[str, Any]], shards: Sequence[int]) -> list[dict
                 "stream": first["stream"],
                 "counters": _sum_counters([w["counters"] for w in per]),
                 "watch_events_per_s": round(sum(w["watch_events_per_s"] for w in per), 2),
-                "latency_us": {"watch": _hdr([w["latency_us"]["watch"] for w in per])},
+                "latency_us": {"watch": merge_summaries([w["latency_us"]["watch"] for w in per])},
                 "relists": [x for w, s in zip(per, shards, strict=True) for x in _tagged(w["relists"], s)],
-                "events_received": _sum_series([w["events_received"] for w in per]),
+                "events_received": add_series([w["events_received"] for w in per]),
             }
         )
     return out
@@ -165,7 +149,10 @@ def merge_runs(runs: Sequence[dict[str, Any]], shards: Sequence[int]) -> dict[st
     # A shard's rate is its share of the schedule: config.rate / config.shards (as its verdict).
     rate = sum(r["config"]["rate"] / r["config"].get("shards", 1) for r in runs)
     config = _run_config(first["config"], rate)
-    lat = {name: _hdr([r["latency_us"][name] for r in runs]) for name in ("watch", "put", "schedule_slip")}
+    lat = {
+        name: merge_summaries([r["latency_us"][name] for r in runs])
+        for name in ("watch", "put", "schedule_slip")
+    }
     counters = _sum_counters([r["counters"] for r in runs])
     ops = _sum_counters([r.get("operations") or {} for r in runs])
     sizes = _sizes(runs)
@@ -214,8 +201,8 @@ def merge_runs(runs: Sequence[dict[str, Any]], shards: Sequence[int]) -> dict[st
         "relists": [x for r, s in zip(runs, shards, strict=True) for x in _tagged(r.get("relists", []), s)],
         "timeseries": {
             "interval_s": first["timeseries"].get("interval_s", 1),
-            "writes_acked": _sum_series([r["timeseries"]["writes_acked"] for r in runs]),
-            "events_received": _sum_series([r["timeseries"]["events_received"] for r in runs]),
+            "writes_acked": add_series([r["timeseries"]["writes_acked"] for r in runs]),
+            "events_received": add_series([r["timeseries"]["events_received"] for r in runs]),
             "cpu_cores": {},  # per shard, under cpu_cores_shards: cores of different hosts do not add
             "cpu_cores_shards": [r["timeseries"].get("cpu_cores", {}) for r in runs],
         },

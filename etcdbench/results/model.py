@@ -5,6 +5,7 @@ Every figure's meaning is stated in docs/methodology.md; the names say what they
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from etcdbench.metrics.cpu import SATURATED_CORES
@@ -19,14 +20,16 @@ RECEIVED_RATE_FLOOR = 0.99  # of the target rate, over the measured window
 SLIP_CLIENT_BOUND_US = 100_000  # writers dispatching p99 100 ms late could not keep the schedule
 
 
-def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_summaries(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One summary from several: their encoded HDR histograms added, out-of-range counts summed."""
     rec = LatencyRecorder()
     for s in summaries:
-        rec.merge(LatencyRecorder.decode(s["hdr"], s["out_of_range"]))
+        rec.merge(LatencyRecorder.decode(s.get("hdr", ""), s.get("out_of_range", 0)))
     return rec.summary()
 
 
-def _add_series(series: list[list[int]]) -> list[int]:
+def add_series(series: Sequence[Sequence[int]]) -> list[int]:
+    """Per-second series added index by index (the shorter ones count as zero past their end)."""
     out = [0] * max((len(s) for s in series), default=0)
     for s in series:
         for i, n in enumerate(s):
@@ -135,7 +138,7 @@ def build_run(
         "write_retries": sum(r["retries"] for r in writer_results),
     }
     sizes = {
-        name: _merge([r["value_bytes"][name] for r in writer_results])
+        name: merge_summaries([r["value_bytes"][name] for r in writer_results])
         for name in writer_results[0]["value_bytes"]
     }
     rates = [w["watch_events_per_s"] for w in watches]
@@ -163,15 +166,15 @@ def build_run(
         "drain_s": round(drain_s, 3),
         "latency_us": {
             "watch": total.summary(),
-            "put": _merge([r["put_latency"] for r in writer_results]),
-            "schedule_slip": _merge([r["slip"] for r in writer_results]),
+            "put": merge_summaries([r["put_latency"] for r in writer_results]),
+            "schedule_slip": merge_summaries([r["slip"] for r in writer_results]),
         },
         "relists": [dict(r, watch=w["watch"]) for w in watches for r in w["relists"]],
         "watches": watches,
         "timeseries": {
             "interval_s": 1,
-            "writes_acked": _add_series([r["acks_per_s"] for r in writer_results]),
-            "events_received": _add_series([w["events_received"] for w in watches]),
+            "writes_acked": add_series([r["acks_per_s"] for r in writer_results]),
+            "events_received": add_series([w["events_received"] for w in watches]),
             "cpu_cores": cpu_timeseries,
         },
         "cpu": {name: None if v is None else round(v, 3) for name, v in cpu.items()},
