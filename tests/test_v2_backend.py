@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
 from etcdbench.backends.v2 import V2Backend
 from etcdbench.errors import EtcdError
-from etcdbench.etcd import LocalEtcd
+from etcdbench.etcd import LocalEtcd, find_etcd_binary
 from etcdbench.etcd.local import _free_port
 
 pytestmark = pytest.mark.integration
@@ -129,6 +130,106 @@ def test_history_cleared_gives_relist_then_exact_events(backend: V2Backend, fres
     assert [e.revision for e in events] == list(range(relist.revision + 1, relist.revision + 6))
 
 
+def store_watchers(server: LocalEtcd) -> int:
+    """The v2 watchers etcd has registered (its etcd_debugging_store_watchers gauge)."""
+    with urllib.request.urlopen(server.client_url + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("etcd_debugging_store_watchers "):
+                return int(float(line.split()[1]))
+    raise AssertionError("etcd has no etcd_debugging_store_watchers gauge")
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def revisions(b: V2Backend, prefix: str) -> dict[str, int]:
+    """Each key right under `prefix` and the index that wrote it."""
+    body = b._get(None, prefix, "recursive=true")[1]
+    assert body is not None
+    return {node["key"]: node["modifiedIndex"] for node in body["node"]["nodes"]}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_watcher_left_far_behind_accounts_every_write_and_keeps_receiving(mode: str) -> None:
+    """The watcher stops reading while etcd's buffers fill and 1,100 more events pass its history.
+
+    etcd drops a stream watcher whose 100-event channel fills, but never ends its response: after the
+    events already buffered, the stream stays silent. The watcher must notice, reopen (401: relist),
+    and then receive what is written after. Every write is an event or lies in the relist's gap.
+    """
+    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:  # its own etcd: exact counts
+        b = V2Backend(Endpoint((server.client_url,)), watch_mode=mode)
+        # A stalled watch is cancelled: the asserts then fail, the test never hangs.
+        first_guard, guard = threading.Timer(20, b.cancel), threading.Timer(20, b.cancel)
+        try:
+            prefix = "/overflow/"
+            it = b.watch(prefix, b.current_revision() + 1)
+
+            def first_write() -> None:
+                # Written once the watcher is registered: the stream is live, not replaying history.
+                wait_until(lambda: store_watchers(server) == 1, "etcd registered the watcher")
+                put_all(b, [(f"{prefix}first", "0")])
+
+            writer = threading.Thread(target=first_write)
+            writer.start()
+            first_guard.start()
+            first = next(it, None)
+            first_guard.cancel()
+            writer.join()
+            assert isinstance(first, WatchEvent), "the first event never came"
+            items: list[WatchItem] = [first]
+            # Nothing reads the watch connection now. 64 kB events fill the TCP buffers, then the
+            # watcher's channel: etcd drops a stream watcher then (a poll watcher goes after 1 event).
+            big = 0
+            while store_watchers(server):
+                assert big < 1000, "etcd never dropped the watcher"
+                put_all(b, [(f"{prefix}big{big + i}", "x" * 65536) for i in range(10)], ordered=False)
+                big += 10
+            # Past the 1,000 events of history: reopening from the first missed index gets a 401.
+            put_all(b, [(f"{prefix}small{i}", "y") for i in range(1100)], ordered=False)
+            final = [(f"{prefix}final{i}", f"z{i}") for i in range(5)]
+            guard.start()
+            for item in it:
+                items.append(item)
+                if isinstance(item, Relist):
+                    put_all(b, final)  # written after the relist: each must arrive as an event
+                elif item.key == final[-1][0]:
+                    break
+            written = revisions(b, prefix)
+        finally:
+            first_guard.cancel()
+            guard.cancel()
+            b.close()
+    assert len(written) == 1 + big + 1100 + 5, "the watch stalled: the final writes never came"
+    relists = [i for i, item in enumerate(items) if isinstance(item, Relist)]
+    assert len(relists) == 1, [type(item).__name__ for item in items[-3:]]
+    before, relist, after = items[: relists[0]], items[relists[0]], items[relists[0] + 1 :]
+    assert isinstance(relist, Relist) and relist.reason == "v2-401"
+    assert relist.keys == 1 + big + 1100
+    received = {item.key: item.revision for item in before if isinstance(item, WatchEvent)}
+    assert len(received) == len(before)  # each write at most once
+    last_received = max(received.values())
+    # Before the relist: every write up to the last event received, at its own revision...
+    assert received == {k: rev for k, rev in written.items() if rev <= last_received}
+    # ...and the rest, up to the relist's revision, is what the relist stands for.
+    missed = {k for k, rev in written.items() if last_received < rev <= relist.revision}
+    assert len(received) + len(missed) == len(written) - len(final)
+    assert missed  # the watcher really fell behind
+    if mode == "stream":
+        assert big > 100 and len(received) > 100  # etcd dropped it when its 100-event channel overflowed
+    # After the overflow the watcher keeps receiving: exactly the writes made after the relist.
+    assert [(e.key, e.revision) for e in after if isinstance(e, WatchEvent)] == [
+        (k, written[k]) for k, _ in final
+    ]
+    assert len(after) == len(final)
+    assert b.stream_ends == (1 if mode == "stream" else 0)  # etcd dropped the stream once
+    assert b.reconnects == 0
+
+
 def test_cancel_ends_the_iterator(backend: V2Backend, fresh_prefix: str) -> None:
     items: list[WatchItem] = []
     ended = threading.Event()
@@ -146,8 +247,6 @@ def test_cancel_ends_the_iterator(backend: V2Backend, fresh_prefix: str) -> None
 
 
 def test_server_without_v2_is_reported() -> None:
-    from etcdbench.etcd import find_etcd_binary
-
     with LocalEtcd(find_etcd_binary(), enable_v2=False) as server:
         b = V2Backend(Endpoint((server.client_url,)))
         try:

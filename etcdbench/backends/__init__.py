@@ -5,11 +5,23 @@ from __future__ import annotations
 import os
 
 from etcdbench.backends.base import Backend, Endpoint
+from etcdbench.errors import EtcdError
 
 # gRPC's core writes each failed TLS handshake to stderr at INFO level, before our one-line error; ERROR
 # is its documented default. It is read when grpc is imported, which only happens below this package
 # (etcdbench.backends.v3), and is inherited by the spawned writers and watchers. A user's value wins.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def v3_client(endpoint: Endpoint) -> str:
+    """The v3 client for `endpoint`: "native" (our HTTP/2 client on the hot paths) or "grpcio".
+
+    ETCDBENCH_V3_CLIENT=grpcio asks for grpcio everywhere; https:// endpoints always get grpcio.
+    """
+    value = os.environ.get("ETCDBENCH_V3_CLIENT", "native")
+    if value not in ("native", "grpcio"):
+        raise EtcdError(f"ETCDBENCH_V3_CLIENT: {value!r} is not one of native, grpcio")
+    return "grpcio" if endpoint.tls else value
 
 
 def make_backend(name: str, endpoint: Endpoint, *, v2_watch: str = "poll", max_inflight: int = 64) -> Backend:

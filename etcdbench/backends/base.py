@@ -84,6 +84,13 @@ class Backend(Protocol):
     def delete_async(self, key: str, done: PutCallback) -> None:
         """Start deleting one key; `done` as for put_async."""
 
+    def hold_sends(self) -> None:
+        """From now on, hold the calling thread's puts and deletes until flush(), so that what a
+        late writer owes goes out in one system call. A backend that cannot hold sends at once."""
+
+    def flush(self) -> None:
+        """Send what hold_sends() has held."""
+
     def current_revision(self) -> int:
         """The store's current revision (v3 header revision, v2 X-Etcd-Index)."""
 

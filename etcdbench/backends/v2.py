@@ -1,15 +1,26 @@
 """The etcd v2 API backend: what Kubernetes <= 1.5 used.
 
-Writes and reads go through python-etcd. The watcher has two modes:
+Every request goes through our own HTTP/1.1 client (etcdbench.backends.http1): kept-alive
+connections and no automatic retries, so that a put is sent exactly once per put_async() (the writer
+retries, and counts it) and a watch event costs little CPU beyond decoding its JSON. Puts and deletes
+run on a small pool of connections, one thread each; the watcher owns one connection.
+
+The watcher has two modes:
 
 * "poll" (default) does exactly what Kubernetes 1.5's Go v2 client did: one long-poll request per
-  event (`wait=true&recursive=true&waitIndex=N`, then N = modifiedIndex + 1).
+  event (`wait=true&recursive=true&waitIndex=N`, then N = modifiedIndex + 1), all on one connection.
 * "stream" uses the server's `stream=true` wait, which the Go client never used. etcd 3.5 answers it
   with a chunked body carrying one JSON event per line. Caveat verified on etcd 3.5.1: if the
   waitIndex is still in the history, the server sends that *one* historical event and never registers
   the watcher, so the response then stays silent. The stream watcher therefore reopens after any event
   with modifiedIndex <= the response's X-Etcd-Index (catching up costs one request per event, like
   polling) and only streams once it is live.
+  Second caveat, also etcd 3.5.1: when a live watcher's 100-event channel is full, etcd removes the
+  watcher but never ends its response (nothing closes the channel), so after the events already
+  queued the stream is silent for good. After each silent second the watcher therefore asks the
+  store's index on a second connection; if the store moved past what the stream covered, it reopens
+  from the next index (`stream_ends`), and a 401 then tells that history was lost. (Writes outside
+  the prefix move the index too: the reopen is then merely wasted, never wrong.)
 
 The v2 store keeps 1,000 events of history; a watcher that falls further behind gets errorCode 401
 and must relist (recursive GET) and resume at X-Etcd-Index + 1: that is a `Relist` item.
@@ -18,35 +29,41 @@ v2 keys form a directory tree, so a prefix is a directory ("/registry/pods/"), n
 
 https:// endpoints are verified against the endpoint's CA and present its client certificate, if any;
 a user and password go as HTTP basic auth, which is what etcd's v2 auth (/v2/auth, separate from v3
-auth) checks.
+auth) checks. With several endpoints, a connection goes to the first one that accepts it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import ssl
+import sys
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import etcd
-import urllib3
-from urllib3.exceptions import HTTPError, ReadTimeoutError
-
 from etcdbench.backends.base import Endpoint, PutCallback, Relist, WatchEvent, WatchItem
+from etcdbench.backends.http1 import Connection, Done, Pool, Response, Server, basic_auth, form_value
 from etcdbench.errors import EtcdError
 from etcdbench.security import tls_hint
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 _DELETE_ACTIONS = frozenset({"delete", "expire", "compareAndDelete"})
-# A watch request times out after this long without events so that cancel() is noticed.
+# While a watch waits for an event, it looks at the cancel flag this often (cancel() also wakes it).
 _WATCH_WAKEUP_S = 1.0
 # After a failed watch connection, wait this long before asking again (etcd may be restarting).
 _RECONNECT_PAUSE_S = 0.2
 # A recursive GET (relist, count) returns every key under the prefix: allow it far longer than a put.
 _LIST_TIMEOUT_S = 60.0
+# Connections (and threads) for puts and deletes, at most. etcd commits concurrent writes together, but
+# its HTTP server answers a connection's requests one at a time (pipelining gains nothing), so these
+# are what lets a writer go past 1 / put latency. On 2 cores 32 wrote the most per second (~3,400/s,
+# against ~3,000/s for 16 and for 64, whose extra threads add GIL contention).
+_WRITE_CONNECTIONS = 32
+# v2 error codes (etcd server/etcdserver/api/v2error).
+_ECODE_KEY_NOT_FOUND = 100
+_ECODE_UNAUTHORIZED = 110
+_ECODE_EVENT_INDEX_CLEARED = 401
 
 
 def _event(doc: dict[str, Any]) -> WatchEvent:
@@ -68,17 +85,16 @@ def _count_leaves(node: dict[str, Any]) -> int:
     return sum(_count_leaves(child) for child in node.get("nodes", ()))
 
 
-def _v2_missing(exc: BaseException) -> bool:
-    """True when a 404 came from the HTTP router, not the v2 store (v2 is not enabled).
+def _error_doc(resp: Response) -> dict[str, Any]:
+    """The v2 store's JSON error ({"errorCode", "message", "cause", "index"}), or {} for anything else.
 
-    The store's "key not found" is JSON with an errorCode. The router's plain-text "404 page not
-    found" has none, and python-etcd then raises a bare EtcdException (or EtcdKeyNotFound) whose
-    payload only carries that text.
+    A 404 without an errorCode comes from etcd's HTTP router, not the v2 store: v2 is not enabled.
     """
-    payload = getattr(exc, "payload", None)
-    if not isinstance(exc, etcd.EtcdException) or not isinstance(payload, dict) or "errorCode" in payload:
-        return False
-    return payload.get("status") == 404 or "404 page not found" in str(payload.get("cause", ""))
+    try:
+        doc = json.loads(resp.body)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) and "errorCode" in doc else {}
 
 
 def _is_etcd_version(body: bytes) -> bool:
@@ -91,6 +107,16 @@ def _is_etcd_version(body: bytes) -> bool:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _tls_context(cacert: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
+    try:
+        ctx = ssl.create_default_context(cafile=cacert)
+        if cert:
+            ctx.load_cert_chain(cert, key)
+    except (OSError, ValueError) as e:
+        raise EtcdError(f"cannot use the TLS files {cacert}, {cert}, {key}: {_one_line(e)}") from None
+    return ctx
 
 
 class V2Backend:
@@ -109,61 +135,35 @@ class V2Backend:
         self.url = endpoint.urls[0].rstrip("/")
         self.watch_mode = watch_mode
         self.timeout = timeout
-        self.stream_ends = 0  # times the server ended a live stream (it drops watchers that fall behind)
+        self.stream_ends = 0  # live streams reopened because etcd dropped (or ended) them
         self.reconnects = 0  # watch requests repeated after the connection failed
-        self._hosts = []
+        self._servers = []
         for u in endpoint.urls:
-            parts = urlsplit(u)
-            self._hosts.append((parts.hostname or "127.0.0.1", parts.port or 2379))
-        self._protocol = urlsplit(self.url).scheme or "http"
+            parts = urlsplit(u if "://" in u else "http://" + u)
+            self._servers.append(Server(parts.hostname or "127.0.0.1", parts.port or 2379))
         self._tls = endpoint.tls  # raises EtcdError when the URLs and the TLS files do not match
         creds = endpoint.credentials
         self._user = creds.user if creds is not None else None
         self._client_cert = bool(creds and creds.cert)
-        # python-etcd's Client(...) and our PoolManager take the same TLS files under different names.
-        self._client_kwargs: dict[str, Any] = {}
-        http_kwargs: dict[str, Any] = {}
+        self._ssl: ssl.SSLContext | None = None
         if creds is not None and self._tls:
-            self._client_kwargs.update(
-                ca_cert=creds.cacert, cert=(creds.cert, creds.key) if creds.cert else None
-            )
-            http_kwargs.update(
-                cert_reqs="CERT_REQUIRED", ca_certs=creds.cacert, cert_file=creds.cert, key_file=creds.key
-            )
+            self._ssl = _tls_context(creds.cacert, creds.cert, creds.key)
+        self._headers = b""
         if creds is not None and creds.user is not None:
-            self._client_kwargs.update(username=creds.user, password=creds.password)
-            http_kwargs["headers"] = urllib3.make_headers(basic_auth=f"{creds.user}:{creds.password or ''}")
-        self._local = threading.local()
-        self._clients: list[Any] = []
-        self._lock = threading.Lock()
-        # Each pool thread keeps its own client (own keep-alive connection), so puts run in parallel.
-        self._pool = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="etcdbench-v2-put")
-        self._http = urllib3.PoolManager(maxsize=4, **http_kwargs)  # check(), /version, the stream watch
+            self._headers = basic_auth(creds.user, creds.password or "")
         self._cancel = threading.Event()
-        self._response: urllib3.BaseHTTPResponse | None = None
-
-    # -- clients and errors ------------------------------------------------------------------------
-
-    def _new_client(self) -> Any:
-        host: Any = self._hosts[0][0] if len(self._hosts) == 1 else tuple(self._hosts)
-        client = etcd.Client(
-            host=host,
-            port=self._hosts[0][1],
-            protocol=self._protocol,
-            read_timeout=self.timeout,
-            allow_reconnect=len(self._hosts) > 1,
-            per_host_pool_size=1,
-            **self._client_kwargs,
+        self._lock = threading.Lock()
+        self._watch_conns: set[Connection] = set()  # aborted by cancel()
+        self._admin = self._connection()  # check(), counts, current_revision(): under _admin_lock
+        self._admin_lock = threading.Lock()
+        self._pool = Pool(
+            self._connection, max(1, min(max_inflight, _WRITE_CONNECTIONS)), name="etcdbench-v2-put"
         )
-        with self._lock:
-            self._clients.append(client)
-        return client
 
-    def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = self._new_client()
-        return client
+    def _connection(self) -> Connection:
+        return Connection(self._servers, tls=self._ssl, connect_timeout=self.timeout, headers=self._headers)
+
+    # -- errors ------------------------------------------------------------------------------------
 
     def _v2_error(self) -> EtcdError:
         return EtcdError(f"etcd at {self.url} does not serve the v2 API: start it with --enable-v2=true")
@@ -175,41 +175,72 @@ class V2Backend:
             f"etcd at {self.url} refused user {self._user}: authentication failed (check the password)"
         )
 
-    def _security_error(self, exc: BaseException) -> EtcdError | None:
-        """A one-line error for a failed TLS handshake or a refused user; None for anything else."""
-        if isinstance(exc, etcd.EtcdInsufficientPermissions):
-            return self._auth_error()
+    def _error(self, exc: BaseException) -> EtcdError:
+        """A one-line EtcdError for a failed request (transport or TLS)."""
+        if isinstance(exc, EtcdError):
+            return exc
         text = _one_line(exc)
-        if self._tls and "SSLError" in f"{type(exc).__name__} {text}":
+        if self._tls and isinstance(exc, ssl.SSLError):
             hint = tls_hint(text, client_cert=self._client_cert)
             if hint is not None:
                 return EtcdError(f"TLS handshake with {self.url} failed: {hint}")
-        return None
+        if isinstance(exc, OSError):
+            return EtcdError(f"cannot reach etcd at {self.url}: {text}")
+        return EtcdError(f"etcd v2 request to {self.url} failed: {text}")
 
-    def _error(self, exc: BaseException) -> EtcdError:
-        if _v2_missing(exc):
+    def _status_error(self, resp: Response) -> EtcdError:
+        """The EtcdError for a response that is not a success."""
+        doc = _error_doc(resp)
+        if resp.status == 401 or doc.get("errorCode") == _ECODE_UNAUTHORIZED:
+            return self._auth_error()
+        if resp.status == 404 and not doc:
             return self._v2_error()
-        security = self._security_error(exc)
-        if security is not None:
-            return security
-        if isinstance(exc, (etcd.EtcdConnectionFailed, HTTPError, OSError)):
-            return EtcdError(f"cannot reach etcd at {self.url}: {_one_line(exc)}")
-        return EtcdError(f"etcd v2 request to {self.url} failed: {_one_line(exc)}")
+        if doc:
+            cause = f" ({doc['cause']})" if doc.get("cause") else ""
+            detail = f"{doc.get('message', '')}{cause} [errorCode {doc['errorCode']}]"
+        else:
+            detail = " ".join(resp.body[:200].decode("utf-8", "replace").split())
+        return EtcdError(f"etcd v2 request to {self.url} failed: HTTP {resp.status}: {detail}")
 
-    def _keys_path(self, key: str) -> str:
-        return "/v2/keys" + (key if key.startswith("/") else "/" + key)
+    # -- requests ----------------------------------------------------------------------------------
+
+    def _target(self, key: str, query: str = "") -> bytes:
+        path = "/v2/keys" + (key if key.startswith("/") else "/" + key)
+        return (quote(path) + ("?" + query if query else "")).encode()
+
+    def _admin_request(self, method: bytes, target: bytes, timeout: float) -> Response:
+        with self._admin_lock:
+            try:
+                return self._admin.request(method, target, timeout=timeout)
+            except OSError as e:
+                raise self._error(e) from None
+
+    def _get(self, conn: Connection | None, key: str, query: str = "") -> tuple[int, dict[str, Any] | None]:
+        """GET a key: (X-Etcd-Index, body), or (index, None) when the key does not exist.
+
+        On the admin connection when `conn` is None (transport errors are then EtcdError), else on
+        `conn` (transport errors stay OSError, for the watch loop to reconnect).
+        """
+        target = self._target(key, query)
+        timeout = max(self.timeout, _LIST_TIMEOUT_S)
+        if conn is None:
+            resp = self._admin_request(b"GET", target, timeout)
+        else:
+            resp = conn.request(b"GET", target, timeout=timeout)
+        if resp.status == 200:
+            return int(resp.headers["x-etcd-index"]), json.loads(resp.body)
+        doc = _error_doc(resp)
+        if resp.status == 404 and doc.get("errorCode") == _ECODE_KEY_NOT_FOUND:
+            return int(doc["index"]), None
+        raise self._status_error(resp)
 
     # -- Backend -----------------------------------------------------------------------------------
 
     def check(self) -> None:
         """Raise EtcdError unless etcd is reachable and serves the v2 API."""
-        timeout = urllib3.Timeout(total=self.timeout)
-        try:
-            version = self._http.request("GET", self.url + "/version", timeout=timeout, retries=False)
-            status = self._http.request("GET", self.url + "/v2/keys/", timeout=timeout, retries=False).status
-        except HTTPError as e:
-            raise self._error(e) from None
-        if version.status != 401 and not _is_etcd_version(version.data):
+        version = self._admin_request(b"GET", b"/version", self.timeout)
+        status = self._admin_request(b"GET", b"/v2/keys/", self.timeout).status
+        if version.status != 401 and not _is_etcd_version(version.body):
             raise EtcdError(f"{self.url} is not an etcd server: GET /version did not answer etcd's version")
         if status == 404:
             raise self._v2_error()
@@ -219,40 +250,37 @@ class V2Backend:
             raise EtcdError(f"etcd at {self.url} answered HTTP {status} to GET /v2/keys/")
 
     def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
-        self._pool.submit(
-            self._call_client, done, "write", key, value.decode("utf-8"), ttl=round(ttl_s) or None
-        )
+        body = b"value=" + form_value(value)
+        ttl = round(ttl_s)
+        if ttl > 0:
+            body += b"&ttl=%d" % ttl
+        self._pool.submit(b"PUT", self._target(key), body, self.timeout, self._finisher(done))
+
+    def hold_sends(self) -> None:
+        pass  # each request has a connection of its own: nothing to coalesce
+
+    def flush(self) -> None:
+        pass
 
     def delete_async(self, key: str, done: PutCallback) -> None:
-        self._pool.submit(self._call_client, done, "delete", key)
+        self._pool.submit(b"DELETE", self._target(key), b"", self.timeout, self._finisher(done))
 
-    def _call_client(self, done: PutCallback, method: str, *args: Any, **kwargs: Any) -> None:
-        try:
-            getattr(self._client(), method)(*args, **kwargs)
-        except Exception as e:
-            done(self._error(e) if _v2_missing(e) else e)
-            return
-        done(None)
+    def _finisher(self, done: PutCallback) -> Done:
+        def finish(resp: Response | None, exc: BaseException | None) -> None:
+            if resp is None:
+                done(self._error(exc or ConnectionError("no response")))
+            elif resp.status in (200, 201):
+                done(None)
+            else:
+                done(self._status_error(resp))
 
-    def _get(self, client: Any, key: str, **params: str) -> tuple[int, dict[str, Any] | None]:
-        """GET a key: (X-Etcd-Index, body), or (index, None) when the key does not exist."""
-        try:
-            resp = client.api_execute(
-                self._keys_path(key), "GET", params=params, timeout=max(self.timeout, _LIST_TIMEOUT_S)
-            )
-        except etcd.EtcdKeyNotFound as e:
-            if _v2_missing(e):
-                raise self._v2_error() from None
-            return int(e.payload["index"]), None
-        except etcd.EtcdException as e:
-            raise self._error(e) from e
-        return int(resp.headers["X-Etcd-Index"]), json.loads(resp.data)
+        return finish
 
     def current_revision(self) -> int:
-        return self._get(self._client(), "/")[0]
+        return self._get(None, "/")[0]
 
     def count_prefix(self, prefix: str) -> int:
-        body = self._get(self._client(), prefix, recursive="true")[1]
+        body = self._get(None, prefix, "recursive=true")[1]
         return 0 if body is None else _count_leaves(body["node"])
 
     def delete_prefix(self, prefix: str) -> int:
@@ -260,31 +288,24 @@ class V2Backend:
         # racing with the delete makes the count approximate; callers delete between runs).
         count = self.count_prefix(prefix)
         if count:
-            try:
-                self._client().delete(prefix, recursive=True)
-            except etcd.EtcdKeyNotFound as e:
-                if _v2_missing(e):
-                    raise self._v2_error() from None
+            resp = self._admin_request(b"DELETE", self._target(prefix, "recursive=true"), _LIST_TIMEOUT_S)
+            if resp.status == 404 and _error_doc(resp).get("errorCode") == _ECODE_KEY_NOT_FOUND:
                 return 0
-            except etcd.EtcdException as e:
-                raise self._error(e) from e
+            if resp.status not in (200, 201):
+                raise self._status_error(resp)
         return count
 
     def db_size(self) -> int | None:
         return None  # the v2 store lives in memory; its snapshot size is not exposed by the API
 
     def server_version(self) -> str:
+        resp = self._admin_request(b"GET", b"/version", self.timeout)
         try:
-            resp = self._http.request("GET", self.url + "/version", timeout=self.timeout, retries=False)
-            return str(json.loads(resp.data)["etcdserver"])
-        except (HTTPError, ValueError, KeyError) as e:
-            raise self._error(e) from e
-
-    def _relist(self, client: Any, prefix: str) -> Relist:
-        index, body = self._get(client, prefix, recursive="true")
-        return Relist(
-            reason="v2-401", revision=index, keys=0 if body is None else _count_leaves(body["node"])
-        )
+            return str(json.loads(resp.body)["etcdserver"])
+        except (ValueError, KeyError, TypeError):
+            raise EtcdError(
+                f"{self.url} is not an etcd server: GET /version did not answer etcd's version"
+            ) from None
 
     # -- watch -------------------------------------------------------------------------------------
 
@@ -297,78 +318,147 @@ class V2Backend:
             return self._watch_stream(prefix, start)
         return self._watch_poll(prefix, start)
 
-    def _watch_poll(self, prefix: str, index: int) -> Iterator[WatchItem]:
-        client = self._new_client()
-        path = self._keys_path(prefix)
-        while not self._cancel.is_set():
-            params = {"wait": "true", "recursive": "true", "waitIndex": str(index)}
-            try:
-                resp = client.api_execute(path, "GET", params=params, timeout=_WATCH_WAKEUP_S)
-            except etcd.EtcdWatchTimedOut:
-                continue  # no event within a second: look at the cancel flag, then wait again
-            except etcd.EtcdConnectionFailed:
-                self._reconnect_pause()  # etcd down or restarting: ask again from the same index
-                continue
-            except etcd.EtcdEventIndexCleared:
-                relist = self._relist(client, prefix)
-                yield relist
-                index = relist.revision + 1
-                continue
-            except etcd.EtcdException as e:
-                raise self._error(e) from e
-            event = _event(json.loads(resp.data))
-            yield event
-            index = event.revision + 1
+    def _not_cancelled(self) -> bool:
+        return not self._cancel.is_set()
 
-    def _watch_stream(self, prefix: str, index: int) -> Iterator[WatchItem]:
-        client = self._new_client()  # for relists
-        url = self.url + quote(self._keys_path(prefix))
-        timeout = urllib3.Timeout(connect=self.timeout, read=_WATCH_WAKEUP_S)
-        while not self._cancel.is_set():
-            params = {"wait": "true", "recursive": "true", "stream": "true", "waitIndex": str(index)}
-            try:
-                resp = self._http.request(
-                    "GET", url, fields=params, preload_content=False, retries=False, timeout=timeout
-                )
-            except ReadTimeoutError:
-                continue
-            except HTTPError:
-                self._reconnect_pause()  # etcd down or restarting: reopen from the same index
-                continue
-            self._response = resp
-            try:
-                if resp.status != 200:
-                    body = resp.data
-                    if resp.status == 400 and json.loads(body).get("errorCode") == 401:
-                        relist = self._relist(client, prefix)
+    def _watch_connection(self) -> Connection:
+        conn = self._connection()
+        with self._lock:
+            self._watch_conns.add(conn)
+        return conn
+
+    def _drop_watch_connection(self, conn: Connection) -> None:
+        with self._lock:
+            self._watch_conns.discard(conn)
+        conn.close()
+
+    def _index_cleared(self, resp: Response) -> bool:
+        return resp.status == 400 and _error_doc(resp).get("errorCode") == _ECODE_EVENT_INDEX_CLEARED
+
+    def _relist(self, conn: Connection, prefix: str) -> Relist:
+        index, body = self._get(conn, prefix, "recursive=true")
+        return Relist(
+            reason="v2-401", revision=index, keys=0 if body is None else _count_leaves(body["node"])
+        )
+
+    def _watch_poll(self, prefix: str, index: int) -> Iterator[WatchItem]:
+        conn = self._watch_connection()
+        # The request is the same but for its waitIndex: build the rest once.
+        head = self._target(prefix, "wait=true&recursive=true&waitIndex=")
+        send, read, keep_waiting = conn.send, conn.read_response, self._not_cancelled
+        sent = False  # the request for `index` is already out
+        try:
+            while not self._cancel.is_set():
+                try:
+                    if not sent:
+                        send(b"GET", head + b"%d" % index, timeout=_WATCH_WAKEUP_S)
+                    sent = False
+                    # Waits for the event as long as it takes, looking at the cancel flag every second.
+                    # Unlike a stream, a long poll is never dropped in silence: etcd unregisters a
+                    # non-stream watcher as it queues the one event, which its response then carries.
+                    resp = read(_WATCH_WAKEUP_S, keep_waiting)
+                    if resp.status == 200:
+                        if not resp.body:
+                            continue  # the server ended the wait without an event: ask again
+                        event = _event(json.loads(resp.body))
+                        index = event.revision + 1
+                        # Ask for the next event before handing this one over, so that etcd finds it
+                        # while the caller decodes this one: Kubernetes 1.5's watcher, too, fetched in
+                        # one goroutine and decoded in another. A failed send is retried just above.
+                        try:
+                            send(b"GET", head + b"%d" % index, timeout=_WATCH_WAKEUP_S)
+                            sent = True
+                        except OSError:
+                            pass
+                        yield event
+                        continue
+                    if self._index_cleared(resp):
+                        relist = self._relist(conn, prefix)
                         yield relist
                         index = relist.revision + 1
                         continue
-                    if resp.status == 404 and b"errorCode" not in body:
-                        raise self._v2_error()
-                    raise EtcdError(f"v2 stream watch on {self.url} answered HTTP {resp.status}: {body!r}")
-                # The watcher's start index: an event at or below it came from the history and is the
-                # only one this response will ever carry (see the module docstring).
-                live_from = int(resp.headers.get("X-Etcd-Index", "0"))
-                for line in _lines(resp):
-                    event = _event(json.loads(line))
-                    yield event
-                    index = event.revision + 1
-                    if event.revision <= live_from:
-                        break
-                else:
-                    # The server ended the stream: it drops a watcher whose 100-event buffer fills.
-                    # Reopen from the next index; a 401 then tells whether history was lost.
-                    self.stream_ends += 1
-            except ReadTimeoutError:
-                pass  # idle for a second: check the cancel flag, then reopen from `index`
-            except (HTTPError, OSError):
-                if not self._cancel.is_set():
+                except OSError:
+                    if not self._cancel.is_set():
+                        self._reconnect_pause()  # etcd down or restarting: ask again from the same index
+                    continue
+                if resp.status >= 500:  # e.g. no leader yet after a restart: ask again
                     self._reconnect_pause()
-            finally:
-                self._response = None
-                resp.close()
-                resp.release_conn()
+                    continue
+                raise self._status_error(resp)
+        finally:
+            self._drop_watch_connection(conn)
+
+    def _watch_stream(self, prefix: str, index: int) -> Iterator[WatchItem]:
+        conn = self._watch_connection()
+        probe = self._watch_connection()  # asks the store's index while the stream is silent
+        head = self._target(prefix, "wait=true&recursive=true&stream=true&waitIndex=")
+        # A hidden key (never listed nor watched) that does not exist: a cheap 404 which, like every
+        # v2 keys answer, carries X-Etcd-Index. Under the prefix, so whoever may watch it may read it.
+        probe_target = self._target(prefix.rstrip("/") + "/_etcdbench_index_probe")
+        live_from = -1  # the open stream's X-Etcd-Index; -1 until its head has come
+        dropped = False  # the stream fell silent while the store moved past it
+
+        def keep_waiting() -> bool:
+            nonlocal dropped
+            if self._cancel.is_set():
+                return False
+            if live_from < 0:
+                return True  # no head yet: etcd is slow, which a reopen would not cure
+            # Through the response head the stream covers live_from; after that, each event it sent.
+            moved = self._store_index(probe, probe_target) > max(index - 1, live_from)
+            # An event that arrived during the probe shows the watcher is alive after all.
+            dropped = moved and not conn.readable()
+            return not dropped
+
+        try:
+            while not self._cancel.is_set():
+                live_from, dropped = -1, False
+                try:
+                    resp, chunks = conn.open_stream(
+                        b"GET", head + b"%d" % index, timeout=_WATCH_WAKEUP_S, keep_waiting=keep_waiting
+                    )
+                    if resp.status != 200:
+                        resp = Response(resp.status, resp.headers, b"".join(chunks))
+                        if self._index_cleared(resp):
+                            relist = self._relist(conn, prefix)
+                            yield relist
+                            index = relist.revision + 1
+                            continue
+                        if resp.status >= 500:
+                            self._reconnect_pause()
+                            continue
+                        raise self._status_error(resp)
+                    # The watcher's start index: an event at or below it came from the history and is
+                    # the only one this response will ever carry (see the module docstring).
+                    live_from = int(resp.headers.get("x-etcd-index", "0"))
+                    for line in _lines(chunks):
+                        event = _event(json.loads(line))
+                        yield event
+                        index = event.revision + 1
+                        if event.revision <= live_from:
+                            conn.close()  # the response is not over: the connection cannot be reused
+                            break
+                    else:
+                        self.stream_ends += 1  # etcd ended the stream: reopen from the next index
+                except OSError:
+                    if self._cancel.is_set():
+                        break
+                    if dropped:
+                        # etcd dropped the watcher (the read timed out, the connection is closed):
+                        # reopen from the next index at once; a 401 then tells that history was lost.
+                        self.stream_ends += 1
+                    else:
+                        self._reconnect_pause()  # etcd down or restarting: reopen from the same index
+        finally:
+            self._drop_watch_connection(conn)
+            self._drop_watch_connection(probe)
+
+    def _store_index(self, probe: Connection, target: bytes) -> int:
+        """The store's current index, or a huge one when the probe fails (reopening is always safe)."""
+        try:
+            return int(probe.request(b"GET", target, timeout=self.timeout).headers["x-etcd-index"])
+        except (OSError, KeyError, ValueError):
+            return sys.maxsize
 
     def _reconnect_pause(self) -> None:
         self.reconnects += 1
@@ -376,27 +466,20 @@ class V2Backend:
 
     def cancel(self) -> None:
         self._cancel.set()
-        resp = self._response
-        if resp is not None:
-            # Wake a stream read at once (urllib3 >= 2.3); otherwise the read timeout does it.
-            with contextlib.suppress(Exception):
-                resp.shutdown()  # type: ignore[attr-defined, unused-ignore]
+        with self._lock:
+            conns = list(self._watch_conns)
+        for conn in conns:
+            conn.abort()  # wakes a watch waiting for its response at once
 
     def close(self) -> None:
         self.cancel()
-        self._pool.shutdown(wait=True)
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.http.clear()
-        self._http.clear()
+        self._pool.close()
+        with self._admin_lock:
+            self._admin.close()
 
 
-def _lines(resp: urllib3.BaseHTTPResponse) -> Iterable[bytes]:
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """The newline-delimited JSON events of a stream, each as soon as its chunk arrives."""
-    # read_chunked yields every HTTP chunk as it comes (etcd flushes one per event); stream() is a
-    # fallback for a non-chunked body and reads byte by byte so that no event waits for a buffer.
-    chunks: Iterable[bytes] = resp.read_chunked() if resp.chunked else resp.stream(1)
     buf = b""
     for chunk in chunks:
         buf += chunk

@@ -1,6 +1,9 @@
-"""etcd v3 API over raw gRPC stubs generated from proto/etcd.
+"""etcd v3 API over gRPC, with messages generated from proto/etcd.
 
-Puts are gRPC futures so a writer keeps many in flight. The watch is one bidirectional stream with
+On http:// endpoints the hot paths (puts, deletes, the watch stream) use our lean HTTP/2 client
+(backends/h2.py), which costs a fraction of grpcio's CPU per call; admin calls, and every call to an
+https:// endpoint, go through grpcio stubs (ETCDBENCH_V3_CLIENT=grpcio sends everything that way, to
+compare the two). Either way a writer keeps many puts in flight. The watch is one bidirectional stream with
 `prev_kv` and `progress_notify` set, as the kube-apiserver opens it. A compacted start revision is
 turned into a relist (a full read of the prefix, as Kubernetes does after 410 Gone) and a new watch.
 
@@ -24,7 +27,9 @@ from urllib.parse import urlsplit
 import grpc
 
 from etcdbench._pb.etcd import kv_pb2, rpc_pb2, rpc_pb2_grpc
+from etcdbench.backends import v3_client
 from etcdbench.backends.base import Endpoint, PutCallback, Relist, WatchEvent, WatchItem
+from etcdbench.backends.h2 import ConnectionLost, GrpcStatus, StreamCall, UnaryClient, request_headers
 from etcdbench.errors import EtcdError
 from etcdbench.security import tls_hint
 
@@ -35,6 +40,12 @@ ADMIN_TIMEOUT_S = 10.0
 LEASE_REUSE_S = 1.0
 RECONNECT_BASE_S = 0.05  # a broken watch stream is reopened after this, doubling up to the max
 RECONNECT_MAX_S = 1.0
+PUT_PATH = "/etcdserverpb.KV/Put"
+DELETE_PATH = "/etcdserverpb.KV/DeleteRange"
+WATCH_PATH = "/etcdserverpb.Watch/Watch"
+UNAUTHENTICATED = 16
+# What a broken watch stream raises, on either client; the watch reopens from its next revision.
+STREAM_BROKEN = (grpc.RpcError, ConnectionLost, GrpcStatus, OSError)
 
 
 def grpc_target(endpoint: Endpoint) -> str:
@@ -155,6 +166,50 @@ class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClien
         return self._intercept(continuation, client_call_details, request_iterator)
 
 
+def _addresses(endpoint: Endpoint) -> tuple[tuple[str, int], ...]:
+    out = []
+    for url in endpoint.urls:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        assert parts.hostname and parts.port  # checked by grpc_target
+        out.append((parts.hostname, parts.port))
+    return tuple(out)
+
+
+class _GrpcioWatch:
+    """A watch stream on grpcio: requests through a queue, responses by iteration."""
+
+    def __init__(self, stub: rpc_pb2_grpc.WatchStub) -> None:
+        self._requests: queue.SimpleQueue[rpc_pb2.WatchRequest | None] = queue.SimpleQueue()
+        self._call = stub.Watch(iter(self._requests.get, None))
+
+    def send(self, request: rpc_pb2.WatchRequest) -> None:
+        self._requests.put(request)
+
+    def __iter__(self) -> Iterator[rpc_pb2.WatchResponse]:
+        return iter(self._call)
+
+    def cancel(self) -> None:
+        self._requests.put(None)
+        self._call.cancel()
+
+
+class _NativeWatch:
+    """A watch stream on our HTTP/2 client, on a connection of its own."""
+
+    def __init__(self, address: tuple[str, int], headers: bytes) -> None:
+        self._call = StreamCall(address, headers)
+
+    def send(self, request: rpc_pb2.WatchRequest) -> None:
+        self._call.send(request.SerializeToString())
+
+    def __iter__(self) -> Iterator[rpc_pb2.WatchResponse]:
+        parse = rpc_pb2.WatchResponse.FromString
+        return (parse(message) for message in self._call)
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
 def prefix_range_end(prefix: bytes) -> bytes:
     """The end of the range of keys that start with `prefix`: its last byte incremented."""
     stripped = prefix.rstrip(b"\xff")
@@ -176,7 +231,13 @@ class V3Backend:
         self._leases: dict[int, tuple[int, float]] = {}  # TTL -> (lease ID, granted at)
         self._cancelled = threading.Event()
         self.reconnects = 0  # watch streams reopened after they broke
-        self._call: grpc.Future | None = None
+        self._call: _GrpcioWatch | _NativeWatch | None = None
+        self._addresses = _addresses(endpoint)
+        self._next_address = 0  # a broken watch reopens on the next endpoint
+        self.client = v3_client(endpoint)
+        self._native = self.client == "native"
+        self._unary = UnaryClient(self._addresses, PUT_TIMEOUT_S) if self._native else None
+        self._headers: dict[tuple[str, str], bytes] = {}
 
     def _open_channel(self, endpoint: Endpoint) -> grpc.Channel:
         """Plain or TLS per the URLs' scheme; with a user, wrapped to send the auth token."""
@@ -250,12 +311,63 @@ class V3Backend:
     def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
         lease = self._lease(ttl_s) if ttl_s > 0 else 0
         request = rpc_pb2.PutRequest(key=key.encode(), value=value, lease=lease)
+        if self._unary is not None:
+            self._native_call(PUT_PATH, request.SerializeToString(), done)
+            return
         fut = self._kv.Put.future(request, timeout=PUT_TIMEOUT_S)
         fut.add_done_callback(lambda f: done(f.exception()))
 
     def delete_async(self, key: str, done: PutCallback) -> None:
-        fut = self._kv.DeleteRange.future(rpc_pb2.DeleteRangeRequest(key=key.encode()), timeout=PUT_TIMEOUT_S)
+        request = rpc_pb2.DeleteRangeRequest(key=key.encode())
+        if self._unary is not None:
+            self._native_call(DELETE_PATH, request.SerializeToString(), done)
+            return
+        fut = self._kv.DeleteRange.future(request, timeout=PUT_TIMEOUT_S)
         fut.add_done_callback(lambda f: done(f.exception()))
+
+    def hold_sends(self) -> None:
+        if self._unary is not None:  # grpcio sends each call at once
+            self._unary.hold()
+
+    def flush(self) -> None:
+        if self._unary is not None:
+            self._unary.flush()
+
+    def _call_headers(self, path: str) -> tuple[bytes, str]:
+        """The header block for `path` with the current auth token (if any), and that token."""
+        try:
+            token = self._auth.token() if self._auth is not None else ""
+        except grpc.RpcError as exc:
+            raise ConnectionLost(f"cannot get an auth token: {exc.code().name}") from None
+        block = self._headers.get((path, token))
+        if block is None:
+            metadata = (("token", token),) if token else ()
+            authority = "{}:{}".format(*self._addresses[0])
+            block = self._headers[(path, token)] = request_headers(authority, path, metadata)
+        return block, token
+
+    def _native_call(self, path: str, message: bytes, done: PutCallback) -> None:
+        assert self._unary is not None
+        try:
+            headers, token = self._call_headers(path)
+        except ConnectionLost as exc:
+            done(exc)
+            return
+        if token:
+            inner = done
+
+            def done(exc: BaseException | None) -> None:
+                self._token_failed(exc, token)
+                inner(exc)
+
+        self._unary.call(headers, message, done)
+
+    def _token_failed(self, exc: BaseException | None, token: str) -> None:
+        """etcd called our token invalid (it restarted, or the token expired): get a new one."""
+        invalid = isinstance(exc, GrpcStatus) and exc.code == UNAUTHENTICATED
+        if invalid and "invalid auth token" in str(exc):
+            assert self._auth is not None
+            self._auth.invalidate(token)
 
     def _lease(self, ttl_s: float) -> int:
         """A lease of `ttl_s`, shared by the puts of the same second.
@@ -370,8 +482,8 @@ class V3Backend:
                     delivered = True
                     next_revision[index] = item.revision + 1
                     yield index, item
-            except grpc.RpcError:
-                pass
+            except STREAM_BROKEN:
+                self._next_address += 1
             if self._cancelled.is_set():
                 return
             self.reconnects += 1
@@ -382,13 +494,20 @@ class V3Backend:
         self, key: bytes, end: bytes, next_revision: list[int]
     ) -> Iterator[tuple[int, WatchItem]]:
         """One stream carrying a watch per entry of `next_revision`, until it breaks or is cancelled."""
-        requests: queue.SimpleQueue[rpc_pb2.WatchRequest | None] = queue.SimpleQueue()
         pending: list[int] = []  # watch indexes whose create request awaits its `created` answer
         ids: dict[int, int] = {}  # server watch_id -> our index
+        call: _GrpcioWatch | _NativeWatch
+        token = ""
+        if self._native:
+            headers, token = self._call_headers(WATCH_PATH)
+            address = self._addresses[self._next_address % len(self._addresses)]
+            call = _NativeWatch(address, headers)
+        else:
+            call = _GrpcioWatch(self._watch)
 
         def create(index: int, revision: int) -> None:
             pending.append(index)
-            requests.put(
+            call.send(
                 rpc_pb2.WatchRequest(
                     create_request=rpc_pb2.WatchCreateRequest(
                         key=key, range_end=end, start_revision=revision, prev_kv=True, progress_notify=True
@@ -396,12 +515,11 @@ class V3Backend:
                 )
             )
 
-        for index, revision in enumerate(next_revision):
-            create(index, revision)
-        call = self._watch.Watch(iter(requests.get, None))
         self._call = call
         if self._cancelled.is_set():
             call.cancel()
+        for index, revision in enumerate(next_revision):
+            create(index, revision)
         delete = kv_pb2.Event.DELETE
         try:
             for resp in call:
@@ -430,8 +548,11 @@ class V3Backend:
                             ev.prev_kv.value if ev.HasField("prev_kv") else None,
                         ),
                     )
+        except GrpcStatus as exc:
+            if self._native and token:
+                self._token_failed(exc, token)
+            raise
         finally:
-            requests.put(None)
             call.cancel()
 
     def cancel(self) -> None:
@@ -441,4 +562,6 @@ class V3Backend:
 
     def close(self) -> None:
         self.cancel()
+        if self._unary is not None:
+            self._unary.close()
         self._channel.close()
