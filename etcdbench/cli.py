@@ -5,23 +5,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from etcdbench import __version__
 from etcdbench.cli_archive import register as register_archive_commands
-from etcdbench.errors import EXIT_FAIL, EXIT_PASS, EXIT_RUNTIME, EXIT_USAGE, EtcdbenchError, UsageError
+from etcdbench.errors import (
+    EXIT_FAIL,
+    EXIT_INTERRUPTED,
+    EXIT_PASS,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    EtcdbenchError,
+    UsageError,
+)
+from etcdbench.interrupt import Interrupted
+from etcdbench.interrupt import install as install_interrupt_handlers
 from etcdbench.report.console import summary
 from etcdbench.results.io import check_writable, default_path, load, write_atomic
 from etcdbench.scenario import (
     BACKENDS,
     DEFAULT_PREFIX,
+    DURATION_HINT,
     ENCODINGS,
     EXTERNAL_PREFIX,
     KINDS,
@@ -31,9 +42,24 @@ from etcdbench.scenario import (
     RunConfig,
     parse_duration_us,
     parse_preload,
+    parse_seconds,
     parse_shard,
 )
-from etcdbench.security import add_security_flags, credentials_from_args
+from etcdbench.security import Credentials, add_security_flags, credentials_from_args
+
+if TYPE_CHECKING:
+    from etcdbench.session import Target
+
+# (phase, seconds elapsed, seconds total), as etcdbench.workload.runner.Progress
+RunProgress = Callable[[str, float, float], None]
+
+
+EXIT_CODES = f"""\
+exit codes: {EXIT_PASS} PASS, {EXIT_FAIL} FAIL, {EXIT_USAGE} bad usage or input, {EXIT_RUNTIME} etcd
+unreachable or another runtime failure, {EXIT_INTERRUPTED} interrupted (Ctrl-C or SIGTERM). An
+interrupted run stops its processes and etcd, and writes what it measured so far, marked incomplete
+("complete": false and the run's "incomplete" reason), unless nothing was measured yet; a second
+Ctrl-C gives that up."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +83,14 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
+def _seconds(text: str) -> float:
+    """--duration, --warmup: seconds as a bare number, or with a unit (a soak: --duration 30m)."""
+    try:
+        return parse_seconds("", text)
+    except UsageError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: {DURATION_HINT}") from None
+
+
 def add_workload_flags(p: argparse.ArgumentParser) -> None:
     """The flags of one run's workload, shared by `watch` and `capacity` (which adds its own rates)."""
     d = RunConfig()
@@ -72,10 +106,13 @@ def add_workload_flags(p: argparse.ArgumentParser) -> None:
         "--objects", type=_positive_int, default=d.objects, help="distinct objects updated round-robin"
     )
     p.add_argument(
-        "--duration", type=_number, default=d.duration_s, help="measured seconds (default %(default)g)"
+        "--duration",
+        type=_seconds,
+        default=d.duration_s,
+        help="measured time: seconds, or 90s, 30m, 1h (default %(default)g s)",
     )
     p.add_argument(
-        "--warmup", type=_number, default=d.warmup_s, help="unmeasured seconds first (default %(default)g)"
+        "--warmup", type=_seconds, default=d.warmup_s, help="unmeasured time first (default %(default)g s)"
     )
     p.add_argument("--slo-p99", default="1s", help="watch p99 limit with a unit, e.g. 1s, 250ms (default 1s)")
     p.add_argument(
@@ -114,11 +151,21 @@ def add_workload_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="etcdbench", description="Can one etcd watcher keep up with a Kubernetes cluster?")
+    parser = _Parser(
+        prog="etcdbench",
+        description="Can one etcd watcher keep up with a Kubernetes cluster?",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"etcdbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    w = sub.add_parser("watch", help="measure one watcher against writers at a target rate")
+    w = sub.add_parser(
+        "watch",
+        help="measure one watcher against writers at a target rate",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_workload_flags(w)
     w.add_argument(
         "--rate", type=_number, default=RunConfig.rate, help="total writes/s, open loop (default %(default)g)"
@@ -209,66 +256,116 @@ def _endpoints(text: str | None) -> list[str] | None:
     return urls
 
 
-def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from etcdbench.session import run_watch  # imports grpc: keep `--help` and `show` fast
+class Saver:
+    """The one results file of a command: written atomically after every run, or printed once at the
+    end with --json; after an interrupt or a failure, what was measured, marked incomplete."""
 
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.json = bool(args.json)
+        self.path: Path | None = None if self.json else args.output
+        if not self.json:
+            check_writable(self.path if self.path is not None else Path("results") / "probe.json")
+
+    def __call__(self, results: dict[str, Any]) -> None:
+        if self.json:
+            return
+        self.path = self.path or default_path(Path("results"), results)
+        write_atomic(self.path, results)
+
+    @contextmanager
+    def keeping_partial(self, results: dict[str, Any], out: Console, err: Console) -> Iterator[None]:
+        """Runs go into `results` inside the block; if it ends by an exception, save what exists
+        (with the interrupted run's partial figures) marked incomplete, then let the exception go on."""
+        try:
+            yield
+        except BaseException as exc:
+            partial = exc.partial if isinstance(exc, Interrupted) else None
+            if partial is not None:
+                results["runs"].append(partial)
+            self._save_incomplete(results, exc, out, err)
+            raise
+
+    def _save_incomplete(
+        self, results: dict[str, Any], exc: BaseException, out: Console, err: Console
+    ) -> None:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if not results["runs"]:
+            if interrupted:
+                why = (
+                    "interrupted again while stopping: the run in progress was given up"
+                    if isinstance(exc, Interrupted) and exc.repeated
+                    else "interrupted before anything was measured"
+                )
+                err.print(f"{why}; no results written", markup=False, highlight=False, soft_wrap=True)
+            return
+        results["complete"] = False
+        if self.json:  # stdout is still one document
+            out.print_json(json.dumps(results))
+            return
+        self(results)
+        if interrupted:
+            out.print(summary(results))
+            out.print(f"results: {self.path}", markup=False, highlight=False, soft_wrap=True)
+            err.print(
+                f"interrupted: partial results written to {self.path} (complete: false)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def target_for(
+    args: argparse.Namespace, endpoints: list[str] | None, credentials: Credentials | None
+) -> Target:
+    """The etcd every run of the command uses: --endpoints, or one started here (see session.Target)."""
+    from etcdbench.session import Target  # imports grpc: keep `--help` and `show` fast
+
+    return Target(
+        endpoints=endpoints,
+        etcd_bin=args.etcd_bin,
+        force=args.force,
+        keep=args.keep,
+        credentials=credentials,
+        cluster_size=args.cluster_size,
+    )
+
+
+@contextmanager
+def _progress_bar(err: Console, config: RunConfig) -> Iterator[RunProgress | None]:
+    """The run's progress on stderr, only on a terminal."""
+    if not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task(config.label, total=config.warmup_s + config.duration_s)
+
+        def progress(phase: str, elapsed: float, total: float) -> None:
+            bar.update(task, completed=min(max(elapsed, 0.0), total), description=f"{config.label}: {phase}")
+
+        yield progress
+
+
+def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
     config = _config(args)
     endpoints = _endpoints(args.endpoints)
     credentials = credentials_from_args(args)  # prompts for the password, if it must, before anything runs
-    output: Path | None = None
-    if not args.json:
-        output = args.output
-        if output is not None:
-            check_writable(output)
-        else:
-            check_writable(Path("results") / "probe.json")
-
-    def save(results: dict[str, Any]) -> None:
-        nonlocal output
-        if args.json:
-            return
-        output = output or default_path(Path("results"), results)
-        write_atomic(output, results)
-
-    if err.is_terminal:
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err, transient=True
-        ) as bar:
-            task = bar.add_task(config.label, total=config.warmup_s + config.duration_s)
-
-            def progress(phase: str, elapsed: float, total: float) -> None:
-                bar.update(
-                    task, completed=min(max(elapsed, 0.0), total), description=f"{config.label}: {phase}"
-                )
-
-            results = run_watch(
-                config,
-                endpoints=endpoints,
-                etcd_bin=args.etcd_bin,
-                force=args.force,
-                keep=args.keep,
-                save=save,
-                progress=progress,
-                credentials=credentials,
-                cluster_size=args.cluster_size,
-            )
-    else:
-        results = run_watch(
-            config,
-            endpoints=endpoints,
-            etcd_bin=args.etcd_bin,
-            force=args.force,
-            keep=args.keep,
-            save=save,
-            credentials=credentials,
-            cluster_size=args.cluster_size,
-        )
+    saver = Saver(args)
+    with target_for(args, endpoints, credentials) as target:
+        results = target.results()
+        with saver.keeping_partial(results, out, err):
+            with _progress_bar(err, config) as progress:
+                run = target.run(config, progress)
+            results["runs"].append(run)
+            results["complete"] = "incomplete" not in run
+            saver(results)
 
     if args.json:
         out.print_json(json.dumps(results))
     else:
         out.print(summary(results))
-        out.print(f"results: {output}")
+        out.print(f"results: {saver.path}")
     for run in results["runs"]:
         if "incomplete" in run:
             err.print(
@@ -288,23 +385,20 @@ def _cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_PASS
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through every `finally`: children and etcd are stopped
-
-
 def main(argv: list[str] | None = None) -> int:
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    install_interrupt_handlers()  # SIGINT and SIGTERM unwind through every `finally`
     try:
         args = build_parser().parse_args(argv)
         return int(args.handlers[args.command](args, out, err))
     except EtcdbenchError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted: etcd and child processes stopped", markup=False)
-        return 130
+    except KeyboardInterrupt as exc:
+        by = f" by {exc.signal}" if isinstance(exc, Interrupted) else ""
+        err.print(f"interrupted{by}: etcd and child processes stopped", markup=False, soft_wrap=True)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_RUNTIME

@@ -17,11 +17,22 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from etcdbench.capacity import DEFAULT_START, search
-from etcdbench.cli import _endpoints, _number, _positive_int, add_workload_flags, workload_config
+from etcdbench.cli import (
+    EXIT_CODES,
+    RunProgress,
+    Saver,
+    _endpoints,
+    _number,
+    _positive_int,
+    _seconds,
+    add_workload_flags,
+    target_for,
+    workload_config,
+)
 from etcdbench.errors import EXIT_FAIL, EXIT_PASS, EtcdError, UsageError
 from etcdbench.report.console import summary
 from etcdbench.report.matrix import capacity_lines, capacity_table, conclusions, matrix_table
-from etcdbench.results.io import check_writable, default_path, load, write_atomic
+from etcdbench.results.io import load
 from etcdbench.scenario import (
     BACKENDS,
     ENCODINGS,
@@ -29,19 +40,23 @@ from etcdbench.scenario import (
     parse_duration_us,
 )
 from etcdbench.scenario_file import Overrides, Scenario, from_results, load_file
-from etcdbench.security import Credentials, add_security_flags, credentials_from_args
+from etcdbench.security import add_security_flags, credentials_from_args
 
 if TYPE_CHECKING:
-    from etcdbench.session import Target
+    pass
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
-# (phase, seconds elapsed, seconds total), as etcdbench.workload.runner.Progress
-RunProgress = Callable[[str, float, float], None]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     """Add `run` and `capacity` to the subparsers `sub`; return their handlers by command name."""
-    r = sub.add_parser("run", help="run a scenario file: one run or a matrix, on one etcd")
+    raw = argparse.RawDescriptionHelpFormatter
+    r = sub.add_parser(
+        "run",
+        help="run a scenario file: one run or a matrix, on one etcd",
+        epilog=EXIT_CODES,
+        formatter_class=raw,
+    )
     r.add_argument(
         "scenario",
         nargs="?",
@@ -57,15 +72,22 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
         help="repeat the scenario stored in a results file",
     )
     r.add_argument("--scale", type=_number, help="multiply the scenario's [cluster] (e.g. 0.05 for CI)")
-    r.add_argument("--duration", type=_number, help="measured seconds of every cell (overrides the file)")
-    r.add_argument("--warmup", type=_number, help="unmeasured seconds of every cell (overrides the file)")
+    r.add_argument(
+        "--duration", type=_seconds, help="measured time of every cell: seconds, or 30m (overrides the file)"
+    )
+    r.add_argument("--warmup", type=_seconds, help="unmeasured time of every cell (overrides the file)")
     r.add_argument("--slo-p99", help="watch p99 limit with a unit, e.g. 1s (overrides the file)")
     r.add_argument("--backend", help="run only the cells of these APIs, e.g. v3 or v2,v3")
     r.add_argument("--encoding", help="run only the cells of these encodings, e.g. protobuf")
     r.add_argument("--prefix", help="key prefix of every cell (overrides the file)")
     _target_flags(r)
 
-    c = sub.add_parser("capacity", help="find the highest write rate one watcher keeps up with")
+    c = sub.add_parser(
+        "capacity",
+        help="find the highest write rate one watcher keeps up with",
+        epilog=EXIT_CODES,
+        formatter_class=raw,
+    )
     add_workload_flags(c)
     c.add_argument(
         "--start", type=_number, default=DEFAULT_START, help="first rate tried (default %(default)g)"
@@ -95,20 +117,6 @@ def _target_flags(p: argparse.ArgumentParser) -> None:
         help="embedded etcd: start a cluster of N members on 127.0.0.1 (default 1)",
     )
     add_security_flags(p)
-
-
-def _target(args: argparse.Namespace, endpoints: list[str] | None, credentials: Credentials | None) -> Target:
-    """The etcd that every run of the command uses, as _target_flags() described it."""
-    from etcdbench.session import Target  # imports grpc: keep `--help` fast
-
-    return Target(
-        endpoints=endpoints,
-        etcd_bin=args.etcd_bin,
-        force=args.force,
-        keep=args.keep,
-        credentials=credentials,
-        cluster_size=args.cluster_size,
-    )
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -153,32 +161,6 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     return from_results(args.from_results, load(args.from_results), overrides)
 
 
-class _Saver:
-    """Writes the one results file (after every run), or nothing until the end with --json."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.json = bool(args.json)
-        self.path: Path | None = None if self.json else args.output
-        if not self.json:
-            check_writable(self.path if self.path is not None else Path("results") / "probe.json")
-
-    def __call__(self, results: dict[str, Any]) -> None:
-        if self.json:
-            return
-        self.path = self.path or default_path(Path("results"), results)
-        write_atomic(self.path, results)
-
-    def on_interrupt(self, results: dict[str, Any], out: Console) -> None:
-        """Save what exists, marked incomplete; with --json print it, so stdout is still one document."""
-        if not results["runs"]:
-            return
-        results["complete"] = False
-        if self.json:
-            out.print_json(json.dumps(results))
-        else:
-            self(results)
-
-
 def _stop_if_etcd_gone(run: dict[str, Any]) -> None:
     """A run etcd did not survive ends the matrix or search: the next one could only fail to start."""
     if "incomplete" in run:
@@ -211,25 +193,22 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     scenario = _scenario(args)
     endpoints = _endpoints(args.endpoints)
     credentials = credentials_from_args(args)
-    saver = _Saver(args)
+    saver = Saver(args)
     if args.scale is not None and "cluster" not in scenario.document:
         err.print(f"note: --scale changes nothing: {scenario.name} has no [cluster] table", markup=False)
 
-    with _target(args, endpoints, credentials) as target:
+    with target_for(args, endpoints, credentials) as target:
         results = target.results()
         results["scenario"] = scenario.document
-        try:
-            with _progress(err, len(scenario.cells)) as progress_for:
-                for i, config in enumerate(scenario.cells):
-                    hook = progress_for(i, config.scenario) if progress_for else None
-                    run = target.run(config, hook)
-                    results["runs"].append(run)
-                    _stop_if_etcd_gone(run)
-                    results["complete"] = i == len(scenario.cells) - 1
-                    saver(results)
-        except BaseException:  # Ctrl-C, or etcd lost mid-matrix: keep the cells that ran
-            saver.on_interrupt(results, out)
-            raise
+        # Ctrl-C, or etcd lost mid-matrix: keep the cells that ran, and the one interrupted
+        with saver.keeping_partial(results, out, err), _progress(err, len(scenario.cells)) as progress_for:
+            for i, config in enumerate(scenario.cells):
+                hook = progress_for(i, config.scenario) if progress_for else None
+                run = target.run(config, hook)
+                results["runs"].append(run)
+                _stop_if_etcd_gone(run)
+                results["complete"] = i == len(scenario.cells) - 1
+                saver(results)
 
     if args.json:
         out.print_json(json.dumps(results))
@@ -278,30 +257,26 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
     resolution = _resolution(args.resolution)
     endpoints = _endpoints(args.endpoints)
     credentials = credentials_from_args(args)
-    saver = _Saver(args)
+    saver = Saver(args)
     # Below this rate a step has fewer writes than writers (RunConfig refuses it): stop falling there.
     min_rate = max(1.0, base.writers / (base.warmup_s + base.duration_s))
 
-    with _target(args, endpoints, credentials) as target:
+    with target_for(args, endpoints, credentials) as target:
         results = target.results()
-        try:
-            with _progress(err, 0) as progress_for:
+        with saver.keeping_partial(results, out, err), _progress(err, 0) as progress_for:
 
-                def measure(rate: float) -> dict[str, Any]:
-                    config = replace(base, rate=rate)
-                    i = len(results["runs"])
-                    run = target.run(config, progress_for(i, config.label) if progress_for else None)
-                    results["runs"].append(run)
-                    _stop_if_etcd_gone(run)
-                    saver(results)
-                    return run
+            def measure(rate: float) -> dict[str, Any]:
+                config = replace(base, rate=rate)
+                i = len(results["runs"])
+                run = target.run(config, progress_for(i, config.label) if progress_for else None)
+                results["runs"].append(run)
+                _stop_if_etcd_gone(run)
+                saver(results)
+                return run
 
-                found = search(
-                    measure, start=base.rate, resolution=resolution, budget_s=budget_s, min_rate=min_rate
-                )
-        except BaseException:
-            saver.on_interrupt(results, out)
-            raise
+            found = search(
+                measure, start=base.rate, resolution=resolution, budget_s=budget_s, min_rate=min_rate
+            )
         results["capacity"] = found.to_dict()
         results["complete"] = True
         saver(results)

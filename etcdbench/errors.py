@@ -6,6 +6,9 @@ EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 EXIT_RUNTIME = 3
+# Ctrl-C or SIGTERM (either: 128 + SIGINT, as shells report a Ctrl-C), whether or not partial results
+# were written.
+EXIT_INTERRUPTED = 130
 
 
 class EtcdbenchError(Exception):

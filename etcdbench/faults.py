@@ -104,6 +104,7 @@ class FaultInjector:
         self.timeline: list[dict[str, Any]] = []
         self.on_restart: Callable[[int], None] | None = None  # told etcd's new pid (CPU attribution)
         self._stop = threading.Event()
+        self._abort = threading.Event()  # an interrupted run: cut the fault in progress short
         self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
         self._t0 = 0.0
 
@@ -116,6 +117,14 @@ class FaultInjector:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+    def abort(self, timeout: float) -> None:
+        """Cut the fault in progress short (the run was interrupted): a paused etcd is resumed at once,
+        a stopped member is not started again. Waits for the fault thread at most `timeout` s."""
+        self._abort.set()
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _now(self) -> float:
         return round(time.monotonic() - self._t0, 3)
@@ -146,12 +155,13 @@ class FaultInjector:
         elif fault.kind == "pause":
             etcd.pause()
             try:
-                time.sleep(fault.duration_s)  # not cut short by stop(): etcd must not stay stopped
+                self._abort.wait(fault.duration_s)  # not cut short by stop(), only by an interrupt
             finally:
                 etcd.resume()
         elif fault.kind == "restart":
             etcd.kill()
-            time.sleep(fault.duration_s)
+            if self._abort.wait(fault.duration_s):
+                raise RuntimeError("the run was interrupted before etcd was started again")
             etcd.restart()
             if self.on_restart is not None:
                 self.on_restart(etcd.pid)
@@ -170,7 +180,8 @@ class FaultInjector:
             index = next(i for i, m in enumerate(cluster.members) if i != leader and m.running)
         member = cluster.members[index]
         member.kill()
-        time.sleep(fault.duration_s)
+        if self._abort.wait(fault.duration_s):
+            raise RuntimeError(f"the run was interrupted before member {index} was started again")
         member.restart()
         if self.on_restart is not None:
             self.on_restart(member.pid)

@@ -175,8 +175,10 @@ def _positive(flag: str, value: float) -> None:
         raise UsageError(f"{flag}: must be > 0, got {value:g}")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m)\s*$")
-_UNIT_US = {"us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)\s*$")
+_UNIT_US = {"us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
+_NUMBER = re.compile(r"^\s*-?\d+(?:\.\d+)?\s*$")  # a sign, so that RunConfig names the bad value
+DURATION_HINT = "seconds (10), or with a unit (90s, 30m, 1h)"
 
 
 def parse_duration_us(flag: str, text: str) -> int:
@@ -185,3 +187,12 @@ def parse_duration_us(flag: str, text: str) -> int:
     if not m:
         raise UsageError(f"{flag}: {text!r} is not a duration with a unit (e.g. 1s, 250ms, 500us)")
     return round(float(m.group(1)) * _UNIT_US[m.group(2)])
+
+
+def parse_seconds(flag: str, text: str) -> float:
+    """'10' (seconds, as these flags always took), '90s', '30m', '1.5h', '500ms' -> seconds."""
+    if _NUMBER.match(text):
+        return float(text)
+    if not _DURATION.match(text):
+        raise UsageError(f"{flag}: {text!r} is not a duration: {DURATION_HINT}")
+    return parse_duration_us(flag, text) / 1e6

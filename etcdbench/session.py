@@ -15,14 +15,16 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from etcdbench.backends import make_backend
+from etcdbench.backends import make_backend, v3_client
 from etcdbench.backends.base import Backend, Endpoint
 from etcdbench.backends.v3 import V3Backend
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd.cluster import LocalCluster
 from etcdbench.etcd.local import LocalEtcd, find_etcd_binary
 from etcdbench.faults import NEEDS_CLUSTER, NEEDS_LOCAL, FaultInjector, parse_fault
+from etcdbench.interrupt import shielded
 from etcdbench.results.io import environment, new_results
+from etcdbench.results.model import verdict
 from etcdbench.scenario import RunConfig
 from etcdbench.security import Credentials
 from etcdbench.shard import Barrier
@@ -106,11 +108,14 @@ class Target:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stack.close()
+        with shielded():  # etcd stopped and its data dir removed, even with a second Ctrl-C
+            self._stack.close()
 
     def results(self) -> dict[str, Any]:
         """A new, empty results document for runs on this target."""
-        return new_results(environment(etcd=self.info))
+        env = environment(etcd=self.info)
+        env["v3_client"] = v3_client(self.endpoint)  # which v3 client wrote and watched (v3 runs)
+        return new_results(env)
 
     def run(self, config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
         """Measure one config. A run after which etcd cannot be reached is marked `incomplete`."""
@@ -159,14 +164,17 @@ class Target:
                     injector,
                     barrier.start_ns if barrier else None,
                 )
-            except BaseException:
-                if not (self.keep and self.endpoints) and not sharded:  # never pull keys from under a shard
-                    with contextlib.suppress(Exception):
+            except BaseException as exc:
+                # Never pull keys from under a shard; an interrupted embedded etcd is about to go anyway.
+                gone = isinstance(exc, KeyboardInterrupt) and not self.endpoints
+                if not (self.keep and self.endpoints) and not sharded and not gone:
+                    with shielded(), contextlib.suppress(Exception):
                         admin.delete_prefix(config.prefix)
                 raise
             after = self._reconnect(config)  # a fault may have left the old connection backing off
             if isinstance(after, str):
                 run["incomplete"] = f"etcd could not be reached after the run: {after}"
+                run["verdict"] = verdict(run, config)
                 return run  # nothing to clean up on an etcd that is gone
             try:
                 owns_cleanup = barrier.finish() if barrier else True

@@ -13,6 +13,24 @@ def test_seqset_marks_each_seq_once_and_grows() -> None:
     assert s.add(5) and s.add(0) and s.add(10_000)
     assert not s.add(5)
     assert len(s) == 3
+    assert s.as_int() == 1 | 1 << 5 | 1 << 10_000
+
+
+def test_seqset_takes_one_bit_per_seq() -> None:
+    s = SeqSet()
+    for seq in range(0, 1_000_000, 2):
+        s.add(seq)
+    assert len(s) == 500_000
+    assert 125_000 <= len(s.bits) < 250_000  # doubling growth: at most twice the bits needed
+    assert SeqSet(bytes(s.bits)).as_int() == s.as_int()  # what a process sends is the set
+    assert bytes(SeqSet().bits) == b""
+
+
+def seqs(*members: int) -> bytes:
+    s = SeqSet()
+    for m in members:
+        s.add(m)
+    return bytes(s.bits)
 
 
 def test_ledger_counts_duplicates_and_out_of_order() -> None:
@@ -33,8 +51,8 @@ def test_ledger_restart_resets_order_after_relist() -> None:
 
 
 def test_reconcile_joins_acknowledged_and_seen_exactly() -> None:
-    acked = {0: bytes([1, 1, 1, 0, 1]), 1: bytes([1, 1])}  # writer 0: seq 3 failed on our side
-    seen = {0: bytes([1, 0, 1, 1, 1]), 2: bytes([1])}  # seq 1 lost; seq 3 applied anyway; writer 2 unknown
+    acked = {0: seqs(0, 1, 2, 4), 1: seqs(0, 1)}  # writer 0: seq 3 failed on our side
+    seen = {0: seqs(0, 2, 3, 4), 2: seqs(0)}  # seq 1 lost; seq 3 applied anyway; writer 2 unknown
     books = reconcile(acked, seen)
     assert books.written == 6
     assert books.received == 3  # writer 0: seqs 0, 2, 4

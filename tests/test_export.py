@@ -158,11 +158,13 @@ def test_csv_exact_rows() -> None:
     text = timeseries_csv(results("v3-protobuf-500.json"))
     lines = text.splitlines()
     assert lines[0] == (
-        "run,second,measured,writes_acked,events_received,cpu_watcher,cpu_writers,cpu_etcd,cpu_host"
+        "run,second,measured,writes_acked,events_received,cpu_watcher,cpu_writers,cpu_etcd,cpu_host,"
+        "rss_parent_mb,rss_watcher_mb,rss_writers_mb,rss_etcd_mb"
     )
     assert len(lines) == 13
-    assert lines[1] == "v3+protobuf pod @500/s,0,0,500,500,0.119,0.288,0.278,0.353"
-    assert lines[3] == "v3+protobuf pod @500/s,2,1,500,500,0.139,0.338,0.368,0.442"
+    # a file from before RSS was recorded: the RSS columns are empty
+    assert lines[1] == "v3+protobuf pod @500/s,0,0,500,500,0.119,0.288,0.278,0.353,,,,"
+    assert lines[3] == "v3+protobuf pod @500/s,2,1,500,500,0.139,0.338,0.368,0.442,,,,"
 
 
 def test_cpu_resampling_is_a_time_weighted_mean() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +19,7 @@ from test_matrix_report import make_run
 from etcdbench.cli import _Parser
 from etcdbench.cli_run import register
 from etcdbench.errors import EtcdError, UsageError
+from etcdbench.interrupt import Interrupted
 from etcdbench.results.io import environment, load, new_results
 from etcdbench.scenario import RunConfig
 
@@ -59,6 +61,7 @@ class FakeTarget:
     interrupt_at: ClassVar[int | None] = None  # raise KeyboardInterrupt on this run (0-based)
     limit: ClassVar[float] = 1e12  # runs above this rate fail
     gone_at: ClassVar[int | None] = None  # etcd unreachable after this run (0-based)
+    partial_at: ClassVar[int | None] = None  # interrupted mid-run, with a partial run, on this run
 
     def __init__(self, **kwargs: Any) -> None:
         pass
@@ -77,6 +80,11 @@ class FakeTarget:
     def run(self, config: RunConfig, progress: Any = None) -> dict[str, Any]:
         if FakeTarget.interrupt_at == len(FakeTarget.configs):
             raise KeyboardInterrupt
+        if FakeTarget.partial_at == len(FakeTarget.configs):
+            stop = Interrupted(signal.SIGTERM)
+            stop.partial = make_run(config.backend, config.encoding, config.rate, received=config.rate)
+            stop.partial["incomplete"] = "interrupted by SIGTERM after 0.5 s of 1 s"
+            raise stop
         FakeTarget.configs.append(config)
         passed = config.rate <= FakeTarget.limit
         run = make_run(
@@ -100,6 +108,7 @@ def fake_target(monkeypatch: pytest.MonkeyPatch) -> type[FakeTarget]:
     FakeTarget.interrupt_at = None
     FakeTarget.limit = 1e12
     FakeTarget.gone_at = None
+    FakeTarget.partial_at = None
     monkeypatch.setattr(etcdbench.session, "Target", FakeTarget)
     return FakeTarget
 
@@ -159,15 +168,15 @@ def test_run_writes_one_file_after_every_cell_and_prints_the_comparison(
 ) -> None:
     out_path = tmp_path / "r.json"
     snapshots: list[dict[str, Any]] = []
-    import etcdbench.cli_run
+    import etcdbench.cli
 
-    real_write = etcdbench.cli_run.write_atomic
+    real_write = etcdbench.cli.write_atomic
 
     def spy(path: Path, results: dict[str, Any]) -> None:
         snapshots.append(json.loads(json.dumps(results)))
         real_write(path, results)
 
-    monkeypatch.setattr(etcdbench.cli_run, "write_atomic", spy)
+    monkeypatch.setattr(etcdbench.cli, "write_atomic", spy)  # the Saver every command shares
     code, out, _ = call("run", str(scenario(tmp_path)), "--output", str(out_path))
     assert code == 0
     assert [(len(s["runs"]), s["complete"]) for s in snapshots] == [(1, False), (2, True)]
@@ -200,6 +209,26 @@ def test_ctrl_c_saves_the_cells_that_ran_marked_incomplete(
     assert results["scenario"]["name"] == "tiny"
 
 
+@pytest.mark.parametrize("to_stdout", [False, True], ids=["file", "--json"])
+def test_an_interrupted_cell_is_kept_with_what_it_measured(
+    tmp_path: Path, fake_target: type[FakeTarget], to_stdout: bool
+) -> None:
+    fake_target.partial_at = 1
+    out_path = tmp_path / "r.json"
+    handler, args = parse(
+        "run", str(scenario(tmp_path)), *(["--json"] if to_stdout else ["--output", str(out_path)])
+    )
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(Interrupted):
+        handler(args, Console(file=out, width=200), Console(file=err, width=200))
+    results = json.loads(out.getvalue()) if to_stdout else load(out_path)
+    assert results["complete"] is False and len(results["runs"]) == 2
+    assert "incomplete" not in results["runs"][0]
+    assert results["runs"][1]["incomplete"] == "interrupted by SIGTERM after 0.5 s of 1 s"
+    if not to_stdout:
+        assert f"interrupted: partial results written to {out_path} (complete: false)" in err.getvalue()
+
+
 def test_etcd_gone_after_a_cell_stops_the_matrix_and_keeps_it(
     tmp_path: Path, fake_target: type[FakeTarget]
 ) -> None:
@@ -214,9 +243,12 @@ def test_etcd_gone_after_a_cell_stops_the_matrix_and_keeps_it(
 
 def test_ctrl_c_before_any_cell_writes_nothing(tmp_path: Path, fake_target: type[FakeTarget]) -> None:
     fake_target.interrupt_at = 0
+    handler, args = parse("run", str(scenario(tmp_path)), "--output", str(tmp_path / "r.json"))
+    err = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
-        call("run", str(scenario(tmp_path)), "--output", str(tmp_path / "r.json"))
+        handler(args, Console(file=io.StringIO()), Console(file=err, width=200))
     assert not (tmp_path / "r.json").exists()
+    assert err.getvalue() == "interrupted before anything was measured; no results written\n"
 
 
 def test_from_results_repeats_exactly_and_accepts_overrides(

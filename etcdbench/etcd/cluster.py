@@ -25,6 +25,7 @@ from etcdbench.etcd.local import (
     check_v2_support,
     etcd_version,
 )
+from etcdbench.interrupt import shielded
 
 
 def _free_ports(count: int) -> list[int]:
@@ -180,6 +181,7 @@ class LocalCluster:
         """Stop every member and remove its data; idempotent."""
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
-        for m in self.members:
-            m.stop()
-        self._spawner.shutdown()
+        with shielded():  # every member, even with a second Ctrl-C
+            for m in self.members:
+                m.stop()
+            self._spawner.shutdown()

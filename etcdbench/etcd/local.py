@@ -34,9 +34,20 @@ from types import TracebackType
 from typing import IO
 
 from etcdbench.errors import EtcdError, UsageError
+from etcdbench.interrupt import shielded
 
 # A bind race (another process takes our "free" port before etcd binds it) is retried this many times.
 _START_ATTEMPTS = 3
+# History kept as a Kubernetes cluster keeps it (the kube-apiserver compacts every 5 minutes): without
+# compaction every revision of every object stays, and a long run at 500 writes/s fills etcd's default
+# 2 GiB quota in about 10 minutes (then every write fails: "database space exceeded") while etcd's RSS
+# grows with it. Revisions younger than the retention are never compacted: a watcher that keeps up is
+# not affected. The quota is etcd's largest recommended one, for runs at higher rates.
+RETENTION_ARGS = (
+    "--auto-compaction-mode=periodic",
+    "--auto-compaction-retention=5m",
+    f"--quota-backend-bytes={8 * 1024**3}",
+)
 # Never go through an HTTP proxy from the environment: the server is on 127.0.0.1.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -266,6 +277,7 @@ class EtcdMember:
             "--initial-advertise-peer-urls", peer,
             "--initial-cluster", initial_cluster,
             *cluster_args,
+            *RETENTION_ARGS,
             "--log-level", "warn",
         ]  # fmt: skip
         if self.enable_v2:
@@ -357,6 +369,11 @@ class EtcdMember:
         if self._proc is not None:
             os.kill(self._proc.pid, signal.SIGSTOP)
             self.paused = True
+            # The signal is delivered asynchronously: return only once etcd has stopped, so that a
+            # request sent after pause() is never answered before resume().
+            deadline = time.monotonic() + 2.0
+            while not _stopped(self._proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.001)
 
     def resume(self) -> None:
         if self._proc is not None:
@@ -379,10 +396,23 @@ class EtcdMember:
 
     def stop(self) -> None:
         """Stop etcd (SIGTERM, then SIGKILL after 5 s) and remove its data; idempotent."""
-        self._terminate()
-        self._cleanup_dir()
-        if self._owns_spawner:
-            self._spawner.shutdown()
+        with shielded():  # a Ctrl-C now must not leave etcd running or its data dir behind
+            self._terminate()
+            self._cleanup_dir()
+            if self._owns_spawner:
+                self._spawner.shutdown()
+
+
+def _stopped(pid: int) -> bool:
+    """True once every thread of `pid` is stopped (state T in /proc), or the process is gone."""
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] not in (b"T", b"t"):
+                    return False
+    except (OSError, IndexError):
+        pass
+    return True
 
 
 class LocalEtcd(EtcdMember):

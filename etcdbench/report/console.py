@@ -24,6 +24,30 @@ def fmt_cores(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
+MEMORY_SHOWN_FROM_S = 60.0  # shorter runs: RSS still settling after start-up says nothing about a trend
+
+
+def fmt_minutes(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds < 60 else f"{seconds / 60:.3g} min"
+
+
+def memory_line(run: dict[str, Any]) -> str | None:
+    """'etcdbench RSS 150 MB → 152 MB over 30 min, +0.07 MB/min · etcd ...', from the run's `memory`."""
+    memory = run.get("memory") or {}
+    if run.get("duration_s", 0) < MEMORY_SHOWN_FROM_S or "etcdbench" not in memory:
+        return None
+    parts = []
+    for name in ("etcdbench", "etcd"):
+        m = memory.get(name)
+        if m is not None:
+            parts.append(
+                f"{name} RSS {m['start_bytes'] / 1e6:,.0f} MB → {m['end_bytes'] / 1e6:,.0f} MB"
+                + (f" over {fmt_minutes(run['duration_s'])}" if name == "etcdbench" else "")
+                + f", {m['slope_bytes_per_min'] / 1e6:+.2f} MB/min"
+            )
+    return " · ".join(parts)
+
+
 def run_panel(run: dict[str, Any]) -> Panel:
     c = run["counters"]
     lat = run["latency_us"]
@@ -89,6 +113,9 @@ def run_panel(run: dict[str, Any]) -> Panel:
         f"watcher {fmt_cores(cpu.get('watcher'))} · writers {fmt_cores(cpu.get('writers'))} · "
         f"etcd {fmt_cores(cpu.get('etcd'))} · host {host}",
     )
+    memory = memory_line(run)
+    if memory:
+        facts.add_row("memory", memory)
 
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("latency")

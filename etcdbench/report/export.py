@@ -7,7 +7,8 @@
 - perfdash: clusterloader2's `{"version": "v1", "dataItems": [...]}`, one item per run and latency
   metric, Perc50/Perc90/Perc99 in ms.
 - csv: one row per second since t0 per run: writes acknowledged and events received in that second,
-  and each CPU series resampled to the second (time-weighted mean of the samples overlapping it).
+  each CPU series resampled to the second (time-weighted mean of the samples overlapping it), and each
+  RSS series in MB (the point whose step holds the end of the second).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,8 @@ METRIC_MEANING = {
 }
 TICKS_PER_HALF_DISTANCE = 5  # rows per halving of the distance to 100%, as HdrHistogram prints by default
 CPU_SERIES = ("watcher", "writers", "etcd", "host")
+OWN_GROUPS = ("parent", "watcher", "writers")  # the etcdbench processes, as in the RSS series
+RSS_SERIES = (*OWN_GROUPS, "etcd")
 CSV_COLUMNS = (
     "run",
     "second",
@@ -37,6 +41,7 @@ CSV_COLUMNS = (
     "writes_acked",
     "events_received",
     *(f"cpu_{name}" for name in CPU_SERIES),
+    *(f"rss_{name}_mb" for name in RSS_SERIES),
 )
 
 
@@ -160,6 +165,17 @@ def cpu_per_second(points: list[list[float]], interval_s: float, seconds: int) -
     return out
 
 
+def rss_per_second(points: list[list[float]], interval_s: float, seconds: int) -> list[float | None]:
+    """RSS points `[end time, bytes]`, each the peak of the step (end - interval, end], as MB per whole
+    second since t0: the point whose step holds the second's end; None when none does."""
+    out: list[float | None] = [None] * seconds
+    for end, v in points:
+        # second s ends in the step when end - interval < s + 1 <= end
+        for s in range(max(0, math.floor(end - interval_s)), min(seconds, math.floor(end))):
+            out[s] = round(v / 1e6, 3)
+    return out
+
+
 def timeseries_rows(run: dict[str, Any]) -> list[list[Any]]:
     ts = run.get("timeseries", {})
     writes: list[int] = ts.get("writes_acked", [])
@@ -171,6 +187,14 @@ def timeseries_rows(run: dict[str, Any]) -> list[list[Any]]:
         name: cpu_per_second(cpu[name], interval, seconds) if cpu.get(name) else [None] * seconds
         for name in CPU_SERIES
     }
+    rss = ts.get("rss_bytes", {})
+    rss_step = float(rss.get("interval_s", 1.0))
+    columns.update(
+        {
+            f"rss_{name}": rss_per_second(rss[name], rss_step, seconds) if rss.get(name) else [None] * seconds
+            for name in RSS_SERIES
+        }
+    )
     window_start = run["warmup_s"]
     window_end = run["warmup_s"] + run["duration_s"]
     rows = []
@@ -183,6 +207,7 @@ def timeseries_rows(run: dict[str, Any]) -> list[list[Any]]:
                 writes[s] if s < len(writes) else 0,  # the per-second lists end at their last event
                 events[s] if s < len(events) else 0,
                 *(columns[name][s] for name in CPU_SERIES),
+                *(columns[f"rss_{name}"][s] for name in RSS_SERIES),
             ]
         )
     return rows

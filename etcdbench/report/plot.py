@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from etcdbench.errors import UsageError
 from etcdbench.report.compare import Source
 from etcdbench.report.console import fmt_cores, fmt_us
-from etcdbench.report.export import CPU_SERIES, spectrum
+from etcdbench.report.export import CPU_SERIES, OWN_GROUPS, spectrum
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -30,10 +30,18 @@ CPU_TITLES = {
     "etcd": "local etcd (cores)",
     "host": "host (fraction of all cores busy)",
 }
+RSS_TITLES = {
+    "etcdbench": "all etcdbench processes (MB RSS)",
+    "watcher": "watcher processes (MB RSS)",
+    "writers": "writer processes (MB RSS)",
+    "parent": "etcdbench parent process (MB RSS)",
+    "etcd": "local etcd (MB RSS)",
+}
 PLOTS = {  # file name -> what it draws, from which part of the file
     "latency.png": "latency percentile spectra, from the HDR histograms",
     "rates.png": "writes acknowledged and events received per second",
     "cpu.png": "CPU samples of the watcher, writers, etcd and host",
+    "memory.png": "RSS samples of the etcdbench processes and etcd",
 }
 LATENCY_TITLES = {
     "watch": "watch latency (intended send → decoded)",
@@ -206,12 +214,54 @@ def cpu_png(runs: list[PlotRun]) -> bytes | None:
     return _png(fig)
 
 
+def rss_points(run: dict[str, Any], name: str) -> list[list[float]]:
+    """A run's RSS series `[[seconds since t0, bytes], ...]` of one group; "etcdbench" is the parent,
+    watcher and writer groups added where all three have a point at the same time."""
+    rss = run.get("timeseries", {}).get("rss_bytes", {})
+    if name != "etcdbench":
+        found: list[list[float]] = rss.get(name) or []
+        return found
+    groups = [{t: v for t, v in rss.get(g) or []} for g in OWN_GROUPS]
+    return [[t, sum(g[t] for g in groups)] for t in sorted(groups[0]) if all(t in g for g in groups)]
+
+
+def memory_png(runs: list[PlotRun]) -> bytes | None:
+    """RSS over time: all etcdbench processes together, each group, and a local etcd."""
+    panels = [name for name in RSS_TITLES if any(rss_points(r.run, name) for r in runs)]
+    if not panels:
+        return None
+    fig = _figure(2.6 * len(panels) + 0.6)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    window = _window(runs)
+    for ax, name in zip(axes, panels, strict=True):
+        for r in runs:
+            pts = rss_points(r.run, name)
+            if pts:  # each point is the highest sample of the step that ends at its time
+                ax.plot([p[0] for p in pts], [p[1] / 1e6 for p in pts], color=r.color, label=r.name,
+                        drawstyle="steps-pre")  # fmt: skip
+        if window is not None:
+            ax.axvspan(*window, color="0.5", alpha=0.1, label="measured window")
+        _mark_faults(ax, runs)
+        ax.set_title(RSS_TITLES[name])
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    _legend(axes[0])
+    axes[-1].set_xlabel("seconds since the first intended write (t0)")
+    return _png(fig)
+
+
 def render_pngs(sources: list[Source]) -> dict[str, bytes]:
     """File name -> PNG for every plot the files have data for."""
     require_matplotlib()
     runs = plot_runs(sources)
     out = {}
-    for name, make in (("latency.png", latency_png), ("rates.png", rates_png), ("cpu.png", cpu_png)):
+    makers = (
+        ("latency.png", latency_png),
+        ("rates.png", rates_png),
+        ("cpu.png", cpu_png),
+        ("memory.png", memory_png),
+    )
+    for name, make in makers:
         png = make(runs)
         if png is not None:
             out[name] = png

@@ -205,11 +205,20 @@ def merge_runs(runs: Sequence[dict[str, Any]], shards: Sequence[int]) -> dict[st
             "events_received": add_series([r["timeseries"]["events_received"] for r in runs]),
             "cpu_cores": {},  # per shard, under cpu_cores_shards: cores of different hosts do not add
             "cpu_cores_shards": [r["timeseries"].get("cpu_cores", {}) for r in runs],
+            "rss_bytes": {},  # likewise: each shard's own processes, under rss_bytes_shards
+            "rss_bytes_shards": [r["timeseries"].get("rss_bytes", {}) for r in runs],
         },
         "cpu": _cpu([r["cpu"] for r in runs]),
         "cpu_shards": [dict(r["cpu"], shard=s) for r, s in zip(runs, shards, strict=True)],
         "error_samples": sorted({e for r in runs for e in r.get("error_samples", [])}),
     }
+    if any(r.get("memory") for r in runs):
+        run["memory_shards"] = [
+            dict(r.get("memory") or {}, shard=s) for r, s in zip(runs, shards, strict=True)
+        ]
+    missing = [f"shard {s}: {m}" for r, s in zip(runs, shards, strict=True) for m in r.get("missing", [])]
+    if missing:
+        run["missing"] = missing
     if watches:
         run["watches"] = watches
     faults = [x for r, s in zip(runs, shards, strict=True) for x in _tagged(r.get("faults", []), s)]

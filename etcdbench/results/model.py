@@ -37,6 +37,13 @@ def add_series(series: Sequence[Sequence[int]]) -> list[int]:
     return out
 
 
+WATCH_COUNTERS = (
+    "written", "received", "missed", "missed_relist", "missed_undelivered", "missed_expiries",
+    "expiries_received", "expiries_pending", "duplicates", "out_of_order", "relists",
+    "unacknowledged_seen", "decode_errors", "foreign_events", "other_shard_events",
+)  # fmt: skip
+
+
 def _watch_books(
     writer_results: list[dict[str, Any]],
     watch: dict[str, Any],
@@ -45,7 +52,9 @@ def _watch_books(
     sharded: bool,
 ) -> tuple[dict[str, int], LatencyRecorder]:
     """One watch's exact counters, and its latency histogram with deletes added."""
-    books = reconcile({r["writer_id"]: r["acked"] for r in writer_results}, watch["seen"])
+    acked = {r["writer_id"]: r["acked"] for r in writer_results}
+    # Only writers that reported: a writer killed after an interrupt has no books to join with.
+    books = reconcile(acked, {w: seen for w, seen in watch["seen"].items() if w in acked})
     seen_deletes: dict[str, int] = watch["deletes_seen"]
     latency = LatencyRecorder.decode(watch["watch_latency"]["hdr"], watch["watch_latency"]["out_of_range"])
     deletes = [d for r in writer_results for d in r["deletes"]]
@@ -102,11 +111,18 @@ def build_run(
     cpu_timeseries: dict[str, Any],
     drain_s: float,
     faults: list[dict[str, Any]] | None = None,
+    rss_timeseries: dict[str, Any] | None = None,
+    memory: dict[str, Any] | None = None,
+    incomplete: str | None = None,
+    missing: Sequence[str] = (),
 ) -> dict[str, Any]:
-    duration = config.duration_s
+    """The run's figures from what its processes reported. An interrupted run passes the timeline with
+    the window closed at the interrupt, why it is `incomplete`, and the processes `missing` from it
+    (killed before they reported); the figures then cover what the others measured until then."""
+    duration = timeline.duration_s
     watches: list[dict[str, Any]] = []
     total = LatencyRecorder()
-    summed: dict[str, int] = {}
+    summed = dict.fromkeys(WATCH_COUNTERS, 0)  # zeros when no watch reported (killed after an interrupt)
     for stream in watcher_results:
         for watch in stream["watches"]:
             counters, latency = _watch_books(
@@ -120,7 +136,7 @@ def build_run(
                     "watch": len(watches),
                     "stream": stream["stream"],
                     "counters": counters,
-                    "watch_events_per_s": round(watch["received_in_window"] / duration, 2),
+                    "watch_events_per_s": _per_s(watch["received_in_window"], duration),
                     "latency_us": {"watch": latency.summary()},
                     "relists": watch["relists"],
                     "events_received": watch["events_per_s"],
@@ -139,7 +155,7 @@ def build_run(
     }
     sizes = {
         name: merge_summaries([r["value_bytes"][name] for r in writer_results])
-        for name in writer_results[0]["value_bytes"]
+        for name in (writer_results[0]["value_bytes"] if writer_results else ())
     }
     rates = [w["watch_events_per_s"] for w in watches]
     run: dict[str, Any] = {
@@ -152,17 +168,18 @@ def build_run(
         "v2_watch": config.v2_watch if config.backend == "v2" else None,
         "watchers": len(watches),
         "target_rate": config.rate,
-        "duration_s": duration,
+        "duration_s": round(duration, 3),
         "warmup_s": config.warmup_s,
         "config": config.to_dict(),
-        "object_bytes": round(sizes["stored"]["mean"] or 0),
-        "object_sizes": {name: {k: v for k, v in s.items() if k != "hdr"} for name, s in sizes.items()},
+        "object_bytes": round(sizes["stored"]["mean"] or 0) if sizes else 0,
+        "object_sizes": {name: {k: v for k, v in s.items() if k != "hdr"} for name, s in sizes.items()}
+        or None,
         "preload": preload,
         "operations": ops,
         "counters": counters,
-        "watch_events_per_s": min(rates),  # the slowest watch: the one the verdict is about
+        "watch_events_per_s": min(rates, default=0.0),  # the slowest watch: the one the verdict is about
         "watch_events_per_s_total": round(sum(rates), 2),
-        "write_rate_achieved": round(sum(r["acked_in_window"] for r in writer_results) / duration, 2),
+        "write_rate_achieved": _per_s(sum(r["acked_in_window"] for r in writer_results), duration),
         "drain_s": round(drain_s, 3),
         "latency_us": {
             "watch": total.summary(),
@@ -176,13 +193,19 @@ def build_run(
             "writes_acked": add_series([r["acks_per_s"] for r in writer_results]),
             "events_received": add_series([w["events_received"] for w in watches]),
             "cpu_cores": cpu_timeseries,
+            "rss_bytes": rss_timeseries or {},
         },
         "cpu": {name: None if v is None else round(v, 3) for name, v in cpu.items()},
+        "memory": memory or {},
         "error_samples": sorted({r["error_sample"] for r in writer_results if r["error_sample"]}),
     }
     if faults is not None:
         run["faults"] = faults
-    if len(watches) == 1:
+    if incomplete is not None:
+        run["incomplete"] = incomplete
+    if missing:
+        run["missing"] = list(missing)
+    if len(watches) <= 1:
         del run["watches"]  # one watch: the run's own figures are its figures
     run["verdict"] = verdict(run, config)
     return run
@@ -191,23 +214,29 @@ def build_run(
 def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
     """PASS: events received at >= 99% of the target rate, nothing missed, watch p99 within the SLO."""
     reasons: list[str] = []
+    incomplete = run.get("incomplete")
+    if incomplete:
+        reasons.append(f"incomplete: {incomplete}")
+    # An interrupted warm-up never opened the window: its rates and latencies are not failures of etcd.
+    window = run["duration_s"] > 0
     c = run["counters"]
     floor = RECEIVED_RATE_FLOOR * config.rate / config.shards  # a shard answers for its share
-    if run["watch_events_per_s"] < floor:
+    if window and run["watch_events_per_s"] < floor:
         who = "slowest of the watchers" if run.get("watchers", 1) > 1 else "watcher"
         reasons.append(f"{who} received {run['watch_events_per_s']:g} events/s < {floor:g} (99% of target)")
     if c["missed"]:
         reasons.append(f"{c['missed']} events missed ({c['relists']} relists)")
     p99 = run["latency_us"]["watch"]["p99"]
     if p99 is None:
-        reasons.append("no watch latency recorded in the measured window")
+        if window:
+            reasons.append("no watch latency recorded in the measured window")
     elif p99 > config.slo_p99_us:
         reasons.append(f"watch p99 {_ms(p99)} > SLO {_ms(config.slo_p99_us)}")
     if c["errors"]:
         reasons.append(f"{c['errors']} writes failed")
-    if c.get("unsent"):
+    if c.get("unsent") and not incomplete:  # else the reason it is incomplete says why
         reasons.append(f"{c['unsent']} writes never sent (the writers gave up on an unreachable etcd)")
-    if run["write_rate_achieved"] < floor:
+    if window and run["write_rate_achieved"] < floor:
         reasons.append(
             f"writers achieved {run['write_rate_achieved']:g} writes/s < {floor:g} (99% of target)"
         )
@@ -239,6 +268,11 @@ def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
         "client_bound_reasons": bound,
         "warnings": warnings,
     }
+
+
+def _per_s(count: int, seconds: float) -> float:
+    """A rate over the measured window; 0 for a window that never opened (interrupted in the warm-up)."""
+    return round(count / seconds, 2) if seconds > 0 else 0.0
 
 
 def _ms(us: int) -> str:

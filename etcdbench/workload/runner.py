@@ -4,24 +4,35 @@ Order of events: the watcher and writers start (spawn) and get ready (backends c
 encoded); the parent picks t0 a moment ahead and sends it to all; writers write until their schedule
 ends; the parent tells the watcher how many acknowledged writes to expect; the watcher drains; the
 parent reconciles writer acknowledgements with watcher sightings.
+
+Interrupted (Ctrl-C, SIGTERM) after t0, the parent asks every process to stop and report: writers
+send nothing more, finish the writes in flight and report (what they never sent is `unsent`); the
+watcher gets the writers' acknowledgements and receives what it can of them for a moment. Whoever has
+not reported within STOP_WAIT_S is killed and named in the partial run's `missing`. The partial run
+rides on the `Interrupted` exception (`partial`); an interrupt before t0 has measured nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from etcdbench.backends.base import Backend, Endpoint
 from etcdbench.errors import EtcdError
 from etcdbench.faults import FaultInjector
-from etcdbench.metrics.cpu import CpuSampler
+from etcdbench.interrupt import Interrupted, as_interrupted, shielded
+from etcdbench.metrics.cpu import ProcessSampler, sampling_interval
 from etcdbench.results.model import build_run
 from etcdbench.scenario import RunConfig
+from etcdbench.workload.accounting import SeqSet
 from etcdbench.workload.timeline import NS, Timeline
 from etcdbench.workload.watcher import WatcherPlan, run_watcher
 from etcdbench.workload.writer import WriterPlan, run_writer
@@ -31,16 +42,61 @@ START_LEAD_S = 0.5  # t0 this far ahead of "all ready", so no process starts lat
 GRACE_S = 30.0  # how long past its schedule a writer may take to finish its last puts
 MIN_PRELOAD_RATE = 100.0  # keys/s: a preload slower than this is reported as a failure, not waited for
 EXPIRY_GRACE_S = 3.0  # etcd revokes expired leases in periodic batches: allow this much lateness
+# After an interrupt: how long the processes get to stop and report before they are killed. The
+# watcher spends at most watcher.STOP_DRAIN_S of it receiving the last acknowledged writes.
+STOP_WAIT_S = 5.0
+EXIT_WAIT_S = 5.0  # a process that reported gets this long to exit by itself before it is killed
+
+PARENT = "parent"  # the etcdbench process that runs the others: its RSS is sampled, not its CPU
+OWN_GROUPS = (PARENT, "watcher", "writers")  # every etcdbench process
 
 # Progress: (phase, seconds elapsed since t0, run seconds) — a display hook, never required.
 Progress = Callable[[str, float, float], None]
 
 
+# ---------------------------------------------------------------------------------------- children
+
+
+def _ignore_sigterm() -> None:
+    # A SIGTERM to the whole group (systemd, a container runtime) must not kill a child before the
+    # parent has asked for its books; the parent stops children with SIGKILL when it must.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _watcher_main(plan: WatcherPlan, conn: Connection) -> None:
+    _ignore_sigterm()
+    run_watcher(plan, conn)
+
+
+def _writer_main(plan: WriterPlan, conn: Connection, stop_pipe: Connection) -> None:
+    """run_writer, stopped early when the parent writes to `stop_pipe` (the run was interrupted)."""
+    _ignore_sigterm()
+    stop = threading.Event()
+
+    def await_stop() -> None:
+        try:
+            stop_pipe.recv()
+        except (EOFError, OSError):
+            return  # the parent closed the pipe: the run ended normally
+        stop.set()
+
+    threading.Thread(target=await_stop, name="stop", daemon=True).start()
+    run_writer(plan, conn, stop)
+
+
 class _Child:
-    def __init__(self, ctx: Any, name: str, target: Callable[..., None], plan: object) -> None:
+    def __init__(
+        self, ctx: Any, name: str, target: Callable[..., None], plan: object, *, stop_pipe: bool = False
+    ) -> None:
         self.name = name
         self.conn, child_conn = ctx.Pipe()
-        self.proc: BaseProcess = ctx.Process(target=target, args=(plan, child_conn), name=name, daemon=True)
+        args: tuple[object, ...] = (plan, child_conn)
+        self.stop_conn: Connection | None = None
+        child_stop = None
+        if stop_pipe:
+            child_stop, self.stop_conn = ctx.Pipe(duplex=False)
+            args += (child_stop,)
+        self.proc: BaseProcess = ctx.Process(target=target, args=args, name=name, daemon=True)
         # The child inherits SIGINT ignored (kept across exec): a terminal's Ctrl-C reaches the whole
         # process group, but only the parent should act on it, by stopping the children in order.
         # (Handlers can only be changed from the main thread.)
@@ -52,6 +108,8 @@ class _Child:
             if in_main:
                 signal.signal(signal.SIGINT, previous)
             child_conn.close()
+            if child_stop is not None:
+                child_stop.close()
 
     def expect(self, what: str, timeout: float) -> Any:
         if not self.conn.poll(timeout):
@@ -66,20 +124,217 @@ class _Child:
             raise EtcdError(f"{self.name} sent {tag!r}, expected {what!r}")
         return payload
 
-    def stop(self) -> None:
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
+    def tell(self, message: object) -> None:
+        """Send to a child that may be gone already (then there is nothing to tell)."""
+        with contextlib.suppress(OSError):
+            self.conn.send(message)
+
+    def ask_to_stop(self) -> None:
+        if self.stop_conn is not None:
+            with contextlib.suppress(OSError):
+                self.stop_conn.send(None)
+
+    def report(self, deadline: float) -> dict[str, Any] | None:
+        """The child's "done" payload if it comes by `deadline` (monotonic s); None if not, or if it
+        sent an error or died."""
+        try:
+            if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+                return None
+            tag, payload = self.conn.recv()
+        except (EOFError, OSError):
+            return None
+        return payload if tag == "done" else None
+
+
+def _stop_children(children: Sequence[_Child], grace_s: float) -> None:
+    """Let each child exit by itself for up to `grace_s` (all together), then SIGKILL what is left."""
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        if child.proc.is_alive():
+            child.proc.join(max(0.0, deadline - time.monotonic()))
+    for child in children:
+        if child.proc.is_alive():
+            child.proc.kill()
+            child.proc.join()
+        child.conn.close()
+        if child.stop_conn is not None:
+            child.stop_conn.close()
 
 
 def _streams(config: RunConfig) -> list[int]:
     """Watches per watcher process: `watchers` split into streams of `watchers_per_stream`."""
     full, rest = divmod(config.watchers, config.watchers_per_stream)
     return [config.watchers_per_stream] * full + ([rest] if rest else [])
+
+
+def _memory(sampler: ProcessSampler, groups: list[str], window: tuple[float, float]) -> dict[str, Any]:
+    """RSS trends over the measured window: all etcdbench processes together, each group, and etcd."""
+    out = {}
+    for name, members in [("etcdbench", OWN_GROUPS), *((g, (g,)) for g in (PARENT, *groups))]:
+        trend = sampler.memory(members, *window)
+        if trend is not None:
+            out[name] = trend.to_dict()
+    return out
+
+
+# ---------------------------------------------------------------------------------------- measurement
+
+
+class _Measurement:
+    """A run from t0 on: the processes, what they reported so far, and how to close the books."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        writers: list[_Child],
+        watchers: list[_Child],
+        timeline: Timeline,
+        sampler: ProcessSampler,
+        groups: dict[str, list[int]],
+        preload: dict[str, Any],
+        faults: FaultInjector | None,
+    ) -> None:
+        self.config = config
+        self.writers = writers
+        self.watchers = watchers
+        self.timeline = timeline
+        self.sampler = sampler
+        self.groups = groups
+        self.preload = preload
+        self.faults = faults
+        self.writer_results: dict[int, dict[str, Any]] = {}
+        self.watcher_results: dict[int, dict[str, Any]] = {}
+        self.drained = False  # the watchers were told what to expect
+        self.writes_end = 0.0
+
+    @property
+    def t0(self) -> float:
+        return self.timeline.t0_ns / NS
+
+    def collect(self, progress: Progress | None) -> dict[str, Any]:
+        """The whole run: the writers' schedules, the watchers' drain, then the books."""
+        run_s = self.config.warmup_s + self.config.duration_s
+        deadline = self.t0 + run_s + GRACE_S
+        for i, w in enumerate(self.writers):
+            while not w.conn.poll(0.25):
+                if progress:
+                    progress("writing", time.monotonic() - self.t0, run_s)
+                if time.monotonic() > deadline:
+                    raise EtcdError(f"{w.name} did not finish within {GRACE_S:g} s of its schedule")
+            with shielded():  # an interrupt mid-message would lose the report it is reading
+                self.writer_results[i] = w.expect("done", 0)
+        if self.faults is not None:
+            self.faults.stop()
+        self.writes_end = time.monotonic()
+        self._drain(wait_for_expiries=True)
+        for i, w in enumerate(self.watchers):
+            while not w.conn.poll(0.25):
+                if progress:
+                    progress("draining", time.monotonic() - self.t0, run_s)
+            with shielded():
+                self.watcher_results[i] = w.expect("done", 0)
+        return self._build(self.timeline, since=self.writes_end)
+
+    def _drain(self, *, wait_for_expiries: bool, collecting: bool = False) -> None:
+        """Tell the watchers what the writers that reported had acknowledged."""
+        reports = list(self.writer_results.values())
+        expiring = [expiry for r in reports for _, expiry in r["expiring"]] if wait_for_expiries else []
+        puts = sum(len(SeqSet(r["acked"])) for r in reports)
+        keys = [key for r in reports for key, _ in r["deletes"]]
+        if wait_for_expiries:
+            keys += [key for r in reports for key, _ in r["expiring"]]
+        until_ns = max(expiring) + round(EXPIRY_GRACE_S * NS) if expiring else 0
+        with shielded(collecting=collecting):  # half a message would leave a watcher unable to read on
+            for w in self.watchers:
+                w.tell(("drain", (puts, keys, until_ns)))
+        self.drained = True
+
+    def stop(self, interrupt: Interrupted, progress: Progress | None) -> dict[str, Any]:
+        """After an interrupt: stop every process, gather what it measured (bounded), close the books."""
+        deadline = time.monotonic() + STOP_WAIT_S
+        if progress:
+            progress("stopping", time.monotonic() - self.t0, self.config.warmup_s + self.config.duration_s)
+        if self.faults is not None:
+            self.faults.abort(timeout=1.0)  # a paused etcd is resumed: it must answer the last puts
+        for i, w in enumerate(self.writers):
+            if i not in self.writer_results:
+                w.ask_to_stop()
+        with shielded(collecting=True):
+            for w in self.watchers:
+                w.tell(("stop", interrupt.at_ns))
+        for i, w in enumerate(self.writers):
+            if i not in self.writer_results and (report := w.report(deadline)) is not None:
+                self.writer_results[i] = report
+        if not self.drained:
+            self._drain(wait_for_expiries=False, collecting=True)  # expiries not yet due stay pending
+        for i, w in enumerate(self.watchers):
+            if i not in self.watcher_results and (report := w.report(deadline)) is not None:
+                self.watcher_results[i] = report
+        missing = [w.name for i, w in enumerate(self.writers) if i not in self.writer_results]
+        missing += [w.name for i, w in enumerate(self.watchers) if i not in self.watcher_results]
+        return self._build(
+            self._cut(interrupt.at_ns),
+            since=interrupt.at_ns / NS,
+            incomplete=self._reason(interrupt, missing),
+            missing=missing,
+        )
+
+    def _cut(self, stop_ns: int) -> Timeline:
+        """The timeline with the measured window closed at the interrupt."""
+        t = self.timeline
+        measured_ns = min(max(stop_ns, t.window_start_ns), t.window_end_ns) - t.window_start_ns
+        return Timeline(t.t0_ns, t.warmup_s, measured_ns / NS)
+
+    def _reason(self, interrupt: Interrupted, missing: list[str]) -> str:
+        t, cfg = self.timeline, self.config
+        if interrupt.at_ns < t.window_start_ns:
+            when = (
+                f"{max(0, interrupt.at_ns - t.t0_ns) / NS:.1f} s into the {cfg.warmup_s:g} s warm-up, "
+                "before the measured window"
+            )
+        elif interrupt.at_ns < t.window_end_ns:
+            when = f"after {(interrupt.at_ns - t.window_start_ns) / NS:.1f} s of {cfg.duration_s:g} s"
+        else:
+            when = f"while the watcher drained, after the whole {cfg.duration_s:g} s"
+        reason = f"interrupted by {interrupt.signal} {when}"
+        if missing:
+            one = len(missing) == 1
+            reason += (
+                f"; {', '.join(missing)} did not report within {STOP_WAIT_S:g} s and "
+                f"{'was' if one else 'were'} killed: what {'it' if one else 'they'} measured is missing"
+            )
+        return reason
+
+    def _build(
+        self, timeline: Timeline, *, since: float, incomplete: str | None = None, missing: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """The run's figures; `since`: when the writes ended (or the run was interrupted), for drain_s."""
+        self.sampler.stop()
+        drain_s = time.monotonic() - since
+        window = (timeline.window_start_ns / NS, timeline.window_end_ns / NS)
+        groups = self.groups
+        cpu = {name: self.sampler.cores(name, *window) for name in [*groups, "host"]}
+        cpu["watcher_max"] = max(
+            (self.sampler.cores_of(pid, *window) or 0.0 for pid in groups["watcher"]), default=None
+        )
+        cpu["writer_max"] = max(
+            (self.sampler.cores_of(pid, *window) or 0.0 for pid in groups["writers"]), default=None
+        )
+        return build_run(
+            self.config,
+            [self.writer_results[i] for i in sorted(self.writer_results)],
+            [self.watcher_results[i] for i in sorted(self.watcher_results)],
+            timeline=timeline,
+            preload=self.preload,
+            cpu=cpu,
+            cpu_timeseries=self.sampler.timeseries(self.t0, [*groups, "host"]),
+            rss_timeseries=self.sampler.rss_timeseries(self.t0, [PARENT, *groups]),
+            memory=_memory(self.sampler, [*groups], window),
+            drain_s=drain_s,
+            faults=self.faults.timeline if self.faults is not None else None,
+            incomplete=incomplete,
+            missing=missing,
+        )
 
 
 def run_once(
@@ -95,13 +350,22 @@ def run_once(
 
     `faults`, if given, is started at t0 and has finished (etcd resumed or restarted) when this returns.
     `start_at`, if given, picks t0 (monotonic ns) once every process is ready: shards agree on it.
+    An interrupt raises `Interrupted`, with the partial run as `partial` once t0 has passed.
     """
     ctx = mp.get_context("spawn")  # gRPC and threads do not survive fork
     children: list[_Child] = []
-    sampler: CpuSampler | None = None
+    sampler: ProcessSampler | None = None
+    measurement: _Measurement | None = None
+    interrupted = finished = False
     try:
         writers = [
-            _Child(ctx, f"writer {w}", run_writer, WriterPlan(config.writer_id(w), config, endpoint))
+            _Child(
+                ctx,
+                f"writer {w}",
+                _writer_main,
+                WriterPlan(config.writer_id(w), config, endpoint),
+                stop_pipe=True,
+            )
             for w in range(config.writers)
         ]
         children.extend(writers)
@@ -116,7 +380,7 @@ def run_once(
         # The watch starts after the preload: what the run writes from here on is what it must receive.
         start_revision = admin.current_revision() + 1
         watchers = [
-            _Child(ctx, f"watcher {i}", run_watcher, WatcherPlan(config, endpoint, start_revision, i, n))
+            _Child(ctx, f"watcher {i}", _watcher_main, WatcherPlan(config, endpoint, start_revision, i, n))
             for i, n in enumerate(_streams(config))
         ]
         children.extend(watchers)
@@ -129,65 +393,36 @@ def run_once(
         }
         if etcd_pids:
             groups["etcd"] = list(etcd_pids)
-        sampler = CpuSampler(groups)
+        run_s = config.warmup_s + config.duration_s
+        sampler = ProcessSampler({**groups, PARENT: [os.getpid()]}, sampling_interval(run_s))
         sampler.start()
         t0_ns = start_at() if start_at else time.monotonic_ns() + round(START_LEAD_S * NS)
         timeline = Timeline(t0_ns, config.warmup_s, config.duration_s)
-        for child in children:
-            child.conn.send(("start", t0_ns))
+        with shielded():  # every process gets t0, or the run has not started
+            for child in children:
+                child.conn.send(("start", t0_ns))
+            measurement = _Measurement(config, writers, watchers, timeline, sampler, groups, preload, faults)
         if faults is not None:
             faults.on_restart = lambda pid: sampler.add("etcd", pid) if sampler else None
             faults.start(t0_ns / NS)
-
-        run_s = config.warmup_s + config.duration_s
-        writer_results = []
-        for w in writers:
-            deadline = t0_ns / NS + run_s + GRACE_S
-            while not w.conn.poll(0.25):
-                if progress:
-                    progress("writing", time.monotonic() - t0_ns / NS, run_s)
-                if time.monotonic() > deadline:
-                    raise EtcdError(f"{w.name} did not finish within {GRACE_S:g} s of its schedule")
-            writer_results.append(w.expect("done", 0))
-        if faults is not None:
-            faults.stop()
-        writes_end = time.monotonic()
-        expiring = [expiry for r in writer_results for _, expiry in r["expiring"]]
-        puts = sum(bytes(r["acked"]).count(1) for r in writer_results)
-        keys = [key for r in writer_results for key, _ in (*r["deletes"], *r["expiring"])]
-        until_ns = max(expiring) + round(EXPIRY_GRACE_S * NS) if expiring else 0
-        for w in watchers:
-            w.conn.send(("drain", (puts, keys, until_ns)))
-        watcher_results = []
-        for w in watchers:
-            while not w.conn.poll(0.25):
-                if progress:
-                    progress("draining", time.monotonic() - t0_ns / NS, run_s)
-            watcher_results.append(w.expect("done", 0))
-        sampler.stop()
-        window = (timeline.window_start_ns / NS, timeline.window_end_ns / NS)
-        cpu = {name: sampler.cores(name, *window) for name in [*groups, "host"]}
-        cpu["watcher_max"] = max(
-            (sampler.cores_of(pid, *window) or 0.0 for pid in groups["watcher"]), default=None
-        )
-        cpu["writer_max"] = max(
-            (sampler.cores_of(pid, *window) or 0.0 for pid in groups["writers"]), default=None
-        )
-        return build_run(
-            config,
-            writer_results,
-            watcher_results,
-            timeline=timeline,
-            preload=preload,
-            cpu=cpu,
-            cpu_timeseries=sampler.timeseries(t0_ns / NS),
-            drain_s=time.monotonic() - writes_end,
-            faults=faults.timeline if faults is not None else None,
-        )
+        run = measurement.collect(progress)
+        finished = True
+        return run
+    except KeyboardInterrupt as exc:
+        interrupted = True
+        if measurement is None:
+            raise  # nothing measured yet
+        interrupt = as_interrupted(exc)
+        interrupt.partial = measurement.stop(interrupt, progress)
+        raise interrupt from None
     finally:
-        if faults is not None:
-            faults.stop()
-        if sampler is not None:
-            sampler.stop()
-        for child in children:
-            child.stop()
+        with shielded():  # a second Ctrl-C must not leave processes behind
+            if faults is not None:
+                if interrupted:
+                    faults.abort(timeout=1.0)
+                else:
+                    faults.stop()
+            if sampler is not None:
+                sampler.stop()
+            # Children that reported are exiting by themselves; any other is stuck or being given up.
+            _stop_children(children, EXIT_WAIT_S if finished else 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 NS = 1_000_000_000
 
@@ -13,11 +14,11 @@ class Timeline:
     warmup_s: float
     duration_s: float
 
-    @property
+    @cached_property  # asked several times per event
     def window_start_ns(self) -> int:
         return self.t0_ns + round(self.warmup_s * NS)
 
-    @property
+    @cached_property
     def window_end_ns(self) -> int:
         return self.window_start_ns + round(self.duration_s * NS)
 

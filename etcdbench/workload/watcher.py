@@ -26,6 +26,10 @@ from etcdbench.workload.accounting import EventLedger, parse_stamp
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 DRAIN_HARD_LIMIT_S = 120.0  # even a watcher that keeps trickling events stops this long after the writers
+# Told to stop (the run was interrupted), the watcher keeps receiving the writes acknowledged before the
+# stop for at most this long, then reports; the parent waits runner.STOP_WAIT_S in all.
+STOP_DRAIN_S = 3.0
+CONTROL_POLL_S = 0.05  # how often the control thread looks at the drain's end conditions
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,13 @@ class WatchBook:
         self.in_window = 0
         self.foreign = self.decode_errors = 0
         self.last_event_ns = time.monotonic_ns()
+
+    def stop_at(self, stop_ns: int) -> None:
+        """The run was interrupted at `stop_ns`: the measured window closes there."""
+        t = self.timeline
+        if stop_ns < t.window_end_ns:
+            measured_ns = max(0, stop_ns - t.window_start_ns)
+            self.timeline = Timeline(t.t0_ns, t.warmup_s, measured_ns / NS)
 
     def expect(self, puts: int, keys: set[str]) -> None:
         """What the writers had acknowledged: this many puts, and deletes/expiries of these keys."""
@@ -131,6 +142,10 @@ class WatchBook:
         }
 
 
+def _earliest(deadline: int | None, other: int) -> int:
+    return other if deadline is None else min(deadline, other)
+
+
 def run_watcher(plan: WatcherPlan, conn: Connection) -> None:
     try:
         conn.send(("done", _watch(plan, conn)))
@@ -159,21 +174,37 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
     def control() -> None:
         # The parent sends ("drain", (puts, keys, until_ns)) once the writers are done: acknowledged
         # puts to expect, the keys of acknowledged deletes and TTL creates, and when the last expiry
-        # is due: the watch must wait for it.
-        _, (puts, keys, until_ns) = conn.recv()
-        expected = set(keys)
-        for b in books:
-            b.expect(puts, expected)
-        drain.update(until=until_ns)
-        hard_deadline = time.monotonic_ns() + DRAIN_HARD_LIMIT_S * NS
+        # is due: the watch must wait for it. On an interrupt it first sends ("stop", stop_ns): the
+        # window closes there and the watch ends within STOP_DRAIN_S, drained or not.
+        until_ns = 0
+        end_by: int | None = None
         while True:
+            try:
+                message = conn.recv() if conn.poll(CONTROL_POLL_S) else None
+            except (EOFError, OSError):
+                backend.cancel()  # the parent is gone: nobody will read the books
+                return
             now = time.monotonic_ns()
-            last = max(b.last_event_ns for b in books)
-            idle = now - max(last, until_ns) > cfg.drain_s * NS
-            if (done() and now >= until_ns) or idle or now > hard_deadline:
+            if message is not None and message[0] == "drain":
+                puts, keys, until_ns = message[1]
+                expected = set(keys)
+                for b in books:
+                    b.expect(puts, expected)
+                drain.update(until=until_ns)
+                end_by = _earliest(end_by, now + round(DRAIN_HARD_LIMIT_S * NS))
+            elif message is not None and message[0] == "stop":
+                for b in books:
+                    b.stop_at(message[1])
+                end_by = _earliest(end_by, now + round(STOP_DRAIN_S * NS))
+            if end_by is not None and now > end_by:
                 backend.cancel()
                 return
-            time.sleep(0.05)
+            if drain:
+                last = max(b.last_event_ns for b in books)
+                idle = now - max(last, until_ns) > cfg.drain_s * NS
+                if (done() and now >= until_ns) or idle:
+                    backend.cancel()
+                    return
 
     threading.Thread(target=control, name="watcher-control", daemon=True).start()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -39,6 +39,7 @@ RETRY_MAX_S = 1.0
 # Past its schedule's end plus this, a writer sends nothing more and retries nothing: an etcd that
 # never comes back ends the run at a known time instead of hanging it.
 GIVE_UP_AFTER_S = 10.0
+STOP_POLL_S = 0.05  # a writer waiting (for its next write, or a free slot) looks at its stop this often
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,14 @@ class ValueTemplates:
         self._cache.pop((kind, index), None)
 
 
-def run_writer(plan: WriterPlan, conn: Connection) -> None:
-    """Process entry point: preload, report ready, wait for t0, write, send the result."""
+def run_writer(plan: WriterPlan, conn: Connection, stop: threading.Event | None = None) -> None:
+    """Process entry point: preload, report ready, wait for t0, write, send the result.
+
+    Once `stop` is set (the run was interrupted) the writer sends nothing more: the rest of its
+    schedule is `unsent`, and it reports once the writes in flight are answered.
+    """
     try:
-        conn.send(("done", _write(plan, conn)))
+        conn.send(("done", _write(plan, conn, stop or threading.Event())))
     except Exception as exc:  # reported to the parent, which owns the exit code
         conn.send(("error", f"writer {plan.writer_id}: {type(exc).__name__}: {exc}"))
     finally:
@@ -105,14 +110,34 @@ class _Window:
         self.limit = limit
         self.inflight = 0
 
-    def acquire(self, until_ns: int | None = None) -> bool:
-        """Take a slot; False (and no slot) if `until_ns` passes first."""
+    def acquire(
+        self,
+        until_ns: int | None = None,
+        before_wait: Callable[[], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> bool:
+        """Take a slot; False (and no slot) if `until_ns` passes or `stop` is set first.
+
+        `before_wait` runs (outside the lock) before blocking: held requests must go out first, or
+        no slot would ever free.
+        """
+        if before_wait is not None:
+            with self.cond:
+                if self.inflight < self.limit:
+                    self.inflight += 1
+                    return True
+            before_wait()
         with self.cond:
             while self.inflight >= self.limit:
-                if until_ns is None:
-                    self.cond.wait()
-                elif not self.cond.wait(max(0.0, (until_ns - time.monotonic_ns()) / NS)):
+                if stop is not None and stop.is_set():
                     return False
+                if until_ns is None:
+                    self.cond.wait(STOP_POLL_S if stop is not None else None)
+                    continue
+                left = until_ns - time.monotonic_ns()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left / NS, STOP_POLL_S))
             self.inflight += 1
             return True
 
@@ -155,7 +180,7 @@ def _preload(plan: WriterPlan, backend: Backend, templates: ValueTemplates, wind
     return stored
 
 
-def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
+def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[str, Any]:
     cfg = plan.config
     backend = make_backend(cfg.backend, plan.endpoint, v2_watch=cfg.v2_watch, max_inflight=cfg.max_inflight)
     templates = ValueTemplates(cfg, base64_values=not backend.binary_safe and cfg.encoding == "protobuf")
@@ -225,13 +250,24 @@ def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
 
         return done
 
+    # Writes are held until the writer sleeps or waits: on schedule that is one write per send, and
+    # a writer that fell behind sends everything it owes at once.
+    backend.hold_sends()
     my_slots: Iterable[int] = range(plan.writer_id, cfg.total_writes, cfg.total_writers)
     for seq, (i, op) in enumerate(zip(my_slots, op_stream(cfg, plan.writer_id), strict=False)):
         intended = t0_ns + round(i * interval_ns)
         delay = intended - time.monotonic_ns()
         if delay > 0:
-            time.sleep(delay / NS)
-        if time.monotonic_ns() > give_up_ns or not window.acquire(until_ns=give_up_ns):
+            backend.flush()
+            if delay > STOP_POLL_S * NS:
+                stop.wait(delay / NS)  # a slow schedule still notices a stop at once
+            else:
+                time.sleep(delay / NS)
+        if (
+            stop.is_set()
+            or time.monotonic_ns() > give_up_ns
+            or not window.acquire(give_up_ns, backend.flush, stop)
+        ):
             unsent = len(range(plan.writer_id, cfg.total_writes, cfg.total_writers)) - seq
             break
         if timeline.in_window(intended):
@@ -243,6 +279,7 @@ def _write(plan: WriterPlan, conn: Connection) -> dict[str, Any]:
             key, value = templates.value(cfg.kind, op.index, format_stamp(plan.writer_id, seq, intended))
         send(op, key, value, callback(seq, intended, op, key, value))
 
+    backend.flush()
     window.drain()
     backend.close()
     return {
