@@ -48,6 +48,7 @@ from pywatch import new_book  # benchmarks/pywatch.py, next to this script
 from etcdbench import __version__
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint, WatchEvent
+from etcdbench.backends.v3 import V3Backend
 from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import build_object
 from etcdbench.etcd.local import LocalEtcd, etcd_version, find_etcd_binary
@@ -173,9 +174,12 @@ class Bench:
         writer: Sequence[str],
         writer_cmd: str,
         watcher_args: Sequence[str] = (),
+        v3_client: str = "native",
     ) -> tuple[dict[str, Any], dict[str, Any], float]:
         """On a fresh etcd: start `watcher` ("go" | "py"), run the Go writer, stop the watcher once it
-        has seen the last write. Returns (writer result, watcher result, catch-up seconds)."""
+        has seen the last write. Returns (writer result, watcher result, catch-up seconds).
+
+        `v3_client` picks etcdbench's v3 client for a "py" watcher (ETCDBENCH_V3_CLIENT)."""
         hard = self.args.duration + 120
         with self.etcd() as server:
             url = server.client_url
@@ -191,7 +195,8 @@ class Bench:
                 cmd = [sys.executable, str(PYWATCH), "--backend", api, "--encoding", encoding,
                        "--endpoints", url, "--prefix", PREFIX, "--duration", str(hard),
                        "--start-rev", str(start), "--until-stdin", *watcher_args]  # fmt: skip
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            env = {**os.environ, "ETCDBENCH_V3_CLIENT": v3_client}
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
             try:
                 assert proc.stdin and proc.stdout
                 ready = proc.stdout.readline()
@@ -440,16 +445,17 @@ def section_b(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
             go = go_cost[encoding]
             ctx[f"watch_cpu_{encoding}"] = {"py": py, "go": go}
             if encoding == "protobuf":
-                log(f"B Go writer at {fixed:g}/s (protobuf Pods) + etcdbench watcher, transport only")
-                _, bare, _ = b.watch_trial(
-                    "py",
-                    "v3",
-                    encoding,
-                    ["-rate", f"{fixed:g}", "-value-file", str(b.values[encoding])],
-                    "put",
-                    ["--transport-only"],
-                )
-                ctx["watch_cpu_transport_only"] = bare
+                for client, name in (("native", "transport_only"), ("grpcio", "transport_grpcio")):
+                    log(f"B Go writer at {fixed:g}/s (protobuf) + etcdbench watcher, transport, {client}")
+                    _, ctx[f"watch_cpu_{name}"], _ = b.watch_trial(
+                        "py",
+                        "v3",
+                        encoding,
+                        ["-rate", f"{fixed:g}", "-value-file", str(b.values[encoding])],
+                        "put",
+                        ["--transport-only"],
+                        v3_client=client,
+                    )
             t.add(
                 f"B. watcher CPU µs/event at {fixed:g}/s, {encoding} Pods ({b.values_bytes[encoding]:,} B) "
                 "+ prev_kv, decode included (Go: no k8s decode)",
@@ -468,6 +474,15 @@ def section_b(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
             f"{f1(bare['cpu_us_per_event'])} µs (received {bare['events']:,})",
             f"{f1(go['cpu_us_per_event'])} µs",
             fr(ratio(bare["cpu_us_per_event"], go["cpu_us_per_event"])),
+            "(stated)",
+            "info",
+        )
+        slow = ctx["watch_cpu_transport_grpcio"]
+        t.add(
+            "B. the same transport-only watcher on grpcio (ETCDBENCH_V3_CLIENT=grpcio), for comparison",
+            f"{f1(slow['cpu_us_per_event'])} µs (received {slow['events']:,})",
+            f"{f1(go['cpu_us_per_event'])} µs",
+            fr(ratio(slow["cpu_us_per_event"], go["cpu_us_per_event"])),
             "(stated)",
             "info",
         )
@@ -535,6 +550,56 @@ def section_c(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
             "(stated)",
             "info",
         )
+    # The transport alone, both v3 clients, closed loop: what each costs per put, no schedule or books.
+    with b.etcd() as server:
+        cost = {client: put_cost(server.client_url, client) for client in ("native", "grpcio")}
+    ctx["put_cost"] = cost
+    go_max_us = ctx["go_max"]["cpu_us_per_write"] if b.etcdref else None
+    t.add(
+        f"C. of which the v3 client alone: CPU µs per put, closed loop, {args.max_inflight} in flight "
+        "(native HTTP/2 client vs grpcio)",
+        f"{f1(cost['native'])} µs native, {f1(cost['grpcio'])} µs grpcio",
+        f"{f1(go_max_us)} µs (at max)",
+        fr(ratio(cost["native"], go_max_us)),
+        "(stated)",
+        "info",
+    )
+
+
+def put_cost(url: str, client: str, n: int = 20_000) -> float:
+    """CPU µs per put of V3Backend.put_async alone (this process), `max_inflight` puts in flight."""
+    os.environ["ETCDBENCH_V3_CLIENT"] = client
+    try:
+        backend = V3Backend(Endpoint((url,)))
+    finally:
+        del os.environ["ETCDBENCH_V3_CLIENT"]
+    slots = threading.Semaphore(64)
+    finished = threading.Event()
+    left = [n]
+    lock = threading.Lock()
+    value = b"x" * POD_BYTES
+    failures: list[BaseException] = []
+
+    def done(exc: BaseException | None) -> None:
+        slots.release()
+        with lock:
+            left[0] -= 1
+            if exc is not None:
+                failures.append(exc)
+            if not left[0]:
+                finished.set()
+
+    try:
+        start = time.process_time()
+        for i in range(n):
+            slots.acquire()
+            backend.put_async(f"{PREFIX}cost-{i % 1000}", value, done)
+        finished.wait()
+        if failures:
+            raise RuntimeError(f"{len(failures)} puts failed, e.g. {failures[0]}")
+        return (time.process_time() - start) / n * 1e6
+    finally:
+        backend.close()
 
 
 def section_d(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
