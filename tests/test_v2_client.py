@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
+from test_v2_backend import collect  # the same watch-with-a-deadline helper
 
 from etcdbench.backends import http1, v2
-from etcdbench.backends.base import Endpoint, WatchEvent, WatchItem
+from etcdbench.backends.base import Endpoint, WatchEvent
 from etcdbench.backends.v2 import V2Backend
 from etcdbench.errors import EtcdError
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
@@ -28,20 +28,6 @@ def put_and_wait(b: V2Backend, key: str, value: bytes, ttl_s: float = 0.0) -> Ba
     b.put_async(key, value, done, ttl_s)
     assert finished.wait(30)
     return result[0]
-
-
-def take(b: V2Backend, it: Iterator[WatchItem], n: int, timeout: float = 30.0) -> list[WatchItem]:
-    timer = threading.Timer(timeout, b.cancel)
-    timer.start()
-    try:
-        items: list[WatchItem] = []
-        for item in it:
-            items.append(item)
-            if len(items) == n:
-                break
-        return items
-    finally:
-        timer.cancel()
 
 
 def test_a_put_that_times_out_is_sent_once() -> None:
@@ -65,7 +51,7 @@ def test_a_put_that_times_out_is_sent_once() -> None:
             time.sleep(0.5)
             # etcd read the one request once it ran again: at most one write, never two.
             assert b.current_revision() - rev0 <= 1
-            history = take(b, b.watch("/once/", rev0 + 1), 1, timeout=3)
+            history = collect(b, b.watch("/once/", rev0 + 1), 1, timeout=3)
             assert len([e for e in history if isinstance(e, WatchEvent) and e.key == "/once/k"]) <= 1
             assert put_and_wait(b, "/once/after", b"ok") is None  # and the backend works on
         finally:
@@ -89,7 +75,7 @@ def test_values_with_form_and_json_special_characters_arrive_exactly(
         rev0 = b.current_revision()
         for i, v in enumerate(values):
             assert put_and_wait(b, f"{fresh_prefix}k{i}", v) is None
-        got = take(b, b.watch(fresh_prefix, rev0 + 1), len(values))
+        got = collect(b, b.watch(fresh_prefix, rev0 + 1), len(values))
         assert [e.value for e in got if isinstance(e, WatchEvent)] == values
     finally:
         b.close()
@@ -100,7 +86,7 @@ def test_ttl_put_expires_as_a_delete(etcd_server: LocalEtcd, fresh_prefix: str) 
     try:
         rev0 = b.current_revision()
         assert put_and_wait(b, f"{fresh_prefix}short", b"lived", ttl_s=1.0) is None
-        put, expired = take(b, b.watch(fresh_prefix, rev0 + 1), 2, timeout=15)
+        put, expired = collect(b, b.watch(fresh_prefix, rev0 + 1), 2, timeout=15)
         assert isinstance(put, WatchEvent) and isinstance(expired, WatchEvent)
         assert (put.type, expired.type, expired.key, expired.prev_value) == (
             "PUT",
@@ -142,7 +128,7 @@ def test_puts_and_the_poll_watch_keep_their_connections(
         # The admin connection and at most one per pool thread.
         assert len(opened) <= 1 + v2._WRITE_CONNECTIONS
         before_watch = len(opened)
-        events = take(b, b.watch(fresh_prefix, rev0 + 1), 600)
+        events = collect(b, b.watch(fresh_prefix, rev0 + 1), 600)
         assert len(events) == 600 and all(isinstance(e, WatchEvent) for e in events)
         assert len(opened) == before_watch + 1  # 600 long polls, one connection
     finally:
@@ -195,7 +181,7 @@ def test_report_cpu_per_write_and_per_event(
         start = b.current_revision() - 989  # the history v2 keeps
         it = b.watch(fresh_prefix, start)
         c0, t0 = time.thread_time(), time.perf_counter()
-        events = take(b, it, 990)
+        events = collect(b, it, 990)
         watch_cpu, watch_s = time.thread_time() - c0, time.perf_counter() - t0
         assert len(events) == 990
         with capsys.disabled():

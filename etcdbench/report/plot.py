@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -183,12 +184,15 @@ def rates_png(runs: list[PlotRun]) -> bytes | None:
     return _png(fig)
 
 
-def cpu_png(runs: list[PlotRun]) -> bytes | None:
-    def points(r: PlotRun, name: str) -> list[list[float]]:
-        found: list[list[float]] = r.run.get("timeseries", {}).get("cpu_cores", {}).get(name) or []
-        return found
-
-    panels = [name for name in CPU_SERIES if any(points(r, name) for r in runs)]
+def _series_png(
+    runs: list[PlotRun],
+    titles: dict[str, str],
+    points: Callable[[dict[str, Any], str], list[list[float]]],
+    scale: float = 1.0,
+) -> bytes | None:
+    """One panel per series name that some run has, over time; each point is the value of the step
+    that ends at its time (the mean CPU, the highest RSS), divided by `scale`."""
+    panels = [name for name in titles if any(points(r.run, name) for r in runs)]
     if not panels:
         return None
     fig = _figure(2.6 * len(panels) + 0.6)
@@ -196,22 +200,28 @@ def cpu_png(runs: list[PlotRun]) -> bytes | None:
     window = _window(runs)
     for ax, name in zip(axes, panels, strict=True):
         for r in runs:
-            pts = points(r, name)
-            if not pts:
-                continue
-            # each sample is the mean over the interval that ends at its time
-            ax.plot(
-                [p[0] for p in pts], [p[1] for p in pts], color=r.color, label=r.name, drawstyle="steps-pre"
-            )
+            pts = points(r.run, name)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] / scale for p in pts], color=r.color, label=r.name,
+                        drawstyle="steps-pre")  # fmt: skip
         if window is not None:
             ax.axvspan(*window, color="0.5", alpha=0.1, label="measured window")
         _mark_faults(ax, runs)
-        ax.set_title(CPU_TITLES[name])
+        ax.set_title(titles[name])
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
     _legend(axes[0])
     axes[-1].set_xlabel("seconds since the first intended write (t0)")
     return _png(fig)
+
+
+def cpu_points(run: dict[str, Any], name: str) -> list[list[float]]:
+    found: list[list[float]] = run.get("timeseries", {}).get("cpu_cores", {}).get(name) or []
+    return found
+
+
+def cpu_png(runs: list[PlotRun]) -> bytes | None:
+    return _series_png(runs, {name: CPU_TITLES[name] for name in CPU_SERIES}, cpu_points)
 
 
 def rss_points(run: dict[str, Any], name: str) -> list[list[float]]:
@@ -227,27 +237,7 @@ def rss_points(run: dict[str, Any], name: str) -> list[list[float]]:
 
 def memory_png(runs: list[PlotRun]) -> bytes | None:
     """RSS over time: all etcdbench processes together, each group, and a local etcd."""
-    panels = [name for name in RSS_TITLES if any(rss_points(r.run, name) for r in runs)]
-    if not panels:
-        return None
-    fig = _figure(2.6 * len(panels) + 0.6)
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-    window = _window(runs)
-    for ax, name in zip(axes, panels, strict=True):
-        for r in runs:
-            pts = rss_points(r.run, name)
-            if pts:  # each point is the highest sample of the step that ends at its time
-                ax.plot([p[0] for p in pts], [p[1] / 1e6 for p in pts], color=r.color, label=r.name,
-                        drawstyle="steps-pre")  # fmt: skip
-        if window is not None:
-            ax.axvspan(*window, color="0.5", alpha=0.1, label="measured window")
-        _mark_faults(ax, runs)
-        ax.set_title(RSS_TITLES[name])
-        ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-    _legend(axes[0])
-    axes[-1].set_xlabel("seconds since the first intended write (t0)")
-    return _png(fig)
+    return _series_png(runs, RSS_TITLES, rss_points, scale=1e6)
 
 
 def render_pngs(sources: list[Source]) -> dict[str, bytes]:
