@@ -73,6 +73,18 @@ class Run:
             os.kill(self.proc.pid, sig)
 
 
+def _running_etcd(parent: psutil.Process) -> tuple[psutil.Process | None, list[str]]:
+    """etcdbench's etcd and its command line; an etcd that already exited (a start retried on other
+    ports after a port clash) is skipped."""
+    for child in parent.children(recursive=True):
+        try:
+            if child.name() == "etcd":
+                return child, child.cmdline()
+        except psutil.Error:
+            continue
+    return None, []
+
+
 def start(tmp_path: Path, *extra: str) -> Run:
     proc = subprocess.Popen(
         [sys.executable, "-m", "etcdbench", "watch", "--duration", str(DURATION), "--warmup", "0",
@@ -88,14 +100,14 @@ def start(tmp_path: Path, *extra: str) -> Run:
     while True:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "etcd did not start"
-        etcd = [c for c in parent.children(recursive=True) if c.name() == "etcd"]
-        argv = etcd[0].cmdline() if etcd else []
+        etcd, argv = _running_etcd(parent)
         if "--listen-client-urls" in argv:  # exec'd: its command line is etcd's
             break
         time.sleep(0.1)
+    assert etcd is not None
     return Run(
         proc,
-        etcd[0],
+        etcd,
         argv[argv.index("--listen-client-urls") + 1],
         Path(argv[argv.index("--data-dir") + 1]).parent,  # etcdbench's temporary dir
     )
