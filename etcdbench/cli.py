@@ -385,16 +385,22 @@ def _cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_PASS
 
 
-def main(argv: list[str] | None = None) -> int:
-    out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
-    install_interrupt_handlers()  # SIGINT and SIGTERM unwind through every `finally`
+def run(argv: list[str] | None, out: Console, err: Console) -> int:
+    """Parse and run one command; an EtcdbenchError becomes one line on `err` and its exit code."""
     try:
         args = build_parser().parse_args(argv)
         return int(args.handlers[args.command](args, out, err))
     except EtcdbenchError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    install_interrupt_handlers()  # SIGINT and SIGTERM unwind through every `finally`
+    try:
+        return run(argv, out, err)
     except KeyboardInterrupt as exc:
         by = f" by {exc.signal}" if isinstance(exc, Interrupted) else ""
         err.print(f"interrupted{by}: etcd and child processes stopped", markup=False, soft_wrap=True)
@@ -404,4 +410,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_RUNTIME
 
 
-__all__ = ["EXIT_USAGE", "main"]
+__all__ = ["EXIT_USAGE", "main", "run"]

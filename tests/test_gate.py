@@ -3,37 +3,19 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
+from cli_console import run_cli
 
-from etcdbench.cli import _Parser
-from etcdbench.cli_archive import register
-from etcdbench.errors import EtcdbenchError, UsageError
+from etcdbench.errors import UsageError
 from etcdbench.report.gate import parse_rule
 from etcdbench.results.io import load
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    """The commands as cli.main runs them: parse, dispatch, an EtcdbenchError becomes one line."""
-    out = Console(file=io.StringIO(), width=100, color_system=None)
-    err = Console(file=io.StringIO(), width=100, color_system=None)
-    parser = _Parser(prog="etcdbench")
-    handlers = register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    try:
-        args = parser.parse_args(list(argv))
-        code = handlers[args.command](args, out, err)
-    except EtcdbenchError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        code = exc.exit_code
-    return code, out.file.getvalue(), err.file.getvalue()  # type: ignore[attr-defined]
 
 
 def results(name: str) -> dict[str, Any]:

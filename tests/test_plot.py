@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 import sys
 from pathlib import Path
 
+import cli_console
 import pytest
-from rich.console import Console
 
-from etcdbench.cli import _Parser
-from etcdbench.cli_archive import register
-from etcdbench.errors import EtcdbenchError, UsageError
+from etcdbench.errors import UsageError
 from etcdbench.report.compare import Source
 from etcdbench.report.plot import MISSING, html_report, require_matplotlib
 from etcdbench.results.io import load
@@ -24,17 +21,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
-    out = Console(file=io.StringIO(), width=200, color_system=None)
-    err = Console(file=io.StringIO(), width=200, color_system=None)
-    parser = _Parser(prog="etcdbench")
-    handlers = register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    try:
-        args = parser.parse_args(list(argv))
-        code = handlers[args.command](args, out, err)
-    except EtcdbenchError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        code = exc.exit_code
-    return code, out.file.getvalue(), err.file.getvalue()  # type: ignore[attr-defined]
+    return cli_console.run_cli(*argv, width=200)  # long paths stay on one line
 
 
 def test_plots_and_report_of_several_files(tmp_path: Path) -> None:
