@@ -48,18 +48,24 @@ UNAUTHENTICATED = 16
 STREAM_BROKEN = (grpc.RpcError, ConnectionLost, GrpcStatus, OSError)
 
 
-def grpc_target(endpoint: Endpoint) -> str:
-    """'http://127.0.0.1:2379' -> '127.0.0.1:2379'; several IPv4 URLs -> one 'ipv4:' target.
+def addresses(endpoint: Endpoint) -> tuple[tuple[str, int], ...]:
+    """(host, port) of each URL; EtcdError for a URL that is not http(s)://HOST:PORT.
 
     https:// URLs are accepted when the endpoint's credentials carry the CA (see Endpoint.tls).
     """
-    hosts = []
+    out = []
     for url in endpoint.urls:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https", "") or not parts.hostname or not parts.port:
             raise EtcdError(f"--endpoints: {url!r} is not an http(s)://HOST:PORT URL")
-        hosts.append(f"{parts.hostname}:{parts.port}")
+        out.append((parts.hostname, parts.port))
     endpoint.tls  # noqa: B018 (raises EtcdError when the schemes and the TLS files do not match)
+    return tuple(out)
+
+
+def grpc_target(endpoint: Endpoint) -> str:
+    """'http://127.0.0.1:2379' -> '127.0.0.1:2379'; several IPv4 URLs -> one 'ipv4:' target."""
+    hosts = [f"{host}:{port}" for host, port in addresses(endpoint)]
     return hosts[0] if len(hosts) == 1 else "ipv4:" + ",".join(hosts)
 
 
@@ -166,15 +172,6 @@ class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClien
         return self._intercept(continuation, client_call_details, request_iterator)
 
 
-def _addresses(endpoint: Endpoint) -> tuple[tuple[str, int], ...]:
-    out = []
-    for url in endpoint.urls:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        assert parts.hostname and parts.port  # checked by grpc_target
-        out.append((parts.hostname, parts.port))
-    return tuple(out)
-
-
 class _GrpcioWatch:
     """A watch stream on grpcio: requests through a queue, responses by iteration."""
 
@@ -232,11 +229,10 @@ class V3Backend:
         self._cancelled = threading.Event()
         self.reconnects = 0  # watch streams reopened after they broke
         self._call: _GrpcioWatch | _NativeWatch | None = None
-        self._addresses = _addresses(endpoint)
+        self._addresses = addresses(endpoint)
         self._next_address = 0  # a broken watch reopens on the next endpoint
         self.client = v3_client(endpoint)
-        self._native = self.client == "native"
-        self._unary = UnaryClient(self._addresses, PUT_TIMEOUT_S) if self._native else None
+        self._unary = UnaryClient(self._addresses, PUT_TIMEOUT_S) if self.client == "native" else None
         self._headers: dict[tuple[str, str], bytes] = {}
 
     def _open_channel(self, endpoint: Endpoint) -> grpc.Channel:
@@ -498,7 +494,7 @@ class V3Backend:
         ids: dict[int, int] = {}  # server watch_id -> our index
         call: _GrpcioWatch | _NativeWatch
         token = ""
-        if self._native:
+        if self._unary is not None:
             headers, token = self._call_headers(WATCH_PATH)
             address = self._addresses[self._next_address % len(self._addresses)]
             call = _NativeWatch(address, headers)
@@ -549,7 +545,7 @@ class V3Backend:
                         ),
                     )
         except GrpcStatus as exc:
-            if self._native and token:
+            if token:  # only the native client sends it; grpcio's interceptor handles its own
                 self._token_failed(exc, token)
             raise
         finally:
