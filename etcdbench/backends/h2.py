@@ -386,6 +386,12 @@ def call_status(headers: list[tuple[bytes, bytes]]) -> GrpcStatus | None:
     return GrpcStatus(int(status) if status.isdigit() else 2, unquote(message.decode()))
 
 
+def reset_status(payload: bytes) -> GrpcStatus:
+    """What a call fails with when the server resets its stream (RST_STREAM's error code)."""
+    (code,) = struct.unpack(">I", payload)
+    return GrpcStatus(14, f"stream reset by the server (code {code})")
+
+
 class UnaryClient:
     """Unary calls in flight on one connection, answered by a reader thread that runs callbacks.
 
@@ -473,8 +479,7 @@ class UnaryClient:
                     if flags & END_STREAM:
                         self._finish(conn, stream_id, call_status(headers))
                 elif kind == RST_STREAM:
-                    (code,) = struct.unpack(">I", payload)
-                    self._finish(conn, stream_id, GrpcStatus(14, f"stream reset by the server (code {code})"))
+                    self._finish(conn, stream_id, reset_status(payload))
                 now = time.monotonic_ns()
                 if now - checked > IDLE_CHECK_S * 1e9:  # a busy connection never idles: check anyway
                     checked = now
@@ -529,8 +534,7 @@ class StreamCall:
                 if flags & END_STREAM:
                     raise call_status(headers) or GrpcStatus(0, "stream ended")
             elif kind == RST_STREAM:
-                (code,) = struct.unpack(">I", payload)
-                raise GrpcStatus(14, f"stream reset by the server (code {code})")
+                raise reset_status(payload)
         raise ConnectionLost("connection ended")
 
     def cancel(self) -> None:
