@@ -27,6 +27,7 @@ from etcdbench.errors import (
 )
 from etcdbench.interrupt import Interrupted
 from etcdbench.interrupt import install as install_interrupt_handlers
+from etcdbench.network.flags import add_network_flags, network_values
 from etcdbench.report.console import summary
 from etcdbench.results.io import check_writable, default_path, load, write_atomic
 from etcdbench.scenario import (
@@ -148,6 +149,7 @@ def add_workload_flags(p: argparse.ArgumentParser) -> None:
         "--watchers", type=_positive_int, default=d.watchers, help="watches of the prefix (default 1)"
     )
     p.add_argument("--watchers-per-stream", type=_positive_int, default=d.watchers_per_stream, help="v3 only")
+    add_network_flags(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +237,7 @@ def workload_config(args: argparse.Namespace, *, rate: float, **more: Any) -> Ru
         preload=parse_preload(args.preload),
         watchers=args.watchers,
         watchers_per_stream=args.watchers_per_stream,
+        **network_values(args),
         **more,
     )
 

@@ -30,6 +30,7 @@ from etcdbench.cli import (
     workload_config,
 )
 from etcdbench.errors import EXIT_FAIL, EXIT_PASS, EtcdError, UsageError
+from etcdbench.network.flags import add_network_flags, network_values
 from etcdbench.report.console import summary
 from etcdbench.report.matrix import capacity_lines, capacity_table, conclusions, matrix_table
 from etcdbench.results.io import load
@@ -80,6 +81,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     r.add_argument("--backend", help="run only the cells of these APIs, e.g. v3 or v2,v3")
     r.add_argument("--encoding", help="run only the cells of these encodings, e.g. protobuf")
     r.add_argument("--prefix", help="key prefix of every cell (overrides the file)")
+    add_network_flags(r, overrides=True)
     _target_flags(r)
 
     c = sub.add_parser(
@@ -144,6 +146,7 @@ def _overrides(args: argparse.Namespace) -> Overrides:
         values["slo_p99_us"] = parse_duration_us("--slo-p99", args.slo_p99)
     if args.prefix is not None:
         values["prefix"] = args.prefix
+    values.update(network_values(args))
     only = {}
     if (backends := _only("--backend", args.backend, BACKENDS)) is not None:
         only["backend"] = backends

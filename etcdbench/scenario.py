@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -50,6 +51,11 @@ class RunConfig:
     faults: tuple[str, ...] = ()  # "KIND@T[:D]" (etcdbench.faults), normalised
     shard: int = 0  # this load generator's index among `shards` cooperating ones (--shard I/N)
     shards: int = 1
+    # The network between every client and etcd (etcdbench.network): round trip, ± jitter per hop,
+    # bandwidth of each direction (0: unlimited). All 0: clients talk to etcd directly.
+    rtt_us: int = 0
+    jitter_us: int = 0
+    bandwidth_mbit: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("--backend", self.backend, BACKENDS)
@@ -85,6 +91,14 @@ class RunConfig:
                 raise UsageError(f"--fault: {f} starts after the writes end ({run_s:g} s)")
         if not 0 <= self.shard < self.shards:
             raise UsageError(f"--shard: {self.shard}/{self.shards} is not I/N with 0 <= I < N")
+        _network("--rtt", self.rtt_us)
+        _network("--jitter", self.jitter_us)
+        _network("--bandwidth", self.bandwidth_mbit)
+        if self.jitter_us * 2 > self.rtt_us:
+            raise UsageError(
+                f"--jitter: {self.jitter_us / 1000:g}ms is more than half of --rtt {self.rtt_us / 1000:g}ms: "
+                "each hop's delay (rtt/2 ± jitter) would go below zero"
+            )
         if self.warmup_s < 0:
             raise UsageError(f"--warmup: must be >= 0, got {self.warmup_s:g}")
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
@@ -123,6 +137,8 @@ class RunConfig:
             label += f" x{self.watchers} watchers"
         if self.shards > 1:
             label += f" shard {self.shard}/{self.shards}"
+        if self.rtt_us:
+            label += f" rtt {self.rtt_us / 1000:g}ms"
         return label
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +184,11 @@ def parse_preload(text: str) -> dict[str, int]:
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise UsageError(f"{flag}: unknown value {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _network(flag: str, value: float) -> None:
+    if not value >= 0 or math.isinf(value):  # also rejects NaN
+        raise UsageError(f"{flag}: must be >= 0, got {value:g}")
 
 
 def _positive(flag: str, value: float) -> None:

@@ -22,7 +22,8 @@ from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd.cluster import LocalCluster
 from etcdbench.etcd.local import LocalEtcd, find_etcd_binary
 from etcdbench.faults import NEEDS_CLUSTER, NEEDS_LOCAL, FaultInjector, parse_fault
-from etcdbench.interrupt import shielded
+from etcdbench.interrupt import Interrupted, shielded
+from etcdbench.network.proxy import DelayProxy, wants_proxy
 from etcdbench.results.io import environment, new_results
 from etcdbench.results.model import verdict
 from etcdbench.scenario import RunConfig
@@ -64,6 +65,7 @@ class Target:
         self._checked: set[str] = set()
         self.local: LocalEtcd | None = None
         self.cluster: LocalCluster | None = None
+        self.proxy: DelayProxy | None = None  # started by the first run that asks for a network
 
     @property
     def etcd_pids(self) -> list[int]:
@@ -125,7 +127,8 @@ class Target:
                 raise UsageError(f"--fault {f}: needs an embedded cluster (--cluster-size 3)")
             if f.kind in NEEDS_LOCAL and self.local is None and self.cluster is None:
                 raise UsageError(f"--fault {f}: needs the embedded etcd, not --endpoints")
-        admin = make_backend(config.backend, self.endpoint, v2_watch=config.v2_watch)
+        endpoint = self._through_network(config)  # every client of the run: writers, watchers, admin
+        admin = make_backend(config.backend, endpoint, v2_watch=config.v2_watch)
         stack = contextlib.ExitStack()
         stack.callback(admin.close)
         with stack:
@@ -144,7 +147,7 @@ class Target:
                 self._checked.add(config.prefix)
             injector = None
             if faults:
-                v3 = V3Backend(self.endpoint)  # compaction and defragmentation are v3 calls
+                v3 = V3Backend(endpoint)  # compaction and defragmentation are v3 calls
                 stack.callback(v3.close)
                 if self.cluster is not None:  # pause/restart/kill act on member 0
                     injector = FaultInjector(faults, self.cluster.members[0], v3, self.cluster)
@@ -152,26 +155,32 @@ class Target:
                     injector = FaultInjector(faults, self.local, v3)
             barrier = None
             if sharded:
-                barrier = Barrier(self.endpoint, config.prefix, config.shard, config.shards, SHARD_WAIT_S)
+                barrier = Barrier(endpoint, config.prefix, config.shard, config.shards, SHARD_WAIT_S)
                 stack.callback(barrier.close)
             try:
                 run = run_once(
                     config,
-                    self.endpoint,
+                    endpoint,
                     admin,
                     self.etcd_pids,
                     progress,
                     injector,
                     barrier.start_ns if barrier else None,
+                    network=self.proxy if endpoint is not self.endpoint else None,
                 )
             except BaseException as exc:
+                if isinstance(exc, Interrupted) and exc.partial is not None and endpoint is not self.endpoint:
+                    with shielded(), contextlib.suppress(Exception):
+                        self._proxy().attach(config, exc.partial)
                 # Never pull keys from under a shard; an interrupted embedded etcd is about to go anyway.
                 gone = isinstance(exc, KeyboardInterrupt) and not self.endpoints
                 if not (self.keep and self.endpoints) and not sharded and not gone:
                     with shielded(), contextlib.suppress(Exception):
                         admin.delete_prefix(config.prefix)
                 raise
-            after = self._reconnect(config)  # a fault may have left the old connection backing off
+            if endpoint is not self.endpoint:
+                self._proxy().attach(config, run)
+            after = self._reconnect(config, endpoint)  # a fault may have left the old connection backing off
             if isinstance(after, str):
                 run["incomplete"] = f"etcd could not be reached after the run: {after}"
                 run["verdict"] = verdict(run, config)
@@ -199,11 +208,24 @@ class Target:
             members.append(member)
         return members
 
-    def _reconnect(self, config: RunConfig, attempts: int = 20) -> Backend | str:
+    def _through_network(self, config: RunConfig) -> Endpoint:
+        """The endpoint the run's clients use: etcd's own, or the delay proxy's shaped as `config` asks."""
+        if not wants_proxy(config):
+            return self.endpoint
+        if self.proxy is None:
+            self.proxy = self._stack.enter_context(DelayProxy(self.endpoint))
+        self.proxy.set_shape(config)
+        return self.proxy.endpoint
+
+    def _proxy(self) -> DelayProxy:
+        assert self.proxy is not None
+        return self.proxy
+
+    def _reconnect(self, config: RunConfig, endpoint: Endpoint, attempts: int = 20) -> Backend | str:
         """A fresh, checked connection, or why none could be made (tried for about 10 s)."""
         reason = ""
         for _ in range(attempts):
-            backend = make_backend(config.backend, self.endpoint, v2_watch=config.v2_watch)
+            backend = make_backend(config.backend, endpoint, v2_watch=config.v2_watch)
             try:
                 backend.check()
                 return backend

@@ -250,6 +250,11 @@ def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
         bound.append(f"a watcher process used {watcher_max:.2f} of its one core")
     if writer_max >= SATURATED_CORES:
         bound.append(f"a writer process used {writer_max:.2f} of its one core")
+    network = run.get("network") or {}
+    if network.get("proxy_fell_behind"):
+        bound.append(f"the delay proxy fell behind its schedule (lag p99 {network['proxy_lag_p99_ms']:g} ms)")
+    if (network.get("proxy_cpu_cores") or 0) >= SATURATED_CORES:
+        bound.append(f"the delay proxy used {network['proxy_cpu_cores']:.2f} of its one core")
     warnings = []
     slip_p99 = run["latency_us"]["schedule_slip"]["p99"]
     if slip_p99 is not None and slip_p99 > SLIP_CLIENT_BOUND_US:

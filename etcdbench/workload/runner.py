@@ -30,6 +30,7 @@ from etcdbench.errors import EtcdError
 from etcdbench.faults import FaultInjector
 from etcdbench.interrupt import Interrupted, as_interrupted, shielded
 from etcdbench.metrics.cpu import ProcessSampler, sampling_interval
+from etcdbench.network.proxy import DelayProxy
 from etcdbench.results.model import build_run
 from etcdbench.scenario import RunConfig
 from etcdbench.workload.accounting import SeqSet
@@ -345,9 +346,12 @@ def run_once(
     progress: Progress | None = None,
     faults: FaultInjector | None = None,
     start_at: Callable[[], int] | None = None,
+    network: DelayProxy | None = None,
 ) -> dict[str, Any]:
     """Preload, then measure `config`; `admin` is the parent's own connection (revision, db size).
 
+    `network`, if given, is the delay proxy every client goes through: its CPU is sampled as "proxy"
+    and it measures over the same window.
     `faults`, if given, is started at t0 and has finished (etcd resumed or restarted) when this returns.
     `start_at`, if given, picks t0 (monotonic ns) once every process is ready: shards agree on it.
     An interrupt raises `Interrupted`, with the partial run as `partial` once t0 has passed.
@@ -393,11 +397,15 @@ def run_once(
         }
         if etcd_pids:
             groups["etcd"] = list(etcd_pids)
+        if network is not None:
+            groups["proxy"] = [network.pid]
         run_s = config.warmup_s + config.duration_s
         sampler = ProcessSampler({**groups, PARENT: [os.getpid()]}, sampling_interval(run_s))
         sampler.start()
         t0_ns = start_at() if start_at else time.monotonic_ns() + round(START_LEAD_S * NS)
         timeline = Timeline(t0_ns, config.warmup_s, config.duration_s)
+        if network is not None:
+            network.measure(timeline.window_start_ns, timeline.window_end_ns)
         with shielded():  # every process gets t0, or the run has not started
             for child in children:
                 child.conn.send(("start", t0_ns))
