@@ -346,3 +346,42 @@ def test_jitter_beyond_half_the_rtt_is_refused() -> None:
     with pytest.raises(UsageError, match="--rtt"):
         RunConfig(rtt_us=-1)
     assert "rtt 2ms" in RunConfig(rtt_us=2_000).label
+
+
+def test_a_scenario_file_sets_the_network() -> None:
+    from etcdbench.scenario_file import Overrides, build
+
+    doc = {"run": {"rtt_us": 2_000, "jitter_us": 500}, "matrix": {"bandwidth_mbit": [0, 1000]}}
+    cells = build(doc, origin="t.toml").cells
+    assert [(c.rtt_us, c.jitter_us, c.bandwidth_mbit) for c in cells] == [
+        (2_000, 500, 0.0),
+        (2_000, 500, 1000.0),
+    ]
+    overridden = build(doc, origin="t.toml", overrides=Overrides(values={"rtt_us": 0, "jitter_us": 0})).cells
+    assert {c.rtt_us for c in overridden} == {0}
+    with pytest.raises(UsageError, match=r"t.toml: run.jitter_us: 0.9ms is more than half"):
+        build({"run": {"rtt_us": 1_000, "jitter_us": 900}}, origin="t.toml")
+
+
+_ORPHAN = """
+import os, signal, sys
+from etcdbench.backends.base import Endpoint
+from etcdbench.network.proxy import DelayProxy
+if __name__ == "__main__":
+    proxy = DelayProxy(Endpoint(("http://127.0.0.1:1",)))
+    proxy.start()
+    print(proxy.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_proxy_exits_when_etcdbench_is_killed(tmp_path: Path) -> None:
+    """SIGKILL runs no cleanup: the proxy notices that its pipe to the parent closed, and exits."""
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(pid)
