@@ -9,6 +9,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from etcdbench.network.summary import network_line
+
 
 def fmt_us(us: int | float | None) -> str:
     if us is None:
@@ -113,6 +115,9 @@ def run_panel(run: dict[str, Any]) -> Panel:
         f"watcher {fmt_cores(cpu.get('watcher'))} · writers {fmt_cores(cpu.get('writers'))} · "
         f"etcd {fmt_cores(cpu.get('etcd'))} · host {host}",
     )
+    network = network_line(run)
+    if network:
+        facts.add_row("network", network)
     memory = memory_line(run)
     if memory:
         facts.add_row("memory", memory)
