@@ -499,8 +499,9 @@ def serve(upstreams: list[tuple[str, int]], control: Connection) -> None:
             loop.stop()
             return
         kind = msg[0]
-        if kind == "shape":
+        if kind == "shape":  # a new run: its connections are counted from here
             loop.shape = msg[1]
+            loop.connections = loop.refused = 0
         elif kind == "measure":
             loop.measure(msg[1], msg[2])
         elif kind == "report":
