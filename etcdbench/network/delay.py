@@ -51,6 +51,9 @@ PROBE_INTERVAL_S = 0.05
 MAX_FD = 1000  # select() takes descriptors below 1024; refuse connections beyond (counted)
 MAX_LEAD_NS = 200_000
 PR_SET_TIMERSLACK = 29
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_CMSG_SIZE = socket.CMSG_SPACE(16)
+MAX_STAMP_AGE_NS = 1_000_000_000
 _PROBE = struct.Struct("!qq")  # sequence number, send time (monotonic ns)
 
 
@@ -187,6 +190,7 @@ class DelayLoop:
         for s in (sock, up):
             s.setblocking(False)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _timestamped(s)
         self.connections += 1
         pair = _Pair(sock, up, self._links)
         err = up.connect_ex(upstream)
@@ -200,6 +204,7 @@ class DelayLoop:
         """Proxy between two sockets already connected (the probe path)."""
         for s in (downstream, upstream):
             s.setblocking(False)
+            _timestamped(s)
         pair = _Pair(downstream, upstream, self._links)
         pair.connected = True
         self._read_on(pair.up)
@@ -268,13 +273,13 @@ class DelayLoop:
 
     def _read(self, flow: _Flow) -> None:
         try:
-            data = flow.src.recv(RECV_SIZE)
+            data, anc, _, _ = flow.src.recvmsg(RECV_SIZE, _CMSG_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self._abort(flow.pair)
             return
-        now = time.monotonic_ns()
+        now = _arrival(anc)
         if not data:
             flow.eof_read = True
             self._read_off(flow)
@@ -428,8 +433,9 @@ class _Prober:
 
     def __init__(self, loop: DelayLoop) -> None:
         self.loop = loop
-        self.client, proxy_down = socket.socketpair()
-        proxy_up, self.echo = socket.socketpair()
+        # TCP on loopback, like the clients' connections (and stamped by the kernel like theirs).
+        self.client, proxy_down = _tcp_pair()
+        proxy_up, self.echo = _tcp_pair()
         for s in (self.client, self.echo):
             s.setblocking(False)
         loop.pipe(proxy_down, proxy_up)
@@ -463,6 +469,37 @@ class _Prober:
             self._buf = self._buf[size:]
             if self.loop._in_window(sent):
                 self.loop.rtt.record_us((now - sent) // 1000)
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two connected TCP sockets on 127.0.0.1."""
+    with socket.socket() as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(1)
+        a = socket.create_connection(lst.getsockname())
+        b, _ = lst.accept()
+    for s in (a, b):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return a, b
+
+
+def _timestamped(sock: socket.socket) -> None:
+    """Have the kernel stamp received data (SO_TIMESTAMPNS; TCP gives the last segment's time)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def _arrival(anc: list[tuple[int, int, bytes]]) -> int:
+    """When the bytes just read reached our socket (monotonic ns): the kernel's receive timestamp
+    when there is one, so a busy loop's wake-up latency is part of the delay, not added to it."""
+    now = time.monotonic_ns()
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack_from("qq", data)
+            arrived = int(sec) * 1_000_000_000 + int(nsec) - (time.time_ns() - now)  # wall clock -> monotonic
+            if now - MAX_STAMP_AGE_NS <= arrived <= now:  # else the wall clock stepped: use now
+                return arrived
+    return now
 
 
 def _fine_timer_slack() -> None:
