@@ -242,6 +242,7 @@ def test_a_run_through_the_proxy_keeps_exact_books(
     assert net["connections"] >= 3  # admin, writer, watcher
     assert "proxy" in run["cpu"]
     assert isinstance(net["proxy_fell_behind"], bool)
+    assert net["proxy_scheduling"] in ("realtime", "nice -10", "normal")
     assert run["verdict"]["client_bound"] == (
         net["proxy_fell_behind"] or bool(run["verdict"]["client_bound_reasons"])
     )

@@ -516,7 +516,7 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def serve(upstreams: list[tuple[str, int]], control: Connection) -> None:
+def serve(upstreams: list[tuple[str, int]], control: Connection, scheduling: str = "normal") -> None:
     """The proxy process: report the listening ports, then serve until the parent says stop or goes.
 
     Control messages: ("shape", Shape), ("measure", start_ns, end_ns), ("report",) → ("report", {...}),
@@ -547,5 +547,5 @@ def serve(upstreams: list[tuple[str, int]], control: Connection) -> None:
             loop.stop()
 
     loop.add_reader(control.fileno(), on_control)
-    control.send(("ready", {"ports": loop.ports, "pid": os.getpid()}))
+    control.send(("ready", {"ports": loop.ports, "pid": os.getpid(), "scheduling": scheduling}))
     loop.run()
