@@ -22,6 +22,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from test_secure import Pki, client_creds, pki, tls_etcd  # the TLS etcd and its certificates
+
+__all__ = ["pki", "tls_etcd"]  # fixtures, used by name
 
 from etcdbench.backends.base import Endpoint
 from etcdbench.backends.http1 import Connection, Server
@@ -31,7 +34,7 @@ from etcdbench.etcd import LocalEtcd
 from etcdbench.network.flags import parse_bandwidth, parse_network_duration
 from etcdbench.network.proxy import DelayProxy
 from etcdbench.scenario import RunConfig
-from etcdbench.session import Target
+from etcdbench.session import Target, run_watch
 
 RTT_MS = 40.0
 TOLERANCE = 0.10
@@ -262,6 +265,20 @@ def test_measured_rtt_is_within_ten_percent_at_the_scenario_rate(
     asked = config.rtt_us / 1000
     assert run["counters"]["missed"] == 0
     assert abs(run["network"]["measured_rtt_ms"]["p50"] - asked) <= TOLERANCE * asked, run["network"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["v2", "v3"])
+def test_tls_passes_through_the_proxy(tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str, backend: str) -> None:
+    """TLS with client certificates, end to end through the proxy: its bytes are opaque to it."""
+    config = RunConfig(
+        backend=backend, rate=50, objects=20, duration_s=1, warmup_s=0, prefix=fresh_prefix, rtt_us=4_000
+    )
+    results = run_watch(config, endpoints=[tls_etcd.client_url], etcd_bin=None, credentials=client_creds(pki))
+    (run,) = results["runs"]
+    c = run["counters"]
+    assert c["written"] == c["received"] == config.total_writes and c["missed"] == c["errors"] == 0
+    assert run["network"]["connections"] >= 3 and run["network"]["forwarded_mb"] > 0
 
 
 @pytest.mark.integration
