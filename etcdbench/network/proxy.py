@@ -77,8 +77,9 @@ def _proxy_main(upstreams: list[tuple[str, int]], control: Connection) -> None:
 def _prioritise() -> str:
     """A real network's delay does not wait for a CPU behind the processes it serves (the kernel does
     that work ahead of them): when allowed (root, or CAP_SYS_NICE), the proxy runs at the lowest
-    real-time priority (round robin; the kernel's RT throttling still leaves 5% of each core to the
-    others), else at nice -10, else as it is. Its CPU is measured either way. Returns which it got."""
+    real-time priority (round robin; the kernel's real-time throttling, by default 5% of CPU time
+    kept for other tasks, still applies), else at nice -10, else as it is. Its CPU is measured either
+    way. Returns which it got."""
     try:
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
         return "realtime"
