@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -32,7 +33,8 @@ from etcdbench.backends.v3 import V3Backend
 from etcdbench.errors import EXIT_INTERRUPTED, UsageError
 from etcdbench.etcd import LocalEtcd
 from etcdbench.network.flags import parse_bandwidth, parse_network_duration
-from etcdbench.network.proxy import DelayProxy
+from etcdbench.network.proxy import DelayProxy, network_block
+from etcdbench.results.model import verdict
 from etcdbench.scenario import RunConfig
 from etcdbench.session import Target, run_watch
 
@@ -144,7 +146,8 @@ def test_jitter_spreads_the_round_trip_around_the_asked_value(etcd_server: Local
 
 def test_every_byte_arrives_in_order_under_jitter() -> None:
     """32 MB in writes of random sizes, echoed back through a proxy whose per-chunk delays vary more
-    than the gaps between chunks: the stream that returns is the stream that was sent."""
+    than the gaps between chunks: the stream that returns is the stream that was sent, and the
+    close (a half-close, then the echo server's) arrives behind the last byte, not before it."""
     rng = random.Random(12)
     payload = rng.randbytes(32 * 1024 * 1024)
     with echo_server() as port, DelayProxy(Endpoint((f"http://127.0.0.1:{port}",))) as proxy:
@@ -155,10 +158,7 @@ def test_every_byte_arrives_in_order_under_jitter() -> None:
 
         def read() -> None:
             nonlocal count
-            while count < len(payload):
-                data = sock.recv(1 << 20)
-                if not data:
-                    return
+            while data := sock.recv(1 << 20):  # until the echo server's close comes through
                 received.update(data)
                 count += len(data)
 
@@ -169,7 +169,9 @@ def test_every_byte_arrives_in_order_under_jitter() -> None:
             n = rng.choice((1, 100, 6_000, 65_536, 300_000))
             sock.sendall(payload[pos : pos + n])
             pos += n
+        sock.shutdown(socket.SHUT_WR)
         reader.join(120)
+        assert not reader.is_alive()
         sock.close()
     assert count == len(payload)
     assert received.hexdigest() == hashlib.sha256(payload).hexdigest()
@@ -418,3 +420,33 @@ def test_the_proxy_exits_when_etcdbench_is_killed(tmp_path: Path) -> None:
     while not _gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _gone(pid)
+
+
+def _report(lag_p99_us: int) -> dict[str, Any]:
+    summary = {"p50": 1, "p99": lag_p99_us, "max": lag_p99_us, "count": 100}
+    rtt = {"p50": 2_050, "p99": 2_300, "max": 2_400, "count": 40}
+    return {"lag_us": summary, "rtt_us": rtt, "bytes_forwarded": 5_000_000, "connections": 3, "refused": 0}
+
+
+def test_a_proxy_behind_its_schedule_makes_the_run_client_bound() -> None:
+    config = RunConfig(rate=100, rtt_us=2_000)
+    on_time = network_block(config, _report(300), 0.2, 10.0)
+    assert not on_time["proxy_fell_behind"]
+    assert on_time["measured_rtt_ms"] == {"p50": 2.05, "p99": 2.3, "max": 2.4}
+    assert on_time["proxy_cpu_ms_per_mb"] == 400.0  # 2 s of CPU for 5 MB
+    late = network_block(config, _report(5_000), 0.2, 10.0)
+    assert late["proxy_fell_behind"]
+    run: dict[str, Any] = {
+        "duration_s": 10.0,
+        "counters": {"missed": 0, "relists": 0, "errors": 0, "unsent": 0},
+        "watch_events_per_s": 100.0,
+        "write_rate_achieved": 100.0,
+        "latency_us": {"watch": {"p99": 5_000}, "schedule_slip": {"p99": 100}},
+        "cpu": {"watcher": 0.1, "writers": 0.1},
+        "network": late,
+    }
+    v = verdict(run, config)
+    assert v["pass"] and v["client_bound"]
+    assert v["client_bound_reasons"] == ["the delay proxy fell behind its schedule (lag p99 5 ms)"]
+    run["network"] = on_time
+    assert not verdict(run, config)["client_bound"]
