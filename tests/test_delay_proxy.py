@@ -450,3 +450,12 @@ def test_a_proxy_behind_its_schedule_makes_the_run_client_bound() -> None:
     assert v["client_bound_reasons"] == ["the delay proxy fell behind its schedule (lag p99 5 ms)"]
     run["network"] = on_time
     assert not verdict(run, config)["client_bound"]
+
+
+def test_an_endpoint_named_by_host_is_resolved_once() -> None:
+    with echo_server() as port, DelayProxy(Endpoint((f"http://localhost:{port}",))) as proxy:
+        proxy.set_shape(RunConfig(rtt_us=2_000))
+        sock = socket.create_connection(("127.0.0.1", _port(proxy.endpoint.urls[0])))
+        sock.sendall(b"ping")
+        assert sock.recv(4) == b"ping"
+        sock.close()

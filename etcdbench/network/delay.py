@@ -57,6 +57,9 @@ MAX_STAMP_AGE_NS = 1_000_000_000
 _PROBE = struct.Struct("!qq")  # sequence number, send time (monotonic ns)
 
 
+_Address = tuple[socket.AddressFamily, Any]  # family, sockaddr (as getaddrinfo gives them)
+
+
 @dataclass(frozen=True)
 class Shape:
     """What the path does to each chunk, in each direction."""
@@ -145,7 +148,10 @@ class DelayLoop:
             lst.setblocking(False)
             self.listeners.append(lst)
             self.ports.append(lst.getsockname()[1])
-            self._readers[lst.fileno()] = self._acceptor(lst, (host, port))
+            # Resolved once, here: a name lookup in the loop would stall every connection.
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            family, _, _, _, addr = min(infos, key=lambda i: i[0] != socket.AF_INET)  # IPv4 first
+            self._readers[lst.fileno()] = self._acceptor(lst, (family, addr))
         # measurement
         self.window = (0, 0)  # monotonic ns; nothing is recorded until the parent sets it
         self.lag = LatencyRecorder()
@@ -166,7 +172,7 @@ class DelayLoop:
 
     # -- connections -------------------------------------------------------------------------------
 
-    def _acceptor(self, lst: socket.socket, upstream: tuple[str, int]) -> Callable[[], None]:
+    def _acceptor(self, lst: socket.socket, upstream: _Address) -> Callable[[], None]:
         def accept() -> None:
             for _ in range(64):
                 try:
@@ -180,8 +186,9 @@ class DelayLoop:
 
         return accept
 
-    def _open(self, sock: socket.socket, upstream: tuple[str, int]) -> None:
-        up = socket.socket(socket.AF_INET6 if ":" in upstream[0] else socket.AF_INET, socket.SOCK_STREAM)
+    def _open(self, sock: socket.socket, upstream: _Address) -> None:
+        family, addr = upstream
+        up = socket.socket(family, socket.SOCK_STREAM)
         if max(sock.fileno(), up.fileno()) >= MAX_FD:
             self.refused += 1
             _reset(sock)
@@ -193,7 +200,7 @@ class DelayLoop:
             _timestamped(s)
         self.connections += 1
         pair = _Pair(sock, up, self._links)
-        err = up.connect_ex(upstream)
+        err = up.connect_ex(addr)
         if err not in (0, errno.EINPROGRESS):
             self._abort(pair)
             return
@@ -525,7 +532,7 @@ def serve(upstreams: list[tuple[str, int]], control: Connection, scheduling: str
     try:
         loop = DelayLoop(upstreams)
     except OSError as exc:
-        control.send(("error", f"the delay proxy could not listen on 127.0.0.1: {exc}"))
+        control.send(("error", f"the delay proxy could not start: {exc}"))
         return
     loop.start_probe()
 
