@@ -354,6 +354,15 @@ class V2Backend:
         made = [n["key"] for n in nodes if n.get("dir") and int(n["createdIndex"]) > created_after]
         for key in sorted(made, key=lambda k: k.count("/"), reverse=True):
             self._admin_request(b"DELETE", self._target(key, "dir=true"), self.timeout)
+        parts = prefix.strip("/").split("/")
+        for depth in range(len(parts) - 1, 0, -1):  # and the prefix's parents, if the run made them
+            parent = "/" + "/".join(parts[:depth])
+            _, doc = self._get(None, parent)
+            if doc is None or int(doc["node"].get("createdIndex", 0)) <= created_after:
+                break
+            resp = self._admin_request(b"DELETE", self._target(parent, "dir=true"), self.timeout)
+            if resp.status not in (200, 201):
+                break  # not empty: someone else's keys are in it
         return len(deleted)
 
     def db_size(self) -> int | None:

@@ -467,13 +467,18 @@ class V3Backend:
         return len(doomed)
 
     def put_leased(self, key: str, value: bytes, ttl_s: float) -> bool:
-        """Put `key` on a lease of `ttl_s`; True if the key was new, False if it existed already."""
-        request = rpc_pb2.PutRequest(key=key.encode(), value=value, lease=self._lease(ttl_s), prev_kv=True)
+        """Put `key` on a lease of `ttl_s` unless it exists; False (and nothing written) if it does.
+
+        Asked first, then put: not atomic, which is enough for keys only etcdbench processes write.
+        """
+        if self._range(key.encode(), b"", count_only=True).count:
+            return False
+        request = rpc_pb2.PutRequest(key=key.encode(), value=value, lease=self._lease(ttl_s))
         try:
-            resp = self._kv.Put(request, timeout=ADMIN_TIMEOUT_S)
+            self._kv.Put(request, timeout=ADMIN_TIMEOUT_S)
         except grpc.RpcError as exc:
             raise self._error("Put", exc) from None
-        return not resp.HasField("prev_kv")
+        return True
 
     def delete_keys(self, keys: Iterable[str]) -> None:
         """Delete these keys, one by one (a handful: meeting keys)."""
