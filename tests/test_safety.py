@@ -240,7 +240,7 @@ def test_a_key_the_run_would_write_is_never_overwritten_even_with_force(store: S
     own = sorted(written_keys(config_of(prefix)))
     store.put(own[3], b"someone made this key first")
     revision, before = store.v3()
-    code, _, err = run_cli("watch", "--endpoints", store.url, "--prefix", prefix, *SMALL, "--force")
+    code, _, err = run_cli("watch", "--endpoints", store.url, "--prefix", prefix, *SMALL, "--force", "--json")
     assert code == EXIT_USAGE
     assert err.count("\n") == 1 and err.startswith("error: --prefix: 1 of the keys this run would write")
     assert own[3] in err
@@ -251,7 +251,7 @@ def test_a_key_the_run_would_write_is_never_overwritten_even_with_force(store: S
 def test_without_force_others_keys_under_the_prefix_are_refused_untouched(store: Store, prefix: str) -> None:
     seed_foreign(store, prefix)
     revision, before = store.v3()
-    code, _, err = run_cli("watch", "--endpoints", store.url, "--prefix", prefix, *SMALL)
+    code, _, err = run_cli("watch", "--endpoints", store.url, "--prefix", prefix, *SMALL, "--json")
     assert code == EXIT_USAGE and err.count("\n") == 1
     assert err.startswith(f"error: --prefix: {prefix} already holds 2 keys") and "--force" in err
     assert store.v3() == (revision, before)
@@ -357,7 +357,7 @@ def test_dangerous_input_on_an_external_etcd_is_one_line_and_writes_nothing(
 ) -> None:
     argv = [prefix if a == "PREFIX" else a for a in argv]
     before = store.v3(), store.v2()
-    code, out, err = run_cli("watch", "--endpoints", store.url, *SMALL, *argv)
+    code, out, err = run_cli("watch", "--endpoints", store.url, *SMALL, *argv, "--json")
     assert (code, out) == (EXIT_USAGE, "")
     assert err.count("\n") == 1 and err.startswith("error: ") and names in err, err
     assert (store.v3(), store.v2()) == before  # same revision: not one key written
