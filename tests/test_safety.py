@@ -34,7 +34,7 @@ from etcdbench.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, EtcdErr
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
 from etcdbench.etcd.local import DATA_DIR_PREFIX, OWNER_FILE, _owner, remove_stale_data_dirs
 from etcdbench.scenario import RunConfig
-from etcdbench.session import Target, check_prefix
+from etcdbench.session import OwnKeys, Target, check_prefix
 from etcdbench.shard import BARRIER_PREFIX, Barrier, resolve_run_id
 from etcdbench.workload.ops import written_keys
 
@@ -321,6 +321,21 @@ def test_a_matrix_checks_each_cell_and_leaves_foreign_keys(store: Store, prefix:
     assert [r["backend"] for r in results["runs"]] == ["v2"] and not results["complete"]
     assert results["runs"][0]["counters"]["writes"] > 0
     assert store.both() == (before_v3, before_v2)
+
+
+@pytest.mark.integration
+def test_each_shard_checks_its_own_keys_and_counts_its_peers_keys_as_the_runs(
+    store: Store, prefix: str
+) -> None:
+    shard0, shard1 = (config_of(prefix, "--shard", f"{i}/2") for i in range(2))
+    store.put(sorted(written_keys(shard1))[0], b"a peer's key, or someone's named like it")
+    keys = V3Backend(Endpoint((store.url,)))
+    try:
+        OwnKeys(shard0).claim(keys, store.url, beside_others=False)  # the run's, not someone else's
+        with pytest.raises(UsageError, match=r"^--prefix: 1 of the keys this run would write exist"):
+            OwnKeys(shard1).claim(keys, store.url, beside_others=True)  # whose name shard 1 writes
+    finally:
+        keys.close()
 
 
 # ------------------------------------------------------------------------------------ refused up front
