@@ -290,6 +290,41 @@ def test_two_shards_each_delete_only_their_own_keys_and_meeting_keys(
 
 
 @pytest.mark.integration
+def test_a_shard_interrupted_mid_run_leaves_nothing_and_does_not_hold_up_the_other(
+    store: Store, prefix: str, tmp_path: Path
+) -> None:
+    seed_foreign(store, prefix)
+    before = store.v3()[1]
+    run_id = f"test-{uuid.uuid4().hex[:8]}"
+    start = store.revision()
+    argv = [sys.executable, "-m", "etcdbench", "watch", "--endpoints", store.url, "--prefix", prefix,
+            "--rate", "100", "--duration", "4", "--warmup", "0", "--objects", "10", "--drain", "2",
+            "--force", "--run-id", run_id, "--json"]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [*argv, "--shard", f"{i}/2"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for i in range(2)
+    ]
+    deadline = time.monotonic() + 90
+    while store.revision() < start + 10 + 4 + 50:  # both preloads, the meeting, half a second of writes
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert time.monotonic() < deadline, "no writes within 90 s"
+        time.sleep(0.05)
+    os.killpg(procs[1].pid, signal.SIGINT)
+    _, err1 = procs[1].communicate(timeout=120)
+    assert procs[1].returncode == EXIT_INTERRUPTED, err1
+    _, err0 = procs[0].communicate(timeout=400)  # shard 1 is gone, not late: no barrier timeout (exit 3)
+    assert procs[0].returncode in (0, 1), err0
+    assert store.v3()[1] == before  # both shards' keys and meeting keys gone, the rest as it was
+
+
+@pytest.mark.integration
 def test_a_matrix_checks_each_cell_and_leaves_foreign_keys(store: Store, prefix: str, tmp_path: Path) -> None:
     seed_foreign(store, prefix)
     scenario = tmp_path / "two.toml"
