@@ -425,7 +425,7 @@ def _verdict_word(run: dict[str, Any] | None) -> str | None:
     return None if run is None else ("PASS" if run["verdict"]["pass"] else "FAIL")
 
 
-def match_dict(comparison: Comparison, match: Match) -> dict[str, Any]:
+def match_dict(match: Match) -> dict[str, Any]:
     """One matched run as plain data: each figure's value per file and its change from the baseline."""
     base_run = match.runs[0]
     assert base_run is not None
@@ -468,7 +468,7 @@ def comparison_dict(comparison: Comparison) -> dict[str, Any]:
         "baseline": comparison.baseline.name,
         "matched_by": [*MATCH_KEYS, *MATCH_DEFAULTS],
         "warnings": list(comparison.warnings),
-        "matches": [match_dict(comparison, m) for m in comparison.matches],
+        "matches": [match_dict(m) for m in comparison.matches],
         "unmatched": list(comparison.unmatched),
         "summary": summary_lines(comparison),
     }
