@@ -38,6 +38,7 @@ from etcdbench.results.io import load
 from etcdbench.scenario import (
     BACKENDS,
     ENCODINGS,
+    EXTERNAL_PREFIX,
     RunConfig,
     parse_duration_us,
 )
@@ -148,6 +149,8 @@ def _overrides(args: argparse.Namespace) -> Overrides:
         values["slo_p99_us"] = parse_duration_us("--slo-p99", args.slo_p99)
     if args.prefix is not None:
         values["prefix"] = args.prefix
+    elif args.endpoints:  # as `watch` and `capacity` do: someone else's etcd gets etcdbench's own prefix
+        values["prefix"] = EXTERNAL_PREFIX
     only = {}
     if (backends := _only("--backend", args.backend, BACKENDS)) is not None:
         only["backend"] = backends

@@ -419,13 +419,13 @@ def test_dangerous_input_on_an_external_etcd_is_one_line_and_writes_nothing(
         (["watch", "--shard", "0/2"], "--shard: 0/2: shards meet in the etcd they share"),
         (["watch", "--fault", "defrag@0.5", "--backend", "v2"], "--fault defrag@0.5: acts on"),
         (["capacity", "--endpoints", "http://127.0.0.1:9", "--prefix", "/"], "--prefix: '/'"),
-        (["run", "SCENARIO", "--endpoints", "http://127.0.0.1:9"], "--allow-registry-prefix"),
+        (["run", "SCENARIO", "--endpoints", "http://127.0.0.1:9", "--prefix", "/registry/"], "--allow-regis"),
         (["run", "SCENARIO", "--endpoints", "http://127.0.0.1:9", "--prefix", "/e/"], "--allow-disruptive"),
     ],
 )
 @pytest.mark.usefixtures("no_embedded_etcd")
 def test_refusals_come_before_anything_starts(argv: list[str], names: str, tmp_path: Path) -> None:
-    scenario = tmp_path / "s.toml"  # cells on Kubernetes' prefix (the default), the second compacts
+    scenario = tmp_path / "s.toml"  # the second cell compacts
     scenario.write_text(
         '[run]\nrate = 40\nduration_s = 1\n[matrix]\nvariants = [{objects = 5}, {faults = ["compact@0.5"]}]\n'
     )
@@ -434,6 +434,18 @@ def test_refusals_come_before_anything_starts(argv: list[str], names: str, tmp_p
     assert (code, out) == (EXIT_USAGE, "")
     assert err.count("\n") == 1 and names in err, err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_scenario_on_an_external_etcd_writes_under_etcdbench_own_prefix(tmp_path: Path) -> None:
+    from etcdbench.cli import build_parser
+    from etcdbench.cli_run import _scenario
+
+    scenario = tmp_path / "s.toml"
+    scenario.write_text("[run]\nrate = 40\nduration_s = 1\n")
+    external = build_parser().parse_args(["run", str(scenario), "--endpoints", "http://127.0.0.1:9"])
+    assert [c.prefix for c in _scenario(external).cells] == ["/etcdbench/registry/"]
+    embedded = build_parser().parse_args(["run", str(scenario)])
+    assert [c.prefix for c in _scenario(embedded).cells] == ["/registry/"]
 
 
 def test_opt_ins_allow_what_they_name() -> None:
