@@ -8,6 +8,7 @@ store (v3: every key with its value, create and mod revision; v2: every node) be
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -50,12 +52,21 @@ class Store:
         self.url = url
         self._channel = grpc.insecure_channel(url.split("://", 1)[1])
         self._kv = rpc_pb2_grpc.KVStub(self._channel)
+        self.seeded: set[str] = set()  # the foreign keys a test made: gone after it
+        self.seeded_v2: set[str] = set()
 
     def close(self) -> None:
+        for key in self.seeded:
+            self._kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=key.encode()), timeout=10)
+        for key in self.seeded_v2:
+            req = urllib.request.Request(f"{self.url}/v2/keys{key}", method="DELETE")
+            with contextlib.suppress(urllib.error.HTTPError):
+                NO_PROXY.open(req, timeout=10).close()
         self._channel.close()
 
     def put(self, key: str, value: bytes) -> None:
         self._kv.Put(rpc_pb2.PutRequest(key=key.encode(), value=value), timeout=10)
+        self.seeded.add(key)
 
     def v3(self) -> tuple[int, Snapshot]:
         """(store revision, every key) of the v3 store."""
@@ -70,6 +81,7 @@ class Store:
         body = urllib.parse.urlencode({"value": value}).encode()
         req = urllib.request.Request(f"{self.url}/v2/keys{key}", data=body, method="PUT")
         NO_PROXY.open(req, timeout=10).close()
+        self.seeded_v2.add(key)
 
     def v2_index(self) -> int:
         with NO_PROXY.open(f"{self.url}/v2/keys/", timeout=10) as r:
