@@ -385,6 +385,19 @@ def test_each_shard_checks_its_own_keys_and_counts_its_peers_keys_as_the_runs(
         keys.close()
 
 
+@pytest.mark.integration
+def test_a_capacity_search_leaves_every_foreign_key(store: Store, prefix: str) -> None:
+    seed_foreign(store, prefix)
+    before = store.v3()[1]
+    code, out, err = run_cli(
+        "capacity", "--endpoints", store.url, "--prefix", prefix, "--force", "--json", "--start", "40",
+        "--duration", "1", "--warmup", "0", "--objects", "6", "--drain", "2", "--budget", "4s",
+    )  # fmt: skip
+    assert code in (0, 1), err
+    assert len(json.loads(out)["runs"]) >= 1
+    assert store.v3()[1] == before
+
+
 # ------------------------------------------------------------------------------------ refused up front
 
 REFUSALS = [
