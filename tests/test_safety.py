@@ -207,13 +207,13 @@ def test_a_run_that_fails_deletes_only_its_own_keys(
     real_run_once = etcdbench.session.run_once
     seen_own_keys: list[int] = []
 
-    def failing_run_once(*args: Any) -> dict[str, Any]:
+    def failing_run_once(*args: Any, **kwargs: Any) -> dict[str, Any]:
         def progress(phase: str, elapsed: float, total: float) -> None:
             if elapsed > 0.5:
                 seen_own_keys.append(new_keys(store, before))
                 raise EtcdError("injected failure mid-run")
 
-        return real_run_once(*args[:4], progress, *args[5:])
+        return real_run_once(*args[:4], progress, *args[5:], **kwargs)
 
     monkeypatch.setattr(etcdbench.session, "run_once", failing_run_once)
     code, _, err = run_cli(
