@@ -50,6 +50,7 @@ QUEUE_CAP_BYTES = 4 * 1024 * 1024  # per flow: like a generous TCP window
 PROBE_INTERVAL_S = 0.05
 MAX_FD = 1000  # select() takes descriptors below 1024; refuse connections beyond (counted)
 MAX_LEAD_NS = 200_000
+RETRY_ACCEPT_NS = 100_000_000
 PR_SET_TIMERSLACK = 29
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _CMSG_SIZE = socket.CMSG_SPACE(16)
@@ -180,7 +181,14 @@ class DelayLoop:
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:
-                    self.refused += 1  # e.g. out of descriptors
+                    # e.g. out of descriptors: the listener stays readable, so rest it a moment
+                    # rather than spin (at real-time priority, a spin would take a whole core)
+                    self.refused += 1
+                    self._readers.pop(lst.fileno(), None)
+                    self._arm(
+                        time.monotonic_ns() + RETRY_ACCEPT_NS,
+                        _Later(lambda: self.add_reader(lst.fileno(), accept)),
+                    )
                     return
                 self._open(sock, upstream)
 
@@ -188,7 +196,12 @@ class DelayLoop:
 
     def _open(self, sock: socket.socket, upstream: _Address) -> None:
         family, addr = upstream
-        up = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            up = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            self.refused += 1
+            _reset(sock)
+            return
         if max(sock.fileno(), up.fileno()) >= MAX_FD:
             self.refused += 1
             _reset(sock)
@@ -449,26 +462,46 @@ class _Prober:
         loop.add_reader(self.client.fileno(), self._answer)
         loop.add_reader(self.echo.fileno(), self._echo)
         self.seq = 0
+        self.stopped = False
         self._buf = b""
         loop._arm(time.monotonic_ns(), self)
 
+    def _stop(self) -> None:
+        self.stopped = True
+        for s in (self.client, self.echo):
+            self.loop._readers.pop(s.fileno(), None)
+
     def fire(self, now: int) -> None:
+        if self.stopped:
+            return
         self.seq += 1
         with contextlib.suppress(BlockingIOError):
             self.client.send(_PROBE.pack(self.seq, now))
         self.loop._arm(now + round(PROBE_INTERVAL_S * 1e9), self)
 
     def _echo(self) -> None:
-        with contextlib.suppress(BlockingIOError):
+        try:
             data = self.echo.recv(RECV_SIZE)
             if data:
                 self.echo.sendall(data)
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._stop()  # the path closed: no more probes (a closed socket would read as ready forever)
 
     def _answer(self) -> None:
         try:
-            self._buf += self.client.recv(RECV_SIZE)
+            data = self.client.recv(RECV_SIZE)
         except BlockingIOError:
             return
+        except OSError:
+            data = b""
+        if not data:
+            self._stop()
+            return
+        self._buf += data
         now = time.monotonic_ns()
         size = _PROBE.size
         while len(self._buf) >= size:
@@ -476,6 +509,16 @@ class _Prober:
             self._buf = self._buf[size:]
             if self.loop._in_window(sent):
                 self.loop.rtt.record_us((now - sent) // 1000)
+
+
+class _Later:
+    """A timer that calls `callback` once."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+
+    def fire(self, now: int) -> None:
+        self.callback()
 
 
 def _tcp_pair() -> tuple[socket.socket, socket.socket]:
