@@ -459,3 +459,29 @@ def test_an_endpoint_named_by_host_is_resolved_once() -> None:
         sock.sendall(b"ping")
         assert sock.recv(4) == b"ping"
         sock.close()
+
+
+def test_a_receiver_that_does_not_read_pushes_back_on_the_sender() -> None:
+    """The proxy holds at most QUEUE_CAP_BYTES per direction, then stops reading, as a full TCP window
+    would: a sender to a stalled receiver is held up instead of filling the proxy's memory."""
+    from etcdbench.network.delay import QUEUE_CAP_BYTES
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    with srv, DelayProxy(Endpoint((f"http://127.0.0.1:{srv.getsockname()[1]}",))) as proxy:
+        proxy.set_shape(RunConfig(rtt_us=2_000))
+        sock = socket.create_connection(("127.0.0.1", _port(proxy.endpoint.urls[0])))
+        stalled, _ = srv.accept()  # accepted, never read
+        sock.setblocking(False)
+        sent, chunk, idle_since = 0, b"x" * 65536, time.monotonic()
+        while time.monotonic() - idle_since < 1.0 and sent < 20 * QUEUE_CAP_BYTES:
+            try:
+                sent += sock.send(chunk)
+                idle_since = time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.01)
+        sock.close()
+        stalled.close()
+    # the cap, plus what the kernel buffers on each side of the proxy (a few MB at most)
+    assert sent < 4 * QUEUE_CAP_BYTES
