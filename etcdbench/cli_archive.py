@@ -18,7 +18,7 @@ from etcdbench.report import archive
 from etcdbench.report.compare import Source, compare, render, source_names
 from etcdbench.report.export import FORMATS, LATENCY_METRICS, export
 from etcdbench.report.gate import evaluate, parse_rule, report
-from etcdbench.results.io import check_writable, load, write_atomic
+from etcdbench.results.io import check_writable, load, malformed, write_atomic
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
 
@@ -78,11 +78,14 @@ def _cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     rules = [parse_rule(text) for text in args.fail_if]  # a malformed rule fails before any file is read
     if len(args.files) < 2:
         raise UsageError("compare: needs at least two results files (the first is the baseline)")
-    comparison = compare(_sources(args.files))
-    out.print(render(comparison), soft_wrap=True)  # long lines stay whole for grep; tables fit the width
+    sources = _sources(args.files)
+    with malformed(*args.files):
+        comparison = compare(sources)
+        rendered = render(comparison)
+        checks = evaluate(rules, comparison) if rules else []
+    out.print(rendered, soft_wrap=True)  # long lines stay whole for grep; tables fit the width
     if not rules:
         return EXIT_PASS
-    checks = evaluate(rules, comparison)
     out.print()
     for line in report(checks):
         out.print(line, soft_wrap=True)
@@ -108,7 +111,9 @@ def _write(path: Path, data: str | bytes, flag: str) -> None:
 def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.out is not None:
         check_writable(args.out, "--out")
-    text = export(load(args.file), args.format, metric=args.metric, label=args.run)
+    results = load(args.file)
+    with malformed(args.file):
+        text = export(results, args.format, metric=args.metric, label=args.run)
     if args.out is None:
         out.out(text, end="", highlight=False)
     else:
@@ -122,9 +127,11 @@ def _cmd_merge(args: argparse.Namespace, out: Console, err: Console) -> int:
     from etcdbench.results.merge import merge_files
 
     check_writable(args.output)
-    results = merge_files(args.files)
+    with malformed(*args.files):  # refused before anything is written
+        results = merge_files(args.files)
+        shown = summary(results)
     write_atomic(args.output, results)
-    out.print(summary(results))
+    out.print(shown)
     out.print(
         f"merged {len(args.files)} shards: {args.output}", markup=False, highlight=False, soft_wrap=True
     )
@@ -138,8 +145,9 @@ def _cmd_plot(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} is not a directory")
     sources = _sources(args.files)
-    pngs = plot.render_pngs(sources)
-    page = plot.html_report(sources, pngs)
+    with malformed(*args.files):
+        pngs = plot.render_pngs(sources)
+        page = plot.html_report(sources, pngs)
     for name, png in pngs.items():
         _write(args.out / name, png, "--out")
         out.print(f"wrote {args.out / name}", markup=False, highlight=False)

@@ -40,6 +40,10 @@ from typing import Any
 from etcdbench.errors import UsageError
 from etcdbench.scenario import RunConfig
 
+# A matrix larger than this is refused unless `etcdbench run --max-cells N` allows it: every cell is
+# a whole run, so a typo in a list (or a product of long ones) would otherwise book the host for days.
+MAX_CELLS = 100
+MAX_SCALE = 1000.0  # --scale / scale: 1000x the k8s-1.6 cluster is 150M pods, far past any real one
 TOP_KEYS = ("name", "description", "scale", "cluster", "run", "matrix")
 CLUSTER_COUNTS = {"nodes": "node", "pods": "pod", "events": "event"}  # [cluster] key -> object kind
 CLUSTER_KEYS = (*CLUSTER_COUNTS, "heartbeat_s")
@@ -79,6 +83,7 @@ class Overrides:
     scale: float | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
     only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    max_cells: int = MAX_CELLS  # --max-cells: not part of the scenario, never recorded
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ def load_file(path: Path, overrides: Overrides | None = None) -> Scenario:
         raise UsageError(f"{path}: not UTF-8 text, so not a TOML scenario file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: TOML syntax error: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: TOML nested too deeply to be a scenario file") from None
     return build(doc, origin=str(path), default_name=path.stem, overrides=overrides)
 
 
@@ -142,12 +149,13 @@ def _build(doc: Any, default_name: str, ov: Overrides, origin: str, key_prefix: 
         raise _Bad("name", "must not be empty")
     description = _string("description", doc.get("description", ""))
     scale = _number("scale", doc.get("scale", 1.0))
-    if not scale > 0 or math.isinf(scale):
-        raise _Bad("scale", f"must be a finite number > 0, got {scale:g}")
+    _check_scale("scale", scale)
     if ov.scale is not None:
         scale = ov.scale
-        if not scale > 0 or math.isinf(scale):
-            raise _Bad("--scale", f"must be a finite number > 0, got {scale:g}", flag=True)
+        try:
+            _check_scale("--scale", scale)
+        except _Bad as bad:
+            raise _Bad(bad.key, bad.message, flag=True) from None
     cluster = _cluster(_table("cluster", doc.get("cluster", {})))
     run = _fields_table("run", _table("run", doc.get("run", {})))
     axes = _matrix(_table("matrix", doc.get("matrix", {})))
@@ -157,6 +165,13 @@ def _build(doc: Any, default_name: str, ov: Overrides, origin: str, key_prefix: 
 
     run, axes = _apply_values(run, axes, ov.values)
     axes = _apply_only(run, axes, ov.only)
+    count = math.prod(len(values) for _, values in axes)
+    if count > ov.max_cells:  # counted before expanding: a product of long axes is itself too big to build
+        raise _Bad(
+            "matrix",
+            f"{count:,} cells, each a whole run, is more than --max-cells {ov.max_cells}; "
+            f"pass --max-cells {count} to run them all",
+        )
     cells = _expand(name, scale, cluster, run, axes, ov, origin, key_prefix)
 
     document: dict[str, Any] = {"name": name}
@@ -169,6 +184,13 @@ def _build(doc: Any, default_name: str, ov: Overrides, origin: str, key_prefix: 
     if axes:
         document["matrix"] = {key: values for key, values in axes}
     return Scenario(name, json.loads(json.dumps(document)), cells)
+
+
+def _check_scale(where: str, scale: float) -> None:
+    if not scale > 0 or math.isinf(scale):
+        raise _Bad(where, f"must be a finite number > 0, got {scale:g}")
+    if scale > MAX_SCALE:
+        raise _Bad(where, f"must be at most {MAX_SCALE:g} (docs/scenarios.md, Limits), got {scale:g}")
 
 
 # ---------------------------------------------------------------------------------------- tables

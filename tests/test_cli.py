@@ -40,7 +40,7 @@ BAD = [
     (["watch", "--slo-p99", "soon"], "--slo-p99"),
     (["watch", "--v2-watch", "sse"], "--v2-watch"),
     (["watch", "--prefix", "registry"], "--prefix"),
-    (["watch", "--endpoints", "127.0.0.1:2379"], "--endpoints"),
+    (["watch", "--endpoints", "http://127.0.0.1"], "--endpoints"),
     (["watch", "--etcd-bin", "/nonexistent/etcd"], "--etcd-bin"),
     (["watch", "--output", "/proc/etcdbench.json"], "--output"),
     (["watch", "--no-such-flag"], "--no-such-flag"),
