@@ -35,7 +35,6 @@ from etcdbench.results.io import check_writable, default_path, load, malformed, 
 from etcdbench.scenario import (
     BACKENDS,
     DEFAULT_PREFIX,
-    DURATION_HINT,
     ENCODINGS,
     EXTERNAL_PREFIX,
     KINDS,
@@ -145,8 +144,8 @@ def _seconds(text: str) -> float:
     """--duration, --warmup: seconds as a bare number, or with a unit (a soak: --duration 30m)."""
     try:
         return parse_seconds("", text)
-    except UsageError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: {DURATION_HINT}") from None
+    except UsageError as exc:  # argparse puts the flag in front of the reason
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(": ")) from None
 
 
 def add_workload_flags(p: argparse.ArgumentParser) -> None:

@@ -99,10 +99,11 @@ class RunConfig:
             if not 0 <= count <= MAX_OBJECTS:
                 raise UsageError(f"--preload: {kind}={count} must be from 0 to {MAX_OBJECTS:,}")
         parse_mix(self.mix)
-        object.__setattr__(self, "faults", tuple(str(parse_fault(f)) for f in self.faults))
+        faults = [parse_fault(f) for f in self.faults]
+        object.__setattr__(self, "faults", tuple(str(f) for f in faults))
         run_s = self.warmup_s + self.duration_s
-        for f in self.faults:
-            if parse_fault(f).at_s >= run_s:
+        for f in faults:
+            if not f.at_s < run_s:
                 raise UsageError(f"--fault: {f} starts after the writes end ({run_s:g} s)")
         if not 0 <= self.shard < self.shards:
             raise UsageError(f"--shard: {self.shard}/{self.shards} is not I/N with 0 <= I < N")

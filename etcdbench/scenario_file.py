@@ -357,7 +357,7 @@ def _expand(
             choices.append([({key: v}, {key: f"matrix.{key}"}) for v in axis])
 
     cells: list[RunConfig] = []
-    seen: list[dict[str, Any]] = []
+    seen: set[str] = set()  # identities as canonical JSON: a set, so a large matrix is not quadratic
     for combo in itertools.product(*choices):
         values = dict(run)
         where = {k: flag_of(k) if k in ov.values else f"run.{k}" for k in run}
@@ -372,9 +372,9 @@ def _expand(
             config = RunConfig(**values, scale=scale, scenario=label)
         except UsageError as exc:
             raise _cell_error(exc, where, label, bool(axes)) from None
-        identity = _identity(config)
+        identity = json.dumps(_identity(config), sort_keys=True)
         if identity not in seen:  # e.g. two v2_watch modes of a v3 cell: one run
-            seen.append(identity)
+            seen.add(identity)
             cells.append(config)
     return tuple(cells)
 
@@ -396,7 +396,8 @@ def _derive(values: dict[str, Any], where: dict[str, str], cluster: dict[str, An
 
 def scaled(count: int, scale: float) -> int:
     """A cluster count times the scale, rounded; a count > 0 stays >= 1 (a cluster of no nodes is none)."""
-    return max(round(count * scale), 1) if count > 0 else 0
+    exact = count if scale == 1 else round(count * scale)  # a float product is inexact past 2**53
+    return max(exact, 1) if count > 0 else 0
 
 
 def _count_key(kind: str) -> str:

@@ -211,12 +211,14 @@ def _need(table: dict[str, Any], where: str, key: str, types: Any, *, optional: 
     numeric_bool = isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))
     if numeric_bool or not isinstance(value, types):
         names = {dict: "an object", list: "an array", str: "a string", bool: "true or false"}
-        want = " or ".join(names.get(t, "a number" if t in _NUMBER else "null") for t in _tuple(types))
+        want = " or ".join(
+            dict.fromkeys(names.get(t, "a number" if t in _NUMBER else "null") for t in _tuple(types))
+        )
         raise Malformed(f"{where}{key}: must be {want}, got {json.dumps(value)[:40]}")
 
 
 def _tuple(types: Any) -> tuple[Any, ...]:
-    return tuple(dict.fromkeys(types)) if isinstance(types, tuple) else (types,)
+    return types if isinstance(types, tuple) else (types,)
 
 
 def check_shape(doc: dict[str, Any]) -> None:
