@@ -36,6 +36,7 @@ from etcdbench.results.io import load
 from etcdbench.scenario import (
     BACKENDS,
     ENCODINGS,
+    MAX_RATE,
     RunConfig,
     parse_duration_us,
 )
@@ -272,7 +273,8 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
         with saver.keeping_partial(results, out, err), _progress(err, 0) as progress_for:
 
             def measure(rate: float) -> dict[str, Any]:
-                config = replace(base, rate=rate)
+                # Rising past the bound would be refused mid-search: measure at the bound instead.
+                config = replace(base, rate=min(rate, MAX_RATE))
                 i = len(results["runs"])
                 run = target.run(config, progress_for(i, config.label) if progress_for else None)
                 results["runs"].append(run)

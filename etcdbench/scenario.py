@@ -93,6 +93,8 @@ class RunConfig:
         if self.churn_updates < 0:
             raise UsageError(f"--churn-updates: must be >= 0, got {self.churn_updates}")
         _at_least_zero("--ttl", self.ttl_s, MAX_SECONDS)
+        if self.ttl_s != int(self.ttl_s):  # v2 would round 0.4 to "no TTL", v3 up to a 1 s lease
+            raise UsageError(f"--ttl: etcd counts TTLs in whole seconds, got {self.ttl_s:g}")
         _at_least_zero("--warmup", self.warmup_s, MAX_SECONDS)
         for kind, count in self.preload.items():
             _choice("--preload", kind, KINDS)

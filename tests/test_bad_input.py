@@ -77,6 +77,7 @@ FLAGS = [
     (["watch", "--ttl", "nan"], "error: argument --ttl: 'nan' is not a finite number"),
     (["watch", "--ttl", "inf"], "error: argument --ttl: 'inf' is not a finite number"),
     (["watch", "--ttl", "-1"], "error: --ttl: must be >= 0, got -1"),
+    (["watch", "--ttl", "0.4"], "error: --ttl: etcd counts TTLs in whole seconds, got 0.4"),
     (["watch", "--drain", "inf"], "error: argument --drain: 'inf' is not a finite number"),
     (["watch", "--duration", "8d"], "error: argument --duration: '8d' is not a duration"),
     (["watch", "--duration", "1e400"], "error: argument --duration: '1e400' is not a duration"),

@@ -31,7 +31,7 @@ from etcdbench.scenario_file import CLUSTER_KEYS, FILE_FIELDS, TOP_KEYS
 SAMPLE = json.loads((Path(__file__).parent / "data" / "results-v2.json").read_text())
 EXIT_CODES = {0, 1, 2, 3}
 FUZZ = settings(
-    derandomize=True,
+    derandomize=not os.environ.get("ETCDBENCH_FUZZ_RANDOM"),  # set it to explore beyond the fixed sequence
     database=None,
     deadline=None,
     max_examples=int(os.environ.get("ETCDBENCH_FUZZ_EXAMPLES", "100")),  # more: set it, e.g. 5000
