@@ -80,6 +80,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(redact_argparse(message, _known_flags(self)))
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # argparse drops a '--' value ('--writers=--') and hands the flag an empty list, unchecked.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
 
 def _closest(flag: str, known: list[str]) -> str | None:
     """The flag a mistyped or shortened `flag` most likely meant."""

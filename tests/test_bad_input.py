@@ -118,6 +118,8 @@ FLAGS = [
     (["capacity", "--budget", "9" * 400 + "h"], "error: --budget: "),
     (["capacity", "--resolution", "nan"], "error: --resolution: 'nan' is not a percentage"),
     (["run", "--max-cells", "0", "x.toml"], "error: --max-cells: must be >= 1, got 0"),
+    (["capacity", "--writers=--"], "error: argument --writers: expected one argument"),
+    (["watch", "--output=--"], "error: argument --output: expected one argument"),
 ]
 
 
