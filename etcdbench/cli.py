@@ -453,8 +453,14 @@ def run(argv: list[str] | None, out: Console, err: Console) -> int:
         args = build_parser().parse_args(argv)
         return int(args.handlers[args.command](args, out, err))
     except EtcdbenchError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {one_line(str(exc))}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
+
+
+def one_line(message: str) -> str:
+    """`message` with what would break the line or drive the terminal (a value may hold a newline or
+    an escape sequence) shown escaped, as repr() would."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def main(argv: list[str] | None = None) -> int:

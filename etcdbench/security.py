@@ -76,14 +76,14 @@ def parse_endpoint(text: str, *, tls: bool = False) -> str:
     host, port = _host_port(netloc)
     if not host:
         raise UsageError(f"--endpoints: {shown!r} has no host: {ENDPOINTS_HINT}")
+    if not host.isascii() or not host.isprintable() or any(c in host for c in " \\"):
+        raise UsageError(f"--endpoints: {shown!r}: {host!r} is not a host name or IP address")
     if port is None:
         raise UsageError(
             f"--endpoints: {shown!r} has no port: give it, e.g. {scheme}://{netloc}:2379 (etcd's usual one)"
         )
     if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
         raise UsageError(f"--endpoints: {shown!r}: port {port!r} is not a number from 1 to 65535")
-    if not host.isascii() or not host.isprintable() or any(c in host for c in " \\"):
-        raise UsageError(f"--endpoints: {shown!r}: {host!r} is not a host name or IP address")
     return f"{scheme}://{netloc}"
 
 

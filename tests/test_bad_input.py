@@ -113,6 +113,8 @@ FLAGS = [
     (["watch", "--endpoints", "http://h:1/v3"], "'http://h:1/v3' has a path or query"),
     (["watch", "--endpoints", "http://[::1"], "error: --endpoints: "),
     (["watch", "--endpoints", ","], "error: --endpoints: no URL given"),
+    (["watch", "--endpoints", "0\n0"], "error: --endpoints: 'http://0\\n0': '0\\n0' is not a host name"),
+    (["watch", "--kind", "\x1b[2J\u2028"], "error: argument --kind: invalid choice: '\\x1b[2J\\u2028'"),
     (["capacity", "--start", "inf"], "error: argument --start: 'inf' is not a finite number"),
     (["capacity", "--start", "2e6"], "error: --rate: must be at most 1,000,000"),
     (["capacity", "--budget", "9" * 400 + "h"], "error: --budget: "),
