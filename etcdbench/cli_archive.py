@@ -82,10 +82,11 @@ def _cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     with malformed(*args.files):
         comparison = compare(sources)
         rendered = render(comparison)
-        checks = evaluate(rules, comparison) if rules else []
     out.print(rendered, soft_wrap=True)  # long lines stay whole for grep; tables fit the width
     if not rules:
         return EXIT_PASS
+    with malformed(*args.files):
+        checks = evaluate(rules, comparison)
     out.print()
     for line in report(checks):
         out.print(line, soft_wrap=True)
