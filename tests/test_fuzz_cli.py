@@ -112,7 +112,7 @@ def positionals(parser: argparse.ArgumentParser) -> list[argparse.Action]:
 
 @st.composite
 def value_for(draw: st.DrawFn, action: argparse.Action) -> str:
-    if action.dest in PATHISH:  # only files of the sandbox: never a path outside it (root can write there)
+    if action.type is Path or action.dest in PATHISH:  # only the sandbox's files: root can write anywhere
         return draw(st.sampled_from(FILES))
     pools = [st.sampled_from(VALUES), st.text(max_size=12)]
     if action.choices:
