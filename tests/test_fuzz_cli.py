@@ -10,6 +10,7 @@ every check ends there, which is exactly where a real run would start its etcd. 
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import os
@@ -180,6 +181,26 @@ def mutated_sample(draw: st.DrawFn) -> Any:
     return doc
 
 
+HDR_PATHS = [p for p in SAMPLE_PATHS if p[-1] == "hdr"]
+
+
+@st.composite
+def bad_histograms(draw: st.DrawFn) -> Any:
+    """The sample with an HDR blob replaced: random base64, a truncated or bit-flipped real one."""
+    doc = json.loads(json.dumps(SAMPLE))
+    path = draw(st.sampled_from(HDR_PATHS))
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    real = base64.b64decode(node["hdr"])
+    flipped = st.integers(0, len(real) * 8 - 1).map(
+        lambda bit: bytes(b ^ (1 << bit % 8) if i == bit // 8 else b for i, b in enumerate(real))
+    )
+    raw = draw(st.one_of(st.binary(max_size=64), flipped, st.integers(0, len(real)).map(lambda n: real[:n])))
+    node["hdr"] = base64.b64encode(raw).decode()
+    return doc
+
+
 results_files = st.one_of(
     st.binary(max_size=64),
     json_values.map(lambda v: json.dumps(v).encode()),
@@ -187,6 +208,7 @@ results_files = st.one_of(
         lambda v: json.dumps({"format": "etcdbench-results", "schema_version": 2, "x": v}).encode()
     ),
     mutated_sample().map(lambda d: json.dumps(d).encode()),
+    bad_histograms().map(lambda d: json.dumps(d).encode()),
 )
 
 TOML_VALUES = (
@@ -283,6 +305,20 @@ def test_fuzz_random_scenario_files(tmp_path: Path) -> None:
         (tmp_path / "s.toml").write_bytes(content)
         code, _ = cli(["run", "s.toml", "--json"])
         assert code in (2, 3)  # refused, or valid up to the etcd it would start
+
+    with sandbox(tmp_path):
+        check()
+
+
+def test_fuzz_broken_histograms_for_the_readers_that_decode_them(tmp_path: Path) -> None:
+    label = SAMPLE["runs"][0]["label"]
+
+    @settings(FUZZ, max_examples=max(FUZZ.max_examples // 3, 10))  # each example renders a comparison
+    @given(bad_histograms(), st.sampled_from(["watch", "put", "schedule_slip"]))
+    def check(doc: Any, metric: str) -> None:
+        (tmp_path / "h.json").write_text(json.dumps(doc))
+        cli(["export", "h.json", "--format", "hgrm", "--run", label, "--metric", metric])
+        cli(["compare", "h.json", "h.json", "--fail-if", "watch.p99 > +10%"])
 
     with sandbox(tmp_path):
         check()
