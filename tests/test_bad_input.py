@@ -419,3 +419,23 @@ def test_the_committed_samples_still_load() -> None:
     for path in sorted((Path(__file__).parent / "data").glob("results-v*.json")):
         assert load(path)["runs"]
     assert copy.deepcopy(sample()) == sample()
+
+
+def test_a_full_disk_at_save_time_is_one_error_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import etcdbench.results.io as results_io
+    from etcdbench.errors import EXIT_RUNTIME, EtcdbenchError
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results_io.json, "dump", full)
+    with pytest.raises(
+        EtcdbenchError, match=r"r\.json: cannot be written \(No space left on device\)"
+    ) as info:
+        results_io.write_atomic(tmp_path / "r.json", sample())
+    assert info.value.exit_code == EXIT_RUNTIME
+    assert list(tmp_path.iterdir()) == []

@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 
 from etcdbench import __version__
-from etcdbench.errors import UsageError
+from etcdbench.errors import EtcdbenchError, UsageError
 
 SCHEMA_VERSION = 2
 FORMAT_NAME = "etcdbench-results"
@@ -115,15 +115,23 @@ def new_results(env: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, results: dict[str, Any]) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write to a temporary file beside `path`, then rename: readers never see half a file.
+
+    EtcdbenchError (exit 3) when the disk refuses: the path was checked writable before the run."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise EtcdbenchError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__})") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file is for sharing
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
             f.write("\n")
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise EtcdbenchError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
