@@ -1,7 +1,7 @@
 """Every malformed flag, file and results document: one line naming it, exit 2, nothing started or written.
 
-Commands run in this process (`cli.run`, as `etcdbench` does) with `session.Target` replaced by a
-tripwire: a test fails if anything gets as far as starting or reaching an etcd.
+Commands run in this process (`cli.run`, as `etcdbench` does) with `session.Target.__enter__` replaced
+by a tripwire: a test fails if anything gets as far as starting or reaching an etcd.
 """
 
 from __future__ import annotations
@@ -30,18 +30,17 @@ SAMPLE = Path(__file__).parent / "data" / "results-v2.json"
 SECRET = "hunter2"
 
 
-class Tripwire:
-    """Stands in for session.Target: constructing it means a bad input got through."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        raise AssertionError(f"an etcd target was made for bad input: {kwargs}")
+def tripwire(self: Any) -> Any:
+    """Stands in for session.Target.__enter__, where etcd is started or reached: bad input got through."""
+    raise AssertionError(f"an etcd would be started or reached for bad input: {self.endpoints}")
 
 
 @pytest.fixture
 def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     import etcdbench.session
 
-    monkeypatch.setattr(etcdbench.session, "Target", Tripwire)
+    monkeypatch.setattr(etcdbench.session.Target, "__enter__", tripwire)
+    monkeypatch.delenv("ETCDBENCH_RUN_ID", raising=False)
     monkeypatch.delenv("ETCDBENCH_PASSWORD", raising=False)
     monkeypatch.chdir(tmp_path)
     yield tmp_path
@@ -244,7 +243,7 @@ def test_v2_and_v3_read_one_url_alike(cwd: Path) -> None:
 def test_host_port_without_scheme_is_accepted_by_the_command_line(cwd: Path) -> None:
     assert parse_endpoints(" 127.0.0.1:2379 , h:1 ") == ["http://127.0.0.1:2379", "http://h:1"]
     # accepted, so the run gets as far as the (tripwired) target
-    with pytest.raises(AssertionError, match="target was made"):
+    with pytest.raises(AssertionError, match="an etcd would be started or reached"):
         cli("watch", "--endpoints", "127.0.0.1:2379", "--duration", "1")
 
 

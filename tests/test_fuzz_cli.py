@@ -2,9 +2,10 @@
 
 Commands run in this process through `cli.run` (what `etcdbench` runs), so an exception other than
 etcdbench's own typed errors fails the test with the argv that raised it. Nothing can start or reach an
-etcd: `session.Target` is replaced by a stand-in that raises EtcdError (exit 3), so an input that passes
-every check ends there, which is exactly where a real run would start its etcd. Deterministic
-(derandomize) and bounded (max_examples), with no deadline: a loaded host makes it slower, not flaky.
+etcd: `session.Target.__enter__` is replaced by a stand-in that raises EtcdError (exit 3), so an input
+that passes every check (the Target's own refusals included) ends exactly where a real run would start
+or reach its etcd. Deterministic (derandomize) and bounded (max_examples), with no deadline: a loaded
+host makes it slower, not flaky.
 """
 
 from __future__ import annotations
@@ -40,22 +41,23 @@ FUZZ = settings(
 )
 
 
-class NoEtcd:
-    """session.Target's stand-in: an input that got this far is valid; the run would start etcd here."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        raise EtcdError("fuzz: no etcd in this test")
+def no_etcd(self: Any) -> Any:
+    """session.Target.__enter__'s stand-in: an input that got this far passed every check (the Target's
+    own too); this is where the run would start or reach etcd."""
+    raise EtcdError("fuzz: no etcd in this test")
 
 
 @contextmanager
 def sandbox(directory: Path) -> Iterator[None]:
     """Run in `directory` (relative paths land there), with no etcd and no password to find."""
     old = Path.cwd()
-    env = {k: v for k, v in os.environ.items() if k not in ("ETCDBENCH_PASSWORD", "ETCD_BIN")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("ETCDBENCH_PASSWORD", "ETCD_BIN", "ETCDBENCH_RUN_ID")
+    }
     os.chdir(directory)
     try:
         with (
-            mock.patch.object(etcdbench.session, "Target", NoEtcd),
+            mock.patch.object(etcdbench.session.Target, "__enter__", no_etcd),
             mock.patch.dict(os.environ, env, clear=True),
         ):
             yield

@@ -39,8 +39,9 @@ def cluster() -> Iterator[LocalCluster]:
 def test_two_shards_share_one_schedule_and_keep_exact_books(cluster: LocalCluster, tmp_path: Path) -> None:
     prefix = "/etcdbench-test/shards/"
     urls = ",".join(cluster.client_urls)
+    run_id = f"test-{tmp_path.name}"  # new for every run
     common = [
-        *("--endpoints", urls, "--prefix", prefix, "--rate", "200", "--duration", "1"),
+        *("--endpoints", urls, "--prefix", prefix, "--rate", "200", "--duration", "1", "--run-id", run_id),
         *("--warmup", "0.5", "--objects", "20", "--workload", "mix", "--mix", "update=3,create=1,delete=1"),
     ]
     procs = [
@@ -65,11 +66,9 @@ def test_two_shards_share_one_schedule_and_keep_exact_books(cluster: LocalCluste
     ]
     outputs = [p.communicate(timeout=180) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode in (0, 1), err  # the verdict is the host's load; the books below are exact
+        assert p.returncode == 0, err  # a shard that measured exits 0, PASS or FAIL: the verdict is merge's
     shard_files = [tmp_path / f"s{i}.json" for i in range(2)]
     docs = [json.loads(f.read_text()) for f in shard_files]
-    for p, doc in zip(procs, docs, strict=True):
-        assert doc["runs"][0]["verdict"]["pass"] == (p.returncode == 0)
     assert all(len(d["environment"]["etcd"]["members"]) == 3 for d in docs)
     runs = [d["runs"][0] for d in docs]
     for run in runs:
@@ -84,7 +83,7 @@ def test_two_shards_share_one_schedule_and_keep_exact_books(cluster: LocalCluste
     from etcdbench.backends.v3 import V3Backend
 
     admin = V3Backend(Endpoint(tuple(cluster.client_urls)))
-    assert admin.count_prefix(prefix) == 0  # shard 0 cleaned up once both were done
+    assert admin.count_prefix(prefix) == 0  # each shard removed its own keys once both were done
     assert admin.count_prefix("/etcdbench/barrier/") == 0
     admin.close()
 
