@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,11 +32,10 @@ from etcdbench.interrupt import Interrupted
 from etcdbench.interrupt import install as install_interrupt_handlers
 from etcdbench.network.flags import add_network_flags, network_values
 from etcdbench.report.console import summary
-from etcdbench.results.io import check_writable, default_path, load, write_atomic
+from etcdbench.results.io import check_writable, default_path, load, malformed, write_atomic
 from etcdbench.scenario import (
     BACKENDS,
     DEFAULT_PREFIX,
-    DURATION_HINT,
     ENCODINGS,
     EXTERNAL_PREFIX,
     KINDS,
@@ -46,10 +48,12 @@ from etcdbench.scenario import (
     parse_seconds,
     parse_shard,
 )
-from etcdbench.security import Credentials, add_security_flags, credentials_from_args
+from etcdbench.security import Credentials, add_security_flags, credentials_from_args, parse_endpoints
 
 if TYPE_CHECKING:
     from etcdbench.session import Target
+
+MAX_CLUSTER_SIZE = 9  # embedded members on one host; etcd advises 7 at most in production
 
 # (phase, seconds elapsed, seconds total), as etcdbench.workload.runner.Progress
 RunProgress = Callable[[str, float, float], None]
@@ -67,10 +71,66 @@ FORCE_HELP = "run beside others' keys under --prefix on an external etcd (never 
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse prints usage and exits on its own; we want one line and our exit code."""
+    """argparse prints usage and exits on its own; we want one line and our exit code.
+
+    No abbreviations: `--pass=X` would otherwise be matched against `--password-file` (and echoed
+    whole when ambiguous), and a flag added later would silently change what an abbreviation means.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        raise UsageError(redact_argparse(message, _known_flags(self)))
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # argparse drops a '--' value ('--writers=--') and hands the flag an empty list, unchecked.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
+
+def _closest(flag: str, known: list[str]) -> str | None:
+    """The flag a mistyped or shortened `flag` most likely meant."""
+    longer = [k for k in known if k.startswith(flag)]
+    if longer:
+        return longer[0]
+    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _known_flags(parser: argparse.ArgumentParser) -> list[str]:
+    """Every documented flag of `parser` and its subcommands (the top parser reports their leftovers)."""
+    flags: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                flags.extend(f for f in _known_flags(sub) if f not in flags)
+        elif action.help != argparse.SUPPRESS:
+            flags.extend(f for f in action.option_strings if f not in flags)
+    return flags
+
+
+_UNRECOGNIZED = "unrecognized arguments: "
+_FLAG_VALUE = re.compile(r"(--?[A-Za-z0-9][\w-]*)=\S*")
+
+
+def redact_argparse(message: str, known: list[str] | None = None) -> str:
+    """An argparse error without the values it would echo: a stray word or a `--flag=value` may be a
+    password typed in the wrong place. Flag names are kept (with the flag meant, when one is close);
+    values are counted, not shown."""
+    if message.startswith(_UNRECOGNIZED):
+        words = message.removeprefix(_UNRECOGNIZED).split()
+        flags = [w.split("=", 1)[0] for w in words if w.startswith("-")]
+        values = sum(1 for w in words if not w.startswith("-") or "=" in w)
+        shown = " ".join(flags)
+        if values:
+            shown += (" " if flags else "") + f"({values} value(s) not echoed: one may be a secret)"
+        close = [c for f in flags if (c := _closest(f, known or [])) is not None]
+        hint = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
+        return f"unrecognized arguments: {shown}{hint}"
+    return _FLAG_VALUE.sub(r"\1=…", message)
 
 
 def _positive_int(text: str) -> int:
@@ -82,17 +142,20 @@ def _positive_int(text: str) -> int:
 
 def _number(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):  # float() takes 'inf' and 'nan'; no flag means either
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def _seconds(text: str) -> float:
     """--duration, --warmup: seconds as a bare number, or with a unit (a soak: --duration 30m)."""
     try:
         return parse_seconds("", text)
-    except UsageError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: {DURATION_HINT}") from None
+    except UsageError as exc:  # argparse puts the flag in front of the reason
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(": ")) from None
 
 
 def add_workload_flags(p: argparse.ArgumentParser) -> None:
@@ -274,16 +337,12 @@ def _config(args: argparse.Namespace) -> RunConfig:
     return workload_config(args, rate=args.rate, faults=tuple(args.fault), shard=shard, shards=shards)
 
 
-def _endpoints(text: str | None) -> list[str] | None:
-    if text is None:
+def _endpoints(args: argparse.Namespace) -> list[str] | None:
+    """--endpoints as normalised URLs (security.parse_endpoint), or None for the embedded etcd."""
+    if args.endpoints is None:
         return None
-    urls = [u.strip() for u in text.split(",") if u.strip()]
-    for u in urls:
-        if not u.startswith(("http://", "https://")):
-            raise UsageError(f"--endpoints: {u!r} is not an http:// or https:// URL")
-    if not urls:
-        raise UsageError("--endpoints: no URL given")
-    return urls
+    tls = any(getattr(args, flag, None) for flag in ("cacert", "cert", "key"))
+    return parse_endpoints(args.endpoints, tls=tls)
 
 
 class Saver:
@@ -350,6 +409,8 @@ def target_for(
     """The etcd every run of the command uses: --endpoints, or one started here (see session.Target)."""
     from etcdbench.session import Target  # imports grpc: keep `--help` and `show` fast
 
+    if not 1 <= args.cluster_size <= MAX_CLUSTER_SIZE:
+        raise UsageError(f"--cluster-size: must be from 1 to {MAX_CLUSTER_SIZE}, got {args.cluster_size}")
     return Target(
         endpoints=endpoints,
         etcd_bin=args.etcd_bin,
@@ -382,7 +443,7 @@ def _progress_bar(err: Console, config: RunConfig) -> Iterator[RunProgress | Non
 
 def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
     config = _config(args)
-    endpoints = _endpoints(args.endpoints)
+    endpoints = _endpoints(args)
     credentials = credentials_from_args(args)  # prompts for the password, if it must, before anything runs
     saver = Saver(args)
     target = target_for(args, endpoints, credentials)
@@ -416,8 +477,9 @@ def _cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
     from etcdbench.report.matrix import comparison
 
     results = load(args.file)
-    out.print(summary(results))
-    for part in comparison(results):
+    with malformed(args.file):  # render first: nothing is printed for a document that cannot be
+        parts = [summary(results), *comparison(results)]
+    for part in parts:
         out.print(part)
     return EXIT_PASS
 
@@ -428,8 +490,14 @@ def run(argv: list[str] | None, out: Console, err: Console) -> int:
         args = build_parser().parse_args(argv)
         return int(args.handlers[args.command](args, out, err))
     except EtcdbenchError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {one_line(str(exc))}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
+
+
+def one_line(message: str) -> str:
+    """`message` with what would break the line or drive the terminal (a value may hold a newline or
+    an escape sequence) shown escaped, as repr() would."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from etcdbench.report.compare import (
 )
 from etcdbench.report.export import FORMATS, LATENCY_METRICS, PERFDASH_PREFIX, export, perfdash_artifacts
 from etcdbench.report.gate import evaluate, gate_dict, gate_markdown, parse_rule, report
-from etcdbench.results.io import check_writable, load, write_atomic
+from etcdbench.results.io import check_writable, load, malformed, write_atomic
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
 
@@ -101,21 +101,27 @@ def _cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     rules = [parse_rule(text) for text in args.fail_if]  # a malformed rule fails before any file is read
     if len(args.files) < 2:
         raise UsageError("compare: needs at least two results files (the first is the baseline)")
-    comparison = compare(_sources(args.files))
-    if args.json or args.markdown:
-        checks = evaluate(rules, comparison) if rules else []
-        if args.json:
-            doc = comparison_dict(comparison)
-            doc["gate"] = gate_dict(checks) if rules else None
-            out.out(json.dumps(doc, indent=2, ensure_ascii=False), highlight=False)
+    sources = _sources(args.files)
+    with malformed(*args.files):
+        comparison = compare(sources)
+        if args.json or args.markdown:
+            checks = evaluate(rules, comparison) if rules else []
+            if args.json:
+                doc = comparison_dict(comparison)
+                doc["gate"] = gate_dict(checks) if rules else None
+                text = json.dumps(doc, indent=2, ensure_ascii=False)
+            else:
+                text = "\n".join(comparison_markdown(comparison) + (gate_markdown(checks) if rules else []))
         else:
-            lines = comparison_markdown(comparison) + (gate_markdown(checks) if rules else [])
-            out.out("\n".join(lines), highlight=False)
+            rendered = render(comparison)
+    if args.json or args.markdown:
+        out.out(text, highlight=False)
         return EXIT_FAIL if any(c.broken for c in checks) else EXIT_PASS
-    out.print(render(comparison), soft_wrap=True)  # long lines stay whole for grep; tables fit the width
+    out.print(rendered, soft_wrap=True)  # long lines stay whole for grep; tables fit the width
     if not rules:
         return EXIT_PASS
-    checks = evaluate(rules, comparison)
+    with malformed(*args.files):
+        checks = evaluate(rules, comparison)
     out.print()
     for line in report(checks):
         out.print(line, soft_wrap=True)
@@ -143,7 +149,9 @@ def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
         return _export_artifacts(args, out)
     if args.out is not None:
         check_writable(args.out, "--out")
-    text = export(load(args.file), args.format, metric=args.metric, label=args.run)
+    results = load(args.file)
+    with malformed(args.file):
+        text = export(results, args.format, metric=args.metric, label=args.run)
     if args.out is None:
         out.out(text, end="", highlight=False)
     else:
@@ -159,7 +167,9 @@ def _export_artifacts(args: argparse.Namespace, out: Console) -> int:
         raise UsageError("--artifacts: writes one file per metric; drop --out")
     if args.artifacts.exists() and not args.artifacts.is_dir():
         raise UsageError(f"--artifacts: {args.artifacts} is not a directory")
-    files = perfdash_artifacts(load(args.file), args.perfdash_prefix, args.run, args.metric)
+    results = load(args.file)
+    with malformed(args.file):
+        files = perfdash_artifacts(results, args.perfdash_prefix, args.run, args.metric)
     if not files:
         raise UsageError(f"{args.file}: no latency recorded, no perfdash file to write")
     for name, text in files.items():
@@ -173,9 +183,11 @@ def _cmd_merge(args: argparse.Namespace, out: Console, err: Console) -> int:
     from etcdbench.results.merge import merge_files
 
     check_writable(args.output)
-    results = merge_files(args.files)
+    with malformed(*args.files):  # refused before anything is written
+        results = merge_files(args.files)
+        shown = summary(results)
     write_atomic(args.output, results)
-    out.print(summary(results))
+    out.print(shown)
     out.print(
         f"merged {len(args.files)} shards: {args.output}", markup=False, highlight=False, soft_wrap=True
     )
@@ -189,8 +201,9 @@ def _cmd_plot(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} is not a directory")
     sources = _sources(args.files)
-    pngs = plot.render_pngs(sources)
-    page = plot.html_report(sources, pngs)
+    with malformed(*args.files):
+        pngs = plot.render_pngs(sources)
+        page = plot.html_report(sources, pngs)
     for name, png in pngs.items():
         _write(args.out / name, png, "--out")
         out.print(f"wrote {args.out / name}", markup=False, highlight=False)

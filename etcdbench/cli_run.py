@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -40,14 +40,12 @@ from etcdbench.scenario import (
     BACKENDS,
     ENCODINGS,
     EXTERNAL_PREFIX,
+    MAX_RATE,
     RunConfig,
     parse_duration_us,
 )
-from etcdbench.scenario_file import Overrides, Scenario, from_results, load_file
+from etcdbench.scenario_file import MAX_CELLS, Overrides, Scenario, from_results, load_file
 from etcdbench.security import add_security_flags, credentials_from_args
-
-if TYPE_CHECKING:
-    pass
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
 
@@ -85,6 +83,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     r.add_argument("--encoding", help="run only the cells of these encodings, e.g. protobuf")
     r.add_argument("--prefix", help="key prefix of every cell (overrides the file)")
     add_network_flags(r, overrides=True)
+    r.add_argument(
+        "--max-cells",
+        type=_positive_int,
+        default=MAX_CELLS,
+        metavar="N",
+        help="refuse a matrix of more than N cells, each a whole run (default %(default)s)",
+    )
     _target_flags(r)
     add_safety_flags(r, faults=True, shards=False)
 
@@ -159,7 +164,9 @@ def _overrides(args: argparse.Namespace) -> Overrides:
         only["backend"] = backends
     if (encodings := _only("--encoding", args.encoding, ENCODINGS)) is not None:
         only["encoding"] = encodings
-    return Overrides(scale=args.scale, values=values, only=only)
+    if args.max_cells < 1:
+        raise UsageError(f"--max-cells: must be >= 1, got {args.max_cells}")
+    return Overrides(scale=args.scale, values=values, only=only, max_cells=args.max_cells)
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
@@ -201,7 +208,7 @@ def _progress(err: Console, total: int) -> Iterator[Callable[[int, str], RunProg
 
 def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     scenario = _scenario(args)
-    endpoints = _endpoints(args.endpoints)
+    endpoints = _endpoints(args)
     credentials = credentials_from_args(args)
     saver = Saver(args)
     if args.scale is not None and "cluster" not in scenario.document:
@@ -268,7 +275,7 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
     if not budget_s > 0:
         raise UsageError(f"--budget: must be > 0, got {args.budget!r}")
     resolution = _resolution(args.resolution)
-    endpoints = _endpoints(args.endpoints)
+    endpoints = _endpoints(args)
     credentials = credentials_from_args(args)
     saver = Saver(args)
     # Below this rate a step has fewer writes than writers (RunConfig refuses it): stop falling there.
@@ -281,7 +288,8 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
         with saver.keeping_partial(results, out, err), _progress(err, 0) as progress_for:
 
             def measure(rate: float) -> dict[str, Any]:
-                config = replace(base, rate=rate)
+                # Rising past the bound would be refused mid-search: measure at the bound instead.
+                config = replace(base, rate=min(rate, MAX_RATE))
                 i = len(results["runs"])
                 run = target.run(config, progress_for(i, config.label) if progress_for else None)
                 results["runs"].append(run)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from etcdbench.errors import UsageError
 from etcdbench.faults import parse_fault
+from etcdbench.workload.accounting import format_stamp
 
 BACKENDS = ("v2", "v3")
 ENCODINGS = ("json", "protobuf")
@@ -20,6 +20,23 @@ SIZE_PROFILES = ("k8s-1.6", "modern")
 DEFAULT_PREFIX = "/registry/"
 # On an etcd etcdbench did not start, its keys live under its own prefix: never beside a real cluster's.
 EXTERNAL_PREFIX = "/etcdbench/registry/"
+
+# Digits of the writer id and of its sequence number in a stamp, read off the stamp format itself.
+STAMP_WRITER_DIGITS, STAMP_SEQ_DIGITS = (len(part) for part in format_stamp(0, 0, 0).split(":")[:2])
+
+# Upper bounds (docs/scenarios.md, "Limits"). Far above any run that means something on one host, low
+# enough that a typo is refused before a process starts instead of exhausting the machine or the stamp.
+MAX_RATE = 1_000_000.0  # writes/s: ~20x etcd's own published best with 1,000 clients
+MAX_SECONDS = 7 * 24 * 3600.0  # --duration, --warmup, --drain, --ttl: a week-long soak at most
+MAX_WRITERS = 256  # writer processes of one load generator (one host)
+MAX_WRITER_IDS = 10**STAMP_WRITER_DIGITS  # writers x shards: an id past 9999 would widen the stamp
+MAX_WATCHERS = 1_000  # watches of one load generator...
+MAX_WATCHER_PROCESSES = 256  # ...in at most this many processes (one per stream)
+MAX_OBJECTS = 10_000_000  # --objects and each --preload count: 66x the 150,000 pods of k8s 1.6
+MAX_INFLIGHT = 10_000  # puts in flight per writer
+MAX_WRITES = 10**STAMP_SEQ_DIGITS  # sequence numbers of one writer: 12 digits in the stamp
+MAX_NETWORK_DELAY_US = 10_000_000  # --rtt, --jitter: 10 s, far past any real network
+MAX_BANDWIDTH_MBIT = 1_000_000.0  # --bandwidth: 1 Tbit/s
 
 
 @dataclass(frozen=True)
@@ -62,47 +79,65 @@ class RunConfig:
         _choice("--encoding", self.encoding, ENCODINGS)
         _choice("--kind", self.kind, KINDS)
         _choice("--v2-watch", self.v2_watch, V2_WATCH_MODES)
-        _positive("--rate", self.rate)
-        _positive("--writers", self.writers)
-        _positive("--objects", self.objects)
-        _positive("--duration", self.duration_s)
-        _positive("--slo-p99", self.slo_p99_us)
-        _positive("--max-inflight", self.max_inflight)
-        _positive("--drain", self.drain_s)
+        _positive("--rate", self.rate, MAX_RATE)
+        _positive("--writers", self.writers, MAX_WRITERS)
+        _positive("--objects", self.objects, MAX_OBJECTS)
+        _positive("--duration", self.duration_s, MAX_SECONDS)
+        _positive("--slo-p99", self.slo_p99_us, MAX_SECONDS * 1e6)
+        _positive("--max-inflight", self.max_inflight, MAX_INFLIGHT)
+        _positive("--drain", self.drain_s, MAX_SECONDS)
         _choice("--workload", self.workload, WORKLOADS)
         _choice("--size-profile", self.size_profile, SIZE_PROFILES)
-        _positive("--watchers", self.watchers)
-        _positive("--watchers-per-stream", self.watchers_per_stream)
+        _positive("--watchers", self.watchers, MAX_WATCHERS)
+        _positive("--watchers-per-stream", self.watchers_per_stream, MAX_WATCHERS)
+        if -(-self.watchers // self.watchers_per_stream) > MAX_WATCHER_PROCESSES:
+            raise UsageError(
+                f"--watchers: {self.watchers} watches at {self.watchers_per_stream} per stream would take "
+                f"more than {MAX_WATCHER_PROCESSES} watcher processes; raise --watchers-per-stream (v3)"
+            )
         if self.watchers_per_stream > 1 and self.backend != "v3":
             raise UsageError("--watchers-per-stream: only the v3 API multiplexes watches on one stream")
         if self.churn_updates < 0:
             raise UsageError(f"--churn-updates: must be >= 0, got {self.churn_updates}")
-        if self.ttl_s < 0:
-            raise UsageError(f"--ttl: must be >= 0, got {self.ttl_s:g}")
+        _at_least_zero("--ttl", self.ttl_s, MAX_SECONDS)
+        if self.ttl_s != int(self.ttl_s):  # v2 would round 0.4 to "no TTL", v3 up to a 1 s lease
+            raise UsageError(f"--ttl: etcd counts TTLs in whole seconds, got {self.ttl_s:g}")
+        _at_least_zero("--warmup", self.warmup_s, MAX_SECONDS)
         for kind, count in self.preload.items():
             _choice("--preload", kind, KINDS)
-            if count < 0:
-                raise UsageError(f"--preload: {kind}={count} must be >= 0")
+            if not 0 <= count <= MAX_OBJECTS:
+                raise UsageError(f"--preload: {kind}={count} must be from 0 to {MAX_OBJECTS:,}")
         parse_mix(self.mix)
-        object.__setattr__(self, "faults", tuple(str(parse_fault(f)) for f in self.faults))
+        faults = [parse_fault(f) for f in self.faults]
+        object.__setattr__(self, "faults", tuple(str(f) for f in faults))
         run_s = self.warmup_s + self.duration_s
-        for f in self.faults:
-            if parse_fault(f).at_s >= run_s:
+        for f in faults:
+            if not f.at_s < run_s:
                 raise UsageError(f"--fault: {f} starts after the writes end ({run_s:g} s)")
         if not 0 <= self.shard < self.shards:
             raise UsageError(f"--shard: {self.shard}/{self.shards} is not I/N with 0 <= I < N")
-        _network("--rtt", self.rtt_us)
-        _network("--jitter", self.jitter_us)
-        _network("--bandwidth", self.bandwidth_mbit)
+        _at_least_zero("--rtt", self.rtt_us, MAX_NETWORK_DELAY_US)
+        _at_least_zero("--jitter", self.jitter_us, MAX_NETWORK_DELAY_US)
+        _at_least_zero("--bandwidth", self.bandwidth_mbit, MAX_BANDWIDTH_MBIT)
         if self.jitter_us * 2 > self.rtt_us:
             raise UsageError(
                 f"--jitter: {self.jitter_us / 1000:g}ms is more than half of --rtt {self.rtt_us / 1000:g}ms: "
                 "each hop's delay (rtt/2 ± jitter) would go below zero"
             )
-        if self.warmup_s < 0:
-            raise UsageError(f"--warmup: must be >= 0, got {self.warmup_s:g}")
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
             raise UsageError(f"--prefix: must start and end with '/', got {self.prefix!r}")
+        if not self.prefix.isprintable() or not _utf8(self.prefix):
+            raise UsageError(f"--prefix: {self.prefix!r} holds a control character or is not UTF-8 text")
+        if self.total_writers > MAX_WRITER_IDS:
+            raise UsageError(
+                f"--writers: {self.writers} writers x {self.shards} shards is more than the "
+                f"{MAX_WRITER_IDS} writer ids a {STAMP_WRITER_DIGITS}-digit stamp holds"
+            )
+        if self.total_writes >= MAX_WRITES:
+            raise UsageError(
+                f"--rate: {self.total_writes:,} writes (rate x (warmup + duration)) is more than a "
+                f"{STAMP_SEQ_DIGITS}-digit stamp counts"
+            )
         if self.total_writers > self.total_writes:
             raise UsageError(
                 f"--writers: {self.writers} writers for {self.total_writes} writes leaves some idle; "
@@ -148,7 +183,7 @@ class RunConfig:
 def parse_shard(text: str) -> tuple[int, int]:
     """ "2/4" -> (2, 4)."""
     i, sep, n = text.partition("/")
-    if not sep or not i.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(i) < int(n):
+    if not sep or not _whole(i) or not _whole(n) or not 0 <= int(i) < int(n):
         raise UsageError(f"--shard: {text!r} is not I/N with 0 <= I < N")
     return int(i), int(n)
 
@@ -158,7 +193,7 @@ def parse_mix(text: str) -> dict[str, int]:
     for part in text.split(","):
         op, sep, weight = part.partition("=")
         op = op.strip()
-        if not sep or op not in MIX_OPS or not weight.strip().isdigit():
+        if not sep or op not in MIX_OPS or not _whole(weight):
             raise UsageError(f"--mix: {part.strip()!r} is not OP=WEIGHT with OP one of {', '.join(MIX_OPS)}")
         if op in weights:
             raise UsageError(f"--mix: {op} given twice")
@@ -175,10 +210,17 @@ def parse_preload(text: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         kind, sep, n = part.partition("=")
-        if not sep or kind.strip() not in KINDS or not n.strip().isdigit():
+        if not sep or kind.strip() not in KINDS or not _whole(n):
             raise UsageError(f"--preload: {part!r} is not KIND=COUNT with KIND one of {', '.join(KINDS)}")
         counts[kind.strip()] = int(n)
     return counts
+
+
+_WHOLE = re.compile(r"\s*[0-9]{1,15}\s*")  # ASCII digits: str.isdigit() also takes '²', which int() refuses
+
+
+def _whole(text: str) -> bool:
+    return _WHOLE.fullmatch(text) is not None
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -186,14 +228,29 @@ def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
         raise UsageError(f"{flag}: unknown value {value!r}; choose one of {', '.join(allowed)}")
 
 
-def _network(flag: str, value: float) -> None:
-    if not value >= 0 or math.isinf(value):  # also rejects NaN
-        raise UsageError(f"{flag}: must be >= 0, got {value:g}")
-
-
-def _positive(flag: str, value: float) -> None:
+def _positive(flag: str, value: float, most: float) -> None:
     if not value > 0:  # also rejects NaN
         raise UsageError(f"{flag}: must be > 0, got {value:g}")
+    _at_most(flag, value, most)
+
+
+def _at_least_zero(flag: str, value: float, most: float) -> None:
+    if not value >= 0:
+        raise UsageError(f"{flag}: must be >= 0, got {value:g}")
+    _at_most(flag, value, most)
+
+
+def _at_most(flag: str, value: float, most: float) -> None:
+    if not value <= most:  # also rejects infinity
+        raise UsageError(f"{flag}: must be at most {most:,.0f} (docs/scenarios.md, Limits), got {value:g}")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # argv bytes that are not UTF-8 arrive as lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)\s*$")
@@ -207,13 +264,19 @@ def parse_duration_us(flag: str, text: str) -> int:
     m = _DURATION.match(text)
     if not m:
         raise UsageError(f"{flag}: {text!r} is not a duration with a unit (e.g. 1s, 250ms, 500us)")
-    return round(float(m.group(1)) * _UNIT_US[m.group(2)])
+    us = float(m.group(1)) * _UNIT_US[m.group(2)]
+    if not us <= MAX_SECONDS * 1e6:  # a 400-digit number is a float infinity
+        raise UsageError(f"{flag}: {text!r} is longer than {MAX_SECONDS / 86400:g} days")
+    return round(us)
 
 
 def parse_seconds(flag: str, text: str) -> float:
     """'10' (seconds, as these flags always took), '90s', '30m', '1.5h', '500ms' -> seconds."""
     if _NUMBER.match(text):
-        return float(text)
+        seconds = float(text)
+        if not abs(seconds) <= MAX_SECONDS:
+            raise UsageError(f"{flag}: {text!r} is longer than {MAX_SECONDS / 86400:g} days")
+        return seconds
     if not _DURATION.match(text):
         raise UsageError(f"{flag}: {text!r} is not a duration: {DURATION_HINT}")
     return parse_duration_us(flag, text) / 1e6

@@ -40,6 +40,10 @@ from typing import Any
 from etcdbench.errors import UsageError
 from etcdbench.scenario import RunConfig
 
+# A matrix larger than this is refused unless `etcdbench run --max-cells N` allows it: every cell is
+# a whole run, so a typo in a list (or a product of long ones) would otherwise book the host for days.
+MAX_CELLS = 100
+MAX_SCALE = 1000.0  # --scale / scale: 1000x the k8s-1.6 cluster is 150M pods, far past any real one
 TOP_KEYS = ("name", "description", "scale", "cluster", "run", "matrix")
 CLUSTER_COUNTS = {"nodes": "node", "pods": "pod", "events": "event"}  # [cluster] key -> object kind
 CLUSTER_KEYS = (*CLUSTER_COUNTS, "heartbeat_s")
@@ -79,6 +83,7 @@ class Overrides:
     scale: float | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
     only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    max_cells: int = MAX_CELLS  # --max-cells: not part of the scenario, never recorded
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ def load_file(path: Path, overrides: Overrides | None = None) -> Scenario:
         raise UsageError(f"{path}: not UTF-8 text, so not a TOML scenario file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: TOML syntax error: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: TOML nested too deeply to be a scenario file") from None
     return build(doc, origin=str(path), default_name=path.stem, overrides=overrides)
 
 
@@ -142,12 +149,13 @@ def _build(doc: Any, default_name: str, ov: Overrides, origin: str, key_prefix: 
         raise _Bad("name", "must not be empty")
     description = _string("description", doc.get("description", ""))
     scale = _number("scale", doc.get("scale", 1.0))
-    if not scale > 0 or math.isinf(scale):
-        raise _Bad("scale", f"must be a finite number > 0, got {scale:g}")
+    _check_scale("scale", scale)
     if ov.scale is not None:
         scale = ov.scale
-        if not scale > 0 or math.isinf(scale):
-            raise _Bad("--scale", f"must be a finite number > 0, got {scale:g}", flag=True)
+        try:
+            _check_scale("--scale", scale)
+        except _Bad as bad:
+            raise _Bad(bad.key, bad.message, flag=True) from None
     cluster = _cluster(_table("cluster", doc.get("cluster", {})))
     run = _fields_table("run", _table("run", doc.get("run", {})))
     axes = _matrix(_table("matrix", doc.get("matrix", {})))
@@ -157,6 +165,13 @@ def _build(doc: Any, default_name: str, ov: Overrides, origin: str, key_prefix: 
 
     run, axes = _apply_values(run, axes, ov.values)
     axes = _apply_only(run, axes, ov.only)
+    count = math.prod(len(values) for _, values in axes)
+    if count > ov.max_cells:  # counted before expanding: a product of long axes is itself too big to build
+        raise _Bad(
+            "matrix",
+            f"{count:,} cells, each a whole run, is more than --max-cells {ov.max_cells}; "
+            f"pass --max-cells {count} to run them all",
+        )
     cells = _expand(name, scale, cluster, run, axes, ov, origin, key_prefix)
 
     document: dict[str, Any] = {"name": name}
@@ -169,6 +184,13 @@ def _build(doc: Any, default_name: str, ov: Overrides, origin: str, key_prefix: 
     if axes:
         document["matrix"] = {key: values for key, values in axes}
     return Scenario(name, json.loads(json.dumps(document)), cells)
+
+
+def _check_scale(where: str, scale: float) -> None:
+    if not scale > 0 or math.isinf(scale):
+        raise _Bad(where, f"must be a finite number > 0, got {scale:g}")
+    if scale > MAX_SCALE:
+        raise _Bad(where, f"must be at most {MAX_SCALE:g} (docs/scenarios.md, Limits), got {scale:g}")
 
 
 # ---------------------------------------------------------------------------------------- tables
@@ -335,7 +357,7 @@ def _expand(
             choices.append([({key: v}, {key: f"matrix.{key}"}) for v in axis])
 
     cells: list[RunConfig] = []
-    seen: list[dict[str, Any]] = []
+    seen: set[str] = set()  # identities as canonical JSON: a set, so a large matrix is not quadratic
     for combo in itertools.product(*choices):
         values = dict(run)
         where = {k: flag_of(k) if k in ov.values else f"run.{k}" for k in run}
@@ -350,9 +372,9 @@ def _expand(
             config = RunConfig(**values, scale=scale, scenario=label)
         except UsageError as exc:
             raise _cell_error(exc, where, label, bool(axes)) from None
-        identity = _identity(config)
+        identity = json.dumps(_identity(config), sort_keys=True)
         if identity not in seen:  # e.g. two v2_watch modes of a v3 cell: one run
-            seen.append(identity)
+            seen.add(identity)
             cells.append(config)
     return tuple(cells)
 
@@ -374,7 +396,8 @@ def _derive(values: dict[str, Any], where: dict[str, str], cluster: dict[str, An
 
 def scaled(count: int, scale: float) -> int:
     """A cluster count times the scale, rounded; a count > 0 stays >= 1 (a cluster of no nodes is none)."""
-    return max(round(count * scale), 1) if count > 0 else 0
+    exact = count if scale == 1 else round(count * scale)  # a float product is inexact past 2**53
+    return max(exact, 1) if count > 0 else 0
 
 
 def _count_key(kind: str) -> str:

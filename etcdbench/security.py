@@ -44,6 +44,77 @@ class Credentials:
         return any((self.cacert, self.cert, self.key))
 
 
+ENDPOINTS_HINT = "scheme://HOST:PORT, e.g. http://127.0.0.1:2379 (or HOST:PORT, as etcdctl takes)"
+
+
+def parse_endpoint(text: str, *, tls: bool = False) -> str:
+    """One --endpoints entry as the URL every backend gets: 'http(s)://HOST:PORT'.
+
+    `HOST:PORT` without a scheme is taken as etcdctl takes it: http://, or https:// when TLS files
+    are given. A port is required on every URL, so that v2 and v3 reach the same server (etcd has no
+    well-known port that an http:// URL would imply). A user or password in the URL is refused
+    without echoing the URL: a secret there would reach shell history, logs and the results file.
+    Raises UsageError, one line naming --endpoints.
+    """
+    text = text.strip()
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        scheme = scheme.lower()
+    else:
+        scheme, rest = ("https" if tls else "http"), text
+    netloc, _, tail = rest.partition("/")
+    if "@" in netloc:
+        raise UsageError(
+            "--endpoints: a user or password in a URL is refused (the URL is not echoed): "
+            "use --user NAME with --password-file PATH or $" + PASSWORD_ENV
+        )
+    shown = f"{scheme}://{rest}"
+    if scheme not in ("http", "https"):
+        raise UsageError(f"--endpoints: {text!r} is not an http:// or https:// URL: {ENDPOINTS_HINT}")
+    if tail or any(c in netloc for c in "?#"):
+        raise UsageError(f"--endpoints: {shown!r} has a path or query: give {ENDPOINTS_HINT}")
+    host, port = _host_port(netloc)
+    if not host:
+        raise UsageError(f"--endpoints: {shown!r} has no host: {ENDPOINTS_HINT}")
+    if not host.isascii() or not host.isprintable() or any(c in host for c in " \\"):
+        raise UsageError(f"--endpoints: {shown!r}: {host!r} is not a host name or IP address")
+    if port is None:
+        raise UsageError(
+            f"--endpoints: {shown!r} has no port: give it, e.g. {scheme}://{netloc}:2379 (etcd's usual one)"
+        )
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+        raise UsageError(f"--endpoints: {shown!r}: port {port!r} is not a number from 1 to 65535")
+    return f"{scheme}://{netloc}"
+
+
+def _host_port(netloc: str) -> tuple[str, str | None]:
+    """'h:1' -> ('h', '1'); '[::1]:1' -> ('[::1]', '1'); 'h' -> ('h', None)."""
+    if netloc.startswith("["):
+        end = netloc.find("]")
+        if end < 0:
+            return "", None
+        host, rest = netloc[: end + 1], netloc[end + 1 :]
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            return "", None
+        return host, rest[1:]
+    host, sep, port = netloc.rpartition(":")
+    if not sep:
+        return netloc, None
+    if ":" in host:  # a bare IPv6 address: its port cannot be told apart
+        return "", None
+    return host, port
+
+
+def parse_endpoints(text: str, *, tls: bool = False) -> list[str]:
+    """--endpoints 'URL[,URL...]' -> normalised URLs (see parse_endpoint); UsageError for a bad one."""
+    urls = [parse_endpoint(u, tls=tls) for u in text.split(",") if u.strip()]
+    if not urls:
+        raise UsageError("--endpoints: no URL given")
+    return urls
+
+
 def endpoint_tls(urls: tuple[str, ...], credentials: Credentials | None) -> bool:
     """Whether `urls` are https://, checked against the TLS files; EtcdError for a mismatch."""
     schemes = {urlsplit(u).scheme if "://" in u else "http" for u in urls}
@@ -193,7 +264,7 @@ def credentials_from_args(args: argparse.Namespace) -> Credentials | None:
     user: str | None = getattr(args, "user", None)
     password_file: str | None = getattr(args, "password_file", None)
     endpoints: str | None = getattr(args, "endpoints", None)
-    urls = [u.strip() for u in (endpoints or "").split(",") if u.strip()]
+    urls = parse_endpoints(endpoints, tls=any((cacert, cert, key))) if endpoints is not None else []
     https = [u for u in urls if u.startswith("https://")]
     if https and len(https) != len(urls):
         raise UsageError("--endpoints: do not mix https:// with http:// URLs")

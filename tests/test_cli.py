@@ -40,7 +40,7 @@ BAD = [
     (["watch", "--slo-p99", "soon"], "--slo-p99"),
     (["watch", "--v2-watch", "sse"], "--v2-watch"),
     (["watch", "--prefix", "registry"], "--prefix"),
-    (["watch", "--endpoints", "127.0.0.1:2379"], "--endpoints"),
+    (["watch", "--endpoints", "http://127.0.0.1"], "--endpoints"),
     (["watch", "--etcd-bin", "/nonexistent/etcd"], "--etcd-bin"),
     (["watch", "--output", "/proc/etcdbench.json"], "--output"),
     (["watch", "--no-such-flag"], "--no-such-flag"),
@@ -165,8 +165,9 @@ def test_external_etcd_gets_etcdbench_own_prefix_by_default(etcd_server: object,
         "watch", "--endpoints", etcd_server.client_url, "--rate", "50", "--duration", "1", "--warmup", "0",
         "--objects", "5", "--json", cwd=tmp_path,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode in (0, 1), proc.stderr  # PASS or FAIL: a loaded host may change the verdict
     run = json.loads(proc.stdout)["runs"][0]
+    assert run["verdict"]["pass"] == (proc.returncode == 0)
     assert run["config"]["prefix"] == "/etcdbench/registry/"
     assert run["counters"]["received"] == 50
     assert admin.get_prefix("/registry/") == {"/registry/pods/default/a-real-pod": b"k8s data"}  # untouched

@@ -66,7 +66,7 @@ def test_two_shards_share_one_schedule_and_keep_exact_books(cluster: LocalCluste
     ]
     outputs = [p.communicate(timeout=180) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err
+        assert p.returncode == 0, err  # a shard that measured exits 0, PASS or FAIL: the verdict is merge's
     shard_files = [tmp_path / f"s{i}.json" for i in range(2)]
     docs = [json.loads(f.read_text()) for f in shard_files]
     assert all(len(d["environment"]["etcd"]["members"]) == 3 for d in docs)
@@ -92,8 +92,9 @@ def test_two_shards_share_one_schedule_and_keep_exact_books(cluster: LocalCluste
         [sys.executable, "-m", "etcdbench", "merge", *map(str, shard_files), "-o", str(merged)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode in (0, 1), proc.stderr
     (whole,) = json.loads(merged.read_text())["runs"]
+    assert whole["verdict"]["pass"] == (proc.returncode == 0)
     assert whole["counters"]["written"] == whole["counters"]["received"] == 300
     assert whole["counters"]["missed"] == 0
     assert whole["latency_us"]["watch"]["count"] == sum(r["latency_us"]["watch"]["count"] for r in runs)

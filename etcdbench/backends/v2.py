@@ -45,7 +45,7 @@ from urllib.parse import quote, urlsplit
 from etcdbench.backends.base import Endpoint, PutCallback, Relist, WatchEvent, WatchItem
 from etcdbench.backends.http1 import Connection, Done, Pool, Response, Server, basic_auth, form_value
 from etcdbench.errors import EtcdError
-from etcdbench.security import tls_hint
+from etcdbench.security import parse_endpoint, tls_hint
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 _DELETE_ACTIONS = frozenset({"delete", "expire", "compareAndDelete"})
@@ -148,8 +148,9 @@ class V2Backend:
         self.reconnects = 0  # watch requests repeated after the connection failed
         self._servers = []
         for u in endpoint.urls:
-            parts = urlsplit(u if "://" in u else "http://" + u)
-            self._servers.append(Server(parts.hostname or "127.0.0.1", parts.port or 2379))
+            # The CLI's parser, so that v2 and v3 read a URL alike (no default port on either).
+            parts = urlsplit(parse_endpoint(u))
+            self._servers.append(Server(parts.hostname or "", parts.port or 0))
         self._tls = endpoint.tls  # raises EtcdError when the URLs and the TLS files do not match
         creds = endpoint.credentials
         self._user = creds.user if creds is not None else None

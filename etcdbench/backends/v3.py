@@ -31,7 +31,7 @@ from etcdbench.backends import v3_client
 from etcdbench.backends.base import Endpoint, PutCallback, Relist, WatchEvent, WatchItem
 from etcdbench.backends.h2 import ConnectionLost, GrpcStatus, StreamCall, UnaryClient, request_headers
 from etcdbench.errors import EtcdError
-from etcdbench.security import tls_hint
+from etcdbench.security import parse_endpoint, tls_hint
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a relist of a large store arrives as one Range response
 PUT_TIMEOUT_S = 10.0  # a put not acknowledged by then fails (and is retried by the writer)
@@ -51,16 +51,14 @@ STREAM_BROKEN = (grpc.RpcError, ConnectionLost, GrpcStatus, OSError)
 
 
 def addresses(endpoint: Endpoint) -> tuple[tuple[str, int], ...]:
-    """(host, port) of each URL; EtcdError for a URL that is not http(s)://HOST:PORT.
+    """(host, port) of each URL; UsageError for a URL that is not http(s)://HOST:PORT.
 
     https:// URLs are accepted when the endpoint's credentials carry the CA (see Endpoint.tls).
     """
     out = []
     for url in endpoint.urls:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https", "") or not parts.hostname or not parts.port:
-            raise EtcdError(f"--endpoints: {url!r} is not an http(s)://HOST:PORT URL")
-        out.append((parts.hostname, parts.port))
+        parts = urlsplit(parse_endpoint(url))  # the CLI's parser: v2 and v3 read a URL alike
+        out.append((parts.hostname or "", parts.port or 0))
     endpoint.tls  # noqa: B018 (raises EtcdError when the schemes and the TLS files do not match)
     return tuple(out)
 

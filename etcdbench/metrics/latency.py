@@ -11,8 +11,11 @@ reaches the histogram in bulk. The figures are exactly those of recording each v
 
 from __future__ import annotations
 
+import binascii
+import zlib
 from typing import Any
 
+from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -20,6 +23,7 @@ HIGHEST_US = 3_600_000_000  # one hour: anything later is a stall worth counting
 SIGNIFICANT_FIGURES = 3
 PENDING_MAX = 4096  # distinct bucket values held before they go to the histogram (bounds memory)
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
+_HDR_ERRORS = (HdrCookieException, HdrLengthException, HdrHistogramSettingsException)
 
 
 class LatencyRecorder:
@@ -72,7 +76,10 @@ class LatencyRecorder:
     def decode(cls, blob: str, out_of_range: int = 0) -> LatencyRecorder:
         rec = cls()
         if blob:
-            rec.hist.add(HdrHistogram.decode(blob))
+            try:
+                rec.hist.add(HdrHistogram.decode(blob))
+            except (*_HDR_ERRORS, binascii.Error, zlib.error) as exc:  # hdrh's own types are not ValueError
+                raise ValueError(f"not an HDR histogram: {type(exc).__name__} {exc}".strip()) from None
         rec.out_of_range = out_of_range
         return rec
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from etcdbench.errors import UsageError
-from etcdbench.results.io import load
+from etcdbench.results.io import load, malformed
 
 
 @dataclass(frozen=True)
@@ -50,34 +50,40 @@ def _created(results: dict[str, Any]) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _entry(path: Path, results: dict[str, Any]) -> Entry:
+    runs = results["runs"]
+    etcd = results["environment"].get("etcd") or {}
+    passed = sum(1 for r in runs if r["verdict"]["pass"])
+    return Entry(
+        path=path,
+        created=_created(results),
+        etcd_version=str(etcd.get("server_version") or "?"),
+        labels=tuple(str(r["label"]) for r in runs),
+        scenarios=tuple(dict.fromkeys(str(r["scenario"]) for r in runs if r.get("scenario"))),
+        passed=passed,
+        failed=len(runs) - passed,
+        complete=results["complete"],
+    )
+
+
 def scan(directory: Path) -> Listing:
     """Every `*.json` directly in `directory`: loaded when it is a results file, skipped with why if not."""
     if not directory.is_dir():
         raise UsageError(f"ls: {directory} is not a directory")
     entries: list[Entry] = []
     skipped: list[Skipped] = []
-    for path in sorted(p for p in directory.iterdir() if p.suffix == ".json" and p.is_file()):
+    try:
+        paths = sorted(p for p in directory.iterdir() if p.suffix == ".json" and p.is_file())
+    except OSError as exc:
+        raise UsageError(f"ls: {directory}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    for path in paths:
         try:
             results = load(path)
-        except UsageError as exc:
+            with malformed(path):
+                entries.append(_entry(path, results))
+        except UsageError as exc:  # unreadable, binary, not results, malformed: listed as skipped
             reason = str(exc).removeprefix(f"{path}: ")
             skipped.append(Skipped(path, reason))
-            continue
-        runs = results.get("runs") or []
-        etcd = (results.get("environment") or {}).get("etcd") or {}
-        passed = sum(1 for r in runs if r.get("verdict", {}).get("pass"))
-        entries.append(
-            Entry(
-                path=path,
-                created=_created(results),
-                etcd_version=str(etcd.get("server_version") or "?"),
-                labels=tuple(str(r.get("label", "?")) for r in runs),
-                scenarios=tuple(dict.fromkeys(str(r["scenario"]) for r in runs if r.get("scenario"))),
-                passed=passed,
-                failed=len(runs) - passed,
-                complete=bool(results.get("complete", False)),
-            )
-        )
     oldest = datetime.min.replace(tzinfo=UTC)
     entries.sort(key=lambda e: (e.created or oldest, e.path.name), reverse=True)
     return Listing(directory, tuple(entries), tuple(skipped))

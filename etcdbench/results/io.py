@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 import psutil
 
 from etcdbench import __version__
-from etcdbench.errors import UsageError
+from etcdbench.errors import EtcdbenchError, UsageError
 
 SCHEMA_VERSION = 2
 FORMAT_NAME = "etcdbench-results"
@@ -75,9 +77,27 @@ def environment(**etcd: Any) -> dict[str, Any]:
         "python": platform.python_version(),
         "etcdbench_version": __version__,
         "etcdbench_git": _git_revision(),
-        "argv": sys.argv[1:],
+        "argv": redact_argv(sys.argv[1:]),
         **etcd,
     }
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@,\s]*@")
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """The command line as a results file keeps it, without a secret that slipped into it: userinfo in
+    a URL, or the password half of `--user name:password` (both refused by the CLI, so this is a
+    second line of defence for documents built by other callers)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        arg = _USERINFO.sub("***@", arg)
+        if arg.startswith("--user="):
+            arg = arg.split(":", 1)[0] + (":***" if ":" in arg else "")
+        elif i > 0 and argv[i - 1] == "--user" and ":" in arg:
+            arg = arg.split(":", 1)[0] + ":***"
+        out.append(arg)
+    return out
 
 
 def new_results(env: dict[str, Any]) -> dict[str, Any]:
@@ -95,15 +115,23 @@ def new_results(env: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, results: dict[str, Any]) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write to a temporary file beside `path`, then rename: readers never see half a file.
+
+    EtcdbenchError (exit 3) when the disk refuses: the path was checked writable before the run."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise EtcdbenchError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__})") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file is for sharing
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
             f.write("\n")
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise EtcdbenchError(f"{path}: cannot be written ({exc.strerror or type(exc).__name__})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -116,14 +144,20 @@ def _umask() -> int:
 
 
 def load(path: Path) -> dict[str, Any]:
+    """A results file, upgraded to SCHEMA_VERSION. UsageError naming the file for anything else: not
+    readable, not UTF-8, not JSON, another format or version, or not the shape `check_shape` wants."""
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text, so not a results file") from None
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+        raise UsageError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: JSON nested too deeply to be a results file") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise UsageError(f"{path}: not an etcdbench results file")
     doc: dict[str, Any] = data
@@ -131,14 +165,106 @@ def load(path: Path) -> dict[str, Any]:
     refusal = f"{path}: schema_version {version!r} is not supported (this etcdbench reads {SCHEMA_VERSION})"
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
         raise UsageError(refusal)
-    while version < SCHEMA_VERSION:
-        upgrade = UPGRADERS.get(version)
-        if upgrade is None:  # a gap in the chain is a bug here, but the file is still not readable
-            raise UsageError(refusal)
-        doc = upgrade(doc)
-        version += 1
-        doc["schema_version"] = version
+    with malformed(path):
+        check_shape(doc)
+        while version < SCHEMA_VERSION:
+            upgrade = UPGRADERS.get(version)
+            if upgrade is None:  # a gap in the chain is a bug here, but the file is still not readable
+                raise UsageError(refusal)
+            doc = upgrade(doc)
+            version += 1
+            doc["schema_version"] = version
+        check_shape(doc)
     return doc
+
+
+class Malformed(ValueError):
+    """A results document without a key, or with a value of the wrong type, at `where`."""
+
+
+# What every reader relies on, checked at load so that a hand-edited or truncated document is refused
+# with the key that is wrong. A type, or a tuple of them; `dict` means a JSON object, `list` an array.
+_NUMBER = (int, float)
+_TOP: dict[str, Any] = {"environment": dict, "runs": list, "created": str, "complete": bool}
+_OPTIONAL_TOP: dict[str, Any] = {"scenario": (dict, type(None)), "tool": dict, "capacity": dict}
+_RUN: dict[str, Any] = {
+    "label": str,
+    "config": dict,
+    "counters": dict,
+    "verdict": dict,
+    "latency_us": dict,
+    "target_rate": _NUMBER,
+    "duration_s": _NUMBER,
+    "warmup_s": _NUMBER,
+    "watch_events_per_s": _NUMBER,
+    "write_rate_achieved": _NUMBER,
+}
+# Only what several readers share; the rest is checked where it is read (see `malformed`).
+_OPTIONAL_RUN: dict[str, Any] = {
+    "timeseries": dict,
+    "cpu": dict,
+    "incomplete": str,
+    "scenario": (str, type(None)),
+}
+
+
+def _need(table: dict[str, Any], where: str, key: str, types: Any, *, optional: bool = False) -> None:
+    if key not in table:
+        if optional:
+            return
+        raise Malformed(f"{where}{key}: missing")
+    value = table[key]
+    numeric_bool = isinstance(value, bool) and bool not in _tuple(types)  # JSON true is no number
+    if numeric_bool or not isinstance(value, types):
+        names = {dict: "an object", list: "an array", str: "a string", bool: "true or false"}
+        want = " or ".join(
+            dict.fromkeys(names.get(t, "a number" if t in _NUMBER else "null") for t in _tuple(types))
+        )
+        raise Malformed(f"{where}{key}: must be {want}, got {json.dumps(value)[:40]}")
+
+
+def _tuple(types: Any) -> tuple[Any, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def check_shape(doc: dict[str, Any]) -> None:
+    """Malformed (naming the key) when `doc` lacks what the readers of every version rely on."""
+    for key, types in _TOP.items():
+        _need(doc, "", key, types)
+    for key, types in _OPTIONAL_TOP.items():
+        _need(doc, "", key, types, optional=True)
+    _need(doc["environment"], "environment.", "etcd", dict, optional=True)
+    for i, run in enumerate(doc["runs"]):
+        where = f"runs[{i}]"
+        if not isinstance(run, dict):
+            raise Malformed(f"{where}: must be an object")
+        for key, types in _RUN.items():
+            _need(run, f"{where}.", key, types)
+        for key, types in _OPTIONAL_RUN.items():
+            _need(run, f"{where}.", key, types, optional=True)
+        for name in run["counters"]:  # a number, or a breakdown of one
+            _need(run["counters"], f"{where}.counters.", name, (*_NUMBER, dict))
+        _need(run["verdict"], f"{where}.verdict.", "pass", bool)
+        _need(run["verdict"], f"{where}.verdict.", "reasons", list)
+        for name in run["latency_us"]:
+            _need(run["latency_us"], f"{where}.latency_us.", name, dict)
+
+
+@contextmanager
+def malformed(*paths: Path) -> Iterator[None]:
+    """Reading documents that `load` accepted: a key or a type they lack, found by the code that reads
+    them (an upgrader, a report), is the file's fault, not a crash: UsageError naming the file(s)."""
+    try:
+        yield
+    except Malformed as exc:
+        raise UsageError(f"{_names(paths)}: malformed results document: {exc}") from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        what = f"no key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise UsageError(f"{_names(paths)}: malformed results document ({what})") from None
+
+
+def _names(paths: tuple[Path, ...]) -> str:
+    return str(paths[0]) if len(paths) == 1 else "one of " + ", ".join(str(p) for p in paths)
 
 
 def check_writable(path: Path, flag: str = "--output") -> None:
