@@ -9,6 +9,7 @@ acknowledged. Reconciling the two gives the counters without any sampling.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 STAMP_FORMAT = "{:04d}:{:012d}:{:020d}"
@@ -49,6 +50,10 @@ class SeqSet:
         bits[i] = byte | mask
         return True
 
+    def __contains__(self, seq: int) -> bool:
+        i = seq >> 3
+        return i < len(self.bits) and bool(self.bits[i] >> (seq & 7) & 1)
+
     def __len__(self) -> int:
         return self.as_int().bit_count()
 
@@ -58,12 +63,20 @@ class SeqSet:
 
 
 class EventLedger:
-    """The watcher's side: which stamped writes it has seen, and in what order."""
+    """The watcher's side: which stamped writes it has seen, at which revision, and in what order.
+
+    A write seen a second time is a duplicate of one of two kinds, told apart by its revision: at a new
+    revision it is our own retried put that etcd applied twice (expected: the first answer was lost);
+    at the revision already seen it is the same event delivered twice, a watch defect.
+    """
 
     def __init__(self) -> None:
         self.seen: dict[int, SeqSet] = {}
+        # writer -> revision of each seq's first sighting (8 bytes a write: what tells the kinds apart)
+        self.revisions: dict[int, array[int]] = {}
         self.events = 0  # stamped events delivered, duplicates included
-        self.duplicates = 0
+        self.duplicates_retried = 0
+        self.duplicates_redelivered = 0
         self.out_of_order = 0  # a revision not above the previous one on the same stream
         self.last_revision = 0
 
@@ -77,14 +90,26 @@ class EventLedger:
         seen = self.seen.get(writer)
         if seen is None:
             seen = self.seen[writer] = SeqSet()
+            self.revisions[writer] = array("q")
+        revs = self.revisions[writer]
         if seen.add(seq):
+            if seq >= len(revs):
+                revs.frombytes(bytes(8 * max(seq + 1 - len(revs), len(revs))))  # doubling, as SeqSet
+            revs[seq] = revision
             return True
-        self.duplicates += 1
+        if revs[seq] == revision:
+            self.duplicates_redelivered += 1
+        else:
+            self.duplicates_retried += 1
         return False
 
     def restart(self, revision: int) -> None:
         """After a relist the stream resumes at revision + 1: order is checked from there."""
         self.last_revision = revision
+
+    @property
+    def duplicates(self) -> int:
+        return self.duplicates_retried + self.duplicates_redelivered
 
     @property
     def distinct(self) -> int:
@@ -109,3 +134,32 @@ def reconcile(acked: dict[int, bytes], seen: dict[int, bytes]) -> Reconciled:
         received += (a & s).bit_count()
         unacked_seen += (s & ~a).bit_count()
     return Reconciled(written, received, written - received, unacked_seen)
+
+
+def in_gaps(revision: int, gaps: list[tuple[int, int]]) -> bool:
+    """Whether `revision` lies in a relist's gap: (last revision delivered, relist revision]."""
+    return any(after < revision <= upto for after, upto in gaps)
+
+
+def split_missed(
+    acked: dict[int, bytes], seen: dict[int, bytes], revisions: dict[int, bytes], gaps: list[tuple[int, int]]
+) -> tuple[int, int, int]:
+    """The acknowledged puts never seen, by cause: (inside a relist's gap, outside every gap, revision
+    unknown). A lost write's revision (from the writer's acknowledgement) says which."""
+    relist = undelivered = unknown = 0
+    for writer, bits in acked.items():
+        missed = SeqSet(bits).as_int() & ~SeqSet(seen.get(writer, b"")).as_int()
+        revs = array("q")
+        revs.frombytes(revisions.get(writer, b""))
+        while missed:
+            low = missed & -missed
+            missed ^= low
+            seq = low.bit_length() - 1
+            rev = revs[seq] if seq < len(revs) else 0
+            if not rev:
+                unknown += 1
+            elif in_gaps(rev, gaps):
+                relist += 1
+            else:
+                undelivered += 1
+    return relist, undelivered, unknown
