@@ -52,6 +52,8 @@ class Answer:
     value: bytes
     applied: int  # the revision it made, 0 if none
     outcome: str  # "ok", "ack_lost", "fail", "gone" (KeyGone)
+    ttl_s: float = 0.0
+    keep_lease: bool = False
 
 
 @dataclass
@@ -70,7 +72,7 @@ class FakeEtcd:
     write_faults: Sequence[str] = ()
     watch_faults: Mapping[int, Mapping[int, str]] = field(default_factory=dict)
     delete_missing: str = "v3"  # "v3": a delete of a missing key succeeds with no event; "v2": KeyGone
-    armed: bool = True  # write faults count from arm() on (not during a preload)
+    armed: bool = False  # write faults count from arm() on (the harness arms after the preload)
 
     def __post_init__(self) -> None:
         self.cond = threading.Condition()
@@ -125,7 +127,7 @@ class FakeEtcd:
                         expiry = time.monotonic_ns() + round(ttl_s * 1e9)
                     self.store[key] = (value, expiry)
                     applied = self._apply("PUT", key, value, "put")
-            self.answers.append(Answer(op, key, value, applied, outcome))
+            self.answers.append(Answer(op, key, value, applied, outcome, ttl_s, keep_lease))
             return applied, outcome
 
     # -- watches ---------------------------------------------------------------------------------------
