@@ -29,6 +29,12 @@ from etcdbench.workload.timeline import Timeline
 
 STAMP = re.compile(rb"(\d{4}):(\d{12}):\d{20}")
 LEAD_NS = 5_000_000  # t0 this far after every thread is ready
+WATCH_IDS = 100  # fake watch ids per stream: watch j of stream s is s * WATCH_IDS + j
+
+
+def watch_ids(config: RunConfig) -> list[int]:
+    """The fake's watch ids in the order of the run's watches (run["watches"])."""
+    return [s * WATCH_IDS + j for s, n in enumerate(runner._streams(config)) for j in range(n)]
 
 
 def stamp_of(value: bytes) -> tuple[int, int] | None:
@@ -41,7 +47,12 @@ def fake_backends(etcd: FakeEtcd) -> Iterator[None]:
     """Every backend the writers and watchers make is a client of `etcd`; retries and the expiry
     grace are shortened so that a case takes milliseconds (the logic is the same). hdrh's mean walks
     every sub-bucket in Python (~0.1 s a histogram); it is no part of the books, so it is skipped."""
-    make = mock.Mock(side_effect=lambda *a, **k: FakeBackend(etcd))
+    def make(*args: Any, **kwargs: Any) -> FakeBackend:
+        # Watcher thread "watcher-S" holds stream S: its watches are S * WATCH_IDS + 0, 1, ...
+        name = threading.current_thread().name
+        base = int(name.split("-")[1]) * WATCH_IDS if name.startswith("watcher-") else 0
+        return FakeBackend(etcd, base)
+
     with (
         mock.patch.object(writer, "make_backend", make),
         mock.patch.object(watcher, "make_backend", make),
@@ -72,7 +83,9 @@ def run_pipeline(config: RunConfig, etcd: FakeEtcd) -> dict[str, Any]:
         for i, n in enumerate(runner._streams(config)):
             parent, child = Pipe()
             plan_w = watcher.WatcherPlan(config, endpoint, start_revision, i, n)
-            threading.Thread(target=watcher.run_watcher, args=(plan_w, child), daemon=True).start()
+            threading.Thread(
+                target=watcher.run_watcher, args=(plan_w, child), daemon=True, name=f"watcher-{i}"
+            ).start()
             watcher_conns.append(parent)
         for conn in watcher_conns:
             assert conn.recv()[0] == "ready"

@@ -211,8 +211,9 @@ class FakeBackend:
     binary_safe = True
     update_renews_ttl = False
 
-    def __init__(self, etcd: FakeEtcd) -> None:
+    def __init__(self, etcd: FakeEtcd, watch_base: int = 0) -> None:
         self.etcd = etcd
+        self.watch_base = watch_base  # this client's watches are watch_base + 0, 1, ... in the scripts
         self.reconnects = 0
         self._cancelled = threading.Event()
 
@@ -264,7 +265,7 @@ class FakeBackend:
             return self.etcd.revision
 
     def watch(self, prefix: str, start_revision: int) -> Iterator[WatchItem]:
-        return self.etcd.watch(0, prefix, start_revision, self._cancelled)
+        return self.etcd.watch(self.watch_base, prefix, start_revision, self._cancelled)
 
     def watch_many(self, prefix: str, start_revision: int, count: int) -> Iterator[tuple[int, WatchItem]]:
         """`count` watches, each with its own fault script, their items interleaved in revision order
@@ -275,7 +276,7 @@ class FakeBackend:
 
         def pump(index: int) -> None:
             try:
-                for item in self.etcd.watch(index, prefix, start_revision, self._cancelled):
+                for item in self.etcd.watch(self.watch_base + index, prefix, start_revision, self._cancelled):
                     with cond:
                         out.append((index, item))
                         cond.notify()
