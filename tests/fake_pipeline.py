@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import Pipe
@@ -42,16 +42,19 @@ def stamp_of(value: bytes) -> tuple[int, int] | None:
     return None if m is None else (int(m.group(1)), int(m.group(2)))
 
 
+MakeBackend = Callable[[int], Any]  # watch id base (0 for writers) -> a backend
+
+
 @contextmanager
-def fake_backends(etcd: FakeEtcd) -> Iterator[None]:
-    """Every backend the writers and watchers make is a client of `etcd`; retries and the expiry
+def pipeline_backends(make_backend: MakeBackend) -> Iterator[None]:
+    """Every backend the writers and watchers make comes from `make_backend`; retries and the expiry
     grace are shortened so that a case takes milliseconds (the logic is the same). hdrh's mean walks
     every sub-bucket in Python (~0.1 s a histogram); it is no part of the books, so it is skipped."""
-    def make(*args: Any, **kwargs: Any) -> FakeBackend:
+
+    def make(*args: Any, **kwargs: Any) -> Any:
         # Watcher thread "watcher-S" holds stream S: its watches are S * WATCH_IDS + 0, 1, ...
         name = threading.current_thread().name
-        base = int(name.split("-")[1]) * WATCH_IDS if name.startswith("watcher-") else 0
-        return FakeBackend(etcd, base)
+        return make_backend(int(name.split("-")[1]) * WATCH_IDS if name.startswith("watcher-") else 0)
 
     with (
         mock.patch.object(writer, "make_backend", make),
@@ -65,10 +68,22 @@ def fake_backends(etcd: FakeEtcd) -> Iterator[None]:
         yield
 
 
-def run_pipeline(config: RunConfig, etcd: FakeEtcd) -> dict[str, Any]:
-    """One run on `etcd`, in threads; the run's results as build_run makes them."""
-    endpoint = Endpoint(("fake://",))
-    with fake_backends(etcd):
+def run_pipeline(
+    config: RunConfig,
+    etcd: FakeEtcd | None = None,
+    *,
+    make_backend: MakeBackend | None = None,
+    current_revision: Callable[[], int] | None = None,
+) -> dict[str, Any]:
+    """One run in threads, on the fake `etcd` or on the backends `make_backend` makes (then
+    `current_revision` tells the store's revision); the run's results as build_run makes them."""
+    if etcd is not None:
+        fake = etcd
+        make_backend = make_backend or (lambda base: FakeBackend(fake, base))
+        current_revision = current_revision or (lambda: fake.revision)
+    assert make_backend is not None and current_revision is not None
+    endpoint = Endpoint(("http://127.0.0.1:1",))  # unused: the backends come from make_backend
+    with pipeline_backends(make_backend):
         writer_conns = []
         for w in range(config.writers):
             parent, child = Pipe()
@@ -77,8 +92,9 @@ def run_pipeline(config: RunConfig, etcd: FakeEtcd) -> dict[str, Any]:
             writer_conns.append(parent)
         for conn in writer_conns:
             assert conn.recv()[0] == "ready"
-        etcd.arm()  # the preload is done: scripted faults start with the run's writes
-        start_revision = etcd.revision + 1
+        if etcd is not None:
+            etcd.arm()  # the preload is done: scripted faults start with the run's writes
+        start_revision = current_revision() + 1
         watcher_conns = []
         for i, n in enumerate(runner._streams(config)):
             parent, child = Pipe()
@@ -97,7 +113,7 @@ def run_pipeline(config: RunConfig, etcd: FakeEtcd) -> dict[str, Any]:
         for conn in watcher_conns:
             conn.send(("drain", message))
         watcher_results = [_done(conn) for conn in watcher_conns]
-        return build_run(
+        run = build_run(
             config,
             writer_results,
             watcher_results,
@@ -107,6 +123,8 @@ def run_pipeline(config: RunConfig, etcd: FakeEtcd) -> dict[str, Any]:
             cpu_timeseries={},
             drain_s=0.0,
         )
+        run["start_revision"] = start_revision
+        return run
 
 
 def _done(conn: Any) -> dict[str, Any]:

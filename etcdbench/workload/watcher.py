@@ -111,6 +111,7 @@ class WatchBook:
             }
         )
         self.last_delivered = max(self.last_delivered, item.revision)
+        self.last_event_ns = time.monotonic_ns()  # a relist is progress: the drain's idle clock restarts
         self.ledger.restart(item.revision)
 
     def event(self, item: WatchEvent, codec: Codec, base64_values: bool) -> None:
