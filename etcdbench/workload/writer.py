@@ -217,6 +217,10 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
 
     retries = 0
 
+    # Keys this writer created with a TTL and has not deleted: only their updates must keep an expiry
+    # (a seeded object has none, and v2 would give it one). Kept by the send loop, read by retries.
+    ttl_keys: set[str] = set()
+
     def send(op: Op, key: str, value: bytes, done: PutCallback, seq: int) -> None:
         def revision(rev: int) -> None:
             with lock:
@@ -233,7 +237,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
         try:
             if op.action == "delete":
                 backend.delete_async(key, done, revision=revision)
-            elif op.action == "update" and ttl_ns:
+            elif op.action == "update" and key in ttl_keys:
                 # The key keeps its expiry (v3: its lease; v2: its ttl, sent again): an update
                 # without it would make an expiring key permanent.
                 backend.put_async(key, value, done, cfg.ttl_s, keep_lease=True, revision=revision)
@@ -317,8 +321,11 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
         if op.action == "delete":
             key, value = templates.get(cfg.kind, op.index)[0], b""
             templates.forget(cfg.kind, op.index)
+            ttl_keys.discard(key)
         else:
             key, value = templates.value(cfg.kind, op.index, format_stamp(plan.writer_id, seq, intended))
+            if op.action == "create" and ttl_ns:
+                ttl_keys.add(key)
         send(op, key, value, callback(seq, intended, op, key, value), seq)
 
     backend.flush()
