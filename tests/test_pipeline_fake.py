@@ -197,6 +197,8 @@ scripts = st.fixed_dictionaries(
         "workload": st.sampled_from(["update", "churn", "mix"]),
         "ttl": st.sampled_from([0.0, 0.01]),
         "delete_missing": st.sampled_from(["v3", "v2"]),
+        "watchers": st.sampled_from([(1, 1), (2, 1), (2, 2)]),  # (watches, watches per stream)
+        "second_watch": st.dictionaries(st.integers(0, 60), st.sampled_from(WATCH_FAULTS), max_size=4),
     }
 )
 
