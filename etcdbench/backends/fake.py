@@ -163,7 +163,7 @@ class FakeEtcd:
                 with self.cond:
                     revision = self.revision
                     skipped = [event.revision, *(c.revision for c in self._since(prefix, next_rev, revision))]
-                    keys = sum(k_.startswith(prefix) for k_ in self.store)
+                    keys = sum(name.startswith(prefix) for name in self.store)
                 if held is not None:  # lost with the rest of the history
                     skipped.insert(0, held.revision)
                     held = None

@@ -201,6 +201,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
     # the books place a write the watcher never saw inside or outside a relist's gap by it.
     revisions = array("q")
     deletes: list[tuple[str, int, int]] = []  # (key, intended_ns, revision) of acknowledged deletes
+    delete_revision: dict[str, int] = {}  # key -> revision its delete reported, until acknowledged
     # key -> latest expected expiry (ns) of keys created with a TTL and not deleted by us: a DELETE
     # event of a key has exactly one cause, our delete or its expiry.
     expiring: dict[str, int] = {}
@@ -213,8 +214,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
     acks_per_s = PerSecond(t0_ns)
     acked_in_window = 0
     ttl_ns = round(cfg.ttl_s * NS)
-    renews_ttl = getattr(backend, "update_renews_ttl", False)
-
+    renews_ttl = backend.update_renews_ttl
     retries = 0
 
     # Keys this writer created with a TTL and has not deleted: only their updates must keep an expiry
@@ -247,8 +247,6 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
                 )
         except Exception as exc:
             done(exc)
-
-    delete_revision: dict[str, int] = {}
 
     def callback(seq: int, intended: int, op: Op, key: str, value: bytes, attempt: int = 0) -> PutCallback:
         action = op.action
