@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import Pipe
 from typing import Any
 from unittest import mock
@@ -149,10 +149,10 @@ class Truth:
     out_of_order: int = 0
     relists: int = 0
     unacknowledged_seen: int = 0
-    notes: dict[str, Any] = field(default_factory=dict)
+    distinct_events: int = 0  # writes and deleted keys delivered at least once (the per-second series)
 
     def counters(self) -> dict[str, int]:
-        return {k: v for k, v in vars(self).items() if k != "notes"}
+        return {k: v for k, v in vars(self).items() if k != "distinct_events"}
 
 
 def truth(etcd: FakeEtcd, watch: int) -> Truth:
@@ -177,8 +177,8 @@ def truth(etcd: FakeEtcd, watch: int) -> Truth:
 
     deliveries = etcd.deliveries.get(watch, [])
     gaps: list[tuple[int, int]] = []  # (highest revision delivered before, relist revision]
-    seen_at: dict[tuple[int, int], int] = {}
-    deleted_at: dict[str, int] = {}
+    seen_at: dict[tuple[int, int], set[int]] = {}  # stamp -> revisions delivered
+    deleted_at: dict[str, set[int]] = {}
     last = 0  # the highest stamped put revision since the stream (re)started: out-of-order reference
     delivered = 0  # the highest revision delivered (or relisted to) so far
     for d in deliveries:
@@ -191,25 +191,26 @@ def truth(etcd: FakeEtcd, watch: int) -> Truth:
         assert isinstance(item, WatchEvent)
         delivered = max(delivered, item.revision)
         if item.type == "DELETE":
-            first = deleted_at.setdefault(item.key, item.revision)
-            if first != item.revision:
-                t.duplicates_retried += 1
-            elif d is not _first_delivery(deliveries, item):
+            revisions = deleted_at.setdefault(item.key, set())
+            if item.revision in revisions:
                 t.duplicates_redelivered += 1
+            elif revisions:
+                t.duplicates_retried += 1
+            revisions.add(item.revision)
             continue
         stamp = stamp_of(item.value)
         assert stamp is not None
         if item.revision <= last:
             t.out_of_order += 1
         last = max(last, item.revision)
-        if stamp in seen_at:
-            if seen_at[stamp] == item.revision:
-                t.duplicates_redelivered += 1
-            else:
-                t.duplicates_retried += 1
-        else:
-            seen_at[stamp] = item.revision
+        revisions = seen_at.setdefault(stamp, set())
+        if item.revision in revisions:
+            t.duplicates_redelivered += 1
+        elif revisions:
+            t.duplicates_retried += 1
+        revisions.add(item.revision)
     t.unacknowledged_seen = len(seen_at.keys() - acked.keys())
+    t.distinct_events = len(seen_at) + len(deleted_at)
     relisted = t.relists > 0
 
     def lost(revision: int) -> None:
@@ -235,7 +236,3 @@ def truth(etcd: FakeEtcd, watch: int) -> Truth:
         else:
             t.missed_expiries += 1
     return t
-
-
-def _first_delivery(deliveries: list[Any], item: WatchEvent) -> Any:
-    return next(d for d in deliveries if d.item == item)

@@ -101,3 +101,11 @@ def test_a_watch_is_complete_only_when_every_acknowledged_write_was_seen() -> No
     assert not book.complete  # two distinct writes seen, two acknowledged: but seq 2 is not here yet
     book.event(event(2, 7), codec, False)
     assert book.complete
+
+
+def test_a_redelivery_of_a_retried_writes_second_event_is_a_redelivery() -> None:
+    ledger = EventLedger()
+    ledger.record(0, 0, revision=10)
+    ledger.record(0, 0, revision=12)  # applied again
+    ledger.record(0, 0, revision=12)  # that second event delivered twice
+    assert (ledger.duplicates_retried, ledger.duplicates_redelivered) == (1, 1)

@@ -21,7 +21,10 @@ BASE: dict[str, Any] = {
     "rate": 2000.0,
     "duration_s": 0.02,
     "warmup_s": 0.0,
-    "drain_s": 0.05,
+    # Idle this long after the last event, a watch stops. A watch that gets everything ends as soon as
+    # it has, so this is only waited out when something is really missing: long, so that a loaded
+    # host's pause is never taken for the end. Cases that lose events on purpose set it lower.
+    "drain_s": 10.0,
     "objects": 8,
     "encoding": "json",
 }
@@ -34,12 +37,18 @@ def config(**kw: Any) -> RunConfig:
 def books(
     run: dict[str, Any], config_: RunConfig, etcd: FakeEtcd
 ) -> list[tuple[dict[str, int], dict[str, int]]]:
-    """(the books, the truth) of each watch of the run, on the counters the truth knows."""
-    watches = run.get("watches") or [{"counters": run["counters"]}]
+    """(the books, the truth) of each watch of the run, on the counters the truth knows, and the
+    events the watch counted per second (each write or deleted key once) in all."""
+    watches = run.get("watches") or [
+        {"counters": run["counters"], "events_received": run["timeseries"]["events_received"]}
+    ]
     out = []
     for w, ident in zip(watches, watch_ids(config_), strict=True):
-        expected = truth(etcd, ident).counters()
-        out.append(({k: w["counters"][k] for k in expected}, expected))
+        t = truth(etcd, ident)
+        expected = {**t.counters(), "distinct_events": t.distinct_events}
+        got = {k: w["counters"][k] for k in t.counters()}
+        got["distinct_events"] = sum(w["events_received"])
+        out.append((got, expected))
     return out
 
 
@@ -59,10 +68,8 @@ def test_the_watch_waits_for_every_acknowledged_write_not_for_a_count() -> None:
     # The first write is applied but its answer lost, and not retried: seen, never acknowledged. The
     # watch lags (every delivery slow), so the writers finish first; a watch that stopped once it had
     # seen as many distinct writes as were acknowledged stopped one short of the last acknowledged one.
-    etcd, cfg = (
-        FakeEtcd(write_faults=["ack_lost"], watch_faults={0: dict.fromkeys(range(40), "slow")}),
-        config(),
-    )
+    etcd = FakeEtcd(write_faults=["ack_lost"], watch_faults={0: dict.fromkeys(range(40), "slow")})
+    cfg = config()
     with mock.patch.object(writer, "RETRY_ATTEMPTS", 1):
         run = run_pipeline(cfg, etcd)
     c = run["counters"]
@@ -93,11 +100,12 @@ def test_a_retried_write_applied_twice_does_not_fail_the_verdict_by_itself() -> 
 
 def test_lost_writes_are_split_by_cause_relist_gap_or_undelivered() -> None:
     # Delivery 3 is dropped with no relist (undelivered); at delivery 10 history is lost (a relist).
-    etcd, cfg = FakeEtcd(watch_faults={0: {3: "drop", 10: "gap"}}), config()
+    etcd, cfg = FakeEtcd(watch_faults={0: {3: "drop", 10: "gap"}}), config(drain_s=0.5)
     run = run_pipeline(cfg, etcd)
     c, t = run["counters"], truth(etcd, 0)
     assert c["relists"] == 1 == t.relists
-    assert c["missed_undelivered"] == 1 == t.missed_undelivered
+    # The drop, and anything a watch stopped too early (a loaded host's pause) never got: the same in both.
+    assert c["missed_undelivered"] == t.missed_undelivered >= len(etcd.dropped[0]) == 1
     assert c["missed_relist"] == t.missed_relist
     assert_books_are_true(run, cfg, etcd)
     relist = run["relists"][0]
@@ -106,10 +114,10 @@ def test_lost_writes_are_split_by_cause_relist_gap_or_undelivered() -> None:
 
 
 def test_several_watchers_count_the_writes_once() -> None:
-    etcd, cfg = FakeEtcd(watch_faults={100: {2: "drop"}}), config(watchers=3)
+    etcd, cfg = FakeEtcd(watch_faults={100: {2: "drop"}}), config(watchers=3, drain_s=0.5)
     run = run_pipeline(cfg, etcd)
     assert run["counters"]["written"] == 40 == truth(etcd, 0).written  # not 3 x 40
-    assert run["counters"]["missed"] == 1  # one watch lost one event
+    assert run["counters"]["missed"] >= len(etcd.dropped[100]) == 1  # one watch lost one event
     assert [w["counters"]["written"] for w in run["watches"]] == [40, 40, 40]
     assert_books_are_true(run, cfg, etcd)
 
@@ -133,7 +141,7 @@ def test_ttl_updates_keep_the_expiry_and_expiries_are_not_false_misses() -> None
 def test_a_delete_is_one_event_with_one_cause_even_when_the_key_also_expires() -> None:
     # churn: create, delete. With a TTL shorter than a lane's life some keys expire before their delete:
     # one DELETE event, credited once (to the delete), never also as an expiry.
-    etcd, cfg = FakeEtcd(), config(workload="churn", churn_updates=0, ttl_s=0.002, objects=4)
+    etcd, cfg = FakeEtcd(), config(workload="churn", churn_updates=0, ttl_s=0.001, objects=4)
     run = run_pipeline(cfg, etcd)
     c, t = run["counters"], truth(etcd, 0)
     expired = sum(1 for ch in etcd.changes if ch.cause == "expire")
@@ -146,7 +154,7 @@ def test_a_delete_is_one_event_with_one_cause_even_when_the_key_also_expires() -
 def test_an_update_after_the_key_expired_recreates_nothing() -> None:
     # churn with updates and a TTL shorter than the lifecycle: the update finds the key gone (v3
     # ignore_lease, v2 prevExist) instead of re-creating it, which then expired a second time.
-    etcd, cfg = FakeEtcd(), config(workload="churn", churn_updates=2, ttl_s=0.002, objects=4)
+    etcd, cfg = FakeEtcd(), config(workload="churn", churn_updates=2, ttl_s=0.001, objects=4)
     run = run_pipeline(cfg, etcd)
     gone = sum(1 for a in etcd.answers if a.op == "put" and a.outcome == "gone")
     assert gone > 0
@@ -206,11 +214,18 @@ scripts = st.fixed_dictionaries(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scripts)
 def test_any_script_of_faults_gives_books_equal_to_ground_truth(script: dict[str, Any]) -> None:
-    etcd = FakeEtcd(
-        write_faults=script["writes"],
-        watch_faults={0: script["watch"]},
-        delete_missing=script["delete_missing"],
+    watchers, per_stream = script["watchers"]
+    cfg = config(
+        drain_s=0.05,  # an early stop changes what was delivered, never whether the books match it
+        workload=script["workload"],
+        ttl_s=script["ttl"],
+        mix="update=3,create=2,delete=2",
+        watchers=watchers,
+        watchers_per_stream=per_stream,
     )
-    cfg = config(workload=script["workload"], ttl_s=script["ttl"], mix="update=3,create=2,delete=2")
+    faults = dict(zip(watch_ids(cfg), [script["watch"], script["second_watch"]], strict=False))
+    etcd = FakeEtcd(
+        write_faults=script["writes"], watch_faults=faults, delete_missing=script["delete_missing"]
+    )
     run = run_pipeline(cfg, etcd)
     assert_books_are_true(run, cfg, etcd)

@@ -74,6 +74,7 @@ class EventLedger:
         self.seen: dict[int, SeqSet] = {}
         # writer -> revision of each seq's first sighting (8 bytes a write: what tells the kinds apart)
         self.revisions: dict[int, array[int]] = {}
+        self.more_revisions: dict[tuple[int, int], set[int]] = {}  # (writer, seq) -> later revisions
         self.events = 0  # stamped events delivered, duplicates included
         self.duplicates_retried = 0
         self.duplicates_redelivered = 0
@@ -97,9 +98,13 @@ class EventLedger:
                 revs.frombytes(bytes(8 * max(seq + 1 - len(revs), len(revs))))  # doubling, as SeqSet
             revs[seq] = revision
             return True
-        if revs[seq] == revision:
+        # Seen before: at this very revision (redelivered), or at a new one (applied again). A write
+        # applied more than twice needs all its revisions: the rare ones past the first live here.
+        more = self.more_revisions.setdefault((writer, seq), set())
+        if revision == revs[seq] or revision in more:
             self.duplicates_redelivered += 1
         else:
+            more.add(revision)
             self.duplicates_retried += 1
         return False
 

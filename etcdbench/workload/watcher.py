@@ -58,7 +58,7 @@ class WatchBook:
         self.latency = LatencyRecorder()
         self.per_s = PerSecond(timeline.t0_ns)
         self.deletes_seen: dict[str, int] = {}  # key -> first receive time (ns)
-        self.delete_revisions: dict[str, int] = {}  # key -> revision of its first DELETE event
+        self.delete_revisions: dict[str, set[int]] = {}  # key -> revisions of its DELETE events
         self.delete_retried = 0  # a key's DELETE at another revision (deleted, re-created, deleted)
         self.delete_redelivered = 0  # the same DELETE event twice
         self.last_delivered = 0  # highest revision delivered on this watch (a relist's gap starts after it)
@@ -131,16 +131,17 @@ class WatchBook:
         now = self.last_event_ns = time.monotonic_ns()
         self.last_delivered = max(self.last_delivered, item.revision)
         if item.type == "DELETE":
-            first = self.delete_revisions.get(item.key)
-            if first == item.revision:
-                self.delete_redelivered += 1
-            elif first is not None:
-                self.delete_retried += 1
-            else:
+            revisions = self.delete_revisions.get(item.key)
+            if revisions is None:
                 self.deletes_seen[item.key] = now
-                self.delete_revisions[item.key] = item.revision
+                self.delete_revisions[item.key] = {item.revision}
                 self._count(now)
                 self.expected_keys_seen += item.key in self.expected_keys
+            elif item.revision in revisions:
+                self.delete_redelivered += 1
+            else:
+                revisions.add(item.revision)
+                self.delete_retried += 1
             return
         if stamp is None:
             self.foreign += 1
