@@ -69,15 +69,17 @@ def test_ledger_tells_a_retried_write_from_a_redelivered_event() -> None:
 
 
 def test_lost_writes_are_placed_by_their_revision_inside_or_outside_a_relist_gap() -> None:
-    from array import array
+    from etcdbench.workload.accounting import Revisions, split_missed
 
-    from etcdbench.workload.accounting import split_missed
-
-    revs = array("q", [10, 11, 12, 13, 0]).tobytes()  # seq 4: the API did not say
+    revs = Revisions()
+    for seq, rev in enumerate([10, 11, 12, 13]):  # seq 4: the API did not say
+        revs.set(seq, rev)
+    decoded = Revisions(*revs.encode())  # as the writer sends them
+    assert [decoded.get(s) for s in range(6)] == [10, 11, 12, 13, 0, 0]
     acked = {0: seqs(0, 1, 2, 3, 4)}
     seen = {0: seqs(0)}
     # One relist: the stream had delivered up to 11 and resumed after 12.
-    assert split_missed(acked, seen, {0: revs}, [(11, 12)]) == (1, 2, 1)  # 12 | 11, 13 | seq 4
+    assert split_missed(acked, seen, {0: decoded}, [(11, 12)]) == (1, 2, 1)  # 12 | 11, 13 | seq 4
 
 
 def test_a_watch_is_complete_only_when_every_acknowledged_write_was_seen() -> None:

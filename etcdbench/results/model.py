@@ -11,7 +11,7 @@ from typing import Any
 from etcdbench.metrics.cpu import SATURATED_CORES
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.scenario import RunConfig
-from etcdbench.workload.accounting import in_gaps, reconcile, split_missed
+from etcdbench.workload.accounting import Revisions, in_gaps, reconcile, split_missed
 from etcdbench.workload.timeline import Timeline
 
 EXPIRY_GRACE_S = 3.0  # etcd revokes expired leases in periodic batches: allow this much lateness
@@ -90,7 +90,7 @@ def _watch_books(
     # charged to the relist if there was one.
     relists = watch["relists"]
     gaps = [(r["after_revision"], r["revision"]) for r in relists if "after_revision" in r]
-    revisions = {r["writer_id"]: r.get("revisions", b"") for r in writer_results}
+    revisions = {r["writer_id"]: Revisions(*r["revisions"]) for r in writer_results if "revisions" in r}
     seen = {w: s for w, s in watch["seen"].items() if w in acked}
     lost_relist, lost_undelivered, lost_unknown = split_missed(acked, seen, revisions, gaps)
     for key, _, *rest in deletes:

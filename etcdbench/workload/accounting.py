@@ -62,6 +62,36 @@ class SeqSet:
         return int.from_bytes(self.bits, "little")
 
 
+class Revisions:
+    """The revision of each seq, 4 bytes a write instead of 8: an offset from a base set by the first
+    revision recorded (2**30 below it, so that a revision a little out of order still fits and 0 can mean
+    "none"). A run's revisions span far less than the 3 * 2**30 above the base that fit."""
+
+    __slots__ = ("base", "offsets")
+    SLACK = 1 << 30
+
+    def __init__(self, base: int = 0, data: bytes = b"") -> None:
+        self.base = base
+        self.offsets = array("I")
+        self.offsets.frombytes(data)
+
+    def set(self, seq: int, revision: int) -> None:
+        if not self.base:
+            self.base = revision - self.SLACK
+        offsets = self.offsets
+        if seq >= len(offsets):
+            offsets.frombytes(bytes(4 * max(seq + 1 - len(offsets), len(offsets))))  # doubling, as SeqSet
+        offsets[seq] = revision - self.base
+
+    def get(self, seq: int) -> int:
+        """The revision recorded for seq, 0 if none."""
+        offset = self.offsets[seq] if seq < len(self.offsets) else 0
+        return self.base + offset if offset else 0
+
+    def encode(self) -> tuple[int, bytes]:
+        return self.base, self.offsets.tobytes()
+
+
 class EventLedger:
     """The watcher's side: which stamped writes it has seen, at which revision, and in what order.
 
@@ -72,8 +102,8 @@ class EventLedger:
 
     def __init__(self) -> None:
         self.seen: dict[int, SeqSet] = {}
-        # writer -> revision of each seq's first sighting (8 bytes a write: what tells the kinds apart)
-        self.revisions: dict[int, array[int]] = {}
+        # writer -> revision of each seq's first sighting (4 bytes a write: what tells the kinds apart)
+        self.revisions: dict[int, Revisions] = {}
         self.more_revisions: dict[tuple[int, int], set[int]] = {}  # (writer, seq) -> later revisions
         self.events = 0  # stamped events delivered, duplicates included
         self.duplicates_retried = 0
@@ -91,17 +121,15 @@ class EventLedger:
         seen = self.seen.get(writer)
         if seen is None:
             seen = self.seen[writer] = SeqSet()
-            self.revisions[writer] = array("q")
+            self.revisions[writer] = Revisions()
         revs = self.revisions[writer]
         if seen.add(seq):
-            if seq >= len(revs):
-                revs.frombytes(bytes(8 * max(seq + 1 - len(revs), len(revs))))  # doubling, as SeqSet
-            revs[seq] = revision
+            revs.set(seq, revision)
             return True
         # Seen before: at this very revision (redelivered), or at a new one (applied again). A write
         # applied more than twice needs all its revisions: the rare ones past the first live here.
         more = self.more_revisions.setdefault((writer, seq), set())
-        if revision == revs[seq] or revision in more:
+        if revision == revs.get(seq) or revision in more:
             self.duplicates_redelivered += 1
         else:
             more.add(revision)
@@ -147,20 +175,22 @@ def in_gaps(revision: int, gaps: list[tuple[int, int]]) -> bool:
 
 
 def split_missed(
-    acked: dict[int, bytes], seen: dict[int, bytes], revisions: dict[int, bytes], gaps: list[tuple[int, int]]
+    acked: dict[int, bytes],
+    seen: dict[int, bytes],
+    revisions: dict[int, Revisions],
+    gaps: list[tuple[int, int]],
 ) -> tuple[int, int, int]:
     """The acknowledged puts never seen, by cause: (inside a relist's gap, outside every gap, revision
     unknown). A lost write's revision (from the writer's acknowledgement) says which."""
     relist = undelivered = unknown = 0
     for writer, bits in acked.items():
         missed = SeqSet(bits).as_int() & ~SeqSet(seen.get(writer, b"")).as_int()
-        revs = array("q")
-        revs.frombytes(revisions.get(writer, b""))
+        revs = revisions.get(writer) or Revisions()
         while missed:
             low = missed & -missed
             missed ^= low
             seq = low.bit_length() - 1
-            rev = revs[seq] if seq < len(revs) else 0
+            rev = revs.get(seq)
             if not rev:
                 unknown += 1
             elif in_gaps(rev, gaps):

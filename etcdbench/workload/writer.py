@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -27,7 +26,7 @@ from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER, build_object, object_key
 from etcdbench.metrics.latency import LatencyRecorder, ValueRecorder
 from etcdbench.scenario import ENCODINGS, RunConfig
-from etcdbench.workload.accounting import SeqSet, format_stamp
+from etcdbench.workload.accounting import Revisions, SeqSet, format_stamp
 from etcdbench.workload.ops import Op, op_stream, own_objects, seeded
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
@@ -199,7 +198,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
     acked = SeqSet()
     # The revision each acknowledged put made, by seq (0: not acknowledged, or the API did not say):
     # the books place a write the watcher never saw inside or outside a relist's gap by it.
-    revisions = array("q")
+    revisions = Revisions()
     deletes: list[tuple[str, int, int]] = []  # (key, intended_ns, revision) of acknowledged deletes
     delete_revision: dict[str, int] = {}  # key -> revision its delete reported, until acknowledged
     # key -> latest expected expiry (ns) of keys created with a TTL and not deleted by us: a DELETE
@@ -227,9 +226,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
                 if op.action == "delete":
                     delete_revision[key] = rev
                 else:
-                    if len(revisions) <= seq:
-                        revisions.extend([0] * (seq + 1 - len(revisions)))
-                    revisions[seq] = rev
+                    revisions.set(seq, rev)
 
         # From the send loop or a retry timer: a failure before the request left (e.g. a v3 TTL
         # create's LeaseGrant while etcd is down) must reach `done`, which retries or counts it and
@@ -334,7 +331,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
         "attempted": len(range(plan.writer_id, cfg.total_writes, cfg.total_writers)),
         "owned_objects": own_objects(cfg, plan.writer_id),
         "acked": bytes(acked.bits),
-        "revisions": revisions.tobytes(),
+        "revisions": revisions.encode(),
         "deletes": deletes,
         "expiring": sorted(expiring.items()),
         "expired_before_update": expired_before_update,
