@@ -48,9 +48,8 @@ class WatchBook:
         self.timeline = timeline
         self.own_writers = own_writers  # this shard's writers: other shards' events are not ours to count
         self.other_shards = 0
-        self.expected: dict[int, SeqSet] | None = (
-            None  # writer -> acknowledged seqs, once the writers are done
-        )
+        # writer -> acknowledged seqs, once the writers are done
+        self.expected: dict[int, SeqSet] | None = None
         self.awaited = 0  # acknowledged puts not seen yet (kept from when `expected` is set)
         self.expected_keys: set[str] = set()
         self.expected_keys_seen = 0
@@ -58,7 +57,8 @@ class WatchBook:
         self.latency = LatencyRecorder()
         self.per_s = PerSecond(timeline.t0_ns)
         self.deletes_seen: dict[str, int] = {}  # key -> first receive time (ns)
-        self.delete_revisions: dict[str, set[int]] = {}  # key -> revisions of its DELETE events
+        self.delete_revisions: dict[str, int] = {}  # key -> revision of its first DELETE event
+        self.more_delete_revisions: dict[str, set[int]] = {}  # the rare later ones
         self.delete_retried = 0  # a key's DELETE at another revision (deleted, re-created, deleted)
         self.delete_redelivered = 0  # the same DELETE event twice
         self.last_delivered = 0  # highest revision delivered on this watch (a relist's gap starts after it)
@@ -116,6 +116,8 @@ class WatchBook:
 
     def event(self, item: WatchEvent, codec: Codec, base64_values: bool) -> None:
         with self.lock:
+            # Delivered, decodable or not: a relist's gap starts after it.
+            self.last_delivered = max(self.last_delivered, item.revision)
             self._event(item, codec, base64_values)
 
     def _event(self, item: WatchEvent, codec: Codec, base64_values: bool) -> None:
@@ -129,18 +131,19 @@ class WatchBook:
             self.decode_errors += 1
             return
         now = self.last_event_ns = time.monotonic_ns()
-        self.last_delivered = max(self.last_delivered, item.revision)
         if item.type == "DELETE":
-            revisions = self.delete_revisions.get(item.key)
-            if revisions is None:
+            first = self.delete_revisions.get(item.key)
+            if first is None:
                 self.deletes_seen[item.key] = now
-                self.delete_revisions[item.key] = {item.revision}
+                self.delete_revisions[item.key] = item.revision
                 self._count(now)
                 self.expected_keys_seen += item.key in self.expected_keys
-            elif item.revision in revisions:
+                return
+            more = self.more_delete_revisions.setdefault(item.key, set())
+            if item.revision == first or item.revision in more:
                 self.delete_redelivered += 1
             else:
-                revisions.add(item.revision)
+                more.add(item.revision)
                 self.delete_retried += 1
             return
         if stamp is None:
