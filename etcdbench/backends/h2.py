@@ -468,7 +468,9 @@ class UnaryClient:
         conn.forget(stream_id)
         if entry is not None:
             if answer is not None and result is None and len(answer[1]) >= GRPC_PREFIX.size:
-                answer[0](bytes(answer[1][GRPC_PREFIX.size :]))
+                # An answer we cannot read costs its revision, never the callback.
+                with contextlib.suppress(Exception):
+                    answer[0](bytes(answer[1][GRPC_PREFIX.size :]))
             entry[0](result)
 
     def _expire(self, conn: Connection) -> None:

@@ -15,6 +15,7 @@ or the token expired).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -234,7 +235,8 @@ def _finished(done: PutCallback, revision: RevisionCallback | None) -> Callable[
     def finished(f: Any) -> None:
         exc = f.exception()
         if exc is None and revision is not None:
-            revision(int(f.result().header.revision))
+            with contextlib.suppress(Exception):  # never at the cost of the callback
+                revision(int(f.result().header.revision))
         done(exc)
 
     return finished
