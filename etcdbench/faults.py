@@ -10,6 +10,10 @@
 - kill-leader@T:D  embedded cluster only: SIGKILL the current leader (the others elect a new one),
                    keep it down D seconds, restart it as a follower
 
+compact and defrag change etcd for every client of it, so on an etcd given by --endpoints they need
+--allow-disruptive-faults; both act on the v3 store (its MVCC history, its bolt database), so a v2
+run, whose watch reads the v2 store's own history, refuses them.
+
 On an embedded cluster, pause, restart and kill act on member 0: the first of the client URLs, the
 one the clients are connected to first (gRPC's pick_first), so they exercise client failover.
 kill-member and kill-leader pick their member when they fire and record its index as `member`.
@@ -33,6 +37,8 @@ FAULT_KINDS = ("pause", "restart", "kill", "compact", "defrag", "kill-member", "
 NEEDS_LOCAL = ("pause", "restart", "kill", "kill-member", "kill-leader")
 NEEDS_CLUSTER = ("kill-member", "kill-leader")  # and of several members
 TAKES_DURATION = ("pause", "restart", "kill-member", "kill-leader")
+DISRUPTIVE = ("compact", "defrag")  # change an external etcd for everyone: only with an explicit opt-in
+V3_STORE = ("compact", "defrag")  # act on the v3 store: nothing a v2 watch would notice
 LEADER_WAIT_S = 20.0  # how long kill-member/kill-leader wait for a leader to be elected first
 
 _FAULT = re.compile(r"^(?P<kind>[a-z][a-z-]*)@(?P<at>\d+(?:\.\d+)?)s?(?::(?P<d>\d+(?:\.\d+)?)s?)?$")
@@ -60,6 +66,30 @@ def parse_fault(text: str) -> Fault:
     if kind not in TAKES_DURATION and duration is not None:
         raise UsageError(f"--fault: {text!r}: {kind} takes no duration")
     return Fault(kind, float(m.group("at")), float(duration or 0))
+
+
+def check_faults(
+    faults: Sequence[Fault], *, backend: str, external: bool, cluster: bool, allow_disruptive: bool
+) -> None:
+    """Refuse, before anything starts, a fault this target cannot or must not take (UsageError).
+
+    external: etcd is given by --endpoints; cluster: the embedded etcd has several members.
+    """
+    for f in faults:
+        if f.kind in V3_STORE and backend == "v2":
+            raise UsageError(
+                f"--fault {f}: acts on etcd's v3 store, which a --backend v2 run does not watch "
+                "(v2 keeps its own 1,000-event history); use it with --backend v3"
+            )
+        if f.kind in NEEDS_CLUSTER and not cluster:
+            raise UsageError(f"--fault {f}: needs an embedded cluster (--cluster-size 3)")
+        if f.kind in NEEDS_LOCAL and external:
+            raise UsageError(f"--fault {f}: needs the embedded etcd, not --endpoints")
+        if f.kind in DISRUPTIVE and external and not allow_disruptive:
+            raise UsageError(
+                f"--fault {f}: would {f.kind} the etcd of --endpoints for all its clients; "
+                "pass --allow-disruptive-faults if that etcd is yours to disrupt"
+            )
 
 
 class Etcd(Protocol):

@@ -1,7 +1,14 @@
 """Where runs happen: an etcd target (embedded or given) that outlives any number of runs.
 
-`Target` starts or checks etcd once; each `run()` then measures one `RunConfig` on it and leaves the
-prefix empty behind it, so runs in a matrix or a capacity search do not see each other's keys.
+`Target` starts or checks etcd once; each `run()` then measures one `RunConfig` on it and removes
+what the run wrote, so runs in a matrix or a capacity search do not see each other's keys.
+
+On an etcd given by --endpoints, which may hold someone's data, a run touches only its own keys: the
+names it writes are known before it starts (workload.ops.written_keys), a run that would overwrite a
+key it did not write is refused, and afterwards exactly its own keys created since it started are
+deleted, on every way out (end, error, Ctrl-C). A root prefix, Kubernetes' /registry/, and faults
+that disrupt every client of that etcd need an explicit flag. The embedded etcd is etcdbench's alone:
+there the prefix is simply emptied.
 """
 
 from __future__ import annotations
@@ -15,23 +22,94 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from etcdbench.backends import make_backend, v3_client
-from etcdbench.backends.base import Backend, Endpoint
+from etcdbench.backends import make_backend, make_key_admin, v3_client
+from etcdbench.backends.base import Backend, Endpoint, KeyAdmin
 from etcdbench.backends.v3 import V3Backend
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd.cluster import LocalCluster
 from etcdbench.etcd.local import LocalEtcd, find_etcd_binary
-from etcdbench.faults import NEEDS_CLUSTER, NEEDS_LOCAL, FaultInjector, parse_fault
+from etcdbench.faults import FaultInjector, check_faults, parse_fault
 from etcdbench.interrupt import shielded
 from etcdbench.results.io import environment, new_results
 from etcdbench.results.model import verdict
-from etcdbench.scenario import RunConfig
+from etcdbench.scenario import EXTERNAL_PREFIX, RunConfig
 from etcdbench.security import Credentials
-from etcdbench.shard import Barrier
+from etcdbench.shard import Barrier, resolve_run_id
+from etcdbench.workload.ops import written_keys
 from etcdbench.workload.runner import Progress, run_once
 
 SHARD_WAIT_S = 300.0  # how long a shard waits for the others to be ready
 MEMBER_TIMEOUT_S = 5.0  # per member, when asking each endpoint of a cluster who it is
+RELEASE_PASSES = 5  # own-key deletion passes after a run, at most (see OwnKeys.release)
+REGISTRY_PREFIX = "/registry/"  # Kubernetes' keys: an apiserver would read what we write there
+
+
+def check_prefix(prefix: str, *, external: bool, allow_registry: bool) -> None:
+    """Refuse a prefix that is the root of someone's data on an etcd given by --endpoints."""
+    if not external:
+        return
+    if prefix in ("", "/"):
+        raise UsageError(
+            f"--prefix: {prefix!r} is the root of every key of the etcd given by --endpoints; "
+            f"give etcdbench a prefix of its own, e.g. {EXTERNAL_PREFIX}"
+        )
+    if (REGISTRY_PREFIX.startswith(prefix) or prefix.startswith(REGISTRY_PREFIX)) and not allow_registry:
+        raise UsageError(
+            f"--prefix: {prefix} overlaps Kubernetes' {REGISTRY_PREFIX} on the etcd given by --endpoints, "
+            f"where an apiserver would read etcdbench's objects; use e.g. {EXTERNAL_PREFIX}, or pass "
+            "--allow-registry-prefix if no Kubernetes cluster uses that etcd"
+        )
+
+
+class OwnKeys:
+    """The keys one run writes on an etcd it shares, and the revision before it wrote any of them.
+
+    `claim` refuses a run that would overwrite a key it did not write; `release` deletes exactly the
+    run's keys created after that revision, so a key someone else had, or made meanwhile under
+    another name, is never deleted.
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        self.prefix = config.prefix
+        self.keys = written_keys(config)  # this shard's writers only
+        # With shards, the other shards' keys (they may be writing already) are not someone else's.
+        self.run_keys = written_keys(config, range(config.total_writers)) if config.shards > 1 else self.keys
+        self.before = -1  # not claimed: nothing to release
+
+    def claim(self, admin: KeyAdmin, where: str, *, beside_others: bool) -> None:
+        """Take the revision before the run and check what exists under the prefix at it (UsageError).
+
+        beside_others: keys of others that the run would not touch are allowed (--force, or already
+        allowed for this prefix).
+        """
+        revision, existing = admin.list_keys(self.prefix)
+        colliding = sorted(self.keys.intersection(existing))
+        if colliding:
+            raise UsageError(
+                f"--prefix: {len(colliding)} of the keys this run would write exist on {where}, e.g. "
+                f"{colliding[0]}; etcdbench never overwrites a key it did not write (use another --prefix)"
+            )
+        others = len(existing.keys() - self.run_keys)
+        if others and not beside_others:
+            raise UsageError(
+                f"--prefix: {self.prefix} already holds {others} keys on {where}: etcdbench would never "
+                "overwrite or delete them, but its watch would see their changes (--force runs beside them)"
+            )
+        self.before = revision
+
+    def release(self, admin: KeyAdmin) -> int:
+        """Delete the run's own keys (those created after the claim); how many were deleted."""
+        if self.before < 0:
+            return 0
+        total = 0
+        # A write a killed writer had sent may be applied after a pass listed the prefix: look again
+        # until a pass finds nothing left.
+        for _ in range(RELEASE_PASSES):
+            deleted = admin.delete_own(self.keys, self.prefix, self.before)
+            total += deleted
+            if not deleted:
+                break
+        return total
 
 
 class Target:
@@ -47,6 +125,9 @@ class Target:
         keep: bool = False,
         credentials: Credentials | None = None,
         cluster_size: int = 1,
+        allow_registry_prefix: bool = False,
+        allow_disruptive_faults: bool = False,
+        run_id: str | None = None,
     ) -> None:
         if cluster_size < 1:
             raise UsageError(f"--cluster-size: must be >= 1, got {cluster_size}")
@@ -55,8 +136,11 @@ class Target:
         self.endpoints = endpoints
         self.credentials = credentials  # TLS files and etcd user for `endpoints`; never in `info`
         self.etcd_bin = etcd_bin
-        self.force = force
+        self.force = force  # run beside others' keys under the prefix (never overwriting or deleting them)
         self.keep = keep
+        self.allow_registry_prefix = allow_registry_prefix
+        self.allow_disruptive_faults = allow_disruptive_faults
+        self.run_id = run_id  # --run-id as given; sharded runs fall back to $ETCDBENCH_RUN_ID
         self.cluster_size = cluster_size
         self._stack = contextlib.ExitStack()
         self.endpoint = Endpoint(())
@@ -117,14 +201,32 @@ class Target:
         env["v3_client"] = v3_client(self.endpoint)  # which v3 client wrote and watched (v3 runs)
         return new_results(env)
 
+    def check(self, config: RunConfig) -> None:
+        """Refuse what this target must not run, before anything starts: one line naming the flag.
+
+        Needs no etcd: the CLI asks it of every run of a command before starting one.
+        """
+        external = bool(self.endpoints)
+        check_faults(
+            [parse_fault(f) for f in config.faults],
+            backend=config.backend,
+            external=external,
+            cluster=self.cluster_size > 1 and not external,
+            allow_disruptive=self.allow_disruptive_faults,
+        )
+        if config.shards > 1:
+            if not external:
+                raise UsageError(
+                    f"--shard: {config.shard}/{config.shards}: shards meet in the etcd they share; "
+                    "give it with --endpoints (an embedded etcd is each process's own)"
+                )
+            resolve_run_id(self.run_id, config.shards)
+        check_prefix(config.prefix, external=external, allow_registry=self.allow_registry_prefix)
+
     def run(self, config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
         """Measure one config. A run after which etcd cannot be reached is marked `incomplete`."""
+        self.check(config)
         faults = [parse_fault(f) for f in config.faults]
-        for f in faults:
-            if f.kind in NEEDS_CLUSTER and self.cluster is None:
-                raise UsageError(f"--fault {f}: needs an embedded cluster (--cluster-size 3)")
-            if f.kind in NEEDS_LOCAL and self.local is None and self.cluster is None:
-                raise UsageError(f"--fault {f}: needs the embedded etcd, not --endpoints")
         admin = make_backend(config.backend, self.endpoint, v2_watch=config.v2_watch)
         stack = contextlib.ExitStack()
         stack.callback(admin.close)
@@ -133,14 +235,15 @@ class Target:
             self.info["server_version"] = admin.server_version()
             if len(self.endpoint.urls) > 1 and "members" not in self.info:  # as at the first run
                 self.info["members"] = self._members()
-            sharded = config.shards > 1  # the shards share the prefix: the others may be writing already
-            if config.prefix not in self._checked and not sharded:  # our own leftovers are fine
-                existing = admin.count_prefix(config.prefix)
-                if existing and self.endpoints and not self.force:
-                    raise UsageError(
-                        f"--prefix: {config.prefix} already holds {existing} keys on {self.endpoints[0]}: "
-                        "etcdbench would overwrite and delete them (--force allows it)"
-                    )
+            own = None  # an embedded etcd is ours: its prefix is simply emptied
+            if self.endpoints:
+                own = OwnKeys(config)
+                keys = make_key_admin(config.backend, self.endpoint)
+                allowed = self.force or config.prefix in self._checked
+                try:  # once a prefix was allowed, keys others write there later are no surprise
+                    own.claim(keys, self.endpoints[0], beside_others=allowed)
+                finally:
+                    keys.close()
                 self._checked.add(config.prefix)
             injector = None
             if faults:
@@ -151,9 +254,12 @@ class Target:
                 else:
                     injector = FaultInjector(faults, self.local, v3)
             barrier = None
-            if sharded:
-                barrier = Barrier(self.endpoint, config.prefix, config.shard, config.shards, SHARD_WAIT_S)
-                stack.callback(barrier.close)
+            if config.shards > 1:
+                run_id = resolve_run_id(self.run_id, config.shards)
+                barrier = Barrier(
+                    self.endpoint, config.prefix, run_id, config.shard, config.shards, SHARD_WAIT_S
+                )
+                stack.callback(barrier.close)  # its meeting keys go on every way out
             try:
                 run = run_once(
                     config,
@@ -165,24 +271,41 @@ class Target:
                     barrier.start_ns if barrier else None,
                 )
             except BaseException as exc:
-                # Never pull keys from under a shard; an interrupted embedded etcd is about to go anyway.
+                # An interrupted embedded etcd is about to go anyway. A shard's own keys go too: the
+                # other shards' books may see their deletes, but nothing of this run is left behind.
                 gone = isinstance(exc, KeyboardInterrupt) and not self.endpoints
-                if not (self.keep and self.endpoints) and not sharded and not gone:
+                if not gone:
                     with shielded(), contextlib.suppress(Exception):
-                        admin.delete_prefix(config.prefix)
+                        self._clean(config, own)
                 raise
             after = self._reconnect(config)  # a fault may have left the old connection backing off
             if isinstance(after, str):
                 run["incomplete"] = f"etcd could not be reached after the run: {after}"
                 run["verdict"] = verdict(run, config)
                 return run  # nothing to clean up on an etcd that is gone
+            after.close()
             try:
-                owns_cleanup = barrier.finish() if barrier else True
-                if owns_cleanup and not (self.keep and self.endpoints):
-                    after.delete_prefix(config.prefix)
+                if barrier is not None:
+                    barrier.finish()  # no shard deletes a key while another's watcher still counts
             finally:
-                after.close()
+                with shielded():
+                    self._clean(config, own)
             return run
+
+    def _clean(self, config: RunConfig, own: OwnKeys | None) -> None:
+        """Remove what the run wrote: its own keys on a shared etcd (unless --keep), else the prefix."""
+        if own is None:
+            admin = make_backend(config.backend, self.endpoint, v2_watch=config.v2_watch)
+            try:
+                admin.delete_prefix(config.prefix)
+            finally:
+                admin.close()
+        elif not self.keep:
+            keys = make_key_admin(config.backend, self.endpoint)
+            try:
+                own.release(keys)
+            finally:
+                keys.close()
 
     def _members(self) -> list[dict[str, Any]]:
         """Who each endpoint is: `{url, version, member_id, is_leader}` (and `args` when embedded).
@@ -258,16 +381,24 @@ def run_watch(
     progress: Progress | None = None,
     credentials: Credentials | None = None,
     cluster_size: int = 1,
+    allow_registry_prefix: bool = False,
+    allow_disruptive_faults: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Run `config` once; `save` gets the results after the run (and is where files are written)."""
-    with Target(
+    target = Target(
         endpoints=endpoints,
         etcd_bin=etcd_bin,
         force=force,
         keep=keep,
         credentials=credentials,
         cluster_size=cluster_size,
-    ) as target:
+        allow_registry_prefix=allow_registry_prefix,
+        allow_disruptive_faults=allow_disruptive_faults,
+        run_id=run_id,
+    )
+    target.check(config)  # before an embedded etcd is started
+    with target:
         run = target.run(config, progress)
         results = target.results()
         results["runs"].append(run)

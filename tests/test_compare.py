@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_console import run_cli
 from rich.console import Console
 
 from etcdbench.metrics.latency import LatencyRecorder
@@ -179,7 +182,8 @@ def test_environment_and_parameter_differences_are_warned_with_what_differs() ->
     base = results("v3-protobuf-500.json")
     new = slower()
     new["environment"]["etcd"]["server_version"] = "3.4.23"
-    new["environment"]["host"] = "ci-runner"
+    new["environment"]["host"] = "ci-runner"  # hosted runners: a new name every job, never a warning
+    new["environment"]["cpu_model"] = "AMD EPYC 9654"
     new["environment"]["cpu_count"] = 8
     new["environment"]["etcdbench_version"] = "0.2.0"
     new["runs"][0]["config"]["duration_s"] = 30.0
@@ -188,7 +192,7 @@ def test_environment_and_parameter_differences_are_warned_with_what_differs() ->
     assert c.warnings == (
         "B is incomplete: its run was interrupted or is still going",
         "environments differ: etcd server_version is 3.5.1 in A but 3.4.23 in B",
-        "environments differ: host is vm in A but ci-runner in B",
+        "environments differ: cpu_model is AMD EPYC in A but AMD EPYC 9654 in B",
         "environments differ: cpu_count is 2 in A but 8 in B",
         "environments differ: etcdbench_version is 0.1.0 in A but 0.2.0 in B",
         "v3+protobuf pod @500/s: run parameters differ: duration_s is 10.0 in A but 30.0 in B",
@@ -229,3 +233,72 @@ def test_workload_and_watchers_are_part_of_the_match_with_defaults_for_older_fil
         "D: v3+protobuf pod @500/s x3 watchers (no matching run in A)",
     )
     assert "matched by backend, encoding, kind, v2_watch, target_rate, workload, watchers" in text(render(c))
+
+
+# --- --json and --markdown: the whole output for fixed inputs ----------------------------------------
+
+DATA = Path(__file__).resolve().parent / "data"
+GATE = ["--fail-if", "watch.p99 > +10%", "--fail-if", "missed > 0"]
+
+
+@pytest.fixture
+def three_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """base (v3+protobuf @500/s), slower (the same with v3+json's latencies), other (v3+json: unmatched);
+    written in the working directory so that the paths in the output are the names as given."""
+    slow = slower()
+    slow["environment"]["host"] = "another-runner"  # a host name never warns
+    slow["environment"]["cpu_model"] = "Other CPU"
+    docs = {"base": results("v3-protobuf-500.json"), "slower": slow, "other": results("v3-json-500.json")}
+    for name, doc in docs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    monkeypatch.chdir(tmp_path)
+    return [f"{name}.json" for name in docs]
+
+
+def snapshot(name: str, actual: str) -> None:
+    """Compare with tests/data/NAME; ETCDBENCH_UPDATE_SNAPSHOTS=1 rewrites it (review the diff)."""
+    path = DATA / name
+    if os.environ.get("ETCDBENCH_UPDATE_SNAPSHOTS") == "1":
+        path.write_text(actual)
+    assert actual == path.read_text(), f"{name} changed; review, then ETCDBENCH_UPDATE_SNAPSHOTS=1"
+
+
+def test_markdown_output_is_tables_warnings_summary_and_gate(three_files: list[str]) -> None:
+    code, out, err = run_cli("compare", *three_files, "--markdown", *GATE, width=80)
+    assert (code, err) == (1, "")  # watch p99 got worse beyond noise: the gate breaks in markdown too
+    snapshot("compare-snapshot.md", out)
+    assert "| watch p99 | ↓ | 2.91 ms | 3.46 ms | **x1.19 worse** | - | absent |" in out
+    assert "host" not in out
+
+
+def test_json_output_parses_with_values_changes_and_gate(three_files: list[str]) -> None:
+    code, out, err = run_cli("compare", *three_files, "--json", *GATE, width=80)
+    assert (code, err) == (1, "")
+    snapshot("compare-snapshot.json", out)
+    doc = json.loads(out)
+    assert (doc["format"], doc["version"], doc["baseline"]) == ("etcdbench-compare", 1, "base")
+    assert [f["name"] for f in doc["files"]] == ["base", "slower", "other"]
+    assert doc["warnings"] == ["environments differ: cpu_model is AMD EPYC in base but Other CPU in slower"]
+    (match,) = doc["matches"]
+    assert match["present"] == [True, True, False] and match["verdicts"] == ["PASS", "PASS", None]
+    p99 = next(f for f in match["figures"] if f["path"] == "latency_us.watch.p99")
+    assert p99["values"] == [2909, 3457, None]
+    assert p99["changes"][0]["direction"] == "worse" and p99["changes"][0]["noise"]["within"] is False
+    assert p99["changes"][1] is None
+    assert doc["unmatched"] == ["other: v3+json pod @500/s (no matching run in base)"]
+    gate = doc["gate"]
+    assert (gate["broken"], gate["total"]) == (1, 2)
+    assert [(c["rule"], c["broken"]) for c in gate["checks"]] == [
+        ("watch.p99 > +10%", True),
+        ("missed > 0", False),
+    ]
+
+
+def test_json_without_rules_has_no_gate_and_exits_0(three_files: list[str]) -> None:
+    code, out, _ = run_cli("compare", *three_files[:2], "--json")
+    assert code == 0 and json.loads(out)["gate"] is None
+
+
+def test_json_and_markdown_exclude_each_other(three_files: list[str]) -> None:
+    code, _, err = run_cli("compare", *three_files[:2], "--json", "--markdown")
+    assert code == 2 and "not allowed with argument" in err

@@ -14,11 +14,19 @@ from cli_console import run_cli
 
 from etcdbench.errors import UsageError
 from etcdbench.metrics.latency import LatencyRecorder
-from etcdbench.report.export import cpu_per_second, export, hgrm, perfdash, timeseries_csv
+from etcdbench.report.export import (
+    cpu_per_second,
+    export,
+    hgrm,
+    perfdash,
+    perfdash_artifacts,
+    timeseries_csv,
+)
 from etcdbench.results.io import load
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-ALL = sorted(RESULTS.glob("*.json"))
+# The README's one-run sample files (10 s windows); the CI example's baseline has two runs of 60 s.
+ALL = sorted(p for p in RESULTS.glob("*.json") if not p.name.startswith("ci-baseline"))
 
 
 def results(name: str) -> dict[str, Any]:
@@ -93,13 +101,13 @@ def test_hgrm_choices() -> None:
 def test_perfdash_is_clusterloader2_shaped() -> None:
     doc = json.loads(perfdash(results("v2-json-poll-1000.json")))
     assert doc["version"] == "v1"
-    assert [i["labels"]["Metric"] for i in doc["dataItems"]] == ["watch", "put", "schedule_slip"]
+    assert [i["labels"]["Operation"] for i in doc["dataItems"]] == ["WATCH", "PUT", "SCHEDULE-SLIP"]
     watch = doc["dataItems"][0]
     assert watch == {
         "data": {"Perc50": 443.903, "Perc90": 976.895, "Perc99": 1073.151},
         "unit": "ms",
         "labels": {
-            "Metric": "watch",
+            "Operation": "WATCH",
             "Backend": "v2",
             "Encoding": "json",
             "Kind": "pod",
@@ -116,10 +124,137 @@ def test_perfdash_is_clusterloader2_shaped() -> None:
 def test_perfdash_metric_filter_and_empty_metrics() -> None:
     doc = results("v3-protobuf-500.json")
     only_put = json.loads(export(doc, "perfdash", metric="put"))
-    assert [i["labels"]["Metric"] for i in only_put["dataItems"]] == ["put"]
+    assert [i["labels"]["Operation"] for i in only_put["dataItems"]] == ["PUT"]
     assert only_put["dataItems"][0]["labels"]["V2Watch"] == ""
     doc["runs"][0]["latency_us"]["schedule_slip"].update(p50=None, p90=None, p99=None)
     assert len(json.loads(perfdash(doc))["dataItems"]) == 2  # perfdash values must be numbers
+
+
+def perfdash_reads(
+    build: Path,
+    artifacts_dir: str = "artifacts",
+    output_file_prefix: str = "EtcdAPI",
+    name: str = "benchmark",
+) -> dict[str, list[dict[str, Any]]]:
+    """What perfdash makes of one build's files for one TestDescription (kubernetes/perf-tests
+    perfdash/metrics-downloader.go getJobData, parser.go parsePerfData), by category.
+
+    Files: every file whose path starts with `<ArtifactsDir>/<OutputFilePrefix>_<Name>`. Category: the
+    description's own when one file matches; with several, `<suite id>_<category>`, the suite id being
+    the name's token after that prefix and "_" up to the next "_". Each file decodes as
+    perftype.PerfData: `version` (string) and `dataItems`, each with `data` (map[string]float64), `unit`
+    (string) and `labels` (map[string]string); the `Count` and `SlowCount` labels are stripped. A file
+    that does not decode is skipped, as perfdash logs and skips it; one whose version differs from the
+    first file's is ignored.
+    """
+    file_prefix = f"{output_file_prefix}_{name}"
+    search = f"{artifacts_dir}/{file_prefix}"
+    found = sorted(
+        p for p in build.rglob("*") if p.is_file() and p.relative_to(build).as_posix().startswith(search)
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    version = ""
+    for path in found:
+        category = "EtcdAPIPerformance"
+        if len(found) > 1:
+            category = f"{path.name.removeprefix(file_prefix + '_').split('_')[0]}_{category}"
+        doc = json.loads(path.read_text())
+        assert isinstance(doc.get("version"), str) and isinstance(doc.get("dataItems"), list), path
+        for item in doc["dataItems"]:
+            assert isinstance(item["unit"], str)
+            data, labels = item["data"], item.get("labels", {})
+            assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in data.values()), path
+            assert all(isinstance(v, str) for v in labels.values()), path
+            labels.pop("Count", None)
+            labels.pop("SlowCount", None)
+        version = version or doc["version"]
+        if doc["version"] == version:
+            out.setdefault(category, []).extend(doc["dataItems"])
+    return out
+
+
+def test_perfdash_artifacts_are_named_as_etcds_benchmark_names_them() -> None:
+    doc = results("v2-json-poll-1000.json")
+    files = perfdash_artifacts(doc)
+    stamp = "20261129T231103Z"
+    assert doc["created"] == "2026-11-29T23:11:03+00:00"
+    assert sorted(files) == [
+        f"EtcdAPI_benchmark_put_{stamp}.json",
+        f"EtcdAPI_benchmark_schedule-slip_{stamp}.json",
+        f"EtcdAPI_benchmark_watch_{stamp}.json",
+    ]
+    watch = json.loads(files[f"EtcdAPI_benchmark_watch_{stamp}.json"])
+    assert watch == {"version": "v1", "dataItems": [json.loads(perfdash(doc))["dataItems"][0]]}
+    assert perfdash_artifacts(doc, "etcdbench_k8s16", metric="watch") == {
+        f"etcdbench_k8s16_watch_{stamp}.json": files[f"EtcdAPI_benchmark_watch_{stamp}.json"]
+    }
+    with pytest.raises(UsageError, match="--perfdash-prefix"):
+        perfdash_artifacts(doc, "../x")
+
+
+def test_perfdash_finds_and_parses_the_artifacts(tmp_path: Path) -> None:
+    """An unmodified perfdash's etcdAPIBenchmark job type (OutputFilePrefix EtcdAPI, Name benchmark,
+    ArtifactsDir artifacts) reads what `export --artifacts` writes: one category per operation."""
+    build = tmp_path / "ci-etcdbench" / "1234"
+    artifacts = build / "artifacts"
+    for name in ("v3-protobuf-500.json", "v3-json-500.json"):
+        code, out, err = run_cli(
+            "export", str(RESULTS / name), "--format", "perfdash", "--artifacts", str(artifacts)
+        )
+        assert (code, err) == (0, ""), err
+        assert out.count("wrote ") == 3
+    assert len(list(artifacts.iterdir())) == 6  # two results files, three operations each
+    seen = perfdash_reads(build)
+    assert sorted(seen) == [
+        "put_EtcdAPIPerformance",
+        "schedule-slip_EtcdAPIPerformance",
+        "watch_EtcdAPIPerformance",
+    ]
+    watch = seen["watch_EtcdAPIPerformance"]
+    assert [(i["labels"]["Operation"], i["labels"]["Encoding"]) for i in watch] == [
+        ("WATCH", "protobuf"),  # file names sort by time: the protobuf results file is the older
+        ("WATCH", "json"),
+    ]
+    summary = results("v3-protobuf-500.json")["runs"][0]["latency_us"]["watch"]
+    assert watch[0]["data"] == {f"Perc{p}": summary[f"p{p}"] / 1000 for p in (50, 90, 99)}
+    assert all(i["unit"] == "ms" for items in seen.values() for i in items)
+
+
+def test_perfdash_prefix_picks_another_test_description(tmp_path: Path) -> None:
+    build = tmp_path / "job" / "1"
+    code, _, _ = run_cli(
+        "export",
+        str(RESULTS / "v3-json-500.json"),
+        "--format",
+        "perfdash",
+        "--metric",
+        "watch",
+        "--artifacts",
+        str(build / "artifacts"),
+        "--perfdash-prefix",
+        "Etcdbench_watch",
+    )
+    assert code == 0
+    assert perfdash_reads(build) == {}  # not an EtcdAPI_benchmark file
+    (only,) = perfdash_reads(build, output_file_prefix="Etcdbench", name="watch").values()
+    assert [i["labels"]["Operation"] for i in only] == ["WATCH"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--format", "csv", "--artifacts", "x"], "--artifacts: only with --format perfdash"),
+        (
+            ["--format", "perfdash", "--artifacts", "x", "--out", "y"],
+            "--artifacts: writes one file per metric",
+        ),
+        (["--format", "perfdash", "--artifacts", "x", "--perfdash-prefix", "a/b"], "--perfdash-prefix"),
+    ],
+)
+def test_perfdash_artifacts_bad_usage(tmp_path: Path, extra: list[str], message: str) -> None:
+    argv = [a if a not in ("x", "y") else str(tmp_path / a) for a in extra]
+    code, out, err = run_cli("export", str(RESULTS / "v3-json-500.json"), *argv)
+    assert code == 2 and out == "" and message in err
 
 
 # --- CSV --------------------------------------------------------------------------------------------

@@ -80,8 +80,14 @@ def assert_books_exact(run: dict[str, Any]) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("backend", ["v3", "v2"])
-@pytest.mark.parametrize("fault", ["pause@1:1.5", "restart@1:1", "compact@1.5", "defrag@1.5"])
+@pytest.mark.parametrize(
+    ("fault", "backend"),
+    [
+        *((f, b) for f in ("pause@1:1.5", "restart@1:1") for b in ("v3", "v2")),
+        ("compact@1.5", "v3"),  # compact and defrag act on the v3 store: a v2 run refuses them
+        ("defrag@1.5", "v3"),
+    ],
+)
 def test_nothing_is_lost_or_unaccounted_through_a_fault(backend: str, fault: str) -> None:
     run = faulty_run(backend, fault)
     assert_books_exact(run)

@@ -74,6 +74,9 @@ class FakeTarget:
     ) -> None:
         pass
 
+    def check(self, config: RunConfig) -> None:
+        pass
+
     def results(self) -> dict[str, Any]:
         return new_results(environment(etcd={"embedded": True, "endpoints": ["fake"]}))
 

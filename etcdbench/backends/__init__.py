@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from etcdbench.backends.base import Backend, Endpoint
+from etcdbench.backends.base import Backend, Endpoint, KeyAdmin
 from etcdbench.errors import EtcdError
 
 # gRPC's core writes each failed TLS handshake to stderr at INFO level, before our one-line error; ERROR
@@ -33,3 +33,14 @@ def make_backend(name: str, endpoint: Endpoint, *, v2_watch: str = "poll", max_i
     from etcdbench.backends.v2 import V2Backend
 
     return V2Backend(endpoint, watch_mode=v2_watch, max_inflight=max_inflight)
+
+
+def make_key_admin(name: str, endpoint: Endpoint) -> KeyAdmin:
+    """A connection that lists a prefix and deletes a run's own keys, in the API the run uses."""
+    if name == "v3":
+        from etcdbench.backends.v3 import V3Backend
+
+        return V3Backend(endpoint)
+    from etcdbench.backends.v2 import V2Backend
+
+    return V2Backend(endpoint)

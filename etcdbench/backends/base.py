@@ -6,7 +6,7 @@ processes), from an `Endpoint` that is cheap to pickle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -142,5 +142,19 @@ class Backend(Protocol):
 
     def server_version(self) -> str:
         """The etcd server version string, e.g. "3.5.1"."""
+
+    def close(self) -> None: ...
+
+
+class KeyAdmin(Protocol):
+    """What a run needs to touch only its own keys on an etcd it shares with others (session.py)."""
+
+    def list_keys(self, prefix: str, revision: int = 0) -> tuple[int, dict[str, int]]:
+        """(revision read, {key: create revision}) of every key under `prefix`, read in pages
+        (v3: all at `revision`, or the first page's when 0; v2: now)."""
+
+    def delete_own(self, keys: Collection[str], prefix: str, created_after: int) -> int:
+        """Delete the keys of `keys` that exist under `prefix` and were created after revision
+        `created_after`; never any other key. Returns how many were deleted."""
 
     def close(self) -> None: ...

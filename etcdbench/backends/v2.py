@@ -39,7 +39,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -71,6 +71,8 @@ _LIST_TIMEOUT_S = 60.0
 _WRITE_CONNECTIONS = 32
 # v2 error codes (etcd server/etcdserver/api/v2error).
 _ECODE_KEY_NOT_FOUND = 100
+_ECODE_TEST_FAILED = 101  # a compareAndDelete whose prevIndex no longer matches
+_DELETE_WINDOW = 32  # own-key deletes in flight after a run (one per pool connection)
 _ECODE_UNAUTHORIZED = 110
 _ECODE_EVENT_INDEX_CLEARED = 401
 
@@ -105,6 +107,13 @@ def _count_leaves(node: dict[str, Any]) -> int:
     if not node.get("dir"):
         return 1
     return sum(_count_leaves(child) for child in node.get("nodes", ()))
+
+
+def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """`node` and every node below it, parents first."""
+    yield node
+    for child in node.get("nodes", ()):
+        yield from _walk(child)
 
 
 def _error_doc(resp: Response) -> dict[str, Any]:
@@ -337,6 +346,67 @@ class V2Backend:
             if resp.status not in (200, 201):
                 raise self._status_error(resp)
         return count
+
+    def list_keys(self, prefix: str, revision: int = 0) -> tuple[int, dict[str, int]]:
+        """(X-Etcd-Index, {key: createdIndex}) of every key under `prefix`. The v2 store cannot be
+        read at an older index: `revision` is ignored, the listing is the current one."""
+        index, body = self._get(None, prefix, "recursive=true")
+        if body is None:
+            return index, {}
+        return index, {str(n["key"]): int(n["createdIndex"]) for n in _walk(body["node"]) if not n.get("dir")}
+
+    def delete_own(self, keys: Collection[str], prefix: str, created_after: int) -> int:
+        """Delete the keys of `keys` under `prefix` created after index `created_after`, each only if
+        unchanged since it was listed (compareAndDelete on its modifiedIndex), then the directories
+        created after `created_after` that this left empty; never any other key. Returns how many
+        keys were deleted."""
+        _, body = self._get(None, prefix, "recursive=true")
+        if body is None:
+            return 0
+        nodes = list(_walk(body["node"]))
+        leaves = [n for n in nodes if not n.get("dir")]
+        doomed = [n for n in leaves if n["key"] in keys and int(n["createdIndex"]) > created_after]
+        window = threading.BoundedSemaphore(_DELETE_WINDOW)
+        deleted: list[str] = []
+        failures: list[EtcdError] = []
+
+        def finisher(key: str) -> Done:
+            def finish(resp: Response | None, exc: BaseException | None) -> None:
+                try:
+                    if resp is None:
+                        failures.append(self._error(exc or ConnectionError("no response")))
+                    elif resp.status in (200, 201):
+                        deleted.append(key)
+                    elif _error_doc(resp).get("errorCode") not in (_ECODE_KEY_NOT_FOUND, _ECODE_TEST_FAILED):
+                        failures.append(self._status_error(resp))
+                finally:
+                    window.release()
+
+            return finish
+
+        for n in doomed:
+            window.acquire()
+            target = self._target(n["key"], f"prevIndex={int(n['modifiedIndex'])}")
+            self._pool.submit(b"DELETE", target, b"", self.timeout, finisher(n["key"]))
+        for _ in range(_DELETE_WINDOW):
+            window.acquire()
+        if failures:
+            raise failures[0]
+        # v2 made the directories on the way to each key: remove those the run made, deepest first.
+        # dir=true removes only an empty directory, so one that holds anyone's key stays.
+        made = [n["key"] for n in nodes if n.get("dir") and int(n["createdIndex"]) > created_after]
+        for key in sorted(made, key=lambda k: k.count("/"), reverse=True):
+            self._admin_request(b"DELETE", self._target(key, "dir=true"), self.timeout)
+        parts = prefix.strip("/").split("/")
+        for depth in range(len(parts) - 1, 0, -1):  # and the prefix's parents, if the run made them
+            parent = "/" + "/".join(parts[:depth])
+            _, doc = self._get(None, parent)
+            if doc is None or int(doc["node"].get("createdIndex", 0)) <= created_after:
+                break
+            resp = self._admin_request(b"DELETE", self._target(parent, "dir=true"), self.timeout)
+            if resp.status not in (200, 201):
+                break  # not empty: someone else's keys are in it
+        return len(deleted)
 
     def db_size(self) -> int | None:
         return None  # the v2 store lives in memory; its snapshot size is not exposed by the API

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,6 +53,8 @@ ADMIN_TIMEOUT_S = 10.0
 LEASE_REUSE_S = 1.0
 RECONNECT_BASE_S = 0.05  # a broken watch stream is reopened after this, doubling up to the max
 RECONNECT_MAX_S = 1.0
+LIST_PAGE = 1000  # keys per Range page when listing a prefix: a production prefix may hold millions
+DELETE_WINDOW = 64  # own-key deletes in flight after a run
 PUT_PATH = "/etcdserverpb.KV/Put"
 DELETE_PATH = "/etcdserverpb.KV/DeleteRange"
 WATCH_PATH = "/etcdserverpb.Watch/Watch"
@@ -512,6 +514,74 @@ class V3Backend:
         except grpc.RpcError as exc:
             raise self._error("DeleteRange", exc) from None
         return int(resp.deleted)
+
+    def list_keys(self, prefix: str, revision: int = 0) -> tuple[int, dict[str, int]]:
+        """(revision read, {key: create revision}) of every key under `prefix`, keys only and in
+        pages, all pages at one revision: `revision`, or the first page's when 0."""
+        p = prefix.encode()
+        start, end = p, prefix_range_end(p)
+        keys: dict[str, int] = {}
+        while True:
+            request = rpc_pb2.RangeRequest(
+                key=start, range_end=end, limit=LIST_PAGE, revision=revision, keys_only=True
+            )
+            try:
+                resp = self._kv.Range(request, timeout=ADMIN_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                raise self._error("Range", exc) from None
+            revision = revision or int(resp.header.revision)
+            for kv in resp.kvs:
+                keys[kv.key.decode(errors="replace")] = int(kv.create_revision)
+            if not resp.more or not resp.kvs:
+                return revision, keys
+            start = resp.kvs[-1].key + b"\0"
+
+    def delete_own(self, keys: Collection[str], prefix: str, created_after: int) -> int:
+        """Delete the keys of `keys` that exist under `prefix` and were created after revision
+        `created_after`; never any other key. Returns how many were deleted."""
+        _, existing = self.list_keys(prefix)
+        doomed = [k for k, created in existing.items() if created > created_after and k in keys]
+        window = threading.BoundedSemaphore(DELETE_WINDOW)
+        failures: list[BaseException] = []
+
+        def done(fut: grpc.Future) -> None:
+            exc = fut.exception()
+            if exc is not None:
+                failures.append(exc)
+            window.release()
+
+        for key in doomed:
+            window.acquire()
+            request = rpc_pb2.DeleteRangeRequest(key=key.encode())
+            self._kv.DeleteRange.future(request, timeout=ADMIN_TIMEOUT_S).add_done_callback(done)
+        for _ in range(DELETE_WINDOW):  # wait for the last ones
+            window.acquire()
+        if failures:
+            exc = failures[0]
+            raise (self._error("DeleteRange", exc) if isinstance(exc, grpc.RpcError) else EtcdError(str(exc)))
+        return len(doomed)
+
+    def put_leased(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Put `key` on a lease of `ttl_s` unless it exists; False (and nothing written) if it does.
+
+        Asked first, then put: not atomic, which is enough for keys only etcdbench processes write.
+        """
+        if self._range(key.encode(), b"", count_only=True).count:
+            return False
+        request = rpc_pb2.PutRequest(key=key.encode(), value=value, lease=self._lease(ttl_s))
+        try:
+            self._kv.Put(request, timeout=ADMIN_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise self._error("Put", exc) from None
+        return True
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        """Delete these keys, one by one (a handful: meeting keys)."""
+        for key in keys:
+            try:
+                self._kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=key.encode()), timeout=ADMIN_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                raise self._error("DeleteRange", exc) from None
 
     def compact(self, revision: int) -> None:
         try:

@@ -24,6 +24,7 @@ from etcdbench.etcd.local import (
     _free_port,
     check_v2_support,
     etcd_version,
+    remove_stale_data_dirs,
 )
 from etcdbench.interrupt import shielded
 
@@ -83,6 +84,7 @@ class LocalCluster:
         return [m.pid for m in self.members if m.running]
 
     def start(self, timeout: float = 30.0) -> None:
+        remove_stale_data_dirs()
         self.version = etcd_version(self.binary)
         check_v2_support(self.version, self.enable_v2)
         atexit.register(self.stop)

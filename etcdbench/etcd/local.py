@@ -48,6 +48,10 @@ RETENTION_ARGS = (
     "--auto-compaction-retention=5m",
     f"--quota-backend-bytes={8 * 1024**3}",
 )
+DATA_DIR_PREFIX = "etcdbench-etcd-"  # temporary data dirs, in tempfile.gettempdir()
+# In each data dir: which process made it, so that a later run can tell a dead run's dir (SIGKILL
+# leaves no chance to remove it) from a live one's.
+OWNER_FILE = "owner.json"
 # Never go through an HTTP proxy from the environment: the server is on 127.0.0.1.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -117,6 +121,98 @@ def check_v2_support(version: str, enable_v2: bool) -> None:
     """Refuse to start an etcd that cannot serve the v2 API we were asked to enable."""
     if enable_v2 and _version_tuple(version) >= (3, 6):
         raise EtcdError(f"etcd {version} has no v2 API (removed in 3.6): use etcd 3.5 or older")
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """When `pid` started (clock ticks since boot, /proc/PID/stat field 22): with the pid it names
+    one process, even after the pid is reused. None where /proc has no answer."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _owner() -> dict[str, str | int | None]:
+    """This process, as written into each data dir it makes (OWNER_FILE)."""
+    return {
+        "pid": os.getpid(),
+        "start": _process_start(os.getpid()),
+        "boot": _read("/proc/sys/kernel/random/boot_id"),
+        "pid_namespace": _pid_namespace(),
+    }
+
+
+def _owner_gone(owner: dict[str, object]) -> bool:
+    """True only when the process that wrote `owner` certainly no longer runs."""
+    me = _owner()
+    if owner.get("boot") and me["boot"] and owner["boot"] != me["boot"]:
+        return True  # the machine was restarted since
+    if owner.get("pid_namespace") != me["pid_namespace"]:
+        return False  # another container's process: its pids mean nothing here
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it exists, as another user
+    start = owner.get("start")
+    return start is not None and _process_start(pid) not in (None, start)  # the pid was reused
+
+
+def remove_stale_data_dirs(tmp: str | None = None) -> list[str]:
+    """Remove the data dirs that etcdbench runs which no longer exist left behind (a SIGKILLed run
+    cannot remove its own); return them. A dir without an owner file (an older etcdbench's, or one
+    being made right now) or of a live owner is kept."""
+    removed: list[str] = []
+    base = tmp or tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if not entry.name.startswith(DATA_DIR_PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue  # another user's
+            owner = json.loads(Path(entry.path, OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(owner, dict) and _owner_gone(owner):
+            # Renamed first, owner file and all: an etcd still writing there (going away after its
+            # parent's death) cannot put files back into a dir that would then lack its owner file.
+            doomed = entry.path + ".stale"
+            with contextlib.suppress(OSError):
+                os.rename(entry.path, doomed)
+            shutil.rmtree(doomed if os.path.isdir(doomed) else entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def make_data_dir() -> str:
+    """A new temporary data dir, marked with its owner (this process)."""
+    path = tempfile.mkdtemp(prefix=DATA_DIR_PREFIX)
+    Path(path, OWNER_FILE).write_text(json.dumps(_owner()))
+    return path
 
 
 def _free_port() -> int:
@@ -265,7 +361,7 @@ class EtcdMember:
     ) -> None:
         """A fresh data dir and this member's command line (it is not started)."""
         self._cleanup_dir()
-        self.data_dir = tempfile.mkdtemp(prefix="etcdbench-etcd-")
+        self.data_dir = make_data_dir()
         self.client_url, self.peer_url = client, peer
         self.args = [
             self.binary,
@@ -439,6 +535,7 @@ class LocalEtcd(EtcdMember):
         self.stop()
 
     def start(self, timeout: float = 20.0) -> None:
+        remove_stale_data_dirs()
         self.version = etcd_version(self.binary)
         check_v2_support(self.version, self.enable_v2)
         atexit.register(self.stop)

@@ -25,13 +25,17 @@ MATCH_KEYS = ("backend", "encoding", "kind", "v2_watch", "target_rate")
 # Also part of what was measured, in files that have them; a file without them ran the default.
 MATCH_DEFAULTS = {"workload": "update", "watchers": 1}
 MATCHED_BY = ", ".join([*MATCH_KEYS, *MATCH_DEFAULTS])
-# What must be alike for two files to be compared fairly; each difference becomes a warning.
+# What must be alike for two files to be compared fairly; each difference becomes a warning. Not the
+# host name: CI's hosted runners get a new one every job, and a name says nothing about speed; the CPU
+# model and count do.
 ENVIRONMENT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("etcd server_version", ("etcd", "server_version")),
-    ("host", ("host",)),
+    ("cpu_model", ("cpu_model",)),
     ("cpu_count", ("cpu_count",)),
     ("etcdbench_version", ("etcdbench_version",)),
 )
+JSON_FORMAT = "etcdbench-compare"
+JSON_VERSION = 1
 # config keys already in MATCH_KEYS (config's own v2_watch is set even on v3, where it means nothing).
 _MATCHED_CONFIG = {"backend", "encoding", "kind", "rate", "v2_watch", *MATCH_DEFAULTS}
 
@@ -408,3 +412,126 @@ def render(comparison: Comparison) -> RenderableType:
         parts.append(Text(""))
         parts.append(Text("no run matched: nothing to compare", style="yellow"))
     return Group(*parts)
+
+
+# --- machine-readable and markdown forms ------------------------------------------------------------
+
+
+def _noise_dict(noise: Noise | None) -> dict[str, Any] | None:
+    return None if noise is None else {"within": noise.within, "reason": noise.reason}
+
+
+def _verdict_word(run: dict[str, Any] | None) -> str | None:
+    return None if run is None else ("PASS" if run["verdict"]["pass"] else "FAIL")
+
+
+def match_dict(match: Match) -> dict[str, Any]:
+    """One matched run as plain data: each figure's value per file and its change from the baseline."""
+    base_run = match.runs[0]
+    assert base_run is not None
+    figures = []
+    for figure in FIGURES:
+        changes: list[dict[str, Any] | None] = []
+        for run in match.runs[1:]:
+            if run is None:
+                changes.append(None)
+                continue
+            c = change(figure, base_run, run)
+            changes.append({"ratio": c.ratio, "direction": c.direction, "noise": _noise_dict(c.noise)})
+        figures.append(
+            {
+                "name": figure.name,
+                "path": ".".join(figure.path),
+                "better": "lower" if figure.lower_is_better else "higher",
+                "unit": figure.unit,
+                "values": [None if r is None else value_at(r, figure.path) for r in match.runs],
+                "changes": changes,  # one per file after the baseline; null where the run is absent
+            }
+        )
+    return {
+        "label": match.label,
+        "present": [r is not None for r in match.runs],
+        "verdicts": [_verdict_word(r) for r in match.runs],
+        "figures": figures,
+    }
+
+
+def comparison_dict(comparison: Comparison) -> dict[str, Any]:
+    """The comparison as JSON-ready data (`compare --json`); values in the files' units (latency: µs)."""
+    return {
+        "format": JSON_FORMAT,
+        "version": JSON_VERSION,
+        "files": [
+            {"name": s.name, "path": str(s.path), "complete": bool(s.results.get("complete", True))}
+            for s in comparison.sources
+        ],
+        "baseline": comparison.baseline.name,
+        "matched_by": [*MATCH_KEYS, *MATCH_DEFAULTS],
+        "warnings": list(comparison.warnings),
+        "matches": [match_dict(m) for m in comparison.matches],
+        "unmatched": list(comparison.unmatched),
+        "summary": summary_lines(comparison),
+    }
+
+
+def _md(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|")
+
+
+def _change_words(figure: Figure, c: Change) -> str:
+    cell = _change_cell(figure, c).plain
+    if c.direction == "worse" and not (c.noise is not None and c.noise.within):
+        return f"**{cell}**"
+    return cell
+
+
+def comparison_markdown(comparison: Comparison) -> list[str]:
+    """The comparison as GitHub-flavoured markdown (`compare --markdown`, e.g. for a PR comment)."""
+    sources = comparison.sources
+    lines = [
+        "### etcdbench compare",
+        "",
+        "Baseline: `" + sources[0].name + "`; compared: " + ", ".join(f"`{s.name}`" for s in sources[1:]),
+    ]
+    if comparison.warnings:
+        lines.append("")
+        lines.extend(f"- warning: {w}" for w in comparison.warnings)
+    for m in comparison.matches:
+        base_run = m.runs[0]
+        assert base_run is not None
+        header = ["figure", "better", f"{sources[0].name} (base)"]
+        for s in sources[1:]:
+            header += [s.name, "ratio"]
+        lines += ["", f"#### {_md(m.label)}", ""]
+        lines.append("| " + " | ".join(_md(h) for h in header) + " |")
+        lines.append("|" + "|".join([":--", ":-:", *(["--:"] * (len(header) - 2))]) + "|")
+        for figure in FIGURES:
+            row = [
+                figure.name,
+                "↓" if figure.lower_is_better else "↑",
+                fmt_value(value_at(base_run, figure.path), figure.unit),
+            ]
+            for run in m.runs[1:]:
+                if run is None:
+                    row += ["-", "absent"]
+                else:
+                    row += [
+                        fmt_value(value_at(run, figure.path), figure.unit),
+                        _change_words(figure, change(figure, base_run, run)),
+                    ]
+            lines.append("| " + " | ".join(_md(c) for c in row) + " |")
+        verdicts = ["verdict", "", _verdict_word(base_run) or "-"]
+        for run in m.runs[1:]:
+            verdicts += [_verdict_word(run) or "-", ""]
+        lines.append("| " + " | ".join(verdicts) + " |")
+    if comparison.unmatched:
+        lines += ["", f"Unmatched runs (matched by {MATCHED_BY}):", ""]
+        lines.extend(f"- {u}" for u in comparison.unmatched)
+    summary = summary_lines(comparison)
+    if summary:
+        lines += ["", "**Summary**", ""]
+        lines.extend(f"- {line}" for line in summary)
+    elif not comparison.matches:
+        lines += ["", "No run matched: nothing to compare."]
+    return lines

@@ -5,7 +5,8 @@
   in **milliseconds** (the file's microseconds / 1000, three decimals, so nothing is lost); a last
   `#[Value units = ms ...]` line says so and names the run and metric.
 - perfdash: clusterloader2's `{"version": "v1", "dataItems": [...]}`, one item per run and latency
-  metric, Perc50/Perc90/Perc99 in ms.
+  metric, Perc50/Perc90/Perc99 in ms, labelled `Operation` like etcd's `benchmark --report-perfdash`;
+  `perfdash_artifacts` splits them into files named the way perfdash finds them.
 - csv: one row per second since t0 per run: writes acknowledged and events received in that second,
   each CPU series resampled to the second (time-weighted mean of the samples overlapping it), and each
   RSS series in MB (the point whose step holds the end of the second).
@@ -17,7 +18,9 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from etcdbench.errors import UsageError
@@ -114,30 +117,81 @@ def hgrm(results: dict[str, Any], metric: str = "watch", label: str | None = Non
     return "\n".join(lines) + "\n"
 
 
-def perfdash(results: dict[str, Any], label: str | None = None, metric: str | None = None) -> str:
-    """One dataItem per run and latency metric (all three, or only `metric`)."""
+# perfdash finds a job's files by name: `<ArtifactsDir>/<OutputFilePrefix>_<Name>*`. Its `etcdAPIBenchmark`
+# job type (the one etcd's `benchmark --report-perfdash` feeds) is OutputFilePrefix "EtcdAPI", Name
+# "benchmark", so files named like etcd's own are read by an unmodified perfdash.
+PERFDASH_PREFIX = "EtcdAPI_benchmark"
+# The <op> of `<prefix>_<op>_<time>.json`: perfdash turns the token between the prefix and the next "_"
+# into the category when a build has several files, so an op holds no "_".
+PERFDASH_OPS = {"watch": "watch", "put": "put", "schedule_slip": "schedule-slip"}
+PERFDASH_TIME = "%Y%m%dT%H%M%SZ"  # no ":" (refused by actions/upload-artifact and by Windows file systems)
+_PREFIX_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def perfdash_items(
+    results: dict[str, Any], label: str | None = None, metric: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(metric, PerfData item) per run and latency metric (all three, or only `metric`).
+
+    Labels are strings (perfdash reads them as map[string]string): `Operation` as etcd's benchmark
+    names it (the op, upper case), then what the run measured. A metric with nothing recorded has none.
+    """
     items = []
     for run in select_runs(results, label):
         for metric_name in LATENCY_METRICS if metric is None else (metric,):
             s = run["latency_us"][metric_name]
             if any(s.get(p) is None for p in ("p50", "p90", "p99")):
                 continue  # nothing recorded: perfdash data values must be numbers
-            items.append(
-                {
-                    "data": {"Perc50": s["p50"] / 1000, "Perc90": s["p90"] / 1000, "Perc99": s["p99"] / 1000},
-                    "unit": "ms",
-                    "labels": {
-                        "Metric": metric_name,
-                        "Backend": run["backend"],
-                        "Encoding": run["encoding"],
-                        "Kind": run["kind"],
-                        "Rate": f"{run['target_rate']:g}",
-                        "V2Watch": run.get("v2_watch") or "",
-                        "Run": run["label"],
-                    },
-                }
-            )
+            item = {
+                "data": {"Perc50": s["p50"] / 1000, "Perc90": s["p90"] / 1000, "Perc99": s["p99"] / 1000},
+                "unit": "ms",
+                "labels": {
+                    "Operation": PERFDASH_OPS[metric_name].upper(),
+                    "Backend": run["backend"],
+                    "Encoding": run["encoding"],
+                    "Kind": run["kind"],
+                    "Rate": f"{run['target_rate']:g}",
+                    "V2Watch": run.get("v2_watch") or "",
+                    "Run": run["label"],
+                },
+            }
+            items.append((metric_name, item))
+    return items
+
+
+def _perf_data(items: list[dict[str, Any]]) -> str:
     return json.dumps({"version": "v1", "dataItems": items}, indent=2) + "\n"
+
+
+def perfdash(results: dict[str, Any], label: str | None = None, metric: str | None = None) -> str:
+    """One PerfData document with every item (stdout or --out)."""
+    return _perf_data([item for _, item in perfdash_items(results, label, metric)])
+
+
+def perfdash_artifacts(
+    results: dict[str, Any],
+    prefix: str = PERFDASH_PREFIX,
+    label: str | None = None,
+    metric: str | None = None,
+) -> dict[str, str]:
+    """File name -> PerfData, one file per latency metric, named `<prefix>_<op>_<created>.json` as etcd's
+    `benchmark --report-perfdash` names its files; the time is the results file's `created` (UTC), so
+    exporting the same file again writes the same names."""
+    if not _PREFIX_OK.match(prefix):
+        raise UsageError(f"--perfdash-prefix: {prefix!r} is not a file name prefix (letters, digits, _ . -)")
+    try:
+        created = datetime.fromisoformat(str(results.get("created")))
+    except ValueError:
+        raise UsageError("the results file has no valid `created` time to name perfdash files by") from None
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    stamp = created.astimezone(UTC).strftime(PERFDASH_TIME)
+    by_metric: dict[str, list[dict[str, Any]]] = {}
+    for metric_name, item in perfdash_items(results, label, metric):
+        by_metric.setdefault(metric_name, []).append(item)
+    return {
+        f"{prefix}_{PERFDASH_OPS[name]}_{stamp}.json": _perf_data(items) for name, items in by_metric.items()
+    }
 
 
 def cpu_per_second(points: list[list[float]], interval_s: float, seconds: int) -> list[float | None]:

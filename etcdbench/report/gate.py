@@ -257,3 +257,41 @@ def report(checks: list[Check]) -> list[Text]:
     else:
         lines.append(Text(f"gate: all {len(checks)} checks hold", style="bold green"))
     return lines
+
+
+def gate_dict(checks: list[Check]) -> dict[str, Any]:
+    """The gate's checks as JSON-ready data (`compare --json`); values in the files' units."""
+    return {
+        "checks": [
+            {
+                "rule": c.rule.text.strip(),
+                "run": c.label,
+                "base_file": c.base_name,
+                "file": c.new_name,
+                "base": c.base,
+                "value": c.new,
+                "broken": c.broken,
+                "why": c.why,
+                "within_noise": c.noise is not None and c.noise.within,
+            }
+            for c in checks
+        ],
+        "broken": sum(c.broken for c in checks),
+        "total": len(checks),
+    }
+
+
+def gate_markdown(checks: list[Check]) -> list[str]:
+    """The gate as markdown: a heading with the outcome, then one list item per check."""
+    broken = sum(c.broken for c in checks)
+    head = (
+        f"gate: {broken} of {len(checks)} checks broken" if broken else f"gate: all {len(checks)} checks hold"
+    )
+    lines = ["", f"**{head}**", ""]
+    for c in checks:
+        unit = c.rule.unit
+        lines.append(
+            f"- {'**BROKEN**' if c.broken else 'ok'} `{c.rule.text.strip()}`: {c.label}: {c.base_name} "
+            f"{fmt_value(c.base, unit)} -> {c.new_name} {fmt_value(c.new, unit)} ({c.why})"
+        )
+    return lines

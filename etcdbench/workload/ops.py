@@ -17,10 +17,11 @@ run); `churn` starts from none.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import count
+from itertools import count, islice
 
+from etcdbench.encoding.objects import object_key
 from etcdbench.scenario import RunConfig
 
 
@@ -87,3 +88,25 @@ def _mix(config: RunConfig, owned: int, fresh: int, glob: Callable[[int], int]) 
             yield Op("update", glob(live[-1]))
         else:
             yield Op("delete", glob(live.popleft()))
+
+
+def written_keys(config: RunConfig, writers: Iterable[int] | None = None) -> set[str]:
+    """Every key the given writers (global ids; default: this shard's) write in a run of `config`,
+    the preload and the seeded objects included: what a run may overwrite, and all it may delete.
+
+    The writers' operations are deterministic, so this is exact without asking etcd.
+    """
+    ids = [config.writer_id(w) for w in range(config.writers)] if writers is None else list(writers)
+    counts = dict(config.preload)  # as the writer's _preload stores them
+    if seeded(config):
+        counts[config.kind] = max(counts.get(config.kind, 0), config.objects)
+    keys: set[str] = set()
+    for w in ids:
+        for kind, n in counts.items():
+            keys.update(config.prefix + object_key(kind, i) for i in range(w, n, config.total_writers))
+        slots = len(range(w, config.total_writes, config.total_writers))
+        if config.workload == "update":  # a cycle over the writer's objects: one round names them all
+            slots = min(slots, max(own_objects(config, w), 1))
+        ops = islice(op_stream(config, w), slots)
+        keys.update(config.prefix + object_key(config.kind, op.index) for op in ops)
+    return keys
