@@ -33,7 +33,6 @@ from etcdbench.metrics.cpu import ProcessSampler, sampling_interval
 from etcdbench.network.proxy import DelayProxy
 from etcdbench.results.model import build_run
 from etcdbench.scenario import RunConfig
-from etcdbench.workload.accounting import SeqSet
 from etcdbench.workload.timeline import NS, Timeline
 from etcdbench.workload.watcher import WatcherPlan, run_watcher
 from etcdbench.workload.writer import WriterPlan, run_writer
@@ -162,6 +161,20 @@ def _stop_children(children: Sequence[_Child], grace_s: float) -> None:
             child.stop_conn.close()
 
 
+def drain_message(
+    reports: Sequence[dict[str, Any]], *, wait_for_expiries: bool
+) -> tuple[dict[int, bytes], list[str], int]:
+    """What the watchers must see before they may stop: (writer -> acknowledged seq bits, keys whose
+    DELETE is due, when the last expiry is due in monotonic ns or 0)."""
+    acked = {r["writer_id"]: r["acked"] for r in reports}
+    keys = [d[0] for r in reports for d in r["deletes"]]
+    expiring = [expiry for r in reports for _, expiry in r["expiring"]] if wait_for_expiries else []
+    if wait_for_expiries:
+        keys += [key for r in reports for key, _ in r["expiring"]]
+    until_ns = max(expiring) + round(EXPIRY_GRACE_S * NS) if expiring else 0
+    return acked, keys, until_ns
+
+
 def _streams(config: RunConfig) -> list[int]:
     """Watches per watcher process: `watchers` split into streams of `watchers_per_stream`."""
     full, rest = divmod(config.watchers, config.watchers_per_stream)
@@ -238,16 +251,10 @@ class _Measurement:
 
     def _drain(self, *, wait_for_expiries: bool, collecting: bool = False) -> None:
         """Tell the watchers what the writers that reported had acknowledged."""
-        reports = list(self.writer_results.values())
-        expiring = [expiry for r in reports for _, expiry in r["expiring"]] if wait_for_expiries else []
-        puts = sum(len(SeqSet(r["acked"])) for r in reports)
-        keys = [key for r in reports for key, _ in r["deletes"]]
-        if wait_for_expiries:
-            keys += [key for r in reports for key, _ in r["expiring"]]
-        until_ns = max(expiring) + round(EXPIRY_GRACE_S * NS) if expiring else 0
+        message = drain_message(list(self.writer_results.values()), wait_for_expiries=wait_for_expiries)
         with shielded(collecting=collecting):  # half a message would leave a watcher unable to read on
             for w in self.watchers:
-                w.tell(("drain", (puts, keys, until_ns)))
+                w.tell(("drain", message))
         self.drained = True
 
     def stop(self, interrupt: Interrupted, progress: Progress | None) -> dict[str, Any]:
