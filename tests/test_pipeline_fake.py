@@ -125,7 +125,7 @@ def test_several_watchers_count_the_writes_once() -> None:
 def test_ttl_updates_keep_the_expiry_and_expiries_are_not_false_misses() -> None:
     # mix with a TTL: every create expires; updates must not detach the lease (on v3 an update without
     # it makes the key permanent: a false missed expiry).
-    etcd, cfg = FakeEtcd(), config(workload="mix", mix="update=2,create=2,delete=1", ttl_s=0.03)
+    etcd, cfg = FakeEtcd(ttl_scale=0.03), config(workload="mix", mix="update=2,create=2,delete=1", ttl_s=1)
     run = run_pipeline(cfg, etcd)
     c, t = run["counters"], truth(etcd, 0)
     assert t.expiries_received > 0
@@ -141,7 +141,7 @@ def test_ttl_updates_keep_the_expiry_and_expiries_are_not_false_misses() -> None
 def test_a_delete_is_one_event_with_one_cause_even_when_the_key_also_expires() -> None:
     # churn: create, delete. With a TTL shorter than a lane's life some keys expire before their delete:
     # one DELETE event, credited once (to the delete), never also as an expiry.
-    etcd, cfg = FakeEtcd(), config(workload="churn", churn_updates=0, ttl_s=0.001, objects=4)
+    etcd, cfg = FakeEtcd(ttl_scale=0.001), config(workload="churn", churn_updates=0, ttl_s=1, objects=4)
     run = run_pipeline(cfg, etcd)
     c, t = run["counters"], truth(etcd, 0)
     expired = sum(1 for ch in etcd.changes if ch.cause == "expire")
@@ -154,7 +154,7 @@ def test_a_delete_is_one_event_with_one_cause_even_when_the_key_also_expires() -
 def test_an_update_after_the_key_expired_recreates_nothing() -> None:
     # churn with updates and a TTL shorter than the lifecycle: the update finds the key gone (v3
     # ignore_lease, v2 prevExist) instead of re-creating it, which then expired a second time.
-    etcd, cfg = FakeEtcd(), config(workload="churn", churn_updates=2, ttl_s=0.001, objects=4)
+    etcd, cfg = FakeEtcd(ttl_scale=0.001), config(workload="churn", churn_updates=2, ttl_s=1, objects=4)
     run = run_pipeline(cfg, etcd)
     gone = sum(1 for a in etcd.answers if a.op == "put" and a.outcome == "gone")
     assert gone > 0
@@ -203,7 +203,7 @@ scripts = st.fixed_dictionaries(
         "writes": st.lists(st.sampled_from(WRITE_FAULTS), max_size=60),
         "watch": st.dictionaries(st.integers(0, 60), st.sampled_from(WATCH_FAULTS), max_size=8),
         "workload": st.sampled_from(["update", "churn", "mix"]),
-        "ttl": st.sampled_from([0.0, 0.01]),
+        "ttl": st.sampled_from([0, 1]),  # seconds, which the fake runs at 10 ms each
         "delete_missing": st.sampled_from(["v3", "v2"]),
         "watchers": st.sampled_from([(1, 1), (2, 1), (2, 2)]),  # (watches, watches per stream)
         "second_watch": st.dictionaries(st.integers(0, 60), st.sampled_from(WATCH_FAULTS), max_size=4),
@@ -225,7 +225,10 @@ def test_any_script_of_faults_gives_books_equal_to_ground_truth(script: dict[str
     )
     faults = dict(zip(watch_ids(cfg), [script["watch"], script["second_watch"]], strict=False))
     etcd = FakeEtcd(
-        write_faults=script["writes"], watch_faults=faults, delete_missing=script["delete_missing"]
+        write_faults=script["writes"],
+        watch_faults=faults,
+        delete_missing=script["delete_missing"],
+        ttl_scale=0.01,
     )
     run = run_pipeline(cfg, etcd)
     assert_books_are_true(run, cfg, etcd)

@@ -9,8 +9,9 @@ the books with what the store really did, which it records as ground truth:
   "drop" (never delivered, without a relist: a watch defect), "swap" (delivered after the next one),
   "gap" (history lost: a Relist at the current revision, skipping everything up to it), "slow"
   (delivered after a short sleep);
-- expiries: a key put with ttl_s expires that many seconds after it was put (updates with
-  keep_lease keep it), as a DELETE event.
+- expiries: a key put with ttl_s expires ttl_s x `ttl_scale` seconds after it was put (updates
+  with keep_lease keep it), as a DELETE event. Real TTLs are whole seconds; a scale of 0.01 lets a
+  test's 1 s TTL expire in 10 ms.
 
 It is a test double: nothing in a real run selects it.
 """
@@ -73,6 +74,7 @@ class FakeEtcd:
     watch_faults: Mapping[int, Mapping[int, str]] = field(default_factory=dict)
     delete_missing: str = "v3"  # "v3": a delete of a missing key succeeds with no event; "v2": KeyGone
     armed: bool = False  # write faults count from arm() on (the harness arms after the preload)
+    ttl_scale: float = 1.0  # real seconds per TTL second
 
     def __post_init__(self) -> None:
         self.cond = threading.Condition()
@@ -124,7 +126,7 @@ class FakeEtcd:
                 else:
                     expiry = self.store[key][1] if keep_lease else 0
                     if ttl_s > 0 and not keep_lease:
-                        expiry = time.monotonic_ns() + round(ttl_s * 1e9)
+                        expiry = time.monotonic_ns() + round(ttl_s * self.ttl_scale * 1e9)
                     self.store[key] = (value, expiry)
                     applied = self._apply("PUT", key, value, "put")
             self.answers.append(Answer(op, key, value, applied, outcome, ttl_s, keep_lease))
