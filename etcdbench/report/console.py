@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from etcdbench.metrics.etcd_view import etcd_line
 from etcdbench.network.summary import network_line
 
 
@@ -118,6 +119,9 @@ def run_panel(run: dict[str, Any]) -> Panel:
     network = network_line(run)
     if network:
         facts.add_row("network", network)
+    etcd = etcd_line(run)
+    if etcd:
+        facts.add_row("etcd's view", etcd)
     memory = memory_line(run)
     if memory:
         facts.add_row("memory", memory)
