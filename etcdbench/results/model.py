@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from etcdbench.metrics.cpu import SATURATED_CORES
+from etcdbench.metrics.etcd_view import disagreements
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.scenario import RunConfig
 from etcdbench.workload.accounting import Revisions, in_gaps, reconcile, split_missed
@@ -145,10 +146,12 @@ def build_run(
     memory: dict[str, Any] | None = None,
     incomplete: str | None = None,
     missing: Sequence[str] = (),
+    etcd: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run's figures from what its processes reported. An interrupted run passes the timeline with
-    the window closed at the interrupt, why it is `incomplete`, and the processes `missing` from it
-    (killed before they reported); the figures then cover what the others measured until then."""
+    """The run's figures from what its processes reported, and etcd's own view (`etcd`, from its
+    metrics) beside them. An interrupted run passes the timeline with the window closed at the
+    interrupt, why it is `incomplete`, and the processes `missing` from it (killed before they
+    reported); the figures then cover what the others measured until then."""
     duration = timeline.duration_s
     watches: list[dict[str, Any]] = []
     total = LatencyRecorder()
@@ -228,6 +231,7 @@ def build_run(
             "events_received": add_series([w["events_received"] for w in watches]),
             "cpu_cores": cpu_timeseries,
             "rss_bytes": rss_timeseries or {},
+            "etcd": (etcd or {}).get("series", {}),
         },
         "cpu": {name: None if v is None else round(v, 3) for name, v in cpu.items()},
         "memory": memory or {},
@@ -235,6 +239,8 @@ def build_run(
     }
     if faults is not None:
         run["faults"] = faults
+    if etcd is not None:
+        run["etcd"] = {k: v for k, v in etcd.items() if k != "series"}
     if incomplete is not None:
         run["incomplete"] = incomplete
     if missing:
@@ -302,6 +308,7 @@ def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
             bound.append(f"writers fell behind their schedule (slip p99 {_ms(slip_p99)})")
     if (cpu.get("host") or 0) >= SATURATED_CORES:
         warnings.append(f"host CPU {cpu['host']:.0%} busy: etcd and etcdbench competed for the same cores")
+    warnings += [f"etcd disagrees: {line}" for line in disagreements(run.get("etcd"), run)]
     return {
         "pass": not reasons,
         "reasons": reasons,

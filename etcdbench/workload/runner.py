@@ -30,6 +30,7 @@ from etcdbench.errors import EtcdError
 from etcdbench.faults import FaultInjector
 from etcdbench.interrupt import Interrupted, as_interrupted, shielded
 from etcdbench.metrics.cpu import ProcessSampler, sampling_interval
+from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy
 from etcdbench.results.model import build_run
 from etcdbench.scenario import RunConfig
@@ -207,8 +208,10 @@ class _Measurement:
         groups: dict[str, list[int]],
         preload: dict[str, Any],
         faults: FaultInjector | None,
+        etcd_metrics: EtcdMetricsSampler | None = None,
     ) -> None:
         self.config = config
+        self.etcd_metrics = etcd_metrics
         self.writers = writers
         self.watchers = watchers
         self.timeline = timeline
@@ -318,6 +321,10 @@ class _Measurement:
     ) -> dict[str, Any]:
         """The run's figures; `since`: when the writes ended (or the run was interrupted), for drain_s."""
         self.sampler.stop()
+        etcd_view = None
+        if self.etcd_metrics is not None:
+            self.etcd_metrics.stop()  # after the drain: etcd has sent all it will send
+            etcd_view = self.etcd_metrics.view()
         drain_s = time.monotonic() - since
         window = (timeline.window_start_ns / NS, timeline.window_end_ns / NS)
         groups = self.groups
@@ -342,6 +349,7 @@ class _Measurement:
             faults=self.faults.timeline if self.faults is not None else None,
             incomplete=incomplete,
             missing=missing,
+            etcd=etcd_view,
         )
 
 
@@ -354,11 +362,13 @@ def run_once(
     faults: FaultInjector | None = None,
     start_at: Callable[[], int] | None = None,
     network: DelayProxy | None = None,
+    etcd_metrics: EtcdMetricsSampler | None = None,
 ) -> dict[str, Any]:
     """Preload, then measure `config`; `admin` is the parent's own connection (revision, db size).
 
     `network`, if given, is the delay proxy every client goes through: its CPU is sampled as "proxy"
     and it measures over the same window.
+    `etcd_metrics`, if given, scrapes etcd's own counters from just before t0 until the watchers drained.
     `faults`, if given, is started at t0 and has finished (etcd resumed or restarted) when this returns.
     `start_at`, if given, picks t0 (monotonic ns) once every process is ready: shards agree on it.
     An interrupt raises `Interrupted`, with the partial run as `partial` once t0 has passed.
@@ -413,10 +423,14 @@ def run_once(
         timeline = Timeline(t0_ns, config.warmup_s, config.duration_s)
         if network is not None:
             network.measure(timeline.window_start_ns, timeline.window_end_ns)
+        if etcd_metrics is not None:
+            etcd_metrics.start(t0=t0_ns / NS)
         with shielded():  # every process gets t0, or the run has not started
             for child in children:
                 child.conn.send(("start", t0_ns))
-            measurement = _Measurement(config, writers, watchers, timeline, sampler, groups, preload, faults)
+            measurement = _Measurement(
+                config, writers, watchers, timeline, sampler, groups, preload, faults, etcd_metrics
+            )
         if faults is not None:
             faults.on_restart = lambda pid: sampler.add("etcd", pid) if sampler else None
             faults.start(t0_ns / NS)
@@ -439,5 +453,7 @@ def run_once(
                     faults.stop()
             if sampler is not None:
                 sampler.stop()
+            if etcd_metrics is not None:
+                etcd_metrics.stop()
             # Children that reported are exiting by themselves; any other is stuck or being given up.
             _stop_children(children, EXIT_WAIT_S if finished else 0.0)
