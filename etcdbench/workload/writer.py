@@ -13,6 +13,9 @@ for the update and mix workloads, the objects it will update: both as fast as it
 from __future__ import annotations
 
 import base64
+import heapq
+import itertools
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,8 +34,9 @@ from etcdbench.workload.ops import Op, op_stream, own_objects, seeded
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 PLACEHOLDER = STAMP_PLACEHOLDER.encode("ascii")
-# A failed write is retried with exponential backoff: 0.05, 0.1, ... 1 s, then counted as failed
-# (about 6 s in all, so that a restarted etcd's writes are not lost, but a dead one does not hang us).
+# A failed write is retried with exponential backoff: 0.05, 0.1, ... 1 s (each jittered by ±50%), then
+# counted as failed (about 6 s in all, so that a restarted etcd's writes are not lost, but a dead one
+# does not hang us).
 RETRY_ATTEMPTS = 10
 RETRY_BASE_S = 0.05
 RETRY_MAX_S = 1.0
@@ -100,6 +104,51 @@ def run_writer(plan: WriterPlan, conn: Connection, stop: threading.Event | None 
         conn.send(("error", f"writer {plan.writer_id}: {type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+class _Retries:
+    """Failed writes wait here for their retry: one thread and a heap for the whole writer, not a thread
+    per retry (an etcd that restarts fails every write in flight at once).
+
+    Each wait is the capped exponential backoff times a random factor from 0.5 to 1.5 (the same wait on
+    average), so that the writers of a run, and the retries of one writer, do not all hit a restarted
+    etcd in the same millisecond.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cond = threading.Condition()
+        self._order = itertools.count()  # ties in time keep the order they were scheduled in
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="retries", daemon=True)
+        self._thread.start()
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry `attempt + 1`."""
+        backoff = min(RETRY_BASE_S * (1 << attempt), RETRY_MAX_S)
+        return backoff * self._random.uniform(0.5, 1.5)
+
+    def after(self, seconds: float, action: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._order), action))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                if self._closed:
+                    return
+                _, _, action = heapq.heappop(self._heap)
+            action()  # outside the lock: a send may block on the connection
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
 
 
 class _Window:
@@ -215,6 +264,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
     ttl_ns = round(cfg.ttl_s * NS)
     renews_ttl = backend.update_renews_ttl
     retries = 0
+    retry = _Retries(seed=plan.writer_id)
 
     # Keys this writer created with a TTL and has not deleted: only their updates must keep an expiry
     # (a seeded object has none, and v2 would give it one). Kept by the send loop, read by retries.
@@ -266,8 +316,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
                 with lock:
                     retries += 1
                 again = callback(seq, intended, op, key, value, attempt + 1)
-                delay = min(RETRY_BASE_S * 2**attempt, RETRY_MAX_S)
-                threading.Timer(delay, send, (op, key, value, again, seq)).start()
+                retry.after(retry.delay(attempt), lambda: send(op, key, value, again, seq))
                 return
             now = time.monotonic_ns()
             with lock:
@@ -324,7 +373,8 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
         send(op, key, value, callback(seq, intended, op, key, value), seq)
 
     backend.flush()
-    window.drain()
+    window.drain()  # every retry has been answered: none is left waiting
+    retry.close()
     backend.close()
     return {
         "writer_id": plan.writer_id,
