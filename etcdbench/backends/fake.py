@@ -5,6 +5,8 @@ the books with what the store really did, which it records as ground truth:
 
 - write faults, by request number (every put and delete the store receives, retries included):
   "ok"; "ack_lost" (applied, but the caller is told it failed); "fail" (not applied, failed);
+  "late" (held, then applied and answered after the next request, or after LATE_S: etcd applies
+  concurrent requests in any order);
 - watch faults, by delivery number per watch: "dup" (the event delivered twice, same revision),
   "drop" (never delivered, without a relist: a watch defect), "swap" (delivered after the next one),
   "gap" (history lost: a Relist at the current revision, skipping everything up to it), "slow"
@@ -20,13 +22,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from etcdbench.backends.base import KeyGone, PutCallback, Relist, RevisionCallback, WatchEvent, WatchItem
 from etcdbench.errors import EtcdError
 
-WRITE_FAULTS = ("ok", "ack_lost", "fail")
+WRITE_FAULTS = ("ok", "ack_lost", "fail", "late")
+LATE_S = 0.05  # a "late" write is applied after the next request, or after this long if none comes
+
+Reply = Callable[[int, str], None]  # a request's answer: (revision made or 0, outcome)
 WATCH_FAULTS = ("ok", "dup", "drop", "swap", "gap", "slow")
 _POLL_S = 0.002  # how often a waiting watch looks for new events, expiries and its cancel flag
 _SLOW_S = 0.003
@@ -82,6 +87,8 @@ class FakeEtcd:
         self.store: dict[str, tuple[bytes, int]] = {}  # key -> (value, expiry ns or 0)
         self.changes: list[Change] = []
         self.answers: list[Answer] = []
+        self.received = 0  # requests received (write faults are indexed by it); answers lag "late" ones
+        self.held: list[tuple[str, str, bytes, float, bool, Reply]] = []  # "late" requests
         self.deliveries: dict[int, list[Delivery]] = {}
         self.dropped: dict[int, list[int]] = {}  # watch -> revisions never delivered ("drop")
         self._armed_at = 0 if self.armed else -1
@@ -89,7 +96,7 @@ class FakeEtcd:
     def arm(self) -> None:
         """Scripted write faults apply from the next request on."""
         with self.cond:
-            self._armed_at = len(self.answers)
+            self._armed_at = self.received
 
     # -- writes ----------------------------------------------------------------------------------------
 
@@ -107,30 +114,57 @@ class FakeEtcd:
                     del self.store[key]
                     self._apply("DELETE", key, b"", "expire")
 
-    def write(self, op: str, key: str, value: bytes, ttl_s: float, keep_lease: bool) -> tuple[int, str]:
-        """Apply one request as scripted: (revision made or 0, outcome)."""
+    def write(self, op: str, key: str, value: bytes, ttl_s: float, keep_lease: bool, answer: Reply) -> None:
+        """Apply one request as scripted, then `answer(revision made or 0, outcome)`; a "late" one is
+        held and applied after the next request (or LATE_S)."""
         self.expire_due()
         with self.cond:
-            n = len(self.answers) - self._armed_at
+            n = self.received - self._armed_at
+            self.received += 1
             fault = self.write_faults[n] if 0 <= n < len(self.write_faults) and self._armed_at >= 0 else "ok"
-            applied, outcome = 0, fault
-            if fault != "fail":
-                if op == "delete":
-                    if key in self.store:
-                        del self.store[key]
-                        applied = self._apply("DELETE", key, b"", "delete")
-                    elif self.delete_missing == "v2":
-                        outcome = "gone"
-                elif keep_lease and key not in self.store:
+            if fault == "late":
+                self.held.append((op, key, value, ttl_s, keep_lease, answer))
+                threading.Timer(LATE_S, self._release_held).start()
+                return
+            answers = [(answer, self._request(op, key, value, ttl_s, keep_lease, fault))]
+            answers += self._apply_held()
+        for reply, (applied, outcome) in answers:
+            reply(applied, outcome)
+
+    def _release_held(self) -> None:
+        with self.cond:
+            answers = self._apply_held()
+        for reply, (applied, outcome) in answers:
+            reply(applied, outcome)
+
+    def _apply_held(self) -> list[tuple[Reply, tuple[int, str]]]:
+        held, self.held = self.held, []
+        answers = []
+        for op, key, value, ttl_s, keep_lease, reply in held:
+            answers.append((reply, self._request(op, key, value, ttl_s, keep_lease, "ok")))
+        return answers
+
+    def _request(
+        self, op: str, key: str, value: bytes, ttl_s: float, keep_lease: bool, fault: str
+    ) -> tuple[int, str]:
+        applied, outcome = 0, fault
+        if fault != "fail":
+            if op == "delete":
+                if key in self.store:
+                    del self.store[key]
+                    applied = self._apply("DELETE", key, b"", "delete")
+                elif self.delete_missing == "v2":
                     outcome = "gone"
-                else:
-                    expiry = self.store[key][1] if keep_lease else 0
-                    if ttl_s > 0 and not keep_lease:
-                        expiry = time.monotonic_ns() + round(ttl_s * self.ttl_scale * 1e9)
-                    self.store[key] = (value, expiry)
-                    applied = self._apply("PUT", key, value, "put")
-            self.answers.append(Answer(op, key, value, applied, outcome, ttl_s, keep_lease))
-            return applied, outcome
+            elif keep_lease and key not in self.store:
+                outcome = "gone"
+            else:
+                expiry = self.store[key][1] if keep_lease else 0
+                if ttl_s > 0 and not keep_lease:
+                    expiry = time.monotonic_ns() + round(ttl_s * self.ttl_scale * 1e9)
+                self.store[key] = (value, expiry)
+                applied = self._apply("PUT", key, value, "put")
+        self.answers.append(Answer(op, key, value, applied, outcome, ttl_s, keep_lease))
+        return applied, outcome
 
     # -- watches ---------------------------------------------------------------------------------------
 
@@ -207,7 +241,8 @@ class FakeEtcd:
 
 
 class FakeBackend:
-    """One client of a FakeEtcd; answers each write at once, from the calling thread."""
+    """One client of a FakeEtcd; answers each write at once, from the calling thread (a "late" one
+    from the thread of the request that releases it, or a timer's)."""
 
     name = "fake"
     binary_safe = True
@@ -232,15 +267,17 @@ class FakeBackend:
         keep_lease: bool,
         revision: RevisionCallback | None,
     ) -> None:
-        applied, outcome = self.etcd.write(op, key, value, ttl_s, keep_lease)
-        if outcome == "ok" and revision is not None:
-            revision(applied)
-        if outcome == "ok":
-            done(None)
-        elif outcome == "gone":
-            done(KeyGone(f"{key}: key not found"))
-        else:
-            done(EtcdError(f"scripted {outcome} of {op} {key}"))
+        def answer(applied: int, outcome: str) -> None:
+            if outcome == "ok" and revision is not None:
+                revision(applied)
+            if outcome == "ok":
+                done(None)
+            elif outcome == "gone":
+                done(KeyGone(f"{key}: key not found"))
+            else:
+                done(EtcdError(f"scripted {outcome} of {op} {key}"))
+
+        self.etcd.write(op, key, value, ttl_s, keep_lease, answer)
 
     def put_async(
         self,

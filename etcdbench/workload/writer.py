@@ -13,11 +13,13 @@ for the update and mix workloads, the objects it will update: both as fast as it
 from __future__ import annotations
 
 import base64
+import functools
 import heapq
 import itertools
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -295,6 +297,36 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
         except Exception as exc:
             done(exc)
 
+    # One write in flight per key: the writes of one key (a pod's create, update and delete) reach etcd
+    # in their order. Writes on separate requests are applied in any order (etcd serves the streams of
+    # a connection concurrently), so a writer that fell behind and sent a lane's update and delete at
+    # once could see the delete applied first: it would delete nothing (no event), and the update
+    # re-create the key. The apiserver never has two writes of one object in flight either.
+    waiting: dict[str, deque[Callable[[], None]]] = {}  # key -> sends held until its write is answered
+
+    def in_order(key: str, start: Callable[[], None]) -> None:
+        with lock:
+            queue = waiting.get(key)
+            if queue is not None:
+                queue.append(start)
+                return
+            waiting[key] = deque()
+        start()
+
+    def settled(key: str) -> None:
+        """A write of `key` is answered for good: free its slot, and send the next write of the key.
+
+        From the retry thread, not here: this runs on the connection's reader thread, which must not
+        block on sending."""
+        window.release()
+        with lock:
+            queue = waiting[key]
+            if not queue:
+                del waiting[key]
+                return
+            start = queue.popleft()
+        retry.after(0.0, start)
+
     def callback(seq: int, intended: int, op: Op, key: str, value: bytes, attempt: int = 0) -> PutCallback:
         action = op.action
 
@@ -308,7 +340,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
                 else:  # an update of a key that expired first: nothing written, nothing to see
                     with lock:
                         expired_before_update += 1
-                    window.release()
+                    settled(key)
                     return
             if exc is not None and attempt + 1 < RETRY_ATTEMPTS and time.monotonic_ns() < give_up_ns:
                 # A failed write is retried (its latency keeps counting from the intended time); a
@@ -336,7 +368,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
                 else:
                     errors += 1
                     error_sample = error_sample or f"{type(exc).__name__}: {exc}"
-            window.release()
+            settled(key)
 
         return done
 
@@ -370,7 +402,8 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
             key, value = templates.value(cfg.kind, op.index, format_stamp(plan.writer_id, seq, intended))
             if op.action == "create" and ttl_ns:
                 ttl_keys.add(key)
-        send(op, key, value, callback(seq, intended, op, key, value), seq)
+        done = callback(seq, intended, op, key, value)
+        in_order(key, functools.partial(send, op, key, value, done, seq))
 
     backend.flush()
     window.drain()  # every retry has been answered: none is left waiting
