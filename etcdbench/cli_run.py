@@ -45,7 +45,6 @@ from etcdbench.scenario import (
     MAX_RATE,
     V2_WATCH_MODES,
     RunConfig,
-    parse_duration,
     parse_duration_us,
 )
 from etcdbench.scenario_file import MAX_CELLS, Overrides, Scenario, flag_of, from_results, load_file
@@ -115,7 +114,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
         "--start", type=_number, default=DEFAULT_START, help="first rate tried (default %(default)g)"
     )
     c.add_argument(
-        "--budget", default="5m", help="wall-clock limit of the search: seconds, or 90s, 5m (default 5m)"
+        "--budget",
+        type=_seconds,
+        default=300.0,
+        help="wall-clock limit of the search: seconds, or 90s, 5m (default 5m)",
     )
     c.add_argument(
         "--resolution", default="5%", help="stop bisecting within this relative width (default 5%%)"
@@ -255,7 +257,8 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         for spec in targets:
             resolve_etcd(spec, args.etcd_bin)
 
-    target = targets[cells[0].etcd]
+    spec = cells[0].etcd
+    target = targets[spec]
     target.__enter__()
     try:
         results = target.results()
@@ -265,9 +268,9 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         # Ctrl-C, or etcd lost mid-matrix: keep the cells that ran, and the one interrupted
         with saver.keeping_partial(results, out, err), _progress(err, len(cells)) as progress_for:
             for i, config in enumerate(cells):
-                if config.etcd != target.etcd:  # the next etcd of the matrix: stop this one first
+                if config.etcd != spec:  # the next etcd of the matrix: stop this one first
                     target.__exit__(None, None, None)
-                    target = targets[config.etcd]
+                    spec, target = config.etcd, targets[config.etcd]
                     target.__enter__()
                     results["environment"]["etcds"].append(target.info)
                 hook = progress_for(i, config.scenario) if progress_for else None
@@ -320,9 +323,9 @@ def _capacity_config(args: argparse.Namespace) -> RunConfig:
 
 def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
     base = _capacity_config(args)
-    budget_s = parse_duration("--budget", args.budget)
+    budget_s = args.budget
     if not budget_s > 0:
-        raise UsageError(f"--budget: must be > 0, got {args.budget!r}")
+        raise UsageError(f"--budget: must be > 0, got {budget_s:g}")
     resolution = _resolution(args.resolution)
     endpoints = _endpoints(args)
     credentials = credentials_from_args(args)

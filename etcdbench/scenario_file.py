@@ -167,6 +167,7 @@ def _build(doc: Any, default_name: str, ov: Overrides, origin: str, key_prefix: 
             raise _Bad(f"run.{key}", "is also a [matrix] key: set it in one place")
 
     values, only, added = _split_only(run, axes, ov)
+    run = {k: v for k, v in run.items() if k not in dict(added)}  # the new axis sets it now
     ov = replace(ov, values=values)  # an overriding flag is named in errors like --duration is
     run, axes = _apply_values(run, axes, values)
     axes = _apply_only(run, axes, only) + added

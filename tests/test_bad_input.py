@@ -116,7 +116,7 @@ FLAGS = [
     (["watch", "--kind", "\x1b[2J\u2028"], "error: argument --kind: invalid choice: '\\x1b[2J\\u2028'"),
     (["capacity", "--start", "inf"], "error: argument --start: 'inf' is not a finite number"),
     (["capacity", "--start", "2e6"], "error: --rate: must be at most 1,000,000"),
-    (["capacity", "--budget", "9" * 400 + "h"], "error: --budget: "),
+    (["capacity", "--budget", "9" * 400 + "h"], "error: argument --budget: "),
     (["capacity", "--resolution", "nan"], "error: --resolution: 'nan' is not a percentage"),
     (["run", "--max-cells", "0", "x.toml"], "error: --max-cells: must be >= 1, got 0"),
     (["capacity", "--writers=--"], "error: argument --writers: expected one argument"),
