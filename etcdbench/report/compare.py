@@ -11,6 +11,7 @@ percentile moved by more than run-to-run noise is decided by `latency_noise` (do
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,6 +238,11 @@ def _env(results: dict[str, Any], path: tuple[str, ...]) -> Any:
     return node
 
 
+_ETCD_CELL = re.compile(
+    r"(?<=[\[,])etcd=[^,\]]*(,|(?=\]))"
+)  # "name[etcd=3.4,backend=v2]" -> "name[backend=v2]"
+
+
 def _config_warnings(match: Match, sources: list[Source]) -> list[str]:
     base_run = match.runs[0]
     assert base_run is not None
@@ -246,10 +252,11 @@ def _config_warnings(match: Match, sources: list[Source]) -> list[str]:
         if run is None:
             continue
         config = run.get("config", {})
-        # Parts of one file (split_by_etcd) differ in their cell's name by the etcd value alone.
-        skip = _MATCHED_CONFIG | ({"scenario"} if source.path == sources[0].path else set())
-        for key in sorted((set(base_config) | set(config)) - skip):
-            if base_config.get(key) != config.get(key):
+        for key in sorted((set(base_config) | set(config)) - _MATCHED_CONFIG):
+            a, b = base_config.get(key), config.get(key)
+            if key == "scenario" and isinstance(a, str) and isinstance(b, str):
+                a, b = _ETCD_CELL.sub("", a), _ETCD_CELL.sub("", b)  # shown as the etcd row instead
+            if a != b:
                 out.append(
                     f"{match.label}: run parameters differ: {key} is {base_config.get(key)!r} in "
                     f"{sources[0].name} but {config.get(key)!r} in {source.name}"
