@@ -4,6 +4,7 @@ the same server flags, as a matrix axis of scenario files, recorded per run and 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from etcdbench.errors import UsageError
 from etcdbench.etcd.local import (
@@ -207,3 +209,13 @@ def test_two_files_of_different_versions_pair_and_show_each_version() -> None:
 def test_one_file_of_one_version_alone_is_refused() -> None:
     with pytest.raises(UsageError, match=r"^compare: needs at least two results files"):
         compare([Source("v3", Path("v3.json"), load(RESULTS / "v3-json-500.json"))])
+
+
+def test_the_readme_quotes_what_compare_prints_for_the_committed_run() -> None:
+    console = Console(file=io.StringIO(), width=104, color_system=None)
+    comparison = compare([Source("etcd-versions", Path("results/etcd-versions.json"), two_versions())])
+    console.print(render(comparison), soft_wrap=True)
+    printed = console.file.getvalue()  # type: ignore[attr-defined]
+    readme = (RESULTS.parent / "README.md").read_text()
+    lines = [line.rstrip() for line in printed.splitlines() if line.strip()]
+    assert lines and all(line in readme for line in lines)
