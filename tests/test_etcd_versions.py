@@ -25,7 +25,8 @@ from etcdbench.etcd.local import (
     version_matches,
 )
 from etcdbench.report.compare import Source, compare, comparison_dict, comparison_markdown, render
-from etcdbench.results.io import load
+from etcdbench.report.console import summary
+from etcdbench.results.io import load, server_versions
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -219,3 +220,13 @@ def test_the_readme_quotes_what_compare_prints_for_the_committed_run() -> None:
     readme = (RESULTS.parent / "README.md").read_text()
     lines = [line.rstrip() for line in printed.splitlines() if line.strip()]
     assert lines and all(line in readme for line in lines)
+
+
+def test_show_and_ls_name_every_version_a_file_ran_on() -> None:
+    results = two_versions()
+    assert server_versions(results) == ["3.4.23", "3.5.1"]
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    console.print(summary(results))
+    assert "etcd 3.4.23, 3.5.1 (embedded)" in console.file.getvalue()  # type: ignore[attr-defined]
+    older = load(RESULTS / "v3-json-500.json")  # a run without its own etcd record: the environment's
+    assert server_versions(older) == [older["environment"]["etcd"]["server_version"]]
