@@ -230,3 +230,36 @@ def test_show_and_ls_name_every_version_a_file_ran_on() -> None:
     assert "etcd 3.4.23, 3.5.1 (embedded)" in console.file.getvalue()  # type: ignore[attr-defined]
     older = load(RESULTS / "v3-json-500.json")  # a run without its own etcd record: the environment's
     assert server_versions(older) == [older["environment"]["etcd"]["server_version"]]
+
+
+TINY = """
+# A test fixture, not a measurement: v3 on the default etcd unless a flag says otherwise.
+name = "tiny"
+[run]
+backend = "v3"
+rate = 100
+duration_s = 1
+warmup_s = 0.5
+objects = 10
+drain_s = 3
+"""
+
+
+@pytest.mark.integration
+def test_flags_override_the_files_run_values_and_every_member_records_its_version(tmp_path: Path) -> None:
+    """`--etcd 3.4 --backend v2` on a file that sets neither as a matrix axis: both override [run]."""
+    etcd_34()
+    path, out_path = tmp_path / "tiny.toml", tmp_path / "tiny.json"
+    path.write_text(TINY)
+    ran = etcdbench(
+        "run", str(path), "--etcd", "3.4", "--backend", "v2", "--cluster-size", "3", "--output", str(out_path)
+    )
+    assert ran.returncode in (0, 1), ran.stderr
+    results = load(out_path)
+    (run,) = results["runs"]
+    assert run["backend"] == "v2" and run["config"]["etcd"] == "3.4"
+    assert results["scenario"]["run"]["backend"] == "v2" and results["scenario"]["run"]["etcd"] == "3.4"
+    members = results["environment"]["etcd"]["members"]
+    assert len(members) == 3 and all(m["version"].startswith("3.4.") for m in members)
+    assert run["etcd"]["member_versions"] == [m["version"] for m in members]
+    assert run["counters"]["written"] == run["counters"]["received"] == 150
