@@ -248,8 +248,10 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"note: --scale changes nothing: {scenario.name} has no [cluster] table", markup=False)
 
     cells = by_etcd(scenario.cells)
+    # One target per etcd of the matrix (most scenarios: one, ""), entered in turn below.
     targets = {
-        spec: target_for(args, endpoints, credentials, etcd=spec) for spec in {c.etcd: 0 for c in cells}
+        spec: target_for(args, endpoints, credentials, etcd=spec)
+        for spec in dict.fromkeys(c.etcd for c in cells)
     }
     for config in cells:  # every cell, before the first one starts
         targets[config.etcd].check(config)

@@ -6,6 +6,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Re-exported: callers read durations through this module, as before etcdbench.durations existed.
+from etcdbench.durations import DURATION_HINT as DURATION_HINT
+from etcdbench.durations import MAX_DURATION_S
+from etcdbench.durations import parse_duration as parse_duration
+from etcdbench.durations import parse_duration_us as parse_duration_us
+from etcdbench.durations import parse_seconds as parse_seconds
 from etcdbench.errors import UsageError
 from etcdbench.faults import parse_fault
 from etcdbench.workload.accounting import format_stamp
@@ -27,7 +33,7 @@ STAMP_WRITER_DIGITS, STAMP_SEQ_DIGITS = (len(part) for part in format_stamp(0, 0
 # Upper bounds (docs/scenarios.md, "Limits"). Far above any run that means something on one host, low
 # enough that a typo is refused before a process starts instead of exhausting the machine or the stamp.
 MAX_RATE = 1_000_000.0  # writes/s: ~20x etcd's own published best with 1,000 clients
-MAX_SECONDS = 7 * 24 * 3600.0  # --duration, --warmup, --drain, --ttl: a week-long soak at most
+MAX_SECONDS = MAX_DURATION_S  # --duration, --warmup, --drain, --ttl: a week-long soak at most
 MAX_WRITERS = 256  # writer processes of one load generator (one host)
 MAX_WRITER_IDS = 10**STAMP_WRITER_DIGITS  # writers x shards: an id past 9999 would widen the stamp
 MAX_WATCHERS = 1_000  # watches of one load generator...
@@ -255,37 +261,6 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)?\s*$")
-_UNIT_US = {"us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-DURATION_UNITS = "us, ms, s, m, h"
-DURATION_HINT = "seconds (10), or with a unit (250ms, 90s, 30m, 1h)"
-
-
-def parse_duration(flag: str, text: str) -> float:
-    """Every duration etcdbench reads, flag or scenario string, by one rule -> seconds.
-
-    A bare number is seconds ('10', '0.5'); or a number with one of the units us, µs, ms, s, m, h
-    ('500us', '250ms', '90s', '30m', '1.5h'). A sign is kept, so that RunConfig names a negative value.
-    """
-    m = _DURATION.match(text)
-    if not m:
-        raise UsageError(f"{flag}: {text!r} is not a duration: {DURATION_HINT}")
-    us = float(m.group(1)) * _UNIT_US[m.group(2) or "s"]
-    if not abs(us) <= MAX_SECONDS * 1e6:  # a 400-digit number is a float infinity
-        raise UsageError(f"{flag}: {text!r} is longer than {MAX_SECONDS / 86400:g} days")
-    return us / 1e6
-
-
-def parse_duration_us(flag: str, text: str) -> int:
-    """parse_duration in whole microseconds: '1s', '250ms', '500us', '2m', '1' (a second)."""
-    return round(parse_duration(flag, text) * 1e6)
-
-
-def parse_seconds(flag: str, text: str) -> float:
-    """parse_duration (kept for the callers that name it so)."""
-    return parse_duration(flag, text)
 
 
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+(?:\.[0-9]+)?$")

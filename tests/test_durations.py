@@ -11,6 +11,7 @@ import pytest
 from etcdbench.cli import build_parser, workload_config
 from etcdbench.cli_run import _overrides
 from etcdbench.errors import UsageError
+from etcdbench.faults import parse_fault
 from etcdbench.network.flags import network_values
 from etcdbench.scenario import parse_duration, parse_duration_us
 
@@ -85,3 +86,23 @@ def test_one_parser_refuses(text: str) -> None:
 def test_too_long_is_refused_not_overflowed() -> None:
     with pytest.raises(UsageError, match=r"^--x: .* is longer than 7 days"):
         parse_duration("--x", "9" * 400)
+
+
+@pytest.mark.parametrize(
+    ("text", "at_s", "duration_s"),
+    [
+        ("pause@5:2", 5.0, 2.0),
+        ("pause@500ms:2s", 0.5, 2.0),
+        ("restart@1m:1.5", 60.0, 1.5),
+        ("kill@0", 0.0, 0.0),
+    ],
+)
+def test_fault_times_are_durations_by_the_same_rule(text: str, at_s: float, duration_s: float) -> None:
+    fault = parse_fault(text)
+    assert (fault.at_s, fault.duration_s) == (at_s, duration_s)
+
+
+@pytest.mark.parametrize(("text", "why"), [("pause@1x:1", "'1x' is not a duration"), ("pause@-1:1", ">= 0")])
+def test_a_bad_fault_time_is_refused_naming_the_fault(text: str, why: str) -> None:
+    with pytest.raises(UsageError, match=rf"^--fault: '{text}' is not KIND@SECONDS\[:DURATION\] .*{why}"):
+        parse_fault(text)
