@@ -30,6 +30,8 @@ from etcdbench.etcd.cluster import LocalCluster
 from etcdbench.etcd.local import LocalEtcd, flag_notes, resolve_etcd
 from etcdbench.faults import FaultInjector, check_faults, parse_fault
 from etcdbench.interrupt import Interrupted, shielded
+from etcdbench.metrics.cpu import sampling_interval
+from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy, wants_proxy
 from etcdbench.results.io import environment, new_results
 from etcdbench.results.model import verdict
@@ -285,6 +287,12 @@ class Target:
                     injector,
                     barrier.start_ns if barrier else None,
                     network=self.proxy if endpoint is not self.endpoint else None,
+                    # etcd's own counters, asked of etcd itself (not through the delay proxy)
+                    etcd_metrics=EtcdMetricsSampler(
+                        self.endpoint.urls,
+                        self.endpoint.credentials,
+                        max(1.0, sampling_interval(config.warmup_s + config.duration_s)),
+                    ),
                 )
             except BaseException as exc:
                 if isinstance(exc, Interrupted) and isinstance(exc.partial, dict):

@@ -13,6 +13,9 @@ from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
 from etcdbench.metrics.etcd_view import EtcdMetricsSampler, disagreements, increase, parse_metrics, summarize
+from etcdbench.results.model import verdict
+from etcdbench.scenario import RunConfig
+from etcdbench.session import run_watch
 
 EXPOSITION = """\
 # HELP etcd_mvcc_put_total Total number of puts seen by this member.
@@ -141,3 +144,29 @@ def test_real_etcd_counts_exactly_the_puts_of_each_api(own_etcd: LocalEtcd) -> N
     assert view["increase"]["v2_puts"] == 11
     assert view["last"]["db_bytes"] > 0
     assert sum(v for _, v in view["series"]["mvcc_puts"]) == 37
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("backend", "encoding"), [("v3", "protobuf"), ("v2", "json")])
+def test_etcds_own_count_matches_the_books_of_a_run(backend: str, encoding: str) -> None:
+    """On an embedded etcd only the run writes: etcd's count of puts applied (and, on v3, of watch
+    events sent) is an independent tally of what the books say was written and received."""
+    config = RunConfig(
+        backend=backend, encoding=encoding, rate=200, duration_s=1.0, warmup_s=0.5, objects=20, drain_s=3.0
+    )
+    (run,) = run_watch(config, endpoints=None, etcd_bin=None)["runs"]
+    view, c = run["etcd"], run["counters"]
+    assert view["scraped"] == 1 and view["restarted"] == 0
+    assert c["written"] == 300 and c["received"] == 300
+    applied = view["increase"]["mvcc_puts" if backend == "v3" else "v2_puts"]
+    assert applied == run["operations"]["update"] == 300
+    if backend == "v3":
+        assert view["increase"]["watch_events_sent"] == c["received"]
+    assert not [w for w in run["verdict"]["warnings"] if w.startswith("etcd disagrees")]
+
+    # etcd applying one put fewer than we counted is named in the verdict's warnings.
+    name = "mvcc_puts" if backend == "v3" else "v2_puts"
+    run["etcd"] = dict(view, increase=dict(view["increase"], **{name: 299}))
+    warnings = verdict(run, config)["warnings"]
+    expected = f"etcd disagrees: etcd applied 299 puts ({name}) but etcdbench counted 300 acknowledged"
+    assert expected in warnings

@@ -163,3 +163,45 @@ def test_console_summary_shows_the_figures_and_verdict() -> None:
     assert f"missed {run['counters']['missed']:,}" in text
     assert "watch (intended send → decoded)" in text
     assert "p99.9" in text
+
+
+def _rendered(results: dict[str, Any]) -> str:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(summary(results))
+    return console.export_text()
+
+
+def test_console_says_written_counts_each_write_once_across_watches() -> None:
+    results = sample()
+    run = results["runs"][0]
+    run["watchers"] = 3
+    run["counters"].update(written=300, received=900, missed=0, duplicates=0)
+    text = _rendered(results)
+    assert "events (3 watches)" in text
+    assert "written 300 (each to 3 watches) · received in all 900 · missed in all 0" in text
+
+
+def test_console_splits_duplicates_by_kind() -> None:
+    results = sample()
+    results["runs"][0]["counters"].update(duplicates=5, duplicates_retried=4, duplicates_redelivered=1)
+    assert "duplicates 5 (retried 4, redelivered 1)" in _rendered(results)
+
+
+def test_console_shows_etcds_view() -> None:
+    results = sample()
+    run = results["runs"][0]
+    run["backend"] = "v3"
+    run["etcd"] = {
+        "members": 1,
+        "scraped": 1,
+        "restarted": 0,
+        "errors": [],
+        "increase": {"mvcc_puts": 1234, "watch_events_sent": 1200},
+        "max": {"slow_watchers": 2, "pending_events": 7},
+        "last": {"db_bytes": 25_100_000},
+    }
+    text = _rendered(results)
+    assert (
+        "etcd's view  applied 1,234 puts · sent 1,200 watch events · slow watchers max 2 · "
+        "pending events max 7 · db 25.1 MB"
+    ) in text

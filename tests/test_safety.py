@@ -106,9 +106,17 @@ class Store:
         return self.v3()[1], self.v2()
 
 
+@pytest.fixture(scope="module")
+def safety_etcd() -> Iterator[LocalEtcd]:
+    """An etcd of these tests alone: its whole store is compared before and after each run, and the
+    session's shared etcd holds whatever the other tests left there (megabytes of it)."""
+    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:
+        yield server
+
+
 @pytest.fixture
-def store(etcd_server: LocalEtcd) -> Iterator[Store]:
-    s = Store(etcd_server.client_url)
+def store(safety_etcd: LocalEtcd) -> Iterator[Store]:
+    s = Store(safety_etcd.client_url)
     yield s
     s.close()
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from etcdbench.errors import EtcdError
 from etcdbench.security import Credentials, endpoint_tls
 
 
@@ -58,12 +59,22 @@ class Relist:
     reason: str
     revision: int
     keys: int
+    duration_s: float = 0.0  # how long reading the prefix took
+    bytes: int = 0  # bytes of the listing as received (v3: every page's response; v2: the body)
 
 
 WatchItem = WatchEvent | Relist
 
+
+class KeyGone(EtcdError):
+    """The key a write needs is not there: an update (keep_lease) of a key that expired, or a delete of
+    a key already gone (v2 404; v3 answers such a delete with success and deleted=0)."""
+
+
 # Called once per put, from any thread, with None on success or the exception on failure.
 PutCallback = Callable[[BaseException | None], None]
+# Called with the revision a write made (v3 header revision, v2 modifiedIndex), before its PutCallback.
+RevisionCallback = Callable[[int], None]
 
 
 class Backend(Protocol):
@@ -74,15 +85,32 @@ class Backend(Protocol):
     def check(self) -> None:
         """Raise EtcdError with one clear line when etcd is unreachable or cannot serve this API."""
 
-    def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
+    # True when an update with keep_lease sets the key's TTL afresh (v2: ttl=S again, as Kubernetes'
+    # v2 storage did for Events); False when it keeps the key's lease and so its expiry (v3).
+    update_renews_ttl: bool
+
+    def put_async(
+        self,
+        key: str,
+        value: bytes,
+        done: PutCallback,
+        ttl_s: float = 0.0,
+        keep_lease: bool = False,
+        revision: RevisionCallback | None = None,
+    ) -> None:
         """Start a put and return at once; `done` is called when it is acknowledged or fails.
 
         ttl_s > 0 makes the key expire (v3: attached to a lease, v2: the key's ttl); its expiry is a
-        DELETE event. Implementations bound nothing themselves: the caller limits requests in flight.
+        DELETE event. keep_lease: the key exists and is updated without losing its expiry (v3
+        ignore_lease; v2 prevExist=true with ttl=ttl_s); if it is gone, `done` gets KeyGone.
+        Never raises: every failure, even one before the request is sent, goes to `done`.
+        `revision`, if given, learns the revision the put made (the books place a lost write in or out
+        of a relist's gap by it).
+        Implementations bound nothing themselves: the caller limits requests in flight.
         """
 
-    def delete_async(self, key: str, done: PutCallback) -> None:
-        """Start deleting one key; `done` as for put_async."""
+    def delete_async(self, key: str, done: PutCallback, revision: RevisionCallback | None = None) -> None:
+        """Start deleting one key; `done` and `revision` as for put_async."""
 
     def hold_sends(self) -> None:
         """From now on, hold the calling thread's puts and deletes until flush(), so that what a

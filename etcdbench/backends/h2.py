@@ -408,6 +408,8 @@ class UnaryClient:
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._calls: dict[int, tuple[Done, int, Connection]] = {}  # stream -> (callback, deadline)
+        # Calls that want their answer: stream -> (callback with the response message, DATA so far).
+        self._replies: dict[int, tuple[Callable[[bytes], None], bytearray]] = {}
         self._closing = False
         self._holder: int | None = None  # the thread whose calls wait for flush()
 
@@ -423,8 +425,11 @@ class UnaryClient:
         if conn is not None:
             conn.flush()
 
-    def call(self, headers: bytes, message: bytes, done: Done) -> None:
-        """Send one request; `done(None)` or `done(exception)` is called from the reader thread."""
+    def call(
+        self, headers: bytes, message: bytes, done: Done, reply: Callable[[bytes], None] | None = None
+    ) -> None:
+        """Send one request; `done(None)` or `done(exception)` is called from the reader thread,
+        after `reply`, if given, got the response message of a call that succeeded."""
         try:
             with self._lock:
                 conn = self._connection()
@@ -433,6 +438,8 @@ class UnaryClient:
                 hold = self._holder == threading.get_ident()
                 stream_id = conn.open_stream(headers, grpc_message(message), end_stream=True, hold=hold)
                 self._calls[stream_id] = (done, deadline, conn)
+                if reply is not None:
+                    self._replies[stream_id] = (reply, bytearray())
         except (OSError, ConnectionLost) as exc:
             done(exc if isinstance(exc, ConnectionLost) else ConnectionLost(f"connect failed: {exc}"))
 
@@ -457,8 +464,13 @@ class UnaryClient:
     def _finish(self, conn: Connection, stream_id: int, result: BaseException | None) -> None:
         with self._lock:
             entry = self._calls.pop(stream_id, None)
+            answer = self._replies.pop(stream_id, None)
         conn.forget(stream_id)
         if entry is not None:
+            if answer is not None and result is None and len(answer[1]) >= GRPC_PREFIX.size:
+                # An answer we cannot read costs its revision, never the callback.
+                with contextlib.suppress(Exception):
+                    answer[0](bytes(answer[1][GRPC_PREFIX.size :]))
             entry[0](result)
 
     def _expire(self, conn: Connection) -> None:
@@ -480,6 +492,8 @@ class UnaryClient:
                         self._finish(conn, stream_id, call_status(headers))
                 elif kind == RST_STREAM:
                     self._finish(conn, stream_id, reset_status(payload))
+                elif kind == DATA and (answer := self._replies.get(stream_id)) is not None:
+                    answer[1].extend(payload)
                 now = time.monotonic_ns()
                 if now - checked > IDLE_CHECK_S * 1e9:  # a busy connection never idles: check anyway
                     checked = now

@@ -38,11 +38,20 @@ import json
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from etcdbench.backends.base import Endpoint, PutCallback, Relist, WatchEvent, WatchItem
+from etcdbench.backends.base import (
+    Endpoint,
+    KeyGone,
+    PutCallback,
+    Relist,
+    RevisionCallback,
+    WatchEvent,
+    WatchItem,
+)
 from etcdbench.backends.http1 import Connection, Done, Pool, Response, Server, basic_auth, form_value
 from etcdbench.errors import EtcdError
 from etcdbench.security import parse_endpoint, tls_hint
@@ -79,6 +88,19 @@ def _event(doc: dict[str, Any]) -> WatchEvent:
         raise EtcdError(f"unexpected v2 watch action {action!r} on {node.get('key')}")
     prev_value = str(prev["value"]).encode() if prev and "value" in prev else None
     return WatchEvent(kind, str(node["key"]), int(node["modifiedIndex"]), value, prev_value)
+
+
+def _modified_index(body: bytes) -> int:
+    """The written node's modifiedIndex from a write's answer ({"action", "node": {...}, "prevNode"?}),
+    found without parsing the values; 0 if absent. The node comes first, so its index is the first."""
+    at = body.find(b'"modifiedIndex":')
+    if at < 0:
+        return 0
+    digits = body[at + 16 : at + 40].split(b",", 1)[0].split(b"}", 1)[0]
+    try:
+        return int(digits)
+    except ValueError:
+        return 0
 
 
 def _count_leaves(node: dict[str, Any]) -> int:
@@ -132,6 +154,7 @@ class V2Backend:
     """Backend over the etcd v2 HTTP API (values are strings: binary encodings must be base64)."""
 
     name = "v2"
+    update_renews_ttl = True
     binary_safe = False
 
     def __init__(
@@ -259,12 +282,24 @@ class V2Backend:
         if status != 200:
             raise EtcdError(f"etcd at {self.url} answered HTTP {status} to GET /v2/keys/")
 
-    def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
+    def put_async(
+        self,
+        key: str,
+        value: bytes,
+        done: PutCallback,
+        ttl_s: float = 0.0,
+        keep_lease: bool = False,
+        revision: RevisionCallback | None = None,
+    ) -> None:
         body = b"value=" + form_value(value)
         ttl = round(ttl_s)
         if ttl > 0:
+            # Without a ttl a v2 PUT makes the key permanent: an update of an expiring key sends the
+            # ttl again (renewing it, as Kubernetes' v2 storage did), and only if the key still exists.
             body += b"&ttl=%d" % ttl
-        self._pool.submit(b"PUT", self._target(key), body, self.timeout, self._finisher(done))
+        if keep_lease:
+            body += b"&prevExist=true"
+        self._pool.submit(b"PUT", self._target(key), body, self.timeout, self._finisher(done, key, revision))
 
     def hold_sends(self) -> None:
         pass  # each request has a connection of its own: nothing to coalesce
@@ -272,15 +307,23 @@ class V2Backend:
     def flush(self) -> None:
         pass
 
-    def delete_async(self, key: str, done: PutCallback) -> None:
-        self._pool.submit(b"DELETE", self._target(key), b"", self.timeout, self._finisher(done))
+    def delete_async(self, key: str, done: PutCallback, revision: RevisionCallback | None = None) -> None:
+        self._pool.submit(
+            b"DELETE", self._target(key), b"", self.timeout, self._finisher(done, key, revision)
+        )
 
-    def _finisher(self, done: PutCallback) -> Done:
+    def _finisher(self, done: PutCallback, key: str, revision: RevisionCallback | None = None) -> Done:
         def finish(resp: Response | None, exc: BaseException | None) -> None:
             if resp is None:
                 done(self._error(exc or ConnectionError("no response")))
             elif resp.status in (200, 201):
+                if revision is not None:
+                    revision(_modified_index(resp.body))
                 done(None)
+            elif resp.status == 404 and _error_doc(resp).get("errorCode") == _ECODE_KEY_NOT_FOUND:
+                # A delete (or prevExist update) of a key that is gone: the caller knows whether that
+                # is its own earlier attempt, applied but unanswered, or an expiry.
+                done(KeyGone(f"{key}: key not found"))
             else:
                 done(self._status_error(resp))
 
@@ -407,10 +450,20 @@ class V2Backend:
         return resp.status == 400 and _error_doc(resp).get("errorCode") == _ECODE_EVENT_INDEX_CLEARED
 
     def _relist(self, conn: Connection, prefix: str) -> Relist:
-        index, body = self._get(conn, prefix, "recursive=true")
-        return Relist(
-            reason="v2-401", revision=index, keys=0 if body is None else _count_leaves(body["node"])
+        # v2 has no paginated GET: one recursive GET, as Kubernetes 1.5 relisted.
+        started = time.monotonic()
+        resp = conn.request(
+            b"GET", self._target(prefix, "recursive=true"), timeout=max(self.timeout, _LIST_TIMEOUT_S)
         )
+        took = time.monotonic() - started
+        if resp.status == 200:
+            index, body = int(resp.headers["x-etcd-index"]), json.loads(resp.body)
+        elif resp.status == 404 and (doc := _error_doc(resp)).get("errorCode") == _ECODE_KEY_NOT_FOUND:
+            index, body = int(doc["index"]), None
+        else:
+            raise self._status_error(resp)
+        keys = 0 if body is None else _count_leaves(body["node"])
+        return Relist("v2-401", index, keys, took, len(resp.body))
 
     def _watch_poll(self, prefix: str, index: int) -> Iterator[WatchItem]:
         conn = self._watch_connection()

@@ -15,6 +15,7 @@ or the token expired).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -28,12 +29,24 @@ import grpc
 
 from etcdbench._pb.etcd import kv_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdbench.backends import v3_client
-from etcdbench.backends.base import Endpoint, PutCallback, Relist, WatchEvent, WatchItem
+from etcdbench.backends.base import (
+    Endpoint,
+    KeyGone,
+    PutCallback,
+    Relist,
+    RevisionCallback,
+    WatchEvent,
+    WatchItem,
+)
 from etcdbench.backends.h2 import ConnectionLost, GrpcStatus, StreamCall, UnaryClient, request_headers
 from etcdbench.errors import EtcdError
 from etcdbench.security import parse_endpoint, tls_hint
 
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a relist of a large store arrives as one Range response
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # one page of a relist, or one huge object, fits
+# A relist reads the prefix in pages of this many keys at one revision, as the kube-apiserver's
+# paginated LIST does: a store of any size relists without hitting a message size limit.
+RELIST_PAGE_KEYS = 500
+KEY_NOT_FOUND = "etcdserver: key not found"  # a put with ignore_lease of a key that is gone
 PUT_TIMEOUT_S = 10.0  # a put not acknowledged by then fails (and is retried by the writer)
 DEFRAG_TIMEOUT_S = 120.0
 ADMIN_TIMEOUT_S = 10.0
@@ -207,6 +220,40 @@ class _NativeWatch:
         self._call.cancel()
 
 
+def _header_revision(message: Any, revision: RevisionCallback) -> Callable[[bytes], None]:
+    """A reply handler that hands the response header's revision to `revision`."""
+
+    def reply(data: bytes) -> None:
+        revision(int(message.FromString(data).header.revision))
+
+    return reply
+
+
+def _finished(done: PutCallback, revision: RevisionCallback | None) -> Callable[[Any], None]:
+    """A grpcio future's done callback: the revision (if asked for), then `done`."""
+
+    def finished(f: Any) -> None:
+        exc = f.exception()
+        if exc is None and revision is not None:
+            with contextlib.suppress(Exception):  # never at the cost of the callback
+                revision(int(f.result().header.revision))
+        done(exc)
+
+    return finished
+
+
+def _key_gone(done: PutCallback, key: str) -> PutCallback:
+    """`done`, with etcd's "key not found" (a put with ignore_lease of a missing key) as KeyGone."""
+
+    def gone(exc: BaseException | None) -> None:
+        text = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)
+        if exc is not None and KEY_NOT_FOUND in (text or ""):
+            exc = KeyGone(f"{key}: {KEY_NOT_FOUND}")
+        done(exc)
+
+    return gone
+
+
 def prefix_range_end(prefix: bytes) -> bytes:
     """The end of the range of keys that start with `prefix`: its last byte incremented."""
     stripped = prefix.rstrip(b"\xff")
@@ -215,6 +262,7 @@ def prefix_range_end(prefix: bytes) -> bytes:
 
 class V3Backend:
     name = "v3"
+    update_renews_ttl = False
     binary_safe = True
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -304,22 +352,43 @@ class V3Backend:
                 raise EtcdError(f"{self._target} is not an etcd v3 endpoint: {exc.details()}") from None
             raise self._error("Status", exc) from None
 
-    def put_async(self, key: str, value: bytes, done: PutCallback, ttl_s: float = 0.0) -> None:
-        lease = self._lease(ttl_s) if ttl_s > 0 else 0
-        request = rpc_pb2.PutRequest(key=key.encode(), value=value, lease=lease)
+    def put_async(
+        self,
+        key: str,
+        value: bytes,
+        done: PutCallback,
+        ttl_s: float = 0.0,
+        keep_lease: bool = False,
+        revision: RevisionCallback | None = None,
+    ) -> None:
+        if keep_lease:
+            # The key keeps its lease, hence its expiry; a key that expired meanwhile is KeyGone.
+            request = rpc_pb2.PutRequest(key=key.encode(), value=value, ignore_lease=True)
+            done = _key_gone(done, key)
+        else:
+            try:
+                # Granted synchronously: a paused or restarting etcd fails it like the put itself,
+                # through `done` (the writer retries), never as an exception out of the send loop.
+                lease = self._lease(ttl_s) if ttl_s > 0 else 0
+            except EtcdError as exc:
+                done(exc)
+                return
+            request = rpc_pb2.PutRequest(key=key.encode(), value=value, lease=lease)
         if self._unary is not None:
-            self._native_call(PUT_PATH, request.SerializeToString(), done)
+            reply = None if revision is None else _header_revision(rpc_pb2.PutResponse, revision)
+            self._native_call(PUT_PATH, request.SerializeToString(), done, reply)
             return
         fut = self._kv.Put.future(request, timeout=PUT_TIMEOUT_S)
-        fut.add_done_callback(lambda f: done(f.exception()))
+        fut.add_done_callback(_finished(done, revision))
 
-    def delete_async(self, key: str, done: PutCallback) -> None:
+    def delete_async(self, key: str, done: PutCallback, revision: RevisionCallback | None = None) -> None:
         request = rpc_pb2.DeleteRangeRequest(key=key.encode())
         if self._unary is not None:
-            self._native_call(DELETE_PATH, request.SerializeToString(), done)
+            reply = None if revision is None else _header_revision(rpc_pb2.DeleteRangeResponse, revision)
+            self._native_call(DELETE_PATH, request.SerializeToString(), done, reply)
             return
         fut = self._kv.DeleteRange.future(request, timeout=PUT_TIMEOUT_S)
-        fut.add_done_callback(lambda f: done(f.exception()))
+        fut.add_done_callback(_finished(done, revision))
 
     def hold_sends(self) -> None:
         if self._unary is not None:  # grpcio sends each call at once
@@ -342,7 +411,9 @@ class V3Backend:
             block = self._headers[(path, token)] = request_headers(authority, path, metadata)
         return block, token
 
-    def _native_call(self, path: str, message: bytes, done: PutCallback) -> None:
+    def _native_call(
+        self, path: str, message: bytes, done: PutCallback, reply: Callable[[bytes], None] | None = None
+    ) -> None:
         assert self._unary is not None
         try:
             headers, token = self._call_headers(path)
@@ -356,7 +427,7 @@ class V3Backend:
                 self._token_failed(exc, token)
                 inner(exc)
 
-        self._unary.call(headers, message, done)
+        self._unary.call(headers, message, done, reply)
 
     def _token_failed(self, exc: BaseException | None, token: str) -> None:
         """etcd called our token invalid (it restarted, or the token expired): get a new one."""
@@ -380,8 +451,32 @@ class V3Backend:
             resp = self._lease_stub.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=ttl), timeout=ADMIN_TIMEOUT_S)
         except grpc.RpcError as exc:
             raise self._error("LeaseGrant", exc) from None
+        except ValueError as exc:  # grpcio on a closed channel (the backend was closed meanwhile)
+            raise EtcdError(f"LeaseGrant: {exc}") from None
         self._leases[ttl] = (int(resp.ID), now)
         return int(resp.ID)
+
+    def relist(self, key: bytes, end: bytes) -> Relist:
+        """Read every key of [key, end) in pages at one revision; the Relist says how long it took
+        and how many bytes came back."""
+        started = time.monotonic()
+        keys = size = revision = 0
+        start = key
+        while True:
+            request = rpc_pb2.RangeRequest(
+                key=start, range_end=end, limit=RELIST_PAGE_KEYS, revision=revision
+            )
+            try:
+                page: rpc_pb2.RangeResponse = self._kv.Range(request, timeout=ADMIN_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                raise self._error("Range", exc) from None
+            revision = revision or int(page.header.revision)  # later pages read the first page's revision
+            keys += len(page.kvs)
+            size += page.ByteSize()
+            if not page.more or not page.kvs:
+                break
+            start = page.kvs[-1].key + b"\0"
+        return Relist("v3-compacted", revision, keys, time.monotonic() - started, size)
 
     def current_revision(self) -> int:
         return int(self._range(b"\0", b"\0", count_only=True).header.revision)
@@ -593,10 +688,9 @@ class V3Backend:
                 if resp.compact_revision:
                     # The server cancels this watch; Kubernetes would answer 410 Gone and relist.
                     del ids[resp.watch_id]
-                    listing = self._range(key, end)
-                    revision = int(listing.header.revision)
-                    yield index, Relist("v3-compacted", revision, len(listing.kvs))
-                    create(index, revision + 1)
+                    relist = self.relist(key, end)
+                    yield index, relist
+                    create(index, relist.revision + 1)
                     continue
                 if resp.canceled:
                     raise EtcdError(f"etcd at {self._target} cancelled a watch: {resp.cancel_reason}")

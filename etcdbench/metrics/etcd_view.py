@@ -198,6 +198,9 @@ def summarize(
     out: dict[str, Any] = {
         "members": len(members),
         "scraped": len(scraped),
+        # Members whose counters went down: they restarted, and what they counted between the last
+        # scrape and the restart is lost to these figures.
+        "restarted": sum(_restarted(values) for _, values in scraped),
         "errors": list(errors),
         "increase": {},
         "max": {},
@@ -220,6 +223,15 @@ def summarize(
             out["last"][name] = round(combine(s[-1] for s in per_member))
     out["series"] = _series(scraped, t0, interval_s)
     return out
+
+
+def _restarted(values: Sequence[dict[str, float]]) -> bool:
+    return any(
+        after.get(name, 0.0) < before.get(name, 0.0)
+        for before, after in itertools.pairwise(values)
+        for name in COUNTERS
+        if name in before and name in after
+    )
 
 
 def _series(
@@ -246,7 +258,7 @@ def _series(
                     values.append(m_values[j][name])
             if values:
                 points.append([round(times[i] - t0, 3), round(combine(values), 3)])
-        if points:
+        if any(value for _, value in points):  # an all-zero series says nothing: kept out of the file
             series[name] = points
     return series
 
@@ -260,17 +272,18 @@ def _at_or_before(times: Sequence[float], t: float) -> int | None:
     return found
 
 
-def disagreements(view: dict[str, Any], run: dict[str, Any]) -> list[str]:
+def disagreements(view: dict[str, Any] | None, run: dict[str, Any]) -> list[str]:
     """Where etcd's count and ours disagree, one line each. Other clients of a shared etcd only add to
-    etcd's counts, so etcd counting *fewer* puts than we acknowledged is always a disagreement."""
-    if not view.get("scraped"):
+    etcd's counts, so etcd counting *fewer* puts than we acknowledged is always a disagreement (unless
+    every member restarted during the run: its counters then lost what the last scrape had not seen)."""
+    if not view or not view.get("scraped"):
         return []
     c, ops = run["counters"], run["operations"]
     lines = []
     acked_puts = ops["create"] + ops["update"]
     applied_name = "mvcc_puts" if run["backend"] == "v3" else "v2_puts"
     applied = view["increase"].get(applied_name)
-    if applied is not None and applied < acked_puts:
+    if applied is not None and applied < acked_puts and view.get("restarted", 0) < view["scraped"]:
         lines.append(
             f"etcd applied {applied} puts ({applied_name}) but etcdbench counted {acked_puts} acknowledged"
         )
@@ -281,3 +294,27 @@ def disagreements(view: dict[str, Any], run: dict[str, Any]) -> list[str]:
     if slow and not c["missed"]:
         lines.append(f"etcd reported up to {slow} slow (unsynced) watchers while etcdbench's missed nothing")
     return lines
+
+
+def etcd_line(run: dict[str, Any]) -> str | None:
+    """'applied 5,000 puts · sent 5,000 watch events · slow watchers max 0 · pending events max 0 ·
+    db 25.1 MB'; None for a run without etcd's view."""
+    view = run.get("etcd")
+    if not view:
+        return None
+    if not view.get("scraped"):
+        return "metrics not scraped: " + (view["errors"][0] if view.get("errors") else "no member answered")
+    inc, top = view["increase"], view["max"]
+    v3 = run.get("backend") == "v3"
+    parts = [f"applied {inc.get('mvcc_puts' if v3 else 'v2_puts', 0):,} puts"]
+    if v3:
+        parts.append(f"sent {inc.get('watch_events_sent', 0):,} watch events")
+        parts.append(f"slow watchers max {top.get('slow_watchers', 0):,}")
+        parts.append(f"pending events max {top.get('pending_events', 0):,}")
+    else:
+        parts.append(f"{inc.get('v2_watch_requests', 0):,} v2 watch requests")
+    if v3 and "db_bytes" in view.get("last", {}):
+        parts.append(f"db {view['last']['db_bytes'] / 1e6:.1f} MB")
+    if view.get("restarted"):
+        parts.append(f"{view['restarted']} member(s) restarted: counts partial")
+    return " · ".join(parts)

@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from etcdbench.metrics.etcd_view import etcd_line
 from etcdbench.network.summary import network_line
 from etcdbench.results.io import server_versions
 
@@ -90,10 +91,18 @@ def run_panel(run: dict[str, Any]) -> Panel:
         f"target {run['target_rate']:g} writes/s · written {run['write_rate_achieved']:g}/s · "
         f"watcher received {run['watch_events_per_s']:g} events/s",
     )
+    watches = run.get("watchers", 1)
+    # With several watches `written` counts each write once, while received/missed add up every watch's.
+    written = f"written {c['written']:,}" + (f" (each to {watches} watches)" if watches > 1 else "")
+    in_all = " in all" if watches > 1 else ""
+    duplicates = f"duplicates {c['duplicates']:,}"
+    if c.get("duplicates"):
+        retried, redelivered = c.get("duplicates_retried", 0), c.get("duplicates_redelivered", 0)
+        duplicates += f" (retried {retried:,}, redelivered {redelivered:,})"
     facts.add_row(
-        "events" if run.get("watchers", 1) == 1 else f"events ({run['watchers']} watches)",
-        f"written {c['written']:,} · received {c['received']:,} · missed {c['missed']:,} · "
-        f"duplicates {c['duplicates']:,} · out of order {c['out_of_order']:,} · relists {c['relists']} · "
+        "events" if watches == 1 else f"events ({watches} watches)",
+        f"{written} · received{in_all} {c['received']:,} · missed{in_all} {c['missed']:,} · "
+        f"{duplicates} · out of order {c['out_of_order']:,} · relists {c['relists']} · "
         f"write errors {c['errors']:,}",
     )
     if c.get("expiries_received") or c.get("expiries_pending"):
@@ -119,6 +128,9 @@ def run_panel(run: dict[str, Any]) -> Panel:
     network = network_line(run)
     if network:
         facts.add_row("network", network)
+    etcd = etcd_line(run)
+    if etcd:
+        facts.add_row("etcd's view", etcd)
     memory = memory_line(run)
     if memory:
         facts.add_row("memory", memory)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,11 +39,18 @@ RSS_TITLES = {
     "parent": "etcdbench parent process (MB RSS)",
     "etcd": "local etcd (MB RSS)",
 }
+ETCD_TITLES = {  # etcd's own view, from its /metrics: counters as per-second rates, gauges as they were
+    "puts_applied": "puts applied by etcd (per second)",
+    "watch_events_sent": "watch events sent by etcd (per second)",
+    "slow_watchers": "etcd's slow (unsynced) watchers",
+    "pending_events": "etcd's pending watch events",
+}
 PLOTS = {  # file name -> what it draws, from which part of the file
     "latency.png": "latency percentile spectra, from the HDR histograms",
     "rates.png": "writes acknowledged and events received per second",
     "cpu.png": "CPU samples of the watcher, writers, etcd and host",
     "memory.png": "RSS samples of the etcdbench processes and etcd",
+    "etcd.png": "etcd's own view from its metrics: puts applied, watch events sent, slow watchers",
 }
 LATENCY_TITLES = {
     "watch": "watch latency (intended send → decoded)",
@@ -240,6 +248,25 @@ def memory_png(runs: list[PlotRun]) -> bytes | None:
     return _series_png(runs, RSS_TITLES, rss_points, scale=1e6)
 
 
+def etcd_points(run: dict[str, Any], name: str) -> list[list[float]]:
+    """etcd's series of one panel: a counter's increase per step divided by the step, a gauge as is."""
+    series = run.get("timeseries", {}).get("etcd", {})
+    if name == "puts_applied":
+        name = "mvcc_puts" if run.get("backend") == "v3" else "v2_puts"
+    points: list[list[float]] = series.get(name) or []
+    if name in ("slow_watchers", "pending_events"):
+        return points
+    rates = []
+    for (t_before, _), (t, increase) in itertools.pairwise([[0.0, 0.0], *points]):
+        if t > t_before:
+            rates.append([t, increase / (t - t_before)])
+    return rates[1:]  # the first step starts before t0, at the first scrape: its length is unknown
+
+
+def etcd_png(runs: list[PlotRun]) -> bytes | None:
+    return _series_png(runs, ETCD_TITLES, etcd_points)
+
+
 def render_pngs(sources: list[Source]) -> dict[str, bytes]:
     """File name -> PNG for every plot the files have data for."""
     require_matplotlib()
@@ -250,6 +277,7 @@ def render_pngs(sources: list[Source]) -> dict[str, bytes]:
         ("rates.png", rates_png),
         ("cpu.png", cpu_png),
         ("memory.png", memory_png),
+        ("etcd.png", etcd_png),
     )
     for name, make in makers:
         png = make(runs)

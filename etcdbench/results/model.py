@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from etcdbench.metrics.cpu import SATURATED_CORES
+from etcdbench.metrics.etcd_view import disagreements
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.scenario import RunConfig
-from etcdbench.workload.accounting import reconcile
+from etcdbench.workload.accounting import Revisions, in_gaps, reconcile, split_missed
 from etcdbench.workload.timeline import Timeline
 
 EXPIRY_GRACE_S = 3.0  # etcd revokes expired leases in periodic batches: allow this much lateness
@@ -39,9 +40,14 @@ def add_series(series: Sequence[Sequence[int]]) -> list[int]:
 
 WATCH_COUNTERS = (
     "written", "received", "missed", "missed_relist", "missed_undelivered", "missed_expiries",
-    "expiries_received", "expiries_pending", "duplicates", "out_of_order", "relists",
-    "unacknowledged_seen", "decode_errors", "foreign_events", "other_shard_events",
+    "expiries_received", "expiries_pending", "duplicates", "duplicates_retried", "duplicates_redelivered",
+    "out_of_order", "relists", "unacknowledged_seen", "decode_errors", "foreign_events",
+    "other_shard_events",
 )  # fmt: skip
+# Counters about the writes themselves, the same for every watch: a run with several watches reports
+# them once, not summed (three watches of 300 writes were written 300, not 900). The others are totals
+# over the watches; each watch's own books are in run["watches"].
+PER_RUN_COUNTERS = ("written", "expiries_pending")
 
 
 def _watch_books(
@@ -60,38 +66,63 @@ def _watch_books(
     deletes = [d for r in writer_results for d in r["deletes"]]
     expiring = [e for r in writer_results for e in r["expiring"]]
     deletes_received = 0
-    for key, intended in deletes:
+    for key, intended, *_ in deletes:
         received = seen_deletes.get(key)
         if received is not None:
             deletes_received += 1
             if timeline.in_window(intended):
                 latency.record_us((received - intended) // 1000)
+    deleted = {d[0] for d in deletes}
     expiries_due = expiries_received = 0
     for key, due in expiring:
+        if key in deleted:
+            continue  # results of older writers: a key we deleted has one DELETE, ours, not an expiry
         if key in seen_deletes:
             expiries_received += 1
             expiries_due += 1
         elif due + round(EXPIRY_GRACE_S * 1e9) <= ended_ns:
             expiries_due += 1  # overdue and never seen: missed; not yet due: pending, not counted
     # Deleted keys we did not delete: another shard's (their books are theirs), or someone else's.
-    unknown_deletes = len(seen_deletes.keys() - {k for k, _ in deletes} - {k for k, _ in expiring})
+    unknown_deletes = len(seen_deletes.keys() - deleted - {k for k, _ in expiring})
     written = books.written + len(deletes) + expiries_due
     received = books.received + deletes_received + expiries_received
-    lost = (books.written + len(deletes)) - (books.received + deletes_received)
-    relisted = bool(watch["relists"])
+    # Why a write was lost: its revision inside a relist's gap (history lost: v2 401, v3 compaction),
+    # or outside every gap (the watch never delivered it). A revision the API did not report is
+    # charged to the relist if there was one.
+    relists = watch["relists"]
+    gaps = [(r["after_revision"], r["revision"]) for r in relists if "after_revision" in r]
+    revisions = {r["writer_id"]: Revisions(*r["revisions"]) for r in writer_results if "revisions" in r}
+    seen = {w: s for w, s in watch["seen"].items() if w in acked}
+    lost_relist, lost_undelivered, lost_unknown = split_missed(acked, seen, revisions, gaps)
+    for key, _, *rest in deletes:
+        if key not in seen_deletes:
+            rev = rest[0] if rest else 0
+            if not rev:
+                lost_unknown += 1
+            elif in_gaps(rev, gaps):
+                lost_relist += 1
+            else:
+                lost_undelivered += 1
+    if relists:
+        lost_relist += lost_unknown
+    else:
+        lost_undelivered += lost_unknown
+    retried = watch.get("duplicates_retried", 0)
+    redelivered = watch.get("duplicates_redelivered", 0)
     counters = {
         "written": written,
         "received": received,
         "missed": written - received,
-        # Why: history lost to a relist (v2 401, v3 compaction), or never delivered without one.
-        "missed_relist": lost if relisted else 0,
-        "missed_undelivered": 0 if relisted else lost,
+        "missed_relist": lost_relist,
+        "missed_undelivered": lost_undelivered,
         "missed_expiries": expiries_due - expiries_received,
         "expiries_received": expiries_received,
-        "expiries_pending": len(expiring) - expiries_due,
-        "duplicates": watch["duplicates"],
+        "expiries_pending": len(expiring) - expiries_due - len({k for k, _ in expiring} & deleted),
+        "duplicates": retried + redelivered,
+        "duplicates_retried": retried,
+        "duplicates_redelivered": redelivered,
         "out_of_order": watch["out_of_order"],
-        "relists": len(watch["relists"]),
+        "relists": len(relists),
         "unacknowledged_seen": books.unacknowledged_seen,
         "decode_errors": watch["decode_errors"],
         "foreign_events": watch["foreign"] + (0 if sharded else unknown_deletes),
@@ -115,10 +146,12 @@ def build_run(
     memory: dict[str, Any] | None = None,
     incomplete: str | None = None,
     missing: Sequence[str] = (),
+    etcd: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run's figures from what its processes reported. An interrupted run passes the timeline with
-    the window closed at the interrupt, why it is `incomplete`, and the processes `missing` from it
-    (killed before they reported); the figures then cover what the others measured until then."""
+    """The run's figures from what its processes reported, and etcd's own view (`etcd`, from its
+    metrics) beside them. An interrupted run passes the timeline with the window closed at the
+    interrupt, why it is `incomplete`, and the processes `missing` from it (killed before they
+    reported); the figures then cover what the others measured until then."""
     duration = timeline.duration_s
     watches: list[dict[str, Any]] = []
     total = LatencyRecorder()
@@ -130,7 +163,10 @@ def build_run(
             )
             total.merge(latency)
             for name, n in counters.items():
-                summed[name] = summed.get(name, 0) + n
+                if name in PER_RUN_COUNTERS:
+                    summed[name] = max(summed.get(name, 0), n)
+                else:
+                    summed[name] = summed.get(name, 0) + n
             watches.append(
                 {
                     "watch": len(watches),
@@ -152,6 +188,7 @@ def build_run(
         "stream_reopens": sum(s["stream_reopens"] for s in watcher_results),
         "watch_reconnects": sum(s["reconnects"] for s in watcher_results),
         "write_retries": sum(r["retries"] for r in writer_results),
+        "expired_before_update": sum(r.get("expired_before_update", 0) for r in writer_results),
     }
     sizes = {
         name: merge_summaries([r["value_bytes"][name] for r in writer_results])
@@ -194,6 +231,7 @@ def build_run(
             "events_received": add_series([w["events_received"] for w in watches]),
             "cpu_cores": cpu_timeseries,
             "rss_bytes": rss_timeseries or {},
+            "etcd": (etcd or {}).get("series", {}),
         },
         "cpu": {name: None if v is None else round(v, 3) for name, v in cpu.items()},
         "memory": memory or {},
@@ -201,6 +239,8 @@ def build_run(
     }
     if faults is not None:
         run["faults"] = faults
+    if etcd is not None:
+        run["etcd"] = {k: v for k, v in etcd.items() if k != "series"}
     if incomplete is not None:
         run["incomplete"] = incomplete
     if missing:
@@ -226,6 +266,8 @@ def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
         reasons.append(f"{who} received {run['watch_events_per_s']:g} events/s < {floor:g} (99% of target)")
     if c["missed"]:
         reasons.append(f"{c['missed']} events missed ({c['relists']} relists)")
+    if c.get("duplicates_redelivered"):
+        reasons.append(f"{c['duplicates_redelivered']} events delivered twice at the same revision")
     p99 = run["latency_us"]["watch"]["p99"]
     if p99 is None:
         if window:
@@ -266,6 +308,7 @@ def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
             bound.append(f"writers fell behind their schedule (slip p99 {_ms(slip_p99)})")
     if (cpu.get("host") or 0) >= SATURATED_CORES:
         warnings.append(f"host CPU {cpu['host']:.0%} busy: etcd and etcdbench competed for the same cores")
+    warnings += [f"etcd disagrees: {line}" for line in disagreements(run.get("etcd"), run)]
     return {
         "pass": not reasons,
         "reasons": reasons,

@@ -30,10 +30,10 @@ from etcdbench.errors import EtcdError
 from etcdbench.faults import FaultInjector
 from etcdbench.interrupt import Interrupted, as_interrupted, shielded
 from etcdbench.metrics.cpu import ProcessSampler, sampling_interval
+from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy
 from etcdbench.results.model import build_run
 from etcdbench.scenario import RunConfig
-from etcdbench.workload.accounting import SeqSet
 from etcdbench.workload.timeline import NS, Timeline
 from etcdbench.workload.watcher import WatcherPlan, run_watcher
 from etcdbench.workload.writer import WriterPlan, run_writer
@@ -162,6 +162,20 @@ def _stop_children(children: Sequence[_Child], grace_s: float) -> None:
             child.stop_conn.close()
 
 
+def drain_message(
+    reports: Sequence[dict[str, Any]], *, wait_for_expiries: bool
+) -> tuple[dict[int, bytes], list[str], int]:
+    """What the watchers must see before they may stop: (writer -> acknowledged seq bits, keys whose
+    DELETE is due, when the last expiry is due in monotonic ns or 0)."""
+    acked = {r["writer_id"]: r["acked"] for r in reports}
+    keys = [d[0] for r in reports for d in r["deletes"]]
+    expiring = [expiry for r in reports for _, expiry in r["expiring"]] if wait_for_expiries else []
+    if wait_for_expiries:
+        keys += [key for r in reports for key, _ in r["expiring"]]
+    until_ns = max(expiring) + round(EXPIRY_GRACE_S * NS) if expiring else 0
+    return acked, keys, until_ns
+
+
 def _streams(config: RunConfig) -> list[int]:
     """Watches per watcher process: `watchers` split into streams of `watchers_per_stream`."""
     full, rest = divmod(config.watchers, config.watchers_per_stream)
@@ -194,8 +208,10 @@ class _Measurement:
         groups: dict[str, list[int]],
         preload: dict[str, Any],
         faults: FaultInjector | None,
+        etcd_metrics: EtcdMetricsSampler | None = None,
     ) -> None:
         self.config = config
+        self.etcd_metrics = etcd_metrics
         self.writers = writers
         self.watchers = watchers
         self.timeline = timeline
@@ -238,16 +254,10 @@ class _Measurement:
 
     def _drain(self, *, wait_for_expiries: bool, collecting: bool = False) -> None:
         """Tell the watchers what the writers that reported had acknowledged."""
-        reports = list(self.writer_results.values())
-        expiring = [expiry for r in reports for _, expiry in r["expiring"]] if wait_for_expiries else []
-        puts = sum(len(SeqSet(r["acked"])) for r in reports)
-        keys = [key for r in reports for key, _ in r["deletes"]]
-        if wait_for_expiries:
-            keys += [key for r in reports for key, _ in r["expiring"]]
-        until_ns = max(expiring) + round(EXPIRY_GRACE_S * NS) if expiring else 0
+        message = drain_message(list(self.writer_results.values()), wait_for_expiries=wait_for_expiries)
         with shielded(collecting=collecting):  # half a message would leave a watcher unable to read on
             for w in self.watchers:
-                w.tell(("drain", (puts, keys, until_ns)))
+                w.tell(("drain", message))
         self.drained = True
 
     def stop(self, interrupt: Interrupted, progress: Progress | None) -> dict[str, Any]:
@@ -311,6 +321,10 @@ class _Measurement:
     ) -> dict[str, Any]:
         """The run's figures; `since`: when the writes ended (or the run was interrupted), for drain_s."""
         self.sampler.stop()
+        etcd_view = None
+        if self.etcd_metrics is not None:
+            self.etcd_metrics.stop()  # after the drain: etcd has sent all it will send
+            etcd_view = self.etcd_metrics.view()
         drain_s = time.monotonic() - since
         window = (timeline.window_start_ns / NS, timeline.window_end_ns / NS)
         groups = self.groups
@@ -335,6 +349,7 @@ class _Measurement:
             faults=self.faults.timeline if self.faults is not None else None,
             incomplete=incomplete,
             missing=missing,
+            etcd=etcd_view,
         )
 
 
@@ -347,11 +362,13 @@ def run_once(
     faults: FaultInjector | None = None,
     start_at: Callable[[], int] | None = None,
     network: DelayProxy | None = None,
+    etcd_metrics: EtcdMetricsSampler | None = None,
 ) -> dict[str, Any]:
     """Preload, then measure `config`; `admin` is the parent's own connection (revision, db size).
 
     `network`, if given, is the delay proxy every client goes through: its CPU is sampled as "proxy"
     and it measures over the same window.
+    `etcd_metrics`, if given, scrapes etcd's own counters from just before t0 until the watchers drained.
     `faults`, if given, is started at t0 and has finished (etcd resumed or restarted) when this returns.
     `start_at`, if given, picks t0 (monotonic ns) once every process is ready: shards agree on it.
     An interrupt raises `Interrupted`, with the partial run as `partial` once t0 has passed.
@@ -406,10 +423,14 @@ def run_once(
         timeline = Timeline(t0_ns, config.warmup_s, config.duration_s)
         if network is not None:
             network.measure(timeline.window_start_ns, timeline.window_end_ns)
+        if etcd_metrics is not None:
+            etcd_metrics.start(t0=t0_ns / NS)
         with shielded():  # every process gets t0, or the run has not started
             for child in children:
                 child.conn.send(("start", t0_ns))
-            measurement = _Measurement(config, writers, watchers, timeline, sampler, groups, preload, faults)
+            measurement = _Measurement(
+                config, writers, watchers, timeline, sampler, groups, preload, faults, etcd_metrics
+            )
         if faults is not None:
             faults.on_restart = lambda pid: sampler.add("etcd", pid) if sampler else None
             faults.start(t0_ns / NS)
@@ -432,5 +453,7 @@ def run_once(
                     faults.stop()
             if sampler is not None:
                 sampler.stop()
+            if etcd_metrics is not None:
+                etcd_metrics.stop()
             # Children that reported are exiting by themselves; any other is stuck or being given up.
             _stop_children(children, EXIT_WAIT_S if finished else 0.0)

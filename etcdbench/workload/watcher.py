@@ -22,7 +22,7 @@ from etcdbench.encoding.codec import Codec, get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.scenario import RunConfig
-from etcdbench.workload.accounting import EventLedger, parse_stamp
+from etcdbench.workload.accounting import EventLedger, SeqSet, parse_stamp
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 DRAIN_HARD_LIMIT_S = 120.0  # even a watcher that keeps trickling events stops this long after the writers
@@ -48,18 +48,25 @@ class WatchBook:
         self.timeline = timeline
         self.own_writers = own_writers  # this shard's writers: other shards' events are not ours to count
         self.other_shards = 0
-        self.expected_puts = -1  # set when the writers are done
+        # writer -> acknowledged seqs, once the writers are done
+        self.expected: dict[int, SeqSet] | None = None
+        self.awaited = 0  # acknowledged puts not seen yet (kept from when `expected` is set)
         self.expected_keys: set[str] = set()
         self.expected_keys_seen = 0
         self.ledger = EventLedger()
         self.latency = LatencyRecorder()
         self.per_s = PerSecond(timeline.t0_ns)
         self.deletes_seen: dict[str, int] = {}  # key -> first receive time (ns)
-        self.delete_duplicates = 0
+        self.delete_revisions: dict[str, int] = {}  # key -> revision of its first DELETE event
+        self.more_delete_revisions: dict[str, set[int]] = {}  # the rare later ones
+        self.delete_retried = 0  # a key's DELETE at another revision (deleted, re-created, deleted)
+        self.delete_redelivered = 0  # the same DELETE event twice
+        self.last_delivered = 0  # highest revision delivered on this watch (a relist's gap starts after it)
         self.relists: list[dict[str, Any]] = []
         self.in_window = 0
         self.foreign = self.decode_errors = 0
         self.last_event_ns = time.monotonic_ns()
+        self.lock = threading.Lock()  # expect() (control thread) against event() (watch thread)
 
     def stop_at(self, stop_ns: int) -> None:
         """The run was interrupted at `stop_ns`: the measured window closes there."""
@@ -68,25 +75,52 @@ class WatchBook:
             measured_ns = max(0, stop_ns - t.window_start_ns)
             self.timeline = Timeline(t.t0_ns, t.warmup_s, measured_ns / NS)
 
-    def expect(self, puts: int, keys: set[str]) -> None:
-        """What the writers had acknowledged: this many puts, and deletes/expiries of these keys."""
-        self.expected_keys = keys
-        self.expected_keys_seen = len(keys & self.deletes_seen.keys())
-        self.expected_puts = puts
+    def expect(self, acked: dict[int, bytes], keys: set[str]) -> None:
+        """What the writers had acknowledged: these puts (writer -> seq bits), and deletes/expiries of
+        these keys. The watch is complete once it has seen every one of them: a count would not do,
+        since the watcher also sees writes that etcd applied but whose acknowledgement was lost."""
+        expected = {w: SeqSet(bits) for w, bits in acked.items()}
+        with self.lock:  # the watch thread records events meanwhile
+            self.expected_keys = keys
+            self.expected_keys_seen = len(keys & self.deletes_seen.keys())
+            seen = self.ledger.seen
+            self.awaited = sum(
+                (e.as_int() & ~(seen[w].as_int() if w in seen else 0)).bit_count()
+                for w, e in expected.items()
+            )
+            self.expected = expected
 
     @property
     def complete(self) -> bool:
         return (
-            self.expected_puts >= 0
-            and self.ledger.distinct >= self.expected_puts
+            self.expected is not None
+            and self.awaited == 0
             and self.expected_keys_seen >= len(self.expected_keys)
         )
 
     def relist(self, item: Relist) -> None:
-        self.relists.append({"reason": item.reason, "revision": item.revision, "keys": item.keys})
+        self.relists.append(
+            {
+                "reason": item.reason,
+                "revision": item.revision,
+                "keys": item.keys,
+                # The gap: writes with a revision in (after_revision, revision] were never delivered.
+                "after_revision": self.last_delivered,
+                "duration_s": round(item.duration_s, 6),
+                "bytes": item.bytes,
+            }
+        )
+        self.last_delivered = max(self.last_delivered, item.revision)
+        self.last_event_ns = time.monotonic_ns()  # a relist is progress: the drain's idle clock restarts
         self.ledger.restart(item.revision)
 
     def event(self, item: WatchEvent, codec: Codec, base64_values: bool) -> None:
+        with self.lock:
+            # Delivered, decodable or not: a relist's gap starts after it.
+            self.last_delivered = max(self.last_delivered, item.revision)
+            self._event(item, codec, base64_values)
+
+    def _event(self, item: WatchEvent, codec: Codec, base64_values: bool) -> None:
         try:
             prev = item.prev_value
             if prev:  # the apiserver decodes the previous object too (for deletes, the only one)
@@ -98,12 +132,19 @@ class WatchBook:
             return
         now = self.last_event_ns = time.monotonic_ns()
         if item.type == "DELETE":
-            if item.key in self.deletes_seen:
-                self.delete_duplicates += 1
-            else:
+            first = self.delete_revisions.get(item.key)
+            if first is None:
                 self.deletes_seen[item.key] = now
+                self.delete_revisions[item.key] = item.revision
                 self._count(now)
                 self.expected_keys_seen += item.key in self.expected_keys
+                return
+            more = self.more_delete_revisions.setdefault(item.key, set())
+            if item.revision == first or item.revision in more:
+                self.delete_redelivered += 1
+            else:
+                more.add(item.revision)
+                self.delete_retried += 1
             return
         if stamp is None:
             self.foreign += 1
@@ -117,6 +158,9 @@ class WatchBook:
             return
         if self.ledger.record(writer, seq, item.revision):
             self._count(now)
+            expected = self.expected
+            if expected is not None and writer in expected and seq in expected[writer]:
+                self.awaited -= 1
             if self.timeline.in_window(intended):
                 self.latency.record_us((now - intended) // 1000)
 
@@ -129,7 +173,8 @@ class WatchBook:
         return {
             "seen": {w: bytes(s.bits) for w, s in ledger.seen.items()},
             "events": ledger.events,
-            "duplicates": ledger.duplicates + self.delete_duplicates,
+            "duplicates_retried": ledger.duplicates_retried + self.delete_retried,
+            "duplicates_redelivered": ledger.duplicates_redelivered + self.delete_redelivered,
             "out_of_order": ledger.out_of_order,
             "deletes_seen": self.deletes_seen,
             "received_in_window": self.in_window,
@@ -172,10 +217,11 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
         return bool(drain) and all(b.complete for b in books)
 
     def control() -> None:
-        # The parent sends ("drain", (puts, keys, until_ns)) once the writers are done: acknowledged
-        # puts to expect, the keys of acknowledged deletes and TTL creates, and when the last expiry
-        # is due: the watch must wait for it. On an interrupt it first sends ("stop", stop_ns): the
-        # window closes there and the watch ends within STOP_DRAIN_S, drained or not.
+        # The parent sends ("drain", (acked, keys, until_ns)) once the writers are done: the
+        # acknowledged puts to expect (writer -> seq bits), the keys of acknowledged deletes and of
+        # expiring keys, and when the last expiry is due: an unseen one is waited for until then.
+        # On an interrupt it first sends ("stop", stop_ns): the window closes there and the watch
+        # ends within STOP_DRAIN_S, drained or not.
         until_ns = 0
         end_by: int | None = None
         while True:
@@ -186,10 +232,10 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
                 return
             now = time.monotonic_ns()
             if message is not None and message[0] == "drain":
-                puts, keys, until_ns = message[1]
+                acked, keys, until_ns = message[1]
                 expected = set(keys)
                 for b in books:
-                    b.expect(puts, expected)
+                    b.expect(acked, expected)
                 drain.update(until=until_ns)
                 end_by = _earliest(end_by, now + round(DRAIN_HARD_LIMIT_S * NS))
             elif message is not None and message[0] == "stop":
@@ -202,7 +248,7 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
             if drain:
                 last = max(b.last_event_ns for b in books)
                 idle = now - max(last, until_ns) > cfg.drain_s * NS
-                if (done() and now >= until_ns) or idle:
+                if done() or idle:  # all expected seen: no later expiry is waited for
                     backend.cancel()
                     return
 
@@ -219,7 +265,7 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
             book.relist(item)
         else:
             book.event(item, codec, base64_values)
-        if done() and time.monotonic_ns() >= drain["until"]:
+        if done():
             backend.cancel()
     backend.close()
     return {

@@ -21,12 +21,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from etcdbench.backends import make_backend
-from etcdbench.backends.base import Backend, Endpoint, PutCallback
+from etcdbench.backends.base import Backend, Endpoint, KeyGone, PutCallback
 from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER, build_object, object_key
 from etcdbench.metrics.latency import LatencyRecorder, ValueRecorder
 from etcdbench.scenario import ENCODINGS, RunConfig
-from etcdbench.workload.accounting import SeqSet, format_stamp
+from etcdbench.workload.accounting import Revisions, SeqSet, format_stamp
 from etcdbench.workload.ops import Op, op_stream, own_objects, seeded
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
@@ -196,30 +196,70 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
 
     lock = threading.Lock()
     acked = SeqSet()
-    deletes: list[tuple[str, int]] = []  # (key, intended_ns) of acknowledged deletes
-    expiring: list[tuple[str, int]] = []  # (key, latest expected expiry, ns) of acknowledged TTL creates
+    # The revision each acknowledged put made, by seq (0: not acknowledged, or the API did not say):
+    # the books place a write the watcher never saw inside or outside a relist's gap by it.
+    revisions = Revisions()
+    deletes: list[tuple[str, int, int]] = []  # (key, intended_ns, revision) of acknowledged deletes
+    delete_revision: dict[str, int] = {}  # key -> revision its delete reported, until acknowledged
+    # key -> latest expected expiry (ns) of keys created with a TTL and not deleted by us: a DELETE
+    # event of a key has exactly one cause, our delete or its expiry.
+    expiring: dict[str, int] = {}
     errors = 0
     error_sample = ""
     ops_acked = {"create": 0, "update": 0, "delete": 0}
+    expired_before_update = 0
     put_latency = LatencyRecorder()
     slip = LatencyRecorder()
     acks_per_s = PerSecond(t0_ns)
     acked_in_window = 0
     ttl_ns = round(cfg.ttl_s * NS)
-
+    renews_ttl = backend.update_renews_ttl
     retries = 0
 
-    def send(op: Op, key: str, value: bytes, done: PutCallback) -> None:
-        if op.action == "delete":
-            backend.delete_async(key, done)
-        else:
-            backend.put_async(key, value, done, cfg.ttl_s if op.action == "create" else 0.0)
+    # Keys this writer created with a TTL and has not deleted: only their updates must keep an expiry
+    # (a seeded object has none, and v2 would give it one). Kept by the send loop, read by retries.
+    ttl_keys: set[str] = set()
+
+    def send(op: Op, key: str, value: bytes, done: PutCallback, seq: int) -> None:
+        def revision(rev: int) -> None:
+            with lock:
+                if op.action == "delete":
+                    delete_revision[key] = rev
+                else:
+                    revisions.set(seq, rev)
+
+        # From the send loop or a retry timer: a failure before the request left (e.g. a v3 TTL
+        # create's LeaseGrant while etcd is down) must reach `done`, which retries or counts it and
+        # frees the slot, never escape and end the run or leak the slot.
+        try:
+            if op.action == "delete":
+                backend.delete_async(key, done, revision=revision)
+            elif op.action == "update" and key in ttl_keys:
+                # The key keeps its expiry (v3: its lease; v2: its ttl, sent again): an update
+                # without it would make an expiring key permanent.
+                backend.put_async(key, value, done, cfg.ttl_s, keep_lease=True, revision=revision)
+            else:
+                backend.put_async(
+                    key, value, done, cfg.ttl_s if op.action == "create" else 0.0, revision=revision
+                )
+        except Exception as exc:
+            done(exc)
 
     def callback(seq: int, intended: int, op: Op, key: str, value: bytes, attempt: int = 0) -> PutCallback:
         action = op.action
 
         def done(exc: BaseException | None) -> None:
-            nonlocal errors, error_sample, acked_in_window, retries
+            nonlocal errors, error_sample, acked_in_window, retries, expired_before_update
+            if isinstance(exc, KeyGone):
+                if action == "delete":
+                    # Gone already: our earlier attempt was applied but its answer lost (a retry),
+                    # or the key expired first. Either way one DELETE event is due: our delete's.
+                    exc = None
+                else:  # an update of a key that expired first: nothing written, nothing to see
+                    with lock:
+                        expired_before_update += 1
+                    window.release()
+                    return
             if exc is not None and attempt + 1 < RETRY_ATTEMPTS and time.monotonic_ns() < give_up_ns:
                 # A failed write is retried (its latency keeps counting from the intended time); a
                 # retried put that etcd had applied shows up as a duplicate event, never hidden.
@@ -227,18 +267,19 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
                     retries += 1
                 again = callback(seq, intended, op, key, value, attempt + 1)
                 delay = min(RETRY_BASE_S * 2**attempt, RETRY_MAX_S)
-                threading.Timer(delay, send, (op, key, value, again)).start()
+                threading.Timer(delay, send, (op, key, value, again, seq)).start()
                 return
             now = time.monotonic_ns()
             with lock:
                 if exc is None:
                     ops_acked[action] += 1
                     if action == "delete":
-                        deletes.append((key, intended))
+                        deletes.append((key, intended, delete_revision.pop(key, 0)))
+                        expiring.pop(key, None)
                     else:
                         acked.add(seq)
-                        if action == "create" and ttl_ns:
-                            expiring.append((key, now + ttl_ns))
+                        if ttl_ns and (action == "create" or (renews_ttl and key in expiring)):
+                            expiring[key] = max(expiring.get(key, 0), now + ttl_ns)
                     acks_per_s.add(now)
                     acked_in_window += timeline.in_window(now)
                     if timeline.in_window(intended):
@@ -275,9 +316,12 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
         if op.action == "delete":
             key, value = templates.get(cfg.kind, op.index)[0], b""
             templates.forget(cfg.kind, op.index)
+            ttl_keys.discard(key)
         else:
             key, value = templates.value(cfg.kind, op.index, format_stamp(plan.writer_id, seq, intended))
-        send(op, key, value, callback(seq, intended, op, key, value))
+            if op.action == "create" and ttl_ns:
+                ttl_keys.add(key)
+        send(op, key, value, callback(seq, intended, op, key, value), seq)
 
     backend.flush()
     window.drain()
@@ -287,8 +331,10 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
         "attempted": len(range(plan.writer_id, cfg.total_writes, cfg.total_writers)),
         "owned_objects": own_objects(cfg, plan.writer_id),
         "acked": bytes(acked.bits),
+        "revisions": revisions.encode(),
         "deletes": deletes,
-        "expiring": expiring,
+        "expiring": sorted(expiring.items()),
+        "expired_before_update": expired_before_update,
         "ops_acked": ops_acked,
         "acked_in_window": acked_in_window,
         "errors": errors,
