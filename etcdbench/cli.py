@@ -151,7 +151,7 @@ def _number(text: str) -> float:
 
 
 def _seconds(text: str) -> float:
-    """--duration, --warmup: seconds as a bare number, or with a unit (a soak: --duration 30m)."""
+    """--duration, --warmup, --drain, --ttl: parse_duration's rule (seconds, or 250ms, 30m, 1h)."""
     try:
         return parse_seconds("", text)
     except UsageError as exc:  # argparse puts the flag in front of the reason
@@ -181,7 +181,7 @@ def add_workload_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--warmup", type=_seconds, default=d.warmup_s, help="unmeasured time first (default %(default)g s)"
     )
-    p.add_argument("--slo-p99", default="1s", help="watch p99 limit with a unit, e.g. 1s, 250ms (default 1s)")
+    p.add_argument("--slo-p99", default="1s", help="watch p99 limit: seconds, or 250ms, 1s (default 1s)")
     p.add_argument(
         "--v2-watch",
         choices=V2_WATCH_MODES,
@@ -197,7 +197,10 @@ def add_workload_flags(p: argparse.ArgumentParser) -> None:
         "--max-inflight", type=_positive_int, default=d.max_inflight, help="puts in flight per writer"
     )
     p.add_argument(
-        "--drain", type=_number, default=d.drain_s, help="seconds without an event that end the drain"
+        "--drain",
+        type=_seconds,
+        default=d.drain_s,
+        help="time without an event that ends the drain: seconds, or 500ms, 1m (default %(default)g s)",
     )
     p.add_argument(
         "--workload", choices=WORKLOADS, default=d.workload, help="update | churn | mix (default %(default)s)"
@@ -207,7 +210,7 @@ def add_workload_flags(p: argparse.ArgumentParser) -> None:
         "--churn-updates", type=_positive_int, default=d.churn_updates, help="churn: updates per pod"
     )
     p.add_argument(
-        "--ttl", type=_number, default=d.ttl_s, help="seconds until created objects expire (0: never)"
+        "--ttl", type=_seconds, default=d.ttl_s, help="time until created objects expire: 30, 5m (0: never)"
     )
     p.add_argument("--size-profile", choices=SIZE_PROFILES, default=d.size_profile, help="object sizes")
     p.add_argument("--preload", default="", help="standing state stored first, e.g. pod=150000,node=5000")
@@ -404,7 +407,7 @@ class Saver:
 
 
 def target_for(
-    args: argparse.Namespace, endpoints: list[str] | None, credentials: Credentials | None
+    args: argparse.Namespace, endpoints: list[str] | None, credentials: Credentials | None, etcd: str = ""
 ) -> Target:
     """The etcd every run of the command uses: --endpoints, or one started here (see session.Target)."""
     from etcdbench.session import Target  # imports grpc: keep `--help` and `show` fast
@@ -421,6 +424,7 @@ def target_for(
         allow_registry_prefix=args.allow_registry_prefix,
         allow_disruptive_faults=getattr(args, "allow_disruptive_faults", False),
         run_id=getattr(args, "run_id", None),
+        etcd=etcd,
     )
 
 

@@ -99,7 +99,7 @@ def _sources(paths: list[Path]) -> list[Source]:
 
 def _cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     rules = [parse_rule(text) for text in args.fail_if]  # a malformed rule fails before any file is read
-    if len(args.files) < 2:
+    if not args.files:
         raise UsageError("compare: needs at least two results files (the first is the baseline)")
     sources = _sources(args.files)
     with malformed(*args.files):

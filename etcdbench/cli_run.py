@@ -32,6 +32,7 @@ from etcdbench.cli import (
     workload_config,
 )
 from etcdbench.errors import EXIT_FAIL, EXIT_PASS, EtcdError, UsageError
+from etcdbench.etcd.local import resolve_etcd
 from etcdbench.network.flags import add_network_flags, network_values
 from etcdbench.report.console import summary
 from etcdbench.report.matrix import capacity_lines, capacity_table, conclusions, matrix_table
@@ -40,11 +41,13 @@ from etcdbench.scenario import (
     BACKENDS,
     ENCODINGS,
     EXTERNAL_PREFIX,
+    KINDS,
     MAX_RATE,
+    V2_WATCH_MODES,
     RunConfig,
     parse_duration_us,
 )
-from etcdbench.scenario_file import MAX_CELLS, Overrides, Scenario, from_results, load_file
+from etcdbench.scenario_file import MAX_CELLS, Overrides, Scenario, flag_of, from_results, load_file
 from etcdbench.security import add_security_flags, credentials_from_args
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
@@ -78,9 +81,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
         "--duration", type=_seconds, help="measured time of every cell: seconds, or 30m (overrides the file)"
     )
     r.add_argument("--warmup", type=_seconds, help="unmeasured time of every cell (overrides the file)")
-    r.add_argument("--slo-p99", help="watch p99 limit with a unit, e.g. 1s (overrides the file)")
-    r.add_argument("--backend", help="run only the cells of these APIs, e.g. v3 or v2,v3")
-    r.add_argument("--encoding", help="run only the cells of these encodings, e.g. protobuf")
+    r.add_argument("--slo-p99", help="watch p99 limit: seconds, or 250ms (overrides the file)")
+    # Selecting flags: where the matrix sets the field they pick cells; else they override [run].
+    r.add_argument("--backend", help=f"these APIs, e.g. v3 or v2,v3 {_SELECTS}")
+    r.add_argument("--encoding", help=f"these encodings, e.g. protobuf {_SELECTS}")
+    r.add_argument("--kind", help=f"these object kinds, e.g. node {_SELECTS}")
+    r.add_argument("--v2-watch", help=f"these v2 watch modes, poll or stream {_SELECTS}")
+    r.add_argument(
+        "--etcd",
+        help=f"these embedded etcds: versions (3.4,3.5) or binary paths {_SELECTS}",
+    )
     r.add_argument("--prefix", help="key prefix of every cell (overrides the file)")
     add_network_flags(r, overrides=True)
     r.add_argument(
@@ -103,7 +113,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     c.add_argument(
         "--start", type=_number, default=DEFAULT_START, help="first rate tried (default %(default)g)"
     )
-    c.add_argument("--budget", default="5m", help="wall-clock limit of the search, e.g. 5m, 90s (default 5m)")
+    c.add_argument(
+        "--budget",
+        type=_seconds,
+        default=300.0,
+        help="wall-clock limit of the search: seconds, or 90s, 5m (default 5m)",
+    )
     c.add_argument(
         "--resolution", default="5%", help="stop bisecting within this relative width (default 5%%)"
     )
@@ -134,12 +149,16 @@ def _target_flags(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------------- run
 
 
-def _only(flag: str, text: str | None, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+_SELECTS = "(selects the cells where the matrix sets it, else overrides the file's [run])"
+
+
+def _only(flag: str, text: str | None, allowed: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """A selecting flag's values: 'v2,v3' -> ('v2', 'v3'); `allowed` None: RunConfig checks them."""
     if text is None:
         return None
-    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    values = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
     for v in values:
-        if v not in allowed:
+        if allowed is not None and v not in allowed:
             raise UsageError(f"{flag}: unknown value {v!r}; choose from {', '.join(allowed)}")
     if not values:
         raise UsageError(f"{flag}: no value given")
@@ -159,11 +178,18 @@ def _overrides(args: argparse.Namespace) -> Overrides:
     elif args.endpoints:  # as `watch` and `capacity` do: someone else's etcd gets etcdbench's own prefix
         values["prefix"] = EXTERNAL_PREFIX
     values.update(network_values(args))
-    only = {}
-    if (backends := _only("--backend", args.backend, BACKENDS)) is not None:
-        only["backend"] = backends
-    if (encodings := _only("--encoding", args.encoding, ENCODINGS)) is not None:
-        only["encoding"] = encodings
+    only: dict[str, tuple[str, ...]] = {}
+    for key, text, allowed in (
+        ("backend", args.backend, BACKENDS),
+        ("encoding", args.encoding, ENCODINGS),
+        ("kind", args.kind, KINDS),
+        ("v2_watch", args.v2_watch, V2_WATCH_MODES),
+        ("etcd", args.etcd, None),
+    ):
+        if (chosen := _only(flag_of(key), text, allowed)) is not None:
+            only[key] = chosen
+    if only.get("etcd") and args.endpoints:
+        raise UsageError("--etcd: chooses the embedded etcd; not with --endpoints")
     if args.max_cells < 1:
         raise UsageError(f"--max-cells: must be >= 1, got {args.max_cells}")
     return Overrides(scale=args.scale, values=values, only=only, max_cells=args.max_cells)
@@ -206,6 +232,13 @@ def _progress(err: Console, total: int) -> Iterator[Callable[[int, str], RunProg
         yield progress_for
 
 
+def by_etcd(cells: tuple[RunConfig, ...]) -> list[RunConfig]:
+    """The cells in run order, grouped by their etcd (in order of first appearance), so that each
+    embedded etcd of an `etcd` matrix axis starts once; within a group the file's order stands."""
+    order = list(dict.fromkeys(c.etcd for c in cells))
+    return sorted(cells, key=lambda c: order.index(c.etcd))
+
+
 def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     scenario = _scenario(args)
     endpoints = _endpoints(args)
@@ -214,21 +247,42 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.scale is not None and "cluster" not in scenario.document:
         err.print(f"note: --scale changes nothing: {scenario.name} has no [cluster] table", markup=False)
 
-    target = target_for(args, endpoints, credentials)
-    for config in scenario.cells:  # every cell, before the first one starts
-        target.check(config)
-    with target:
+    cells = by_etcd(scenario.cells)
+    # One target per etcd of the matrix (most scenarios: one, ""), entered in turn below.
+    targets = {
+        spec: target_for(args, endpoints, credentials, etcd=spec)
+        for spec in dict.fromkeys(c.etcd for c in cells)
+    }
+    for config in cells:  # every cell, before the first one starts
+        targets[config.etcd].check(config)
+    if not endpoints:  # a version that is not installed is refused before any cell runs
+        for spec in targets:
+            resolve_etcd(spec, args.etcd_bin)
+
+    spec = cells[0].etcd
+    target = targets[spec]
+    target.__enter__()
+    try:
         results = target.results()
         results["scenario"] = scenario.document
+        if len(targets) > 1:  # each etcd's own description; environment.etcd stays the first one's
+            results["environment"]["etcds"] = [target.info]
         # Ctrl-C, or etcd lost mid-matrix: keep the cells that ran, and the one interrupted
-        with saver.keeping_partial(results, out, err), _progress(err, len(scenario.cells)) as progress_for:
-            for i, config in enumerate(scenario.cells):
+        with saver.keeping_partial(results, out, err), _progress(err, len(cells)) as progress_for:
+            for i, config in enumerate(cells):
+                if config.etcd != spec:  # the next etcd of the matrix: stop this one first
+                    target.__exit__(None, None, None)
+                    spec, target = config.etcd, targets[config.etcd]
+                    target.__enter__()
+                    results["environment"]["etcds"].append(target.info)
                 hook = progress_for(i, config.scenario) if progress_for else None
                 run = target.run(config, hook)
                 results["runs"].append(run)
                 _stop_if_etcd_gone(run)
-                results["complete"] = i == len(scenario.cells) - 1
+                results["complete"] = i == len(cells) - 1
                 saver(results)
+    finally:
+        target.__exit__(None, None, None)
 
     if args.json:
         out.print_json(json.dumps(results))
@@ -271,9 +325,9 @@ def _capacity_config(args: argparse.Namespace) -> RunConfig:
 
 def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
     base = _capacity_config(args)
-    budget_s = parse_duration_us("--budget", args.budget) / 1e6
+    budget_s = args.budget
     if not budget_s > 0:
-        raise UsageError(f"--budget: must be > 0, got {args.budget!r}")
+        raise UsageError(f"--budget: must be > 0, got {budget_s:g}")
     resolution = _resolution(args.resolution)
     endpoints = _endpoints(args)
     credentials = credentials_from_args(args)

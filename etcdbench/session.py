@@ -27,7 +27,7 @@ from etcdbench.backends.base import Backend, Endpoint, KeyAdmin
 from etcdbench.backends.v3 import V3Backend
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd.cluster import LocalCluster
-from etcdbench.etcd.local import LocalEtcd, find_etcd_binary
+from etcdbench.etcd.local import LocalEtcd, flag_notes, resolve_etcd
 from etcdbench.faults import FaultInjector, check_faults, parse_fault
 from etcdbench.interrupt import Interrupted, shielded
 from etcdbench.metrics.cpu import sampling_interval
@@ -131,6 +131,7 @@ class Target:
         allow_registry_prefix: bool = False,
         allow_disruptive_faults: bool = False,
         run_id: str | None = None,
+        etcd: str = "",
     ) -> None:
         if cluster_size < 1:
             raise UsageError(f"--cluster-size: must be >= 1, got {cluster_size}")
@@ -139,6 +140,7 @@ class Target:
         self.endpoints = endpoints
         self.credentials = credentials  # TLS files and etcd user for `endpoints`; never in `info`
         self.etcd_bin = etcd_bin
+        self.etcd = etcd  # the runs' `etcd` value: "" the default binary, a version, or a path
         self.force = force  # run beside others' keys under the prefix (never overwriting or deleting them)
         self.keep = keep
         self.allow_registry_prefix = allow_registry_prefix
@@ -170,7 +172,7 @@ class Target:
             else:
                 if self.credentials is not None:
                     raise UsageError("TLS and auth settings need --endpoints: the embedded etcd has neither")
-                binary = find_etcd_binary(self.etcd_bin)
+                binary = resolve_etcd(self.etcd, self.etcd_bin)
                 if self.cluster_size > 1:
                     cluster = self.cluster = stack.enter_context(LocalCluster(binary, self.cluster_size))
                     self.endpoint = Endpoint(tuple(cluster.client_urls))
@@ -178,7 +180,9 @@ class Target:
                         "embedded": True,
                         "endpoints": cluster.client_urls,
                         "binary": binary,
+                        "requested": self.etcd or None,
                         "args": cluster.members[0].args,  # each member's: under `members`
+                        "flag_notes": flag_notes(cluster.members[0].version),
                     }
                     self._stack = stack.pop_all()
                     return self
@@ -188,7 +192,9 @@ class Target:
                     "embedded": True,
                     "endpoints": [local.client_url],
                     "binary": local.binary,
+                    "requested": self.etcd or None,
                     "args": local.args,
+                    "flag_notes": flag_notes(local.version),
                 }
             self._stack = stack.pop_all()
         return self
@@ -211,6 +217,13 @@ class Target:
         Needs no etcd: the CLI asks it of every run of a command before starting one.
         """
         external = bool(self.endpoints)
+        if config.etcd and external:
+            raise UsageError(f"--etcd: {config.etcd} chooses the embedded etcd; not with --endpoints")
+        if not external and config.etcd != self.etcd:
+            raise UsageError(
+                f"--etcd: the run asks for etcd {config.etcd or '(default)'}, "
+                f"this target starts {self.etcd or '(default)'}"
+            )
         check_faults(
             [parse_fault(f) for f in config.faults],
             backend=config.backend,
@@ -240,6 +253,7 @@ class Target:
             self.info["server_version"] = admin.server_version()
             if len(self.endpoint.urls) > 1 and "members" not in self.info:  # as at the first run
                 self.info["members"] = self._members()
+            etcd = self.etcd_record()
             own = None  # an embedded etcd is ours: its prefix is simply emptied
             if self.endpoints:
                 own = OwnKeys(config)
@@ -281,6 +295,8 @@ class Target:
                     ),
                 )
             except BaseException as exc:
+                if isinstance(exc, Interrupted) and isinstance(exc.partial, dict):
+                    exc.partial.setdefault("etcd_server", etcd)
                 if isinstance(exc, Interrupted) and exc.partial is not None and endpoint is not self.endpoint:
                     with shielded(), contextlib.suppress(Exception):
                         self._proxy().attach(config, exc.partial)
@@ -291,6 +307,7 @@ class Target:
                     with shielded(), contextlib.suppress(Exception):
                         self._clean(config, own)
                 raise
+            run["etcd_server"] = etcd  # `etcd` is etcd's own view (its /metrics)
             if endpoint is not self.endpoint:
                 self._proxy().attach(config, run)
             after = self._reconnect(config, endpoint)  # a fault may have left the old connection backing off
@@ -306,6 +323,23 @@ class Target:
                 with shielded():
                     self._clean(config, own)
             return run
+
+    def etcd_record(self) -> dict[str, Any]:
+        """Which etcd served a run, kept in the run itself: a matrix over `etcd` has several.
+
+        {requested: the run's etcd value or null, server_version, member_versions (one per endpoint),
+        binary and flag_notes (embedded only)}."""
+        members = self.info.get("members")
+        versions = [m.get("version") for m in members] if members else [self.info.get("server_version")]
+        record: dict[str, Any] = {
+            "requested": self.etcd or None,
+            "server_version": self.info.get("server_version"),
+            "member_versions": versions,
+        }
+        if self.info.get("embedded"):
+            record["binary"] = self.info.get("binary")
+            record["flag_notes"] = self.info.get("flag_notes", [])
+        return record
 
     def _clean(self, config: RunConfig, own: OwnKeys | None) -> None:
         """Remove what the run wrote: its own keys on a shared etcd (unless --keep), else the prefix."""

@@ -32,7 +32,10 @@ def test_register_adds_the_archive_commands() -> None:
 def test_compare_needs_two_files() -> None:
     code, out, err = run_cli("compare", str(RESULTS / "v3-json-500.json"))
     assert code == 2 and out == ""
-    assert err.strip() == "error: compare: needs at least two results files (the first is the baseline)"
+    assert err.strip() == (
+        "error: compare: needs at least two results files (the first is the baseline), "
+        "or one whose runs ran on several etcd versions"
+    )
 
 
 def test_compare_of_an_unreadable_file_names_it(tmp_path: Path) -> None:

@@ -41,6 +41,6 @@ def test_a_skip_fails_under_ci(
 
 def test_ci_installs_the_tools_that_tests_would_skip_without() -> None:
     script = (Path(__file__).parent.parent / ".ci" / "run").read_text()
-    for package in ("openssl", "golang-go", "golang-etcd-server-dev"):
+    for package in ("openssl", "golang-go", "golang-etcd-server-dev", "etcd-server"):
         assert package in script
     assert 'export CI="${CI:-true}"' in script

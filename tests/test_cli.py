@@ -36,7 +36,7 @@ BAD = [
     (["watch", "--writers", "0"], "--writers"),
     (["watch", "--writers", "two"], "--writers"),
     (["watch", "--warmup", "-2"], "--warmup"),
-    (["watch", "--slo-p99", "1"], "--slo-p99"),
+    (["watch", "--slo-p99", "1x"], "--slo-p99"),
     (["watch", "--slo-p99", "soon"], "--slo-p99"),
     (["watch", "--v2-watch", "sse"], "--v2-watch"),
     (["watch", "--prefix", "registry"], "--prefix"),

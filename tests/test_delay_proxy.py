@@ -369,8 +369,9 @@ def test_network_flags_parse_with_units() -> None:
     assert parse_bandwidth("1gbit") == 1000.0
     assert parse_bandwidth("100Mbit") == 100.0
     assert parse_bandwidth("0") == 0.0
+    assert parse_network_duration("--rtt", "2") == 2_000_000  # a bare number is seconds, as everywhere
     with pytest.raises(UsageError, match="--rtt"):
-        parse_network_duration("--rtt", "2")
+        parse_network_duration("--rtt", "2x")
     with pytest.raises(UsageError, match="--bandwidth"):
         parse_bandwidth("1GB")
 

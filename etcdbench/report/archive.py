@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from etcdbench.errors import UsageError
-from etcdbench.results.io import load, malformed
+from etcdbench.results.io import load, malformed, server_versions
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,11 @@ def _created(results: dict[str, Any]) -> datetime | None:
 
 def _entry(path: Path, results: dict[str, Any]) -> Entry:
     runs = results["runs"]
-    etcd = results["environment"].get("etcd") or {}
     passed = sum(1 for r in runs if r["verdict"]["pass"])
     return Entry(
         path=path,
         created=_created(results),
-        etcd_version=str(etcd.get("server_version") or "?"),
+        etcd_version=", ".join(server_versions(results)) or "?",
         labels=tuple(str(r["label"]) for r in runs),
         scenarios=tuple(dict.fromkeys(str(r["scenario"]) for r in runs if r.get("scenario"))),
         passed=passed,

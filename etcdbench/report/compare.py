@@ -1,14 +1,17 @@
 """Results files side by side: runs matched across files, ratios against the first file, noise.
 
-The first file is the baseline. Runs are matched by what was measured (backend, encoding, kind, v2
-watch mode, target rate, and workload and number of watchers where the file has them); a run with no
-partner is listed, never silently dropped. Whether a latency percentile moved by more than run-to-run
-noise is decided by `latency_noise` (docs/compare-and-gate.md).
+The first file is the baseline. A file whose runs ran on several etcd versions (a matrix over `etcd`)
+counts as one file per version, named `<file>@etcd-<version>`, so its cells pair across versions; the
+etcd version of every run is shown beside its figures. Runs are matched by what was measured
+(backend, encoding, kind, v2 watch mode, target rate, and workload and number of watchers where the
+file has them); a run with no partner is listed, never silently dropped. Whether a latency
+percentile moved by more than run-to-run noise is decided by `latency_noise` (docs/compare-and-gate.md).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from etcdbench.errors import UsageError
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.report.console import fmt_cores, fmt_us
 
@@ -37,7 +41,8 @@ ENVIRONMENT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
 JSON_FORMAT = "etcdbench-compare"
 JSON_VERSION = 1
 # config keys already in MATCH_KEYS (config's own v2_watch is set even on v3, where it means nothing).
-_MATCHED_CONFIG = {"backend", "encoding", "kind", "rate", "v2_watch", *MATCH_DEFAULTS}
+# `etcd` too: which etcd served a run is shown (its version) rather than warned about.
+_MATCHED_CONFIG = {"backend", "encoding", "kind", "rate", "v2_watch", "etcd", *MATCH_DEFAULTS}
 
 HDR_PRECISION = 0.001  # 3 significant figures: two values closer than this are one HDR value
 Z_95 = 1.96  # two-sided 95% normal quantile for the rank interval of a percentile
@@ -144,7 +149,46 @@ def match_key(run: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def etcd_version(run: dict[str, Any], results: dict[str, Any]) -> str | None:
+    """The etcd server version that served `run`: its own record, else the file's environment."""
+    etcd = run.get("etcd_server")
+    if isinstance(etcd, dict) and isinstance(etcd.get("server_version"), str):
+        return str(etcd["server_version"])
+    version = _env(results, ("etcd", "server_version"))
+    return version if isinstance(version, str) else None
+
+
+def split_by_etcd(sources: list[Source]) -> list[Source]:
+    """Each file whose runs ran on several etcd versions becomes one source per version, in the order
+    the versions first appear: `<name>@etcd-<version>`."""
+    out: list[Source] = []
+    for s in sources:
+        runs = list(s.results.get("runs", []))
+        versions = list(dict.fromkeys(etcd_version(r, s.results) for r in runs))
+        if len(versions) < 2:
+            out.append(s)
+            continue
+        for version in versions:
+            env = dict(s.results.get("environment") or {})
+            env["etcd"] = {**(env.get("etcd") or {}), "server_version": version}
+            part = {
+                **s.results,
+                "environment": env,
+                "runs": [r for r in runs if etcd_version(r, s.results) == version],
+            }
+            out.append(Source(f"{s.name}@etcd-{version}", s.path, part))
+    return out
+
+
 def compare(sources: list[Source]) -> Comparison:
+    """Match the runs of `sources` (the first is the baseline). UsageError with fewer than two
+    sources once files of several etcd versions are split (split_by_etcd)."""
+    sources = split_by_etcd(sources)
+    if len(sources) < 2:
+        raise UsageError(
+            "compare: needs at least two results files (the first is the baseline), "
+            "or one whose runs ran on several etcd versions"
+        )
     base, others = sources[0], sources[1:]
     unused = [list(s.results["runs"]) for s in others]
     matches: list[Match] = []
@@ -179,6 +223,8 @@ def _environment_warnings(sources: list[Source]) -> list[str]:
             out.append(f"{s.name} is incomplete: its run was interrupted or is still going")
     for s in sources[1:]:
         for name, path in ENVIRONMENT_KEYS:
+            if s.path == base.path:  # parts of one file (split_by_etcd): one environment
+                continue
             a, b = _env(base.results, path), _env(s.results, path)
             if a != b:
                 out.append(f"environments differ: {name} is {a} in {base.name} but {b} in {s.name}")
@@ -192,6 +238,11 @@ def _env(results: dict[str, Any], path: tuple[str, ...]) -> Any:
     return node
 
 
+_ETCD_CELL = re.compile(
+    r"(?<=[\[,])etcd=[^,\]]*(,|(?=\]))"
+)  # "name[etcd=3.4,backend=v2]" -> "name[backend=v2]"
+
+
 def _config_warnings(match: Match, sources: list[Source]) -> list[str]:
     base_run = match.runs[0]
     assert base_run is not None
@@ -202,7 +253,10 @@ def _config_warnings(match: Match, sources: list[Source]) -> list[str]:
             continue
         config = run.get("config", {})
         for key in sorted((set(base_config) | set(config)) - _MATCHED_CONFIG):
-            if base_config.get(key) != config.get(key):
+            a, b = base_config.get(key), config.get(key)
+            if key == "scenario" and isinstance(a, str) and isinstance(b, str):
+                a, b = _ETCD_CELL.sub("", a), _ETCD_CELL.sub("", b)  # shown as the etcd row instead
+            if a != b:
                 out.append(
                     f"{match.label}: run parameters differ: {key} is {base_config.get(key)!r} in "
                     f"{sources[0].name} but {config.get(key)!r} in {source.name}"
@@ -320,6 +374,11 @@ def match_table(comparison: Comparison, match: Match) -> Table:
         table.add_column("ratio", justify="right", no_wrap=True)
     base_run = match.runs[0]
     assert base_run is not None
+    versions = match_versions(comparison, match)
+    etcd_row: list[str | Text] = ["etcd", "", versions[0] or "-"]
+    for v in versions[1:]:
+        etcd_row += [v or "-", ""]
+    table.add_row(*etcd_row)
     for figure in FIGURES:
         row: list[str | Text] = [
             figure.name,
@@ -343,6 +402,14 @@ def match_table(comparison: Comparison, match: Match) -> Table:
     return table
 
 
+def match_versions(comparison: Comparison, match: Match) -> list[str | None]:
+    """The etcd version of each run of `match` (None where the run is absent or unrecorded)."""
+    return [
+        None if run is None else etcd_version(run, source.results)
+        for source, run in zip(comparison.sources, match.runs, strict=True)
+    ]
+
+
 def _verdict(run: dict[str, Any]) -> Text:
     ok = bool(run["verdict"]["pass"])
     return Text("PASS" if ok else "FAIL", style="green" if ok else "red")
@@ -360,11 +427,16 @@ def pairs(comparison: Comparison) -> Iterator[tuple[str, dict[str, Any], dict[st
 
 def summary_lines(comparison: Comparison) -> list[str]:
     """Per matched run and file, how the headline figure (watch p99) moved, hyperfine-style."""
-    base_name = comparison.baseline.name
-    return [
-        f"{label}: {headline(HEADLINE, base_run, run, base_name, name)}"
-        for label, base_run, run, name in pairs(comparison)
-    ]
+    base = comparison.baseline
+    by_name = {s.name: s for s in comparison.sources}
+    lines = []
+    for label, base_run, run, name in pairs(comparison):
+        line = f"{label}: {headline(HEADLINE, base_run, run, base.name, name)}"
+        a, b = etcd_version(base_run, base.results), etcd_version(run, by_name[name].results)
+        if a != b and not name.endswith(f"@etcd-{b}"):  # a split file's name already says it
+            line += f" [etcd {b} vs {a}]"
+        lines.append(line)
+    return lines
 
 
 def headline(figure: Figure, base_run: dict[str, Any], run: dict[str, Any], base_name: str, name: str) -> str:
@@ -425,7 +497,7 @@ def _verdict_word(run: dict[str, Any] | None) -> str | None:
     return None if run is None else ("PASS" if run["verdict"]["pass"] else "FAIL")
 
 
-def match_dict(match: Match) -> dict[str, Any]:
+def match_dict(match: Match, versions: list[str | None] | None = None) -> dict[str, Any]:
     """One matched run as plain data: each figure's value per file and its change from the baseline."""
     base_run = match.runs[0]
     assert base_run is not None
@@ -451,6 +523,7 @@ def match_dict(match: Match) -> dict[str, Any]:
     return {
         "label": match.label,
         "present": [r is not None for r in match.runs],
+        "etcd_versions": versions if versions is not None else [None] * len(match.runs),
         "verdicts": [_verdict_word(r) for r in match.runs],
         "figures": figures,
     }
@@ -468,7 +541,7 @@ def comparison_dict(comparison: Comparison) -> dict[str, Any]:
         "baseline": comparison.baseline.name,
         "matched_by": [*MATCH_KEYS, *MATCH_DEFAULTS],
         "warnings": list(comparison.warnings),
-        "matches": [match_dict(m) for m in comparison.matches],
+        "matches": [match_dict(m, match_versions(comparison, m)) for m in comparison.matches],
         "unmatched": list(comparison.unmatched),
         "summary": summary_lines(comparison),
     }
@@ -506,6 +579,11 @@ def comparison_markdown(comparison: Comparison) -> list[str]:
         lines += ["", f"#### {_md(m.label)}", ""]
         lines.append("| " + " | ".join(_md(h) for h in header) + " |")
         lines.append("|" + "|".join([":--", ":-:", *(["--:"] * (len(header) - 2))]) + "|")
+        versions = match_versions(comparison, m)
+        etcd_cells = ["etcd", "", versions[0] or "-"]
+        for v in versions[1:]:
+            etcd_cells += [v or "-", ""]
+        lines.append("| " + " | ".join(etcd_cells) + " |")
         for figure in FIGURES:
             row = [
                 figure.name,

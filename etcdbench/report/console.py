@@ -11,6 +11,7 @@ from rich.text import Text
 
 from etcdbench.metrics.etcd_view import etcd_line
 from etcdbench.network.summary import network_line
+from etcdbench.results.io import server_versions
 
 
 def fmt_us(us: int | float | None) -> str:
@@ -165,7 +166,7 @@ def summary(results: dict[str, Any]) -> RenderableType:
     etcd = env.get("etcd", {})
     head = Text.assemble(
         ("etcdbench ", "bold"),
-        f"{results['tool']['version']} · etcd {etcd.get('server_version', '?')} "
+        f"{results['tool']['version']} · etcd {', '.join(server_versions(results)) or '?'} "
         f"({'embedded' if etcd.get('embedded') else ', '.join(etcd.get('endpoints', []))}) · "
         f"{env['cpu_count']} CPUs · {env['host']}",
     )
