@@ -336,6 +336,10 @@ def _background(plan: BackgroundPlan, conn: Connection) -> dict[str, Any]:
     for _ in range(EVENTS_INFLIGHT):
         if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             inflight += 1
+    # The Events' watch gets until the deadline to receive the Events acknowledged (so its count can be
+    # held against theirs); the idle types' watches have nothing to wait for.
+    while watches and watches[0].events < events.done and time.monotonic() < deadline:
+        time.sleep(STOP_POLL_S)
     for w in watches:
         w.backend.cancel()
     for w in watches:
