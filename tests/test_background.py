@@ -8,6 +8,7 @@ Counts and keys only, never timings; a short run's verdict is not asserted.
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_console import run_cli
+from test_interrupt import DURATION, OBJECTS, RATE, assert_nothing_left, finish, start
 from test_safety import Store
 
 from etcdbench._pb.etcd import rpc_pb2
@@ -273,3 +275,28 @@ def test_a_background_key_that_exists_is_never_overwritten(store: Store, prefix:
     )
     assert code == EXIT_USAGE and theirs in err and len(err.strip().splitlines()) == 1
     assert store.v3()[1] == before
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_the_background_with_the_others_and_keeps_its_counts(tmp_path: Path) -> None:
+    run = start(tmp_path, "--json", "--bg-event-rate", "20", "--bg-get-rate", "20", "--bg-watches", "2")
+
+    def writing() -> bool:  # the writer, the watcher and the background, and t0 passed
+        try:
+            return len(run.workers()) == 3 and run.revision() > 1 + OBJECTS + RATE // 2
+        except Exception:
+            return False
+
+    run.wait_for("writes", writing)
+    processes = run.processes()
+    run.signal(signal.SIGINT, True)
+    out, _ = finish(run)
+    assert_nothing_left(run, processes)  # the background process too
+    (r,) = json.loads(out)["runs"]
+    assert r["incomplete"].startswith("interrupted by SIGINT") and "missing" not in r
+    c = r["counters"]
+    assert c["written"] == c["received"] and c["missed"] == 0
+    bg = r["background"]
+    assert bg["events"]["done"] > 0 and bg["events"]["errors"] == 0 and bg["gets"]["done"] > 0
+    assert 0 < bg["stopped_after_s"] < DURATION
+    assert bg["watches"]["events_received"] == bg["events"]["done"]

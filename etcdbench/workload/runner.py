@@ -254,8 +254,9 @@ class _Measurement:
         if self.faults is not None:
             self.faults.stop()
         self.writes_end = time.monotonic()
-        self._stop_background(time.monotonic_ns(), collecting=False)
+        stop_ns = time.monotonic_ns()
         self._drain(wait_for_expiries=True)
+        self._stop_background(stop_ns)
         for i, w in enumerate(self.watchers):
             while not w.conn.poll(0.25):
                 if progress:
@@ -264,16 +265,16 @@ class _Measurement:
                 self.watcher_results[i] = w.expect("done", 0)
         return self._build(self.timeline, since=self.writes_end)
 
-    def _stop_background(self, at_ns: int, *, collecting: bool) -> None:
-        """Stop the background load (the writers ended, or the run was interrupted) and take its counts."""
+    def _stop_background(self, at_ns: int) -> None:
+        """The writers ended: stop the background load and take its counts (EtcdError if it failed)."""
         bg = self.background
-        if bg is None or self.background_result is not None:
+        if bg is None:
             return
-        with shielded(collecting=collecting):
+        with shielded():
             bg.tell(("stop", at_ns))
-        report = bg.report(time.monotonic() + STOP_WAIT_S + BG_STOP_WAIT_S)
-        if report is not None:
-            self.background_result = summarize(report)
+        bg.conn.poll(STOP_WAIT_S + BG_STOP_WAIT_S)  # an interrupt meanwhile: stop() collects it
+        with shielded():  # an interrupt mid-message would lose the report it is reading
+            self.background_result = summarize(bg.expect("done", 0))
 
     def _drain(self, *, wait_for_expiries: bool, collecting: bool = False) -> None:
         """Tell the watchers what the writers that reported had acknowledged."""
