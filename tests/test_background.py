@@ -13,10 +13,12 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_console import run_cli
 from test_interrupt import DURATION, OBJECTS, RATE, assert_nothing_left, finish, start
+from test_results import a_run
 from test_safety import Store
 
 from etcdbench._pb.etcd import rpc_pb2
@@ -26,10 +28,13 @@ from etcdbench.backends.v3 import V3Backend, prefix_range_end
 from etcdbench.encoding.objects import object_key
 from etcdbench.errors import EXIT_USAGE, UsageError
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
+from etcdbench.metrics.latency import LatencyRecorder
+from etcdbench.results.model import verdict
 from etcdbench.scenario import RunConfig
 from etcdbench.scenario_file import load_file
-from etcdbench.workload.background import background_keys, background_prefix
+from etcdbench.workload.background import _Stream, background_keys, background_prefix, summarize
 from etcdbench.workload.ops import written_keys
+from etcdbench.workload.timeline import NS, Timeline
 
 SMALL = ("--rate", "50", "--duration", "1.5", "--warmup", "0.5", "--objects", "6", "--drain", "3")
 PRELOAD = 1_200  # pods: the LISTs' resource dir holds these (the 6 seeded objects among them)
@@ -300,3 +305,43 @@ def test_ctrl_c_stops_the_background_with_the_others_and_keeps_its_counts(tmp_pa
     assert bg["events"]["done"] > 0 and bg["events"]["errors"] == 0 and bg["gets"]["done"] > 0
     assert 0 < bg["stopped_after_s"] < DURATION
     assert bg["watches"]["events_received"] == bg["events"]["done"]
+
+
+def test_ops_due_before_the_stop_that_never_started_are_unsent() -> None:
+    stream = _Stream("gets", 10.0, Timeline(0, 0.0, 10.0))  # 100 ops, one every 0.1 s
+    for _ in range(5):
+        i = stream.take()
+        assert i is not None
+        stream.started(stream.intended(i))
+    stream.take()  # taken, then cut short by the stop before it started: not sent
+    stream.close(round(1.05 * NS))  # ops 0-10 were due by then
+    assert (stream.sent, stream.unsent, stream.total) == (5, 6, 100)
+    assert stream.take() is None  # nothing starts after the stop
+
+
+def _report(slip_us: int, unsent: int) -> dict[str, Any]:
+    slip = LatencyRecorder()
+    for _ in range(100):
+        slip.record_us(slip_us)
+    stream = {"rate": 10.0, "unsent": unsent, "slip_us": slip.summary()}
+    idle = {"rate": 0.0, "unsent": 0, "slip_us": LatencyRecorder().summary()}
+    return {"lists": stream, "gets": idle, "events": dict(stream, unsent=0)}
+
+
+def test_the_background_falls_behind_on_slip_or_unsent_ops() -> None:
+    assert summarize(_report(2_000, 0))["fell_behind"] is False
+    late = summarize(_report(250_000, 0))
+    assert late["fell_behind"] and late["fell_behind_because"] == ["slip p99 250 ms"]
+    assert late["slip_us"]["count"] == 200  # the active streams' slip merged
+    assert summarize(_report(2_000, 3))["fell_behind_because"] == ["3 ops never sent"]
+
+
+def test_a_run_whose_background_fell_behind_is_client_bound() -> None:
+    config = RunConfig(rate=500, bg_get_rate=10)
+    clean = a_run(background=summarize(_report(2_000, 0)))
+    assert verdict(clean, config)["client_bound"] is False
+    v = verdict(a_run(background=summarize(_report(250_000, 0))), config)
+    assert v["client_bound_reasons"] == ["the background load fell behind its schedule (slip p99 250 ms)"]
+    assert v["pass"]  # it describes our client, not etcd: the verdict itself is unchanged
+    busy = verdict(a_run(**{"background": summarize(_report(2_000, 0)), "cpu.background": 0.95}), config)
+    assert busy["client_bound_reasons"] == ["the background load's process used 0.95 of its one core"]

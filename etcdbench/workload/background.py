@@ -102,7 +102,8 @@ class _Stream:
         run_s = timeline.warmup_s + timeline.duration_s
         self.total = round(rate * run_s)
         self.lock = threading.Lock()
-        self.next = 0  # the next op index to start
+        self.next = 0  # the next op index to take
+        self.sent = 0  # ops started (taken ops a stop cut short before they started are not)
         self.done = self.errors = self.not_found = 0
         self.keys = self.pages = self.bytes = 0
         self.error_sample = ""
@@ -122,8 +123,9 @@ class _Stream:
             return self.next - 1
 
     def started(self, intended: int) -> None:
-        if self.timeline.in_window(intended):
-            with self.lock:
+        with self.lock:
+            self.sent += 1
+            if self.timeline.in_window(intended):
                 self.slip.record_us((time.monotonic_ns() - intended) // 1000)
 
     def finished(self, intended: int, exc: BaseException | None, *, keys: int = 0, size: int = 0) -> None:
@@ -143,7 +145,7 @@ class _Stream:
         """Ops due before `stop_ns` that never started are unsent."""
         due = 0 if self.rate <= 0 else min(self.total, -(-(stop_ns - self.timeline.t0_ns) * self.rate // NS))
         with self.lock:
-            self.unsent = max(0, int(due) - self.next)
+            self.unsent = max(0, int(due) - self.sent)
             self.next = self.total  # nothing more starts
 
     def result(self) -> dict[str, Any]:
@@ -327,11 +329,11 @@ def _background(plan: BackgroundPlan, conn: Connection) -> dict[str, Any]:
             stop_ns = min(time.monotonic_ns(), end_ns)
             break
     stop.set()
-    for s in (lists, gets, events):
-        s.close(stop_ns)
     deadline = time.monotonic() + STOP_WAIT_S
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
+    for s in (lists, gets, events):
+        s.close(stop_ns)
     inflight = 0  # Event puts still unanswered after STOP_WAIT_S
     for _ in range(EVENTS_INFLIGHT):
         if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
