@@ -345,3 +345,10 @@ def test_a_run_whose_background_fell_behind_is_client_bound() -> None:
     assert v["pass"]  # it describes our client, not etcd: the verdict itself is unchanged
     busy = verdict(a_run(**{"background": summarize(_report(2_000, 0)), "cpu.background": 0.95}), config)
     assert busy["client_bound_reasons"] == ["the background load's process used 0.95 of its one core"]
+
+
+def test_a_scenario_run_takes_and_checks_the_background_flags(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\n[run]\nrate = 10\nduration_s = 1\n')
+    code, _, err = run_cli("run", str(path), "--bg-event-rate", "-1")
+    assert code == EXIT_USAGE and "--bg-event-rate" in err and len(err.strip().splitlines()) == 1
