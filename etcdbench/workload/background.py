@@ -48,7 +48,10 @@ READERS = 4  # LISTs (and GETs) in flight at most, each reader on a connection o
 EVENTS_INFLIGHT = 64  # Event puts in flight at most
 EVENT_TEMPLATES = 16  # distinct Event objects encoded; key i carries template i % 16
 SLIP_FELL_BEHIND_US = 100_000  # as the writers' client-bound threshold (results.model)
-STOP_WAIT_S = 10.0  # after the stop, ops in flight get this long to be answered
+# After the stop, ops in flight get this long to be answered, and the Events' watch to receive them
+# (within the parent's 5 s after an interrupt); a watch that receives nothing for WATCH_IDLE_S is done.
+STOP_WAIT_S = 3.0
+WATCH_IDLE_S = 1.0
 STOP_POLL_S = 0.05
 # The other resource types whose watches the apiserver's cacher holds; watch i covers the i-th
 # (cycling), the first being the Events the background writes.
@@ -340,7 +343,12 @@ def _background(plan: BackgroundPlan, conn: Connection) -> dict[str, Any]:
             inflight += 1
     # The Events' watch gets until the deadline to receive the Events acknowledged (so its count can be
     # held against theirs); the idle types' watches have nothing to wait for.
+    seen, idle_since = -1, time.monotonic()
     while watches and watches[0].events < events.done and time.monotonic() < deadline:
+        if watches[0].events != seen:
+            seen, idle_since = watches[0].events, time.monotonic()
+        elif time.monotonic() - idle_since > WATCH_IDLE_S:
+            break  # it lost them (a v2 watch relisted): counted as received, not waited for
         time.sleep(STOP_POLL_S)
     for w in watches:
         w.backend.cancel()
