@@ -49,6 +49,7 @@ from etcdbench.scenario import (
     parse_shard,
 )
 from etcdbench.security import Credentials, add_security_flags, credentials_from_args, parse_endpoints
+from etcdbench.workload.background import add_background_flags, background_values
 
 if TYPE_CHECKING:
     from etcdbench.session import Target
@@ -219,6 +220,7 @@ def add_workload_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--watchers-per-stream", type=_positive_int, default=d.watchers_per_stream, help="v3 only")
     add_network_flags(p)
+    add_background_flags(p)
 
 
 def add_safety_flags(p: argparse.ArgumentParser, *, faults: bool, shards: bool) -> None:
@@ -331,6 +333,7 @@ def workload_config(args: argparse.Namespace, *, rate: float, **more: Any) -> Ru
         watchers=args.watchers,
         watchers_per_stream=args.watchers_per_stream,
         **network_values(args),
+        **background_values(args),
         **more,
     )
 

@@ -49,6 +49,7 @@ from etcdbench.scenario import (
 )
 from etcdbench.scenario_file import MAX_CELLS, Overrides, Scenario, flag_of, from_results, load_file
 from etcdbench.security import add_security_flags, credentials_from_args
+from etcdbench.workload.background import add_background_flags, background_values
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
 
@@ -93,6 +94,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     )
     r.add_argument("--prefix", help="key prefix of every cell (overrides the file)")
     add_network_flags(r, overrides=True)
+    add_background_flags(r, overrides=True)
     r.add_argument(
         "--max-cells",
         type=_positive_int,
@@ -178,6 +180,7 @@ def _overrides(args: argparse.Namespace) -> Overrides:
     elif args.endpoints:  # as `watch` and `capacity` do: someone else's etcd gets etcdbench's own prefix
         values["prefix"] = EXTERNAL_PREFIX
     values.update(network_values(args))
+    values.update(background_values(args))
     only: dict[str, tuple[str, ...]] = {}
     for key, text, allowed in (
         ("backend", args.backend, BACKENDS),

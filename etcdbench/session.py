@@ -38,6 +38,7 @@ from etcdbench.results.model import verdict
 from etcdbench.scenario import EXTERNAL_PREFIX, RunConfig
 from etcdbench.security import Credentials
 from etcdbench.shard import Barrier, resolve_run_id
+from etcdbench.workload.background import background_prefix
 from etcdbench.workload.ops import written_keys
 from etcdbench.workload.runner import Progress, run_once
 
@@ -78,6 +79,9 @@ class OwnKeys:
         # With shards, the other shards' keys (they may be writing already) are not someone else's.
         self.run_keys = written_keys(config, range(config.total_writers)) if config.shards > 1 else self.keys
         self.before = -1  # not claimed: nothing to release
+        # The background load's Events live beside the prefix, outside the measured watch: checked for
+        # collisions and released the same way (others' keys there are no concern of the watch).
+        self.background = background_prefix(config) if config.bg_event_rate else None
 
     def claim(self, admin: KeyAdmin, where: str, *, beside_others: bool) -> None:
         """Take the revision before the run and check what exists under the prefix at it (UsageError).
@@ -87,6 +91,8 @@ class OwnKeys:
         """
         revision, existing = admin.list_keys(self.prefix)
         colliding = sorted(self.keys.intersection(existing))
+        if self.background is not None:
+            colliding += sorted(self.keys.intersection(admin.list_keys(self.background, revision)[1]))
         if colliding:
             raise UsageError(
                 f"--prefix: {len(colliding)} of the keys this run would write exist on {where}, e.g. "
@@ -107,8 +113,9 @@ class OwnKeys:
         total = 0
         # A write a killed writer had sent may be applied after a pass listed the prefix: look again
         # until a pass finds nothing left.
+        prefixes = [self.prefix] if self.background is None else [self.prefix, self.background]
         for _ in range(RELEASE_PASSES):
-            deleted = admin.delete_own(self.keys, self.prefix, self.before)
+            deleted = sum(admin.delete_own(self.keys, p, self.before) for p in prefixes)
             total += deleted
             if not deleted:
                 break
@@ -347,6 +354,8 @@ class Target:
             admin = make_backend(config.backend, self.endpoint, v2_watch=config.v2_watch)
             try:
                 admin.delete_prefix(config.prefix)
+                if config.background:
+                    admin.delete_prefix(background_prefix(config))
             finally:
                 admin.close()
         elif not self.keep:

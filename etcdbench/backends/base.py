@@ -66,6 +66,32 @@ class Relist:
 WatchItem = WatchEvent | Relist
 
 
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a LIST (v3 Range with a limit; v2 a whole recursive GET, which has no pages).
+
+    `next_key` is where the next page starts (the last key + "\\0", as the apiserver continues), or
+    None when this was the last page; `revision` is the revision the page was read at, which later
+    pages of the same LIST pass back so that the LIST is one snapshot.
+    """
+
+    keys: int
+    size: int  # bytes of the response as received (v3: the RangeResponse; v2: the body)
+    revision: int
+    next_key: bytes | None
+
+
+class Reader(Protocol):
+    """The reads the background load makes beside the measured writes (workload/background.py)."""
+
+    def list_page(self, prefix: str, start: bytes, limit: int, revision: int = 0) -> ListPage:
+        """Up to `limit` keys with their values under `prefix`, from key `start` (b"": the prefix),
+        at `revision` (0: the current one). v2 ignores start, limit and revision: all, now."""
+
+    def get_value(self, key: str) -> int | None:
+        """GET one key: bytes of the response, or None when the key does not exist."""
+
+
 class KeyGone(EtcdError):
     """The key a write needs is not there: an update (keep_lease) of a key that expired, or a delete of
     a key already gone (v2 404; v3 answers such a delete with success and deleted=0)."""

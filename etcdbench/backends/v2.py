@@ -46,6 +46,7 @@ from urllib.parse import quote, urlsplit
 from etcdbench.backends.base import (
     Endpoint,
     KeyGone,
+    ListPage,
     PutCallback,
     Relist,
     RevisionCallback,
@@ -331,6 +332,29 @@ class V2Backend:
 
     def current_revision(self) -> int:
         return self._get(None, "/")[0]
+
+    def list_page(self, prefix: str, start: bytes, limit: int, revision: int = 0) -> ListPage:
+        """A LIST on v2: one recursive GET of the prefix (v2 has no pages, as Kubernetes 1.5 listed);
+        `start`, `limit` and `revision` are ignored."""
+        resp = self._admin_request(
+            b"GET", self._target(prefix, "recursive=true"), max(self.timeout, _LIST_TIMEOUT_S)
+        )
+        if resp.status == 200:
+            keys = _count_leaves(json.loads(resp.body)["node"])
+            return ListPage(keys, len(resp.body), int(resp.headers["x-etcd-index"]), None)
+        doc = _error_doc(resp)
+        if resp.status == 404 and doc.get("errorCode") == _ECODE_KEY_NOT_FOUND:
+            return ListPage(0, len(resp.body), int(doc["index"]), None)
+        raise self._status_error(resp)
+
+    def get_value(self, key: str) -> int | None:
+        """GET one key: bytes of the response body, or None when the key does not exist."""
+        resp = self._admin_request(b"GET", self._target(key), self.timeout)
+        if resp.status == 200:
+            return len(resp.body)
+        if resp.status == 404 and _error_doc(resp).get("errorCode") == _ECODE_KEY_NOT_FOUND:
+            return None
+        raise self._status_error(resp)
 
     def count_prefix(self, prefix: str) -> int:
         body = self._get(None, prefix, "recursive=true")[1]

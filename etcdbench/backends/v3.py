@@ -32,6 +32,7 @@ from etcdbench.backends import v3_client
 from etcdbench.backends.base import (
     Endpoint,
     KeyGone,
+    ListPage,
     PutCallback,
     Relist,
     RevisionCallback,
@@ -498,6 +499,35 @@ class V3Backend:
         except grpc.RpcError as exc:
             raise self._error("Range", exc) from None
         return {kv.key.decode(): kv.value for kv in resp.kvs}
+
+    def list_page(self, prefix: str, start: bytes, limit: int, revision: int = 0) -> ListPage:
+        """One page of a paginated LIST, as the kube-apiserver reads one: a Range with `limit` from
+        `start`, at `revision` (the first page's, for the later pages)."""
+        p = prefix.encode()
+        request = rpc_pb2.RangeRequest(
+            key=start or p, range_end=prefix_range_end(p), limit=limit, revision=revision
+        )
+        try:
+            page: rpc_pb2.RangeResponse = self._kv.Range(request, timeout=ADMIN_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise self._error("Range", exc) from None
+        more = page.more and len(page.kvs) > 0
+        return ListPage(
+            len(page.kvs),
+            page.ByteSize(),
+            revision or int(page.header.revision),
+            page.kvs[-1].key + b"\0" if more else None,
+        )
+
+    def get_value(self, key: str) -> int | None:
+        """GET one key: bytes of the Range response, or None when the key does not exist."""
+        try:
+            resp: rpc_pb2.RangeResponse = self._kv.Range(
+                rpc_pb2.RangeRequest(key=key.encode()), timeout=ADMIN_TIMEOUT_S
+            )
+        except grpc.RpcError as exc:
+            raise self._error("Range", exc) from None
+        return int(resp.ByteSize()) if resp.kvs else None
 
     def count_prefix(self, prefix: str) -> int:
         p = prefix.encode()

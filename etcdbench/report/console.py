@@ -52,6 +52,29 @@ def memory_line(run: dict[str, Any]) -> str | None:
     return " · ".join(parts)
 
 
+def background_line(run: dict[str, Any]) -> str | None:
+    """What the measured watcher competed with: the background load's ops, its p99s and CPU."""
+    bg = run.get("background")
+    if not bg:
+        return None
+    parts = []
+    for name, noun in (("lists", "LISTs"), ("gets", "GETs"), ("events", "Event writes")):
+        s = bg[name]
+        if s["rate"]:
+            extra = f", {s['keys']:,} keys in {s['pages']:,} pages" if name == "lists" else ""
+            parts.append(
+                f"{s['done']:,} {noun} ({s['rate']:g}/s{extra}, p99 {fmt_us(s['latency_us']['p99'])}, "
+                f"{s['errors']:,} errors)"
+            )
+    w = bg["watches"]
+    if w["count"]:
+        parts.append(f"{w['count']} watches received {w['events_received']:,} events")
+    line = " · ".join(parts) + f" · cpu {fmt_cores(run['cpu'].get('background'))}"
+    if bg.get("fell_behind"):
+        line += f" · fell behind its schedule ({', '.join(bg['fell_behind_because'])})"
+    return line
+
+
 def run_panel(run: dict[str, Any]) -> Panel:
     c = run["counters"]
     lat = run["latency_us"]
@@ -128,6 +151,9 @@ def run_panel(run: dict[str, Any]) -> Panel:
     network = network_line(run)
     if network:
         facts.add_row("network", network)
+    background = background_line(run)
+    if background:
+        facts.add_row("background", background)
     etcd = etcd_line(run)
     if etcd:
         facts.add_row("etcd's view", etcd)

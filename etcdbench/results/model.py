@@ -147,6 +147,7 @@ def build_run(
     incomplete: str | None = None,
     missing: Sequence[str] = (),
     etcd: dict[str, Any] | None = None,
+    background: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's figures from what its processes reported, and etcd's own view (`etcd`, from its
     metrics) beside them. An interrupted run passes the timeline with the window closed at the
@@ -241,6 +242,8 @@ def build_run(
         run["faults"] = faults
     if etcd is not None:
         run["etcd"] = {k: v for k, v in etcd.items() if k != "series"}
+    if background is not None:  # the apiserver's other traffic beside the measured writes
+        run["background"] = background
     if incomplete is not None:
         run["incomplete"] = incomplete
     if missing:
@@ -297,6 +300,12 @@ def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
         bound.append(f"the delay proxy fell behind its schedule (lag p99 {network['proxy_lag_p99_ms']:g} ms)")
     if (network.get("proxy_cpu_cores") or 0) >= SATURATED_CORES:
         bound.append(f"the delay proxy used {network['proxy_cpu_cores']:.2f} of its one core")
+    background = run.get("background") or {}
+    if background.get("fell_behind"):
+        why = ", ".join(background.get("fell_behind_because") or [])
+        bound.append(f"the background load fell behind its schedule ({why})")
+    if (cpu.get("background") or 0) >= SATURATED_CORES:
+        bound.append(f"the background load's process used {cpu['background']:.2f} of its one core")
     warnings = []
     slip_p99 = run["latency_us"]["schedule_slip"]["p99"]
     if slip_p99 is not None and slip_p99 > SLIP_CLIENT_BOUND_US:

@@ -23,6 +23,7 @@ from itertools import count, islice
 
 from etcdbench.encoding.objects import object_key
 from etcdbench.scenario import RunConfig
+from etcdbench.workload.background import background_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,4 +110,6 @@ def written_keys(config: RunConfig, writers: Iterable[int] | None = None) -> set
             slots = min(slots, max(own_objects(config, w), 1))
         ops = islice(op_stream(config, w), slots)
         keys.update(config.prefix + object_key(config.kind, op.index) for op in ops)
+    if config.bg_event_rate:  # the background's Events, of the shards these writers belong to
+        keys.update(background_keys(config, sorted({w // config.writers for w in ids})))
     return keys

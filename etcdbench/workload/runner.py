@@ -34,6 +34,8 @@ from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy
 from etcdbench.results.model import build_run
 from etcdbench.scenario import RunConfig
+from etcdbench.workload.background import STOP_WAIT_S as BG_STOP_WAIT_S
+from etcdbench.workload.background import BackgroundPlan, run_background, summarize
 from etcdbench.workload.timeline import NS, Timeline
 from etcdbench.workload.watcher import WatcherPlan, run_watcher
 from etcdbench.workload.writer import WriterPlan, run_writer
@@ -49,7 +51,7 @@ STOP_WAIT_S = 5.0
 EXIT_WAIT_S = 5.0  # a process that reported gets this long to exit by itself before it is killed
 
 PARENT = "parent"  # the etcdbench process that runs the others: its RSS is sampled, not its CPU
-OWN_GROUPS = (PARENT, "watcher", "writers")  # every etcdbench process
+OWN_GROUPS = (PARENT, "watcher", "writers", "background")  # every etcdbench process (background: if any)
 
 # Progress: (phase, seconds elapsed since t0, run seconds) — a display hook, never required.
 Progress = Callable[[str, float, float], None]
@@ -67,6 +69,11 @@ def _ignore_sigterm() -> None:
 def _watcher_main(plan: WatcherPlan, conn: Connection) -> None:
     _ignore_sigterm()
     run_watcher(plan, conn)
+
+
+def _background_main(plan: BackgroundPlan, conn: Connection) -> None:
+    _ignore_sigterm()
+    run_background(plan, conn)
 
 
 def _writer_main(plan: WriterPlan, conn: Connection, stop_pipe: Connection) -> None:
@@ -185,7 +192,8 @@ def _streams(config: RunConfig) -> list[int]:
 def _memory(sampler: ProcessSampler, groups: list[str], window: tuple[float, float]) -> dict[str, Any]:
     """RSS trends over the measured window: all etcdbench processes together, each group, and etcd."""
     out = {}
-    for name, members in [("etcdbench", OWN_GROUPS), *((g, (g,)) for g in (PARENT, *groups))]:
+    own = tuple(g for g in OWN_GROUPS if g == PARENT or g in groups)
+    for name, members in [("etcdbench", own), *((g, (g,)) for g in (PARENT, *groups))]:
         trend = sampler.memory(members, *window)
         if trend is not None:
             out[name] = trend.to_dict()
@@ -209,8 +217,11 @@ class _Measurement:
         preload: dict[str, Any],
         faults: FaultInjector | None,
         etcd_metrics: EtcdMetricsSampler | None = None,
+        background: _Child | None = None,
     ) -> None:
         self.config = config
+        self.background = background  # the apiserver's other traffic, if the run has any
+        self.background_result: dict[str, Any] | None = None
         self.etcd_metrics = etcd_metrics
         self.writers = writers
         self.watchers = watchers
@@ -243,7 +254,9 @@ class _Measurement:
         if self.faults is not None:
             self.faults.stop()
         self.writes_end = time.monotonic()
+        stop_ns = time.monotonic_ns()
         self._drain(wait_for_expiries=True)
+        self._stop_background(stop_ns)
         for i, w in enumerate(self.watchers):
             while not w.conn.poll(0.25):
                 if progress:
@@ -251,6 +264,17 @@ class _Measurement:
             with shielded():
                 self.watcher_results[i] = w.expect("done", 0)
         return self._build(self.timeline, since=self.writes_end)
+
+    def _stop_background(self, at_ns: int) -> None:
+        """The writers ended: stop the background load and take its counts (EtcdError if it failed)."""
+        bg = self.background
+        if bg is None:
+            return
+        with shielded():
+            bg.tell(("stop", at_ns))
+        bg.conn.poll(STOP_WAIT_S + BG_STOP_WAIT_S)  # an interrupt meanwhile: stop() collects it
+        with shielded():  # an interrupt mid-message would lose the report it is reading
+            self.background_result = summarize(bg.expect("done", 0))
 
     def _drain(self, *, wait_for_expiries: bool, collecting: bool = False) -> None:
         """Tell the watchers what the writers that reported had acknowledged."""
@@ -273,6 +297,8 @@ class _Measurement:
         with shielded(collecting=True):
             for w in self.watchers:
                 w.tell(("stop", interrupt.at_ns))
+            if self.background is not None and self.background_result is None:
+                self.background.tell(("stop", interrupt.at_ns))
         for i, w in enumerate(self.writers):
             if i not in self.writer_results and (report := w.report(deadline)) is not None:
                 self.writer_results[i] = report
@@ -281,8 +307,14 @@ class _Measurement:
         for i, w in enumerate(self.watchers):
             if i not in self.watcher_results and (report := w.report(deadline)) is not None:
                 self.watcher_results[i] = report
+        if self.background is not None and self.background_result is None:
+            report = self.background.report(deadline)
+            if report is not None:
+                self.background_result = summarize(report)
         missing = [w.name for i, w in enumerate(self.writers) if i not in self.writer_results]
         missing += [w.name for i, w in enumerate(self.watchers) if i not in self.watcher_results]
+        if self.background is not None and self.background_result is None:
+            missing.append(self.background.name)
         return self._build(
             self._cut(interrupt.at_ns),
             since=interrupt.at_ns / NS,
@@ -350,6 +382,7 @@ class _Measurement:
             incomplete=incomplete,
             missing=missing,
             etcd=etcd_view,
+            background=self.background_result,
         )
 
 
@@ -407,11 +440,20 @@ def run_once(
         children.extend(watchers)
         for w in watchers:
             w.expect("ready", READY_TIMEOUT_S)
+        background = None
+        if config.background:  # the apiserver's other traffic: its watches start where the measured one does
+            background = _Child(
+                ctx, "background", _background_main, BackgroundPlan(config, endpoint, start_revision)
+            )
+            children.append(background)
+            background.expect("ready", READY_TIMEOUT_S)
 
         groups = {
             "watcher": [w.proc.pid or 0 for w in watchers],
             "writers": [w.proc.pid or 0 for w in writers],
         }
+        if background is not None:
+            groups["background"] = [background.proc.pid or 0]
         if etcd_pids:
             groups["etcd"] = list(etcd_pids)
         if network is not None:
@@ -429,7 +471,16 @@ def run_once(
             for child in children:
                 child.conn.send(("start", t0_ns))
             measurement = _Measurement(
-                config, writers, watchers, timeline, sampler, groups, preload, faults, etcd_metrics
+                config,
+                writers,
+                watchers,
+                timeline,
+                sampler,
+                groups,
+                preload,
+                faults,
+                etcd_metrics,
+                background,
             )
         if faults is not None:
             faults.on_restart = lambda pid: sampler.add("etcd", pid) if sampler else None
