@@ -421,6 +421,7 @@ def target_for(
         allow_registry_prefix=args.allow_registry_prefix,
         allow_disruptive_faults=getattr(args, "allow_disruptive_faults", False),
         run_id=getattr(args, "run_id", None),
+        tls=getattr(args, "tls", False),
     )
 
 
