@@ -4,18 +4,29 @@ Why not grpcio for these: its Python layer costs ~100 µs of CPU per unary call 
 streamed message on a 2-core machine (benchmarks/RESULTS.md), as much as etcd spends serving them, so
 a benchmark built on it measures its own client. These paths need little of gRPC: a fixed header
 block, length-prefixed protobuf messages in DATA frames, a status in the trailers. Everything else
-(admin calls, TLS, the auth handshake) stays on grpcio.
+(admin calls, the auth handshake) stays on grpcio.
 
-Scope, deliberately small: cleartext HTTP/2 with prior knowledge (what a gRPC server on http:// speaks),
-our header blocks as literals that never touch the server's dynamic table, and SETTINGS_HEADER_TABLE_SIZE
-0 so the server's blocks are self-contained and can be cached by their bytes. Receive windows are
-opened wide once (and topped up), so flow control only ever limits what we send.
+Scope, deliberately small: HTTP/2 with prior knowledge on http:// (what a gRPC server there speaks),
+or over TLS with ALPN "h2" on https://; our header blocks as literals that never touch the server's
+dynamic table, and SETTINGS_HEADER_TABLE_SIZE 0 so the server's blocks are self-contained and can be
+cached by their bytes. Receive windows are opened wide once (and topped up), so flow control only
+ever limits what we send.
+
+TLS, and why it is safe for OpenSSL: an OpenSSL SSL object must never be used by two threads at once,
+and a connection here is written by many threads (every writer thread sends its puts) while one
+reader thread reads it. So TLS is not an `ssl.SSLSocket` (whose send and recv would enter the same
+SSL object from two threads) but an `ssl.SSLObject` between two `ssl.MemoryBIO`s (`TlsChannel`):
+every call on the SSLObject and its BIOs is made under one lock, held only for the memory-to-memory
+encryption or decryption, and all socket I/O happens outside it. Ciphertext is taken out of the
+outgoing BIO only under the connection's send lock and sent before that lock is released, so TLS
+records reach the socket in the order OpenSSL made them, whichever thread made them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -91,9 +102,12 @@ def _literal(name: int | bytes, value: bytes) -> bytes:
     return head + _hpack_int(len(value), 7, 0) + value
 
 
-def request_headers(authority: str, path: str, metadata: tuple[tuple[str, str], ...] = ()) -> bytes:
+def request_headers(
+    authority: str, path: str, metadata: tuple[tuple[str, str], ...] = (), *, tls: bool = False
+) -> bytes:
     """The header block of a gRPC call, encoded once and sent with every call to `path`."""
-    block = b"\x83\x86"  # :method POST, :scheme http (static table 3 and 6)
+    # :method POST, :scheme http or https (static table 3, and 6 or 7)
+    block = b"\x83\x87" if tls else b"\x83\x86"
     block += _literal(4, path.encode()) + _literal(1, authority.encode())  # :path, :authority
     block += _literal(31, b"application/grpc") + _literal(b"te", b"trailers")
     for name, value in metadata:
@@ -109,16 +123,125 @@ def grpc_message(message: bytes) -> bytes:
     return GRPC_PREFIX.pack(0, len(message)) + message
 
 
+def client_context(cacert: str | None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    """A TLS client context for etcd: verifies the server against `cacert` (and its name or IP),
+    presents `cert`/`key` if given, offers only HTTP/2 by ALPN. OSError or ValueError for bad files.
+
+    One context serves every connection of a client: OpenSSL allows SSL objects to be made from one
+    context by several threads, as long as the context is not changed meanwhile (it never is).
+    """
+    ctx = ssl.create_default_context(cafile=cacert)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # HTTP/2 forbids older versions (RFC 9113 9.2)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+class TlsChannel:
+    """TLS on a plain socket through an `ssl.SSLObject` and two `ssl.MemoryBIO`s (see the module
+    docstring): OpenSSL is only entered under `_lock`, and only for memory-to-memory work.
+
+    `encrypt` is called only under the owning connection's send lock, which also covers sending its
+    result; `recv` is called by the one reading thread. The handshake is done in the constructor,
+    before any other thread knows the channel; ssl.SSLError if it fails or ALPN did not choose h2.
+    """
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str) -> None:
+        self._sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._obj = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        self._lock = threading.Lock()
+        self._eof = False
+        self.want_flush = False  # recv() left records (a TLS 1.3 KeyUpdate answer) to be sent
+        while True:
+            try:
+                self._obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if self._outgoing.pending:
+                    sock.sendall(self._outgoing.read())
+                data = sock.recv(65536)
+                if not data:
+                    raise ssl.SSLEOFError(
+                        "the server closed the connection during the TLS handshake"
+                    ) from None
+                self._incoming.write(data)
+        if self._outgoing.pending:
+            sock.sendall(self._outgoing.read())
+        if self._obj.selected_alpn_protocol() != "h2":
+            raise ssl.SSLError("the server did not choose HTTP/2 (ALPN h2) for TLS")
+
+    @property
+    def alpn(self) -> str | None:
+        with self._lock:
+            return self._obj.selected_alpn_protocol()
+
+    def encrypt(self, data: bytes) -> bytes:
+        """The ciphertext of `data`, with any records OpenSSL had queued before it (send lock held)."""
+        with self._lock:
+            if data:
+                self._obj.write(data)
+            self.want_flush = False
+            return self._outgoing.read()
+
+    def recv(self, size: int) -> bytes:
+        """Up to about `size` bytes of plaintext, waiting for the socket (b"" at the end of the
+        connection). Raises what the socket raises (TimeoutError included) and ssl.SSLError."""
+        while True:
+            if self._eof:
+                return b""
+            data = self._sock.recv(size)  # outside the lock: OpenSSL is not involved
+            parts = []
+            with self._lock:
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+                while True:
+                    try:
+                        parts.append(self._obj.read(size))
+                    except ssl.SSLWantReadError:
+                        break
+                    except ssl.SSLZeroReturnError:  # the server's close_notify
+                        self._eof = True
+                        break
+                    except ssl.SSLEOFError:  # the socket ended without close_notify
+                        self._eof = True
+                        break
+                    if not self._incoming.pending and not self._obj.pending():
+                        break
+                if self._outgoing.pending:
+                    self.want_flush = True
+            plain = b"".join(parts)
+            if plain or self._eof:
+                return plain
+            if not data:
+                return b""
+
+
 class Connection:
-    """One HTTP/2 connection: frame I/O, settings, pings and flow control.
+    """One HTTP/2 connection, over TCP or TLS: frame I/O, settings, pings and flow control.
 
     Sending is thread-safe. Reading is done by one thread at a time through `frames()`, which
     answers the connection-level frames itself and yields the rest.
+
+    With `tls`, the constructor also waits for the server's first frame: a server that refuses our
+    client certificate (which TLS 1.3 tells only after the handshake) fails here, with ssl.SSLError.
     """
 
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+    def __init__(self, host: str, port: int, timeout_s: float, tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tls: TlsChannel | None = None
+        self._early = b""  # plaintext read by the constructor, before frames() ran
+        if tls is not None:
+            try:
+                self.tls = TlsChannel(self.sock, tls, host)
+            except BaseException:
+                self.sock.close()
+                raise
         self._lock = threading.Lock()
         self._send_window = DEFAULT_WINDOW  # the server's connection window for our DATA
         self._initial_window = DEFAULT_WINDOW  # the server's window for each new stream
@@ -142,11 +265,22 @@ class Connection:
             SETTINGS_INITIAL_WINDOW_SIZE,
             MAX_WINDOW,
         )
-        self.sock.sendall(
+        preface = (
             PREFACE
             + frame(SETTINGS, 0, 0, settings)
             + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW))
         )
+        if self.tls is None:
+            self.sock.sendall(preface)
+            return
+        try:
+            self.sock.sendall(self.tls.encrypt(preface))
+            self._early = self.tls.recv(65536)  # the server's SETTINGS, or its refusal of us
+            if not self._early:
+                raise ssl.SSLEOFError("the server closed the connection after the TLS handshake")
+        except BaseException:
+            self.sock.close()
+            raise
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -184,7 +318,7 @@ class Connection:
     def flush(self) -> None:
         """Send the held streams (a failure ends the connection, and its reader fails the calls)."""
         with self._lock:
-            if self._held and self.closed is None:
+            if (self._held or (self.tls is not None and self.tls.want_flush)) and self.closed is None:
                 with contextlib.suppress(ConnectionLost):
                     self._sendall(b"")
 
@@ -233,7 +367,10 @@ class Connection:
             data = b"".join(self._held) + data
             self._held.clear()
         try:
-            self.sock.sendall(data)
+            if self.tls is not None:  # encrypted and sent under the send lock: records stay in order
+                data = self.tls.encrypt(data)
+            if data:
+                self.sock.sendall(data)
         except OSError as exc:
             # A partly sent frame leaves the connection unusable: wake its reader to end it.
             self.closed = self.closed or exc
@@ -265,20 +402,27 @@ class Connection:
 
         With `on_idle`, the socket's timeout wakes the reader to call it (for deadlines).
         """
+        early, self._early = self._early, b""
         buf = bytearray()
         pending_headers: tuple[int, int, bytearray] | None = None
-        recv = self.sock.recv
+        recv = self.sock.recv if self.tls is None else self.tls.recv
+        tls = self.tls
         while True:
             try:
-                chunk = recv(262144)
+                if early:  # what the constructor read: the server's first frames
+                    chunk, early = early, b""
+                else:
+                    chunk = recv(262144)
             except TimeoutError:
                 if on_idle is None or self.closed is not None:
                     raise ConnectionLost(str(self.closed or "no data from the server")) from None
                 on_idle()
                 continue
-            except OSError as exc:
+            except OSError as exc:  # ssl.SSLError included
                 self.closed = self.closed or exc
                 raise ConnectionLost(str(exc)) from None
+            if tls is not None and tls.want_flush:
+                self.flush()  # records OpenSSL made while reading: sent under the send lock
             if not chunk:
                 self.closed = self.closed or ConnectionLost("connection closed by the server")
                 raise ConnectionLost(str(self.closed))
@@ -401,8 +545,12 @@ class UnaryClient:
     several (a cluster's members).
     """
 
-    def __init__(self, addresses: tuple[tuple[str, int], ...], timeout_s: float) -> None:
+    def __init__(
+        self, addresses: tuple[tuple[str, int], ...], timeout_s: float, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """`tls`: connect over TLS with this context (see client_context), else over TCP."""
         self._addresses = addresses
+        self._tls = tls
         self._next = 0  # after a failure, connect to the next address (another cluster member)
         self._timeout_ns = round(timeout_s * 1e9)
         self._lock = threading.Lock()
@@ -452,7 +600,7 @@ class UnaryClient:
                 self._next += 1
             address = self._addresses[self._next % len(self._addresses)]
             try:
-                conn = Connection(*address, timeout_s=CONNECT_TIMEOUT_S)
+                conn = Connection(*address, timeout_s=CONNECT_TIMEOUT_S, tls=self._tls)
             except OSError:
                 self._next += 1
                 raise
@@ -521,8 +669,8 @@ class UnaryClient:
 class StreamCall:
     """One bidirectional gRPC stream on a connection of its own, read by the caller's thread."""
 
-    def __init__(self, address: tuple[str, int], headers: bytes) -> None:
-        self._conn = Connection(*address, timeout_s=CONNECT_TIMEOUT_S)
+    def __init__(self, address: tuple[str, int], headers: bytes, tls: ssl.SSLContext | None = None) -> None:
+        self._conn = Connection(*address, timeout_s=CONNECT_TIMEOUT_S, tls=tls)
         self._conn.sock.settimeout(None)  # a quiet watch is normal; cancel() wakes the reader
         self._stream = self._conn.open_stream(headers, None, end_stream=False)
 
