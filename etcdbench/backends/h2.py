@@ -40,7 +40,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0, 1, 3, 4, 6, 7, 8, 9
 END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY = 0x4, 0x8, 0x20
-SETTINGS_HEADER_TABLE_SIZE, SETTINGS_ENABLE_PUSH = 1, 2
+SETTINGS_HEADER_TABLE_SIZE, SETTINGS_ENABLE_PUSH, SETTINGS_MAX_CONCURRENT_STREAMS = 1, 2, 3
 SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 4, 5
 CANCEL = 0x8  # RST_STREAM error code
 MAX_WINDOW = 2**31 - 1
@@ -136,6 +136,22 @@ def client_context(cacert: str | None, cert: str | None = None, key: str | None 
         ctx.load_cert_chain(cert, key)
     ctx.set_alpn_protocols(["h2"])
     return ctx
+
+
+def _stream_limit(data: bytes, default: int) -> int:
+    """SETTINGS_MAX_CONCURRENT_STREAMS from the server's first frame in `data` (its SETTINGS), so that
+    the calls made before the reader has run already respect it; `default` if it is not there."""
+    if len(data) < 9:
+        return default
+    word, flags, _ = FRAME.unpack_from(data)
+    length, kind = word >> 8, word & 0xFF
+    if kind != SETTINGS or flags & ACK or len(data) < 9 + length:
+        return default
+    for i in range(9, 9 + length - 5, 6):
+        key, value = struct.unpack_from(">HI", data, i)
+        if key == SETTINGS_MAX_CONCURRENT_STREAMS:
+            default = value
+    return default
 
 
 class TlsChannel:
@@ -250,6 +266,10 @@ class Connection:
         self._queue: deque[tuple[int, memoryview, bool]] = deque()  # DATA waiting for window
         self._held: list[bytes] = []  # frames of held streams (open_stream's `hold`)
         self._next_stream = 1
+        self._active: set[int] = set()  # streams started and not yet forgotten
+        # Streams waiting for a slot under the server's limit, in the order they were opened.
+        self._deferred: dict[int, tuple[bytes, bytes | None, bool]] = {}
+        self._max_streams = MAX_WINDOW  # until the server's SETTINGS say otherwise
         self._received = 0  # DATA bytes taken from our connection window since the last top-up
         self._stream_received: dict[int, int] = {}
         self.closed: BaseException | None = None
@@ -278,6 +298,7 @@ class Connection:
             self._early = self.tls.recv(65536)  # the server's SETTINGS, or its refusal of us
             if not self._early:
                 raise ssl.SSLEOFError("the server closed the connection after the TLS handshake")
+            self._max_streams = _stream_limit(self._early, self._max_streams)
         except BaseException:
             self.sock.close()
             raise
@@ -288,32 +309,57 @@ class Connection:
         """Start a stream: HEADERS, then `message` (gRPC-framed by the caller) as DATA if given.
 
         With `hold`, a stream that fits the windows is kept back until the next send or flush().
+        A stream beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS (Go's net/http server, which
+        serves etcd's gRPC over TLS, allows 250) waits, in order, until an earlier one is forgotten.
         """
         with self._lock:
             if self.closed is not None:
                 raise ConnectionLost(str(self.closed))
             stream_id = self._next_stream
             self._next_stream += 2
-            self._stream_windows[stream_id] = self._initial_window
-            flags = END_HEADERS | (END_STREAM if end_stream and message is None else 0)
-            out = [frame(HEADERS, flags, stream_id, headers)]
-            size = 0 if message is None else len(message)
-            windows = min(self._send_window, self._initial_window, self._max_frame)
-            if message is not None and size and not self._queue and size <= windows:
-                # The usual case, a put: both frames in one send, no queueing.
-                self._send_window -= size
-                self._stream_windows[stream_id] -= size
-                out.append(frame(DATA, END_STREAM if end_stream else 0, stream_id, message))
-                if hold:
-                    self._held += out
-                else:
-                    self._sendall(b"".join(out))
-            elif message is not None:
-                self._queue.append((stream_id, memoryview(message), end_stream))
-                self._send_queued(out)
+            if self._deferred or len(self._active) >= self._max_streams:
+                self._deferred[stream_id] = (headers, message, end_stream)
+            else:
+                self._start(stream_id, headers, message, end_stream, hold)
+            return stream_id
+
+    def _start(
+        self, stream_id: int, headers: bytes, message: bytes | None, end_stream: bool, hold: bool
+    ) -> None:
+        """Send a stream's HEADERS and first DATA (lock held)."""
+        self._active.add(stream_id)
+        self._stream_windows[stream_id] = self._initial_window
+        flags = END_HEADERS | (END_STREAM if end_stream and message is None else 0)
+        out = [frame(HEADERS, flags, stream_id, headers)]
+        size = 0 if message is None else len(message)
+        windows = min(self._send_window, self._initial_window, self._max_frame)
+        if message is not None and size and not self._queue and size <= windows:
+            # The usual case, a put: both frames in one send, no queueing.
+            self._send_window -= size
+            self._stream_windows[stream_id] -= size
+            out.append(frame(DATA, END_STREAM if end_stream else 0, stream_id, message))
+            if hold:
+                self._held += out
             else:
                 self._sendall(b"".join(out))
-            return stream_id
+        elif message is not None:
+            self._queue.append((stream_id, memoryview(message), end_stream))
+            self._send_queued(out)
+        else:
+            self._sendall(b"".join(out))
+
+    def _start_deferred(self) -> None:
+        """Start waiting streams, oldest first, as far as the server's stream limit allows (lock held)."""
+        while self._deferred and len(self._active) < self._max_streams and self.closed is None:
+            stream_id = next(iter(self._deferred))
+            headers, message, end_stream = self._deferred.pop(stream_id)
+            self._start(stream_id, headers, message, end_stream, False)
+
+    def cancel_stream(self, stream_id: int) -> None:
+        """Reset a stream (RST_STREAM CANCEL); one still waiting for a slot is merely dropped."""
+        with self._lock:
+            if self._deferred.pop(stream_id, None) is None and self.closed is None:
+                self._sendall(frame(RST_STREAM, 0, stream_id, struct.pack(">I", CANCEL)))
 
     def flush(self) -> None:
         """Send the held streams (a failure ends the connection, and its reader fails the calls)."""
@@ -335,10 +381,16 @@ class Connection:
                 self._sendall(frame(kind, flags, stream_id, payload))
 
     def forget(self, stream_id: int) -> None:
-        """The stream is over: drop its flow-control state."""
+        """The stream is over: drop its flow-control state, and start a waiting stream in its slot."""
         with self._lock:
             self._stream_windows.pop(stream_id, None)
             self._stream_received.pop(stream_id, None)
+            self._deferred.pop(stream_id, None)
+            if stream_id in self._active:
+                self._active.discard(stream_id)
+                if self._deferred and self.closed is None:
+                    with contextlib.suppress(ConnectionLost):  # the reader ends the connection
+                        self._start_deferred()
 
     def _send_queued(self, out: list[bytes]) -> None:
         """Send queued DATA in order as far as the windows allow (lock held)."""
@@ -488,9 +540,12 @@ class Connection:
                             self._stream_windows[sid] += delta
                     elif key == SETTINGS_MAX_FRAME_SIZE:
                         self._max_frame = value
+                    elif key == SETTINGS_MAX_CONCURRENT_STREAMS:
+                        self._max_streams = value
                 if self.closed is None:
                     self._sendall(frame(SETTINGS, ACK, 0))
                     self._send_queued([])
+                    self._start_deferred()
         elif kind == PING and not flags & ACK:
             self.send_frame(PING, ACK, 0, payload)
         elif kind == WINDOW_UPDATE:
@@ -626,7 +681,7 @@ class UnaryClient:
         with self._lock:
             late = [sid for sid, (_, deadline, c) in self._calls.items() if c is conn and deadline <= now]
         for sid in late:
-            conn.send_frame(RST_STREAM, 0, sid, struct.pack(">I", CANCEL))
+            conn.cancel_stream(sid)
             self._finish(conn, sid, TimeoutError(f"no answer within {self._timeout_ns / 1e9:g} s"))
 
     def _read(self, conn: Connection) -> None:
