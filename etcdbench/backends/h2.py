@@ -48,6 +48,7 @@ DEFAULT_WINDOW = 65535
 # Our receive windows start at MAX_WINDOW; once this much has been consumed it is given back.
 WINDOW_TOP_UP = 2**30
 CONNECT_TIMEOUT_S = 5.0
+TLS_READ = 65536  # plaintext asked of OpenSSL per read: one record holds at most 16 KiB
 IDLE_CHECK_S = 0.25
 FRAME = struct.Struct(">I B I")  # 24-bit length in the top of the first word: see _frames
 GRPC_PREFIX = struct.Struct(">BI")
@@ -217,7 +218,7 @@ class TlsChannel:
                     self._incoming.write_eof()
                 while True:
                     try:
-                        parts.append(self._obj.read(size))
+                        parts.append(self._obj.read(TLS_READ))
                     except ssl.SSLWantReadError:
                         break
                     except ssl.SSLZeroReturnError:  # the server's close_notify
