@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from cli_console import run_cli
 from cryptography import x509
 
 from etcdbench._pb.etcd import rpc_pb2
@@ -321,6 +322,9 @@ def test_certificates_are_removed_when_a_run_fails(made_dirs: list[str]) -> None
 def test_tls_is_for_the_embedded_etcd() -> None:
     with pytest.raises(UsageError, match=r"^--tls: .*https://"):
         Target(endpoints=["https://127.0.0.1:2379"], tls=True)
+    for command in ("watch", "capacity"):  # every command that starts an etcd has the flag
+        code, _, err = run_cli(command, "--tls", "--endpoints", "http://127.0.0.1:2379")
+        assert code == 2 and err.startswith("error: --tls: starts the embedded etcd with TLS")
 
 
 @pytest.mark.integration
