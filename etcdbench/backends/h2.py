@@ -32,6 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import cast
 from urllib.parse import unquote
 
 import hpack
@@ -48,7 +49,8 @@ DEFAULT_WINDOW = 65535
 # Our receive windows start at MAX_WINDOW; once this much has been consumed it is given back.
 WINDOW_TOP_UP = 2**30
 CONNECT_TIMEOUT_S = 5.0
-TLS_READ = 65536  # plaintext asked of OpenSSL per read: one record holds at most 16 KiB
+READ_SIZE = 262144  # bytes asked of the socket per read
+TLS_READ = 16384  # plaintext asked of OpenSSL per read: a TLS record holds at most 16 KiB
 IDLE_CHECK_S = 0.25
 FRAME = struct.Struct(">I B I")  # 24-bit length in the top of the first word: see _frames
 GRPC_PREFIX = struct.Struct(">BI")
@@ -172,6 +174,8 @@ class TlsChannel:
         self._lock = threading.Lock()
         self._eof = False
         self.want_flush = False  # recv() left records (a TLS 1.3 KeyUpdate answer) to be sent
+        self._raw = bytearray(65536)  # recv()'s: ciphertext from the socket
+        self._plain = bytearray(TLS_READ)  # recv()'s: plaintext from OpenSSL
         while True:
             try:
                 self._obj.do_handshake()
@@ -205,20 +209,30 @@ class TlsChannel:
 
     def recv(self, size: int) -> bytes:
         """Up to about `size` bytes of plaintext, waiting for the socket (b"" at the end of the
-        connection). Raises what the socket raises (TimeoutError included) and ssl.SSLError."""
+        connection). Raises what the socket raises (TimeoutError included) and ssl.SSLError.
+
+        Only the reading thread calls it, so its two buffers are its own: received bytes and
+        plaintext land in them without a fresh allocation per call (a 256 kB bytes object per
+        recv cost more than the decryption, in page faults).
+        """
+        if len(self._raw) < size:
+            self._raw = bytearray(size)
+        raw = memoryview(self._raw)
+        plain = memoryview(self._plain)
+        out = bytearray()
         while True:
             if self._eof:
                 return b""
-            data = self._sock.recv(size)  # outside the lock: OpenSSL is not involved
-            parts = []
+            n = self._sock.recv_into(raw[:size])  # outside the lock: OpenSSL is not involved
             with self._lock:
-                if data:
-                    self._incoming.write(data)
+                if n:
+                    self._incoming.write(raw[:n])
                 else:
                     self._incoming.write_eof()
                 while True:
                     try:
-                        parts.append(self._obj.read(TLS_READ))
+                        # With a buffer, read() returns a count (typeshed says bytes).
+                        k = cast(int, self._obj.read(TLS_READ, self._plain))
                     except ssl.SSLWantReadError:
                         break
                     except ssl.SSLZeroReturnError:  # the server's close_notify
@@ -227,15 +241,13 @@ class TlsChannel:
                     except ssl.SSLEOFError:  # the socket ended without close_notify
                         self._eof = True
                         break
+                    out += plain[:k]
                     if not self._incoming.pending and not self._obj.pending():
                         break
                 if self._outgoing.pending:
                     self.want_flush = True
-            plain = b"".join(parts)
-            if plain or self._eof:
-                return plain
-            if not data:
-                return b""
+            if out or self._eof or not n:
+                return bytes(out)
 
 
 class Connection:
@@ -458,14 +470,24 @@ class Connection:
         early, self._early = self._early, b""
         buf = bytearray()
         pending_headers: tuple[int, int, bytearray] | None = None
-        recv = self.sock.recv if self.tls is None else self.tls.recv
         tls = self.tls
+        recv: Callable[[int], bytes | memoryview]
+        if tls is None:  # into one buffer: a fresh 256 kB bytes object per recv costs page faults
+            raw = memoryview(bytearray(READ_SIZE))
+            recv_into = self.sock.recv_into
+
+            def recv(size: int) -> memoryview:
+                return raw[: recv_into(raw[:size])]
+
+        else:
+            recv = tls.recv
+        chunk: bytes | memoryview
         while True:
             try:
                 if early:  # what the constructor read: the server's first frames
                     chunk, early = early, b""
                 else:
-                    chunk = recv(262144)
+                    chunk = recv(READ_SIZE)
             except TimeoutError:
                 if on_idle is None or self.closed is not None:
                     raise ConnectionLost(str(self.closed or "no data from the server")) from None
