@@ -428,6 +428,7 @@ def target_for(
         allow_disruptive_faults=getattr(args, "allow_disruptive_faults", False),
         run_id=getattr(args, "run_id", None),
         etcd=etcd,
+        tls=getattr(args, "tls", False),
     )
 
 

@@ -174,10 +174,16 @@ class _NoPasswordFlag(argparse.Action):
 
 
 def add_security_flags(parser: argparse.ArgumentParser) -> None:
-    """--cacert, --cert, --key, --user and --password-file (there is deliberately no --password)."""
+    """--tls, --cacert, --cert, --key, --user and --password-file (deliberately no --password)."""
     g = parser.add_argument_group(
         "secure clusters",
         f"the password comes from --password-file, ${PASSWORD_ENV}, or a prompt when stdin is a terminal",
+    )
+    g.add_argument(
+        "--tls",
+        action="store_true",
+        help="embedded etcd: serve only TLS with client-certificate auth (peers too), with a CA and "
+        "certificates made at start and removed afterwards",
     )
     g.add_argument("--cacert", metavar="PATH", help="CA certificate (PEM) that signed etcd's certificate")
     g.add_argument("--cert", metavar="PATH", help="client certificate (PEM), for --client-cert-auth servers")

@@ -26,8 +26,9 @@ from etcdbench.backends import make_backend, make_key_admin, v3_client
 from etcdbench.backends.base import Backend, Endpoint, KeyAdmin
 from etcdbench.backends.v3 import V3Backend
 from etcdbench.errors import EtcdError, UsageError
+from etcdbench.etcd.certs import TemporaryPki
 from etcdbench.etcd.cluster import LocalCluster
-from etcdbench.etcd.local import LocalEtcd, flag_notes, resolve_etcd
+from etcdbench.etcd.local import LocalEtcd, TlsFiles, flag_notes, resolve_etcd
 from etcdbench.faults import FaultInjector, check_faults, parse_fault
 from etcdbench.interrupt import Interrupted, shielded
 from etcdbench.metrics.cpu import sampling_interval
@@ -139,11 +140,20 @@ class Target:
         allow_disruptive_faults: bool = False,
         run_id: str | None = None,
         etcd: str = "",
+        tls: bool = False,
     ) -> None:
+        """`tls`: the embedded etcd serves only TLS with client-certificate auth (peers too), with a CA
+        and certificates made at start and removed afterwards (etcd/certs.py)."""
         if cluster_size < 1:
             raise UsageError(f"--cluster-size: must be >= 1, got {cluster_size}")
         if cluster_size > 1 and endpoints:
             raise UsageError("--cluster-size: starts an embedded cluster; not with --endpoints")
+        if tls and endpoints:
+            raise UsageError(
+                "--tls: starts the embedded etcd with TLS; for an etcd given by --endpoints use "
+                "https:// URLs with --cacert (and --cert/--key)"
+            )
+        self.tls = tls
         self.endpoints = endpoints
         self.credentials = credentials  # TLS files and etcd user for `endpoints`; never in `info`
         self.etcd_bin = etcd_bin
@@ -176,13 +186,30 @@ class Target:
             if self.endpoints:
                 self.endpoint = Endpoint(tuple(self.endpoints), self.credentials)
                 self.info = {"embedded": False, "endpoints": list(self.endpoints)}
+                if self.endpoint.tls:
+                    creds = self.credentials
+                    self.info["tls"] = {"client_cert": bool(creds is not None and creds.cert)}
             else:
                 if self.credentials is not None:
                     raise UsageError("TLS and auth settings need --endpoints: the embedded etcd has neither")
                 binary = resolve_etcd(self.etcd, self.etcd_bin)
+                files, credentials = None, None
+                if self.tls:  # removed after etcd has stopped (the stack unwinds in reverse)
+                    pki = stack.enter_context(TemporaryPki())
+                    files = TlsFiles(
+                        pki.server_cert,
+                        pki.server_key,
+                        pki.ca,
+                        client_cert=pki.client_cert,
+                        client_key=pki.client_key,
+                        peer=self.cluster_size > 1,
+                    )
+                    credentials = Credentials(pki.ca, pki.client_cert, pki.client_key)
                 if self.cluster_size > 1:
-                    cluster = self.cluster = stack.enter_context(LocalCluster(binary, self.cluster_size))
-                    self.endpoint = Endpoint(tuple(cluster.client_urls))
+                    cluster = self.cluster = stack.enter_context(
+                        LocalCluster(binary, self.cluster_size, tls=files)
+                    )
+                    self.endpoint = Endpoint(tuple(cluster.client_urls), credentials)
                     self.info = {
                         "embedded": True,
                         "endpoints": cluster.client_urls,
@@ -190,11 +217,12 @@ class Target:
                         "requested": self.etcd or None,
                         "args": cluster.members[0].args,  # each member's: under `members`
                         "flag_notes": flag_notes(cluster.members[0].version),
+                        "tls": _tls_info(files),
                     }
                     self._stack = stack.pop_all()
                     return self
-                local = self.local = stack.enter_context(LocalEtcd(binary))
-                self.endpoint = Endpoint((local.client_url,))
+                local = self.local = stack.enter_context(LocalEtcd(binary, tls=files))
+                self.endpoint = Endpoint((local.client_url,), credentials)
                 self.info = {
                     "embedded": True,
                     "endpoints": [local.client_url],
@@ -202,6 +230,7 @@ class Target:
                     "requested": self.etcd or None,
                     "args": local.args,
                     "flag_notes": flag_notes(local.version),
+                    "tls": _tls_info(files),
                 }
             self._stack = stack.pop_all()
         return self
@@ -216,6 +245,7 @@ class Target:
         """A new, empty results document for runs on this target."""
         env = environment(etcd=self.info)
         env["v3_client"] = v3_client(self.endpoint)  # which v3 client wrote and watched (v3 runs)
+        env["tls"] = self.endpoint.tls  # whether every client of the run spoke TLS to etcd
         return new_results(env)
 
     def check(self, config: RunConfig) -> None:
@@ -408,6 +438,17 @@ class Target:
         return reason
 
 
+def _tls_info(files: TlsFiles | None) -> dict[str, Any] | None:
+    """How the embedded etcd used TLS (None: plain HTTP); names no file (they are gone after the run)."""
+    if files is None:
+        return None
+    return {
+        "client_cert_auth": files.client_cert_auth,
+        "peer_tls": files.peer,
+        "certificates": "generated at start by etcdbench (ECDSA P-256, one CA), removed afterwards",
+    }
+
+
 def _describe_member(url: str, credentials: Credentials | None = None) -> dict[str, Any]:
     """One endpoint's `{url, version, member_id, is_leader}`, asked of it alone (see Target._members)."""
     import grpc
@@ -455,6 +496,7 @@ def run_watch(
     allow_registry_prefix: bool = False,
     allow_disruptive_faults: bool = False,
     run_id: str | None = None,
+    tls: bool = False,
 ) -> dict[str, Any]:
     """Run `config` once; `save` gets the results after the run (and is where files are written)."""
     target = Target(
@@ -467,6 +509,7 @@ def run_watch(
         allow_registry_prefix=allow_registry_prefix,
         allow_disruptive_faults=allow_disruptive_faults,
         run_id=run_id,
+        tls=tls,
     )
     target.check(config)  # before an embedded etcd is started
     with target:

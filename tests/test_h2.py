@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import struct
@@ -310,6 +311,38 @@ def test_flow_control_settings_and_ping_against_a_scripted_peer() -> None:
             kinds.append(item[0])
         assert kinds == [HEADERS] and isinstance(item, ConnectionLost)
         assert conn.closed is not None and "GOAWAY" in str(conn.closed)
+    finally:
+        conn.close()
+        peer.close()
+
+
+def test_streams_beyond_the_servers_limit_wait_in_order() -> None:
+    peer = ScriptedPeer()
+    conn = Connection(*peer.address, timeout_s=10)
+    try:
+        peer.accept()
+        peer.read_until(SETTINGS)
+        peer.send(SETTINGS, 0, 0, struct.pack(">HI", 3, 2))  # two concurrent streams, as Go's 250
+
+        def read() -> None:
+            with contextlib.suppress(ConnectionLost):  # how it ends when the test closes conn
+                for _ in conn.frames():
+                    pass
+
+        threading.Thread(target=read, daemon=True).start()
+        assert peer.read_until(SETTINGS)[1] == ACK
+        ids = [conn.open_stream(b"\x83\x86", b"m%d" % i, end_stream=True) for i in range(5)]
+        assert ids == [1, 3, 5, 7, 9]
+        assert [peer.read_until(HEADERS)[2] for _ in range(2)] == [1, 3]
+        conn.cancel_stream(7)  # still waiting: dropped, never sent (no RST_STREAM of an idle stream)
+        conn.forget(1)  # the first is over: the next waiting one starts
+        assert peer.read_until(HEADERS)[2] == 5
+        conn.forget(3)
+        assert peer.read_until(HEADERS)[2] == 9
+        conn.forget(5)
+        peer.send(PING, 0, 0, b"12345678")  # nothing else was sent before the ping's answer
+        assert peer.read_frame()[0] == DATA
+        assert peer.read_frame() == (PING, ACK, 0, b"12345678")
     finally:
         conn.close()
         peer.close()

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +40,9 @@ func runPut(args []string, useV2 bool) {
 	prefix := fs.String("prefix", "/registry/pods/", "key prefix")
 	keys := fs.Int64("keys", 1000, "distinct keys, written round-robin")
 	writerID := fs.Int("writer-id", 0, "writer id in the stamp")
+	cacert := fs.String("cacert", "", "v3 over TLS: CA certificate (PEM) that signed etcd's certificate")
+	cert := fs.String("cert", "", "v3 over TLS: client certificate (PEM)")
+	key := fs.String("key", "", "v3 over TLS: client certificate's key (PEM)")
 	fs.Parse(args)
 	if (*rate > 0) == *max {
 		fatal("%s: give exactly one of -rate R or -max", name)
@@ -53,7 +59,7 @@ func runPut(args []string, useV2 bool) {
 	if useV2 {
 		put, probe, closeAll = v2Putter(eps, *conns, *inflight)
 	} else {
-		put, probe, closeAll = v3Putter(eps, *conns)
+		put, probe, closeAll = v3Putter(eps, *conns, tlsConfig(*cacert, *cert, *key))
 	}
 	defer closeAll()
 
@@ -166,11 +172,35 @@ func runPut(args []string, useV2 bool) {
 	emit(out)
 }
 
-func v3Putter(eps []string, conns int) (putFn, func(context.Context, int) error, func()) {
+// tlsConfig is nil without -cacert, else what etcdctl's --cacert/--cert/--key set up.
+func tlsConfig(cacert, cert, key string) *tls.Config {
+	if cacert == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(cacert)
+	if err != nil {
+		fatal("-cacert: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		fatal("-cacert: %s holds no certificate", cacert)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			fatal("-cert/-key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg
+}
+
+func v3Putter(eps []string, conns int, tlsCfg *tls.Config) (putFn, func(context.Context, int) error, func()) {
 	clients := make([]*clientv3.Client, conns)
 	for i := range clients {
 		c, err := clientv3.New(clientv3.Config{
-			Endpoints: eps, DialTimeout: 5 * time.Second, MaxCallSendMsgSize: 64 << 20,
+			Endpoints: eps, DialTimeout: 5 * time.Second, MaxCallSendMsgSize: 64 << 20, TLS: tlsCfg,
 		})
 		if err != nil {
 			fatal("put: connect %v: %v", eps, err)

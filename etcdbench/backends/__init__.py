@@ -14,14 +14,14 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def v3_client(endpoint: Endpoint) -> str:
-    """The v3 client for `endpoint`: "native" (our HTTP/2 client on the hot paths) or "grpcio".
-
-    ETCDBENCH_V3_CLIENT=grpcio asks for grpcio everywhere; https:// endpoints always get grpcio.
+    """The v3 client for `endpoint`: "native" (our HTTP/2 client on the hot paths, over TCP or TLS)
+    or "grpcio" (ETCDBENCH_V3_CLIENT=grpcio, everywhere). Whether it spoke TLS is `endpoint.tls`.
     """
     value = os.environ.get("ETCDBENCH_V3_CLIENT", "native")
     if value not in ("native", "grpcio"):
         raise EtcdError(f"ETCDBENCH_V3_CLIENT: {value!r} is not one of native, grpcio")
-    return "grpcio" if endpoint.tls else value
+    endpoint.tls  # noqa: B018 (raises EtcdError when the schemes and the TLS files do not match)
+    return value
 
 
 def make_backend(name: str, endpoint: Endpoint, *, v2_watch: str = "poll", max_inflight: int = 64) -> Backend:

@@ -4,23 +4,35 @@ Why not grpcio for these: its Python layer costs ~100 µs of CPU per unary call 
 streamed message on a 2-core machine (benchmarks/RESULTS.md), as much as etcd spends serving them, so
 a benchmark built on it measures its own client. These paths need little of gRPC: a fixed header
 block, length-prefixed protobuf messages in DATA frames, a status in the trailers. Everything else
-(admin calls, TLS, the auth handshake) stays on grpcio.
+(admin calls, the auth handshake) stays on grpcio.
 
-Scope, deliberately small: cleartext HTTP/2 with prior knowledge (what a gRPC server on http:// speaks),
-our header blocks as literals that never touch the server's dynamic table, and SETTINGS_HEADER_TABLE_SIZE
-0 so the server's blocks are self-contained and can be cached by their bytes. Receive windows are
-opened wide once (and topped up), so flow control only ever limits what we send.
+Scope, deliberately small: HTTP/2 with prior knowledge on http:// (what a gRPC server there speaks),
+or over TLS with ALPN "h2" on https://; our header blocks as literals that never touch the server's
+dynamic table, and SETTINGS_HEADER_TABLE_SIZE 0 so the server's blocks are self-contained and can be
+cached by their bytes. Receive windows are opened wide once (and topped up), so flow control only
+ever limits what we send.
+
+TLS, and why it is safe for OpenSSL: an OpenSSL SSL object must never be used by two threads at once,
+and a connection here is written by many threads (every writer thread sends its puts) while one
+reader thread reads it. So TLS is not an `ssl.SSLSocket` (whose send and recv would enter the same
+SSL object from two threads) but an `ssl.SSLObject` between two `ssl.MemoryBIO`s (`TlsChannel`):
+every call on the SSLObject and its BIOs is made under one lock, held only for the memory-to-memory
+encryption or decryption, and all socket I/O happens outside it. Ciphertext is taken out of the
+outgoing BIO only under the connection's send lock and sent before that lock is released, so TLS
+records reach the socket in the order OpenSSL made them, whichever thread made them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import cast
 from urllib.parse import unquote
 
 import hpack
@@ -29,7 +41,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0, 1, 3, 4, 6, 7, 8, 9
 END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY = 0x4, 0x8, 0x20
-SETTINGS_HEADER_TABLE_SIZE, SETTINGS_ENABLE_PUSH = 1, 2
+SETTINGS_HEADER_TABLE_SIZE, SETTINGS_ENABLE_PUSH, SETTINGS_MAX_CONCURRENT_STREAMS = 1, 2, 3
 SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 4, 5
 CANCEL = 0x8  # RST_STREAM error code
 MAX_WINDOW = 2**31 - 1
@@ -37,6 +49,8 @@ DEFAULT_WINDOW = 65535
 # Our receive windows start at MAX_WINDOW; once this much has been consumed it is given back.
 WINDOW_TOP_UP = 2**30
 CONNECT_TIMEOUT_S = 5.0
+READ_SIZE = 262144  # bytes asked of the socket per read
+TLS_READ = 16384  # plaintext asked of OpenSSL per read: a TLS record holds at most 16 KiB
 IDLE_CHECK_S = 0.25
 FRAME = struct.Struct(">I B I")  # 24-bit length in the top of the first word: see _frames
 GRPC_PREFIX = struct.Struct(">BI")
@@ -91,9 +105,12 @@ def _literal(name: int | bytes, value: bytes) -> bytes:
     return head + _hpack_int(len(value), 7, 0) + value
 
 
-def request_headers(authority: str, path: str, metadata: tuple[tuple[str, str], ...] = ()) -> bytes:
+def request_headers(
+    authority: str, path: str, metadata: tuple[tuple[str, str], ...] = (), *, tls: bool = False
+) -> bytes:
     """The header block of a gRPC call, encoded once and sent with every call to `path`."""
-    block = b"\x83\x86"  # :method POST, :scheme http (static table 3 and 6)
+    # :method POST, :scheme http or https (static table 3, and 6 or 7)
+    block = b"\x83\x87" if tls else b"\x83\x86"
     block += _literal(4, path.encode()) + _literal(1, authority.encode())  # :path, :authority
     block += _literal(31, b"application/grpc") + _literal(b"te", b"trailers")
     for name, value in metadata:
@@ -109,16 +126,151 @@ def grpc_message(message: bytes) -> bytes:
     return GRPC_PREFIX.pack(0, len(message)) + message
 
 
+def client_context(cacert: str | None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    """A TLS client context for etcd: verifies the server against `cacert` (and its name or IP),
+    presents `cert`/`key` if given, offers only HTTP/2 by ALPN. OSError or ValueError for bad files.
+
+    One context serves every connection of a client: OpenSSL allows SSL objects to be made from one
+    context by several threads, as long as the context is not changed meanwhile (it never is).
+    """
+    ctx = ssl.create_default_context(cafile=cacert)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # HTTP/2 forbids older versions (RFC 9113 9.2)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def _stream_limit(data: bytes, default: int) -> int:
+    """SETTINGS_MAX_CONCURRENT_STREAMS from the server's first frame in `data` (its SETTINGS), so that
+    the calls made before the reader has run already respect it; `default` if it is not there."""
+    if len(data) < 9:
+        return default
+    word, flags, _ = FRAME.unpack_from(data)
+    length, kind = word >> 8, word & 0xFF
+    if kind != SETTINGS or flags & ACK or len(data) < 9 + length:
+        return default
+    for i in range(9, 9 + length - 5, 6):
+        key, value = struct.unpack_from(">HI", data, i)
+        if key == SETTINGS_MAX_CONCURRENT_STREAMS:
+            default = value
+    return default
+
+
+class TlsChannel:
+    """TLS on a plain socket through an `ssl.SSLObject` and two `ssl.MemoryBIO`s (see the module
+    docstring): OpenSSL is only entered under `_lock`, and only for memory-to-memory work.
+
+    `encrypt` is called only under the owning connection's send lock, which also covers sending its
+    result; `recv` is called by the one reading thread. The handshake is done in the constructor,
+    before any other thread knows the channel; ssl.SSLError if it fails or ALPN did not choose h2.
+    """
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str) -> None:
+        self._sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._obj = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        self._lock = threading.Lock()
+        self._eof = False
+        self.want_flush = False  # recv() left records (a TLS 1.3 KeyUpdate answer) to be sent
+        self._raw = bytearray(65536)  # recv()'s: ciphertext from the socket
+        self._plain = bytearray(TLS_READ)  # recv()'s: plaintext from OpenSSL
+        while True:
+            try:
+                self._obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if self._outgoing.pending:
+                    sock.sendall(self._outgoing.read())
+                data = sock.recv(65536)
+                if not data:
+                    raise ssl.SSLEOFError(
+                        "the server closed the connection during the TLS handshake"
+                    ) from None
+                self._incoming.write(data)
+        if self._outgoing.pending:
+            sock.sendall(self._outgoing.read())
+        if self._obj.selected_alpn_protocol() != "h2":
+            raise ssl.SSLError("the server did not choose HTTP/2 (ALPN h2) for TLS")
+
+    @property
+    def alpn(self) -> str | None:
+        with self._lock:
+            return self._obj.selected_alpn_protocol()
+
+    def encrypt(self, data: bytes) -> bytes:
+        """The ciphertext of `data`, with any records OpenSSL had queued before it (send lock held)."""
+        with self._lock:
+            if data:
+                self._obj.write(data)
+            self.want_flush = False
+            return self._outgoing.read()
+
+    def recv(self, size: int) -> bytes:
+        """Up to about `size` bytes of plaintext, waiting for the socket (b"" at the end of the
+        connection). Raises what the socket raises (TimeoutError included) and ssl.SSLError.
+
+        Only the reading thread calls it, so its two buffers are its own: received bytes and
+        plaintext land in them without a fresh allocation per call (a 256 kB bytes object per
+        recv cost more than the decryption, in page faults).
+        """
+        if len(self._raw) < size:
+            self._raw = bytearray(size)
+        raw = memoryview(self._raw)
+        plain = memoryview(self._plain)
+        out = bytearray()
+        while True:
+            if self._eof:
+                return b""
+            n = self._sock.recv_into(raw[:size])  # outside the lock: OpenSSL is not involved
+            with self._lock:
+                if n:
+                    self._incoming.write(raw[:n])
+                else:
+                    self._incoming.write_eof()
+                while True:
+                    try:
+                        # With a buffer, read() returns a count (typeshed says bytes).
+                        k = cast(int, self._obj.read(TLS_READ, self._plain))
+                    except ssl.SSLWantReadError:
+                        break
+                    except ssl.SSLZeroReturnError:  # the server's close_notify
+                        self._eof = True
+                        break
+                    except ssl.SSLEOFError:  # the socket ended without close_notify
+                        self._eof = True
+                        break
+                    out += plain[:k]
+                    if not self._incoming.pending and not self._obj.pending():
+                        break
+                if self._outgoing.pending:
+                    self.want_flush = True
+            if out or self._eof or not n:
+                return bytes(out)
+
+
 class Connection:
-    """One HTTP/2 connection: frame I/O, settings, pings and flow control.
+    """One HTTP/2 connection, over TCP or TLS: frame I/O, settings, pings and flow control.
 
     Sending is thread-safe. Reading is done by one thread at a time through `frames()`, which
     answers the connection-level frames itself and yields the rest.
+
+    With `tls`, the constructor also waits for the server's first frame: a server that refuses our
+    client certificate (which TLS 1.3 tells only after the handshake) fails here, with ssl.SSLError.
     """
 
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+    def __init__(self, host: str, port: int, timeout_s: float, tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tls: TlsChannel | None = None
+        self._early = b""  # plaintext read by the constructor, before frames() ran
+        if tls is not None:
+            try:
+                self.tls = TlsChannel(self.sock, tls, host)
+            except BaseException:
+                self.sock.close()
+                raise
         self._lock = threading.Lock()
         self._send_window = DEFAULT_WINDOW  # the server's connection window for our DATA
         self._initial_window = DEFAULT_WINDOW  # the server's window for each new stream
@@ -127,6 +279,10 @@ class Connection:
         self._queue: deque[tuple[int, memoryview, bool]] = deque()  # DATA waiting for window
         self._held: list[bytes] = []  # frames of held streams (open_stream's `hold`)
         self._next_stream = 1
+        self._active: set[int] = set()  # streams started and not yet forgotten
+        # Streams waiting for a slot under the server's limit, in the order they were opened.
+        self._deferred: dict[int, tuple[bytes, bytes | None, bool]] = {}
+        self._max_streams = MAX_WINDOW  # until the server's SETTINGS say otherwise
         self._received = 0  # DATA bytes taken from our connection window since the last top-up
         self._stream_received: dict[int, int] = {}
         self.closed: BaseException | None = None
@@ -142,11 +298,23 @@ class Connection:
             SETTINGS_INITIAL_WINDOW_SIZE,
             MAX_WINDOW,
         )
-        self.sock.sendall(
+        preface = (
             PREFACE
             + frame(SETTINGS, 0, 0, settings)
             + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW))
         )
+        if self.tls is None:
+            self.sock.sendall(preface)
+            return
+        try:
+            self.sock.sendall(self.tls.encrypt(preface))
+            self._early = self.tls.recv(65536)  # the server's SETTINGS, or its refusal of us
+            if not self._early:
+                raise ssl.SSLEOFError("the server closed the connection after the TLS handshake")
+            self._max_streams = _stream_limit(self._early, self._max_streams)
+        except BaseException:
+            self.sock.close()
+            raise
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -154,37 +322,62 @@ class Connection:
         """Start a stream: HEADERS, then `message` (gRPC-framed by the caller) as DATA if given.
 
         With `hold`, a stream that fits the windows is kept back until the next send or flush().
+        A stream beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS (Go's net/http server, which
+        serves etcd's gRPC over TLS, allows 250) waits, in order, until an earlier one is forgotten.
         """
         with self._lock:
             if self.closed is not None:
                 raise ConnectionLost(str(self.closed))
             stream_id = self._next_stream
             self._next_stream += 2
-            self._stream_windows[stream_id] = self._initial_window
-            flags = END_HEADERS | (END_STREAM if end_stream and message is None else 0)
-            out = [frame(HEADERS, flags, stream_id, headers)]
-            size = 0 if message is None else len(message)
-            windows = min(self._send_window, self._initial_window, self._max_frame)
-            if message is not None and size and not self._queue and size <= windows:
-                # The usual case, a put: both frames in one send, no queueing.
-                self._send_window -= size
-                self._stream_windows[stream_id] -= size
-                out.append(frame(DATA, END_STREAM if end_stream else 0, stream_id, message))
-                if hold:
-                    self._held += out
-                else:
-                    self._sendall(b"".join(out))
-            elif message is not None:
-                self._queue.append((stream_id, memoryview(message), end_stream))
-                self._send_queued(out)
+            if self._deferred or len(self._active) >= self._max_streams:
+                self._deferred[stream_id] = (headers, message, end_stream)
+            else:
+                self._start(stream_id, headers, message, end_stream, hold)
+            return stream_id
+
+    def _start(
+        self, stream_id: int, headers: bytes, message: bytes | None, end_stream: bool, hold: bool
+    ) -> None:
+        """Send a stream's HEADERS and first DATA (lock held)."""
+        self._active.add(stream_id)
+        self._stream_windows[stream_id] = self._initial_window
+        flags = END_HEADERS | (END_STREAM if end_stream and message is None else 0)
+        out = [frame(HEADERS, flags, stream_id, headers)]
+        size = 0 if message is None else len(message)
+        windows = min(self._send_window, self._initial_window, self._max_frame)
+        if message is not None and size and not self._queue and size <= windows:
+            # The usual case, a put: both frames in one send, no queueing.
+            self._send_window -= size
+            self._stream_windows[stream_id] -= size
+            out.append(frame(DATA, END_STREAM if end_stream else 0, stream_id, message))
+            if hold:
+                self._held += out
             else:
                 self._sendall(b"".join(out))
-            return stream_id
+        elif message is not None:
+            self._queue.append((stream_id, memoryview(message), end_stream))
+            self._send_queued(out)
+        else:
+            self._sendall(b"".join(out))
+
+    def _start_deferred(self) -> None:
+        """Start waiting streams, oldest first, as far as the server's stream limit allows (lock held)."""
+        while self._deferred and len(self._active) < self._max_streams and self.closed is None:
+            stream_id = next(iter(self._deferred))
+            headers, message, end_stream = self._deferred.pop(stream_id)
+            self._start(stream_id, headers, message, end_stream, False)
+
+    def cancel_stream(self, stream_id: int) -> None:
+        """Reset a stream (RST_STREAM CANCEL); one still waiting for a slot is merely dropped."""
+        with self._lock:
+            if self._deferred.pop(stream_id, None) is None and self.closed is None:
+                self._sendall(frame(RST_STREAM, 0, stream_id, struct.pack(">I", CANCEL)))
 
     def flush(self) -> None:
         """Send the held streams (a failure ends the connection, and its reader fails the calls)."""
         with self._lock:
-            if self._held and self.closed is None:
+            if (self._held or (self.tls is not None and self.tls.want_flush)) and self.closed is None:
                 with contextlib.suppress(ConnectionLost):
                     self._sendall(b"")
 
@@ -201,10 +394,16 @@ class Connection:
                 self._sendall(frame(kind, flags, stream_id, payload))
 
     def forget(self, stream_id: int) -> None:
-        """The stream is over: drop its flow-control state."""
+        """The stream is over: drop its flow-control state, and start a waiting stream in its slot."""
         with self._lock:
             self._stream_windows.pop(stream_id, None)
             self._stream_received.pop(stream_id, None)
+            self._deferred.pop(stream_id, None)
+            if stream_id in self._active:
+                self._active.discard(stream_id)
+                if self._deferred and self.closed is None:
+                    with contextlib.suppress(ConnectionLost):  # the reader ends the connection
+                        self._start_deferred()
 
     def _send_queued(self, out: list[bytes]) -> None:
         """Send queued DATA in order as far as the windows allow (lock held)."""
@@ -233,7 +432,10 @@ class Connection:
             data = b"".join(self._held) + data
             self._held.clear()
         try:
-            self.sock.sendall(data)
+            if self.tls is not None:  # encrypted and sent under the send lock: records stay in order
+                data = self.tls.encrypt(data)
+            if data:
+                self.sock.sendall(data)
         except OSError as exc:
             # A partly sent frame leaves the connection unusable: wake its reader to end it.
             self.closed = self.closed or exc
@@ -265,20 +467,37 @@ class Connection:
 
         With `on_idle`, the socket's timeout wakes the reader to call it (for deadlines).
         """
+        early, self._early = self._early, b""
         buf = bytearray()
         pending_headers: tuple[int, int, bytearray] | None = None
-        recv = self.sock.recv
+        tls = self.tls
+        recv: Callable[[int], bytes | memoryview]
+        if tls is None:  # into one buffer: a fresh 256 kB bytes object per recv costs page faults
+            raw = memoryview(bytearray(READ_SIZE))
+            recv_into = self.sock.recv_into
+
+            def recv(size: int) -> memoryview:
+                return raw[: recv_into(raw[:size])]
+
+        else:
+            recv = tls.recv
+        chunk: bytes | memoryview
         while True:
             try:
-                chunk = recv(262144)
+                if early:  # what the constructor read: the server's first frames
+                    chunk, early = early, b""
+                else:
+                    chunk = recv(READ_SIZE)
             except TimeoutError:
                 if on_idle is None or self.closed is not None:
                     raise ConnectionLost(str(self.closed or "no data from the server")) from None
                 on_idle()
                 continue
-            except OSError as exc:
+            except OSError as exc:  # ssl.SSLError included
                 self.closed = self.closed or exc
                 raise ConnectionLost(str(exc)) from None
+            if tls is not None and tls.want_flush:
+                self.flush()  # records OpenSSL made while reading: sent under the send lock
             if not chunk:
                 self.closed = self.closed or ConnectionLost("connection closed by the server")
                 raise ConnectionLost(str(self.closed))
@@ -344,9 +563,12 @@ class Connection:
                             self._stream_windows[sid] += delta
                     elif key == SETTINGS_MAX_FRAME_SIZE:
                         self._max_frame = value
+                    elif key == SETTINGS_MAX_CONCURRENT_STREAMS:
+                        self._max_streams = value
                 if self.closed is None:
                     self._sendall(frame(SETTINGS, ACK, 0))
                     self._send_queued([])
+                    self._start_deferred()
         elif kind == PING and not flags & ACK:
             self.send_frame(PING, ACK, 0, payload)
         elif kind == WINDOW_UPDATE:
@@ -401,8 +623,12 @@ class UnaryClient:
     several (a cluster's members).
     """
 
-    def __init__(self, addresses: tuple[tuple[str, int], ...], timeout_s: float) -> None:
+    def __init__(
+        self, addresses: tuple[tuple[str, int], ...], timeout_s: float, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """`tls`: connect over TLS with this context (see client_context), else over TCP."""
         self._addresses = addresses
+        self._tls = tls
         self._next = 0  # after a failure, connect to the next address (another cluster member)
         self._timeout_ns = round(timeout_s * 1e9)
         self._lock = threading.Lock()
@@ -452,7 +678,7 @@ class UnaryClient:
                 self._next += 1
             address = self._addresses[self._next % len(self._addresses)]
             try:
-                conn = Connection(*address, timeout_s=CONNECT_TIMEOUT_S)
+                conn = Connection(*address, timeout_s=CONNECT_TIMEOUT_S, tls=self._tls)
             except OSError:
                 self._next += 1
                 raise
@@ -478,7 +704,7 @@ class UnaryClient:
         with self._lock:
             late = [sid for sid, (_, deadline, c) in self._calls.items() if c is conn and deadline <= now]
         for sid in late:
-            conn.send_frame(RST_STREAM, 0, sid, struct.pack(">I", CANCEL))
+            conn.cancel_stream(sid)
             self._finish(conn, sid, TimeoutError(f"no answer within {self._timeout_ns / 1e9:g} s"))
 
     def _read(self, conn: Connection) -> None:
@@ -521,8 +747,8 @@ class UnaryClient:
 class StreamCall:
     """One bidirectional gRPC stream on a connection of its own, read by the caller's thread."""
 
-    def __init__(self, address: tuple[str, int], headers: bytes) -> None:
-        self._conn = Connection(*address, timeout_s=CONNECT_TIMEOUT_S)
+    def __init__(self, address: tuple[str, int], headers: bytes, tls: ssl.SSLContext | None = None) -> None:
+        self._conn = Connection(*address, timeout_s=CONNECT_TIMEOUT_S, tls=tls)
         self._conn.sock.settimeout(None)  # a quiet watch is normal; cancel() wakes the reader
         self._stream = self._conn.open_stream(headers, None, end_stream=False)
 

@@ -16,6 +16,11 @@ only what the v2 API needs:
 `Pool` runs requests in parallel on a few connections, one thread each: Go's HTTP server answers
 pipelined requests one after the other, so in-flight requests need connections of their own.
 
+TLS (https:// endpoints) is an `ssl.SSLSocket`, which is safe for OpenSSL here because each
+connection has one owner thread: a `Pool` thread, the watcher, or whoever holds the admin lock. The
+one call allowed from another thread, `abort()`, shuts the socket down with the plain socket's
+shutdown (a system call on the file descriptor) and never enters OpenSSL.
+
 Errors are OSError subclasses: the socket's own (refused, reset, TimeoutError), ssl.SSLError for a
 failed TLS handshake, `ConnectionClosed` and `ProtocolError`.
 """

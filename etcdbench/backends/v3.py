@@ -1,9 +1,10 @@
 """etcd v3 API over gRPC, with messages generated from proto/etcd.
 
-On http:// endpoints the hot paths (puts, deletes, the watch stream) use our lean HTTP/2 client
-(backends/h2.py), which costs a fraction of grpcio's CPU per call; admin calls, and every call to an
-https:// endpoint, go through grpcio stubs (ETCDBENCH_V3_CLIENT=grpcio sends everything that way, to
-compare the two). Either way a writer keeps many puts in flight. The watch is one bidirectional stream with
+The hot paths (puts, deletes, the watch stream) use our lean HTTP/2 client (backends/h2.py), over
+TCP on http:// endpoints and over TLS (ALPN h2, the endpoint's CA and client certificate) on https://
+ones; it costs a fraction of grpcio's CPU per call. Admin calls go through grpcio stubs
+(ETCDBENCH_V3_CLIENT=grpcio sends everything that way, to compare the two). Either way a writer
+keeps many puts in flight. The watch is one bidirectional stream with
 `prev_kv` and `progress_notify` set, as the kube-apiserver opens it. A compacted start revision is
 turned into a relist (a full read of the prefix, as Kubernetes does after 410 Gone) and a new watch.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import ssl
 import threading
 import time
 from collections import namedtuple
@@ -39,7 +41,14 @@ from etcdbench.backends.base import (
     WatchEvent,
     WatchItem,
 )
-from etcdbench.backends.h2 import ConnectionLost, GrpcStatus, StreamCall, UnaryClient, request_headers
+from etcdbench.backends.h2 import (
+    ConnectionLost,
+    GrpcStatus,
+    StreamCall,
+    UnaryClient,
+    client_context,
+    request_headers,
+)
 from etcdbench.errors import EtcdError
 from etcdbench.security import parse_endpoint, tls_hint
 
@@ -207,8 +216,8 @@ class _GrpcioWatch:
 class _NativeWatch:
     """A watch stream on our HTTP/2 client, on a connection of its own."""
 
-    def __init__(self, address: tuple[str, int], headers: bytes) -> None:
-        self._call = StreamCall(address, headers)
+    def __init__(self, address: tuple[str, int], headers: bytes, tls: ssl.SSLContext | None) -> None:
+        self._call = StreamCall(address, headers, tls)
 
     def send(self, request: rpc_pb2.WatchRequest) -> None:
         self._call.send(request.SerializeToString())
@@ -281,7 +290,10 @@ class V3Backend:
         self._addresses = addresses(endpoint)
         self._next_address = 0  # a broken watch reopens on the next endpoint
         self.client = v3_client(endpoint)
-        self._unary = UnaryClient(self._addresses, PUT_TIMEOUT_S) if self.client == "native" else None
+        self._ssl = self._native_tls(endpoint) if self.client == "native" and self._tls else None
+        self._unary = (
+            UnaryClient(self._addresses, PUT_TIMEOUT_S, self._ssl) if self.client == "native" else None
+        )
         self._headers: dict[tuple[str, str], bytes] = {}
 
     def _open_channel(self, endpoint: Endpoint) -> grpc.Channel:
@@ -309,6 +321,18 @@ class V3Backend:
             self._auth = _TokenAuth(channel, self._target, creds.user, creds.password or "")
             channel = grpc.intercept_channel(channel, _TokenInterceptor(self._auth))
         return channel
+
+    def _native_tls(self, endpoint: Endpoint) -> ssl.SSLContext:
+        """The TLS context of our HTTP/2 client: the endpoint's CA, its client certificate if any."""
+        creds = endpoint.credentials
+        assert creds is not None  # endpoint.tls checked that https:// comes with a CA
+        try:
+            return client_context(creds.cacert, creds.cert, creds.key)
+        except (OSError, ValueError) as e:
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise EtcdError(
+                f"cannot use the TLS files {creds.cacert}, {creds.cert}, {creds.key}: {text}"
+            ) from None
 
     def _security_error(self, exc: grpc.RpcError) -> EtcdError | None:
         """A one-line error for a TLS handshake or authorization failure; None for anything else."""
@@ -409,7 +433,9 @@ class V3Backend:
         if block is None:
             metadata = (("token", token),) if token else ()
             authority = "{}:{}".format(*self._addresses[0])
-            block = self._headers[(path, token)] = request_headers(authority, path, metadata)
+            block = self._headers[(path, token)] = request_headers(
+                authority, path, metadata, tls=self._ssl is not None
+            )
         return block, token
 
     def _native_call(
@@ -690,7 +716,7 @@ class V3Backend:
         if self._unary is not None:
             headers, token = self._call_headers(WATCH_PATH)
             address = self._addresses[self._next_address % len(self._addresses)]
-            call = _NativeWatch(address, headers)
+            call = _NativeWatch(address, headers, self._ssl)
         else:
             call = _GrpcioWatch(self._watch)
 

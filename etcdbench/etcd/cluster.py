@@ -21,6 +21,7 @@ from etcdbench.etcd.local import (
     _START_ATTEMPTS,
     EtcdMember,
     Spawner,
+    TlsFiles,
     _free_port,
     check_v2_support,
     etcd_version,
@@ -53,13 +54,16 @@ class LocalCluster:
         *,
         enable_v2: bool = True,
         extra_args: Sequence[str] = (),
+        tls: TlsFiles | None = None,
     ) -> None:
+        """`tls`: every member serves TLS on its client URL and (with `tls.peer`) on its peer URL."""
         if size < 1:
             raise UsageError(f"--cluster-size: must be >= 1, got {size}")
         self.binary = binary
         self.size = size
         self.enable_v2 = enable_v2
         self.extra_args = list(extra_args)
+        self.tls = tls
         self.version = ""
         self.token = ""
         self.members: list[EtcdMember] = []
@@ -121,15 +125,18 @@ class LocalCluster:
                 enable_v2=self.enable_v2,
                 extra_args=self.extra_args,
                 spawner=self._spawner,
+                tls=self.tls,
             )
             for i in range(self.size)
         ]
-        peers = [f"http://127.0.0.1:{ports[2 * i + 1]}" for i in range(self.size)]
+        scheme = "http" if self.tls is None else "https"
+        peer_scheme = "https" if self.tls is not None and self.tls.peer else "http"
+        peers = [f"{peer_scheme}://127.0.0.1:{ports[2 * i + 1]}" for i in range(self.size)]
         initial = ",".join(f"{m.name}={peer}" for m, peer in zip(self.members, peers, strict=True))
         cluster_args = ["--initial-cluster-state", "new", "--initial-cluster-token", self.token]
         for i, m in enumerate(self.members):
             m.version = self.version
-            m._configure(f"http://127.0.0.1:{ports[2 * i]}", peers[i], initial, cluster_args)
+            m._configure(f"{scheme}://127.0.0.1:{ports[2 * i]}", peers[i], initial, cluster_args)
             m._launch()
 
     def statuses(self) -> list[dict[str, int | str] | None]:
@@ -138,13 +145,20 @@ class LocalCluster:
 
         from etcdbench.backends.base import Endpoint
         from etcdbench.backends.v3 import V3Backend
+        from etcdbench.security import Credentials
+
+        creds = None
+        if self.tls is not None:  # the members' own probe certificate
+            creds = Credentials(
+                self.tls.ca, self.tls.client_cert or self.tls.cert, self.tls.client_key or self.tls.key
+            )
 
         out: list[dict[str, int | str] | None] = []
         for m in self.members:
             if not m.running or m.paused:  # a paused member would only time out
                 out.append(None)
                 continue
-            backend = V3Backend(Endpoint((m.client_url,)))
+            backend = V3Backend(Endpoint((m.client_url,), creds))
             try:
                 status = backend.status()
                 m.member_id = f"{int(status['member']):x}"

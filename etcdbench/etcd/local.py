@@ -311,7 +311,7 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """TLS for the client URL of a LocalEtcd (peer URLs stay plain HTTP on 127.0.0.1).
+    """TLS for the client URL of a LocalEtcd, and with `peer` for its peer URLs too (a cluster's).
 
     cert/key: the server's certificate (PEM, with IP:127.0.0.1 in its subjectAltName) and key.
     ca: the CA that signed it; with `client_cert_auth` etcd also accepts only client certificates
@@ -325,9 +325,13 @@ class TlsFiles:
     client_cert_auth: bool = True
     client_cert: str | None = None
     client_key: str | None = None
+    peer: bool = False  # peers talk https:// with the same pair, and must present a certificate
 
     def args(self) -> list[str]:
         args = ["--cert-file", self.cert, "--key-file", self.key, "--trusted-ca-file", self.ca]
+        if self.peer:
+            args += ["--peer-cert-file", self.cert, "--peer-key-file", self.key]
+            args += ["--peer-trusted-ca-file", self.ca, "--peer-client-cert-auth=true"]
         return args + (["--client-cert-auth=true"] if self.client_cert_auth else [])
 
     def context(self) -> ssl.SSLContext:
@@ -619,7 +623,8 @@ class LocalEtcd(EtcdMember):
 
     def _spawn(self) -> None:
         scheme = "http" if self.tls is None else "https"
-        client, peer = f"{scheme}://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+        peer_scheme = "https" if self.tls is not None and self.tls.peer else "http"
+        client, peer = f"{scheme}://127.0.0.1:{_free_port()}", f"{peer_scheme}://127.0.0.1:{_free_port()}"
         self._configure(client, peer, f"{self.name}={peer}")
         self._launch()
 

@@ -1,0 +1,233 @@
+"""What TLS costs our writers: client CPU per put over TLS against plaintext, and against Go over TLS.
+
+Two local etcds from the same binary, one plain and one serving only TLS with client-certificate
+auth (certificates from etcdbench.etcd.certs, as `--tls` makes them), and on each:
+
+  1  the v3 transport alone: CPU µs per put of V3Backend.put_async in this process, closed loop,
+     64 puts in flight, 3,636-byte values (a protobuf Pod) — native HTTP/2 client, and grpcio over TLS
+  2  the v2 transport alone: the same for V2Backend.put_async (its pool of HTTP/1.1 connections)
+  3  Go's v3 client (benchmarks/goref `put -max`, 64 in flight over 4 connections): CPU µs per write
+  4  end to end: `etcdbench watch --backend v3 --encoding protobuf` at a fixed rate, plain and --tls:
+     the writer processes' CPU per write from the results file
+
+Measurements alternate plain and TLS, and each figure is the median of --repeat runs. Figures are
+printed, never asserted (this machine's 2 cores are shared). Run it alone:
+
+    python benchmarks/tls_cost.py                   # builds benchmarks/.bin/etcdref if Go is there
+    python benchmarks/tls_cost.py --etcdref PATH    # a Go reference client built elsewhere
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from etcdbench.backends.base import Backend, Endpoint
+from etcdbench.backends.v2 import V2Backend
+from etcdbench.backends.v3 import V3Backend
+from etcdbench.etcd.certs import Pki, TemporaryPki
+from etcdbench.etcd.local import LocalEtcd, TlsFiles, etcd_version, find_etcd_binary
+from etcdbench.security import Credentials
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+POD_BYTES = 3636
+INFLIGHT = 64
+TARGET_RATIO = 1.3
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def put_cost(backend: Backend, n: int, prefix: str) -> float:
+    """CPU µs per put (this process) of `backend.put_async`, INFLIGHT in flight, closed loop."""
+    slots = threading.Semaphore(INFLIGHT)
+    finished = threading.Event()
+    left = [n]
+    lock = threading.Lock()
+    value = b"x" * POD_BYTES
+    failures: list[BaseException] = []
+
+    def done(exc: BaseException | None) -> None:
+        slots.release()
+        with lock:
+            left[0] -= 1
+            if exc is not None:
+                failures.append(exc)
+            if not left[0]:
+                finished.set()
+
+    for i in range(min(n, 200)):  # connections up and warm before the clock starts
+        slots.acquire()
+        with lock:
+            left[0] += 1
+        backend.put_async(f"{prefix}warm-{i}", value, done)
+    for _ in range(INFLIGHT):
+        slots.acquire()
+    for _ in range(INFLIGHT):
+        slots.release()
+    start = time.process_time()
+    for i in range(n):
+        slots.acquire()
+        backend.put_async(f"{prefix}cost-{i % 1000}", value, done)
+    finished.wait()
+    took = time.process_time() - start
+    if failures:
+        raise RuntimeError(f"{len(failures)} puts failed, e.g. {failures[0]}")
+    return took / n * 1e6
+
+
+def v3(endpoint: Endpoint, client: str) -> Backend:
+    os.environ["ETCDBENCH_V3_CLIENT"] = client
+    try:
+        return V3Backend(endpoint)
+    finally:
+        del os.environ["ETCDBENCH_V3_CLIENT"]
+
+
+def measured(make: Callable[[], Backend], n: int, prefix: str) -> float:
+    backend = make()
+    try:
+        return put_cost(backend, n, prefix)
+    finally:
+        backend.close()
+
+
+def go_reference(explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    built = HERE / ".bin" / "etcdref"
+    if built.exists():
+        return str(built)
+    r = subprocess.run(["sh", str(HERE / "build_goref.sh")], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        log(f"no Go reference client: {r.stderr.strip()[-200:]}")
+        return None
+    return r.stdout.strip().splitlines()[-1]
+
+
+def go_put(etcdref: str, url: str, pki: Pki | None, seconds: float) -> dict[str, Any]:
+    argv = [etcdref, "put", "-endpoints", url, "-max", "-duration", f"{seconds:g}", "-warmup", "1"]
+    argv += ["-value-bytes", str(POD_BYTES), "-inflight", str(INFLIGHT), "-conns", "4"]
+    if pki is not None:
+        argv += ["-cacert", pki.ca, "-cert", pki.client_cert, "-key", pki.client_key]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    out: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
+    if "error" in out:
+        raise RuntimeError(f"etcdref put: {out['error']}")
+    return out
+
+
+def etcdbench_run(rate: int, seconds: float, tls: bool) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "etcdbench", "watch", "--backend", "v3", "--encoding", "protobuf"]
+    argv += ["--rate", str(rate), "--duration", f"{seconds:g}", "--warmup", "2", "--json"]
+    argv += ["--tls"] if tls else []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, env=env)
+    if r.returncode not in (0, 1):
+        raise RuntimeError(f"etcdbench watch exited {r.returncode}: {r.stderr.strip()[-300:]}")
+    results: dict[str, Any] = json.loads(r.stdout)
+    return results
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--puts", type=int, default=20_000, help="v3 puts per transport measurement")
+    p.add_argument("--v2-puts", type=int, default=5_000, help="v2 puts per transport measurement")
+    p.add_argument("--repeat", type=int, default=3, help="alternating plain/TLS rounds (median)")
+    p.add_argument("--go-seconds", type=float, default=5.0)
+    p.add_argument("--rate", type=int, default=3000, help="end-to-end runs: writes/s")
+    p.add_argument("--run-seconds", type=float, default=10.0)
+    p.add_argument("--etcdref", help="Go reference client (default: benchmarks/.bin/etcdref, built)")
+    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end etcdbench runs")
+    args = p.parse_args()
+
+    binary = find_etcd_binary()
+    etcdref = go_reference(args.etcdref)
+    figures: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        figures.setdefault(name, []).append(value)
+        log(f"{name}: {value:.1f}")
+
+    with TemporaryPki() as pki:
+        files = TlsFiles(
+            pki.server_cert, pki.server_key, pki.ca, client_cert=pki.client_cert, client_key=pki.client_key
+        )
+        with LocalEtcd(binary) as plain, LocalEtcd(binary, tls=files) as secure:
+            ends = {
+                "plain": Endpoint((plain.client_url,)),
+                "tls": Endpoint((secure.client_url,), Credentials(pki.ca, pki.client_cert, pki.client_key)),
+            }
+            for r in range(args.repeat):
+                for mode in ("plain", "tls"):
+                    ep = ends[mode]
+                    prefix = f"/tls-cost/{mode}-{r}/"
+                    add(f"v3 native {mode}", measured(lambda ep=ep: v3(ep, "native"), args.puts, prefix))
+                    add(
+                        f"v2 {mode}",
+                        measured(lambda ep=ep: V2Backend(ep, max_inflight=INFLIGHT), args.v2_puts, prefix),
+                    )
+                    if etcdref:
+                        url = plain.client_url if mode == "plain" else secure.client_url
+                        out = go_put(etcdref, url, pki if mode == "tls" else None, args.go_seconds)
+                        add(f"go v3 {mode}", float(out["cpu_us_per_write"]))
+                add(
+                    "v3 grpcio tls",
+                    measured(lambda: v3(ends["tls"], "grpcio"), args.puts // 2, f"/tls-cost/g{r}/"),
+                )
+    if not args.no_e2e:
+        for _ in range(args.repeat):
+            for tls in (False, True):
+                res = etcdbench_run(args.rate, args.run_seconds, tls)
+                run = res["runs"][0]
+                rate = run["write_rate_achieved"]
+                us = run["cpu"]["writers"] * 1e6 / rate if rate else float("nan")
+                c = run["counters"]
+                mode = "tls" if tls else "plain"
+                assert res["environment"]["tls"] is tls
+                add(f"e2e writers {mode}", us)
+                client = res["environment"]["v3_client"]
+                log(f"  ({client}, written {c['written']}, received {c['received']}, missed {c['missed']})")
+
+    m = {name: median(values) for name, values in figures.items()}
+    print(
+        f"etcd {etcd_version(binary)}, {os.cpu_count()} cores, {POD_BYTES}-byte values, "
+        f"{INFLIGHT} in flight, median of {args.repeat}; client CPU µs per put"
+    )
+    print(f"{'':34} {'plaintext':>10} {'TLS':>10} {'TLS/plain':>10}")
+    for label, key in (
+        ("v3 native HTTP/2 (transport)", "v3 native"),
+        ("v2 HTTP/1.1 (transport)", "v2"),
+        ("Go clientv3 (closed loop, max)", "go v3"),
+        (f"etcdbench writers, {args.rate}/s e2e", "e2e writers"),
+    ):
+        a, b = m.get(f"{key} plain"), m.get(f"{key} tls")
+        if a is None or b is None:
+            continue
+        print(f"{label:34} {a:10.1f} {b:10.1f} {b / a:9.2f}x")
+    if "v3 grpcio tls" in m:
+        print(f"{'v3 grpcio (transport)':34} {'':>10} {m['v3 grpcio tls']:10.1f}")
+    if "go v3 tls" in m:
+        print(f"ours over TLS / Go over TLS (v3 transport): {m['v3 native tls'] / m['go v3 tls']:.2f}x")
+    print(f"target: TLS/plain <= {TARGET_RATIO}x for our writers, and <= Go's over TLS")
+    print("raw: " + json.dumps({k: [round(v, 1) for v in vs] for k, vs in figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
