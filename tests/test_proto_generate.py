@@ -68,6 +68,7 @@ def test_etcd_method_paths_and_field_numbers() -> None:
         "/etcdserverpb.KV/Range",
         "/etcdserverpb.KV/Put",
         "/etcdserverpb.KV/DeleteRange",
+        "/etcdserverpb.KV/Txn",
         "/etcdserverpb.KV/Compact",
         "/etcdserverpb.Watch/Watch",
         "/etcdserverpb.Maintenance/Status",
@@ -97,6 +98,11 @@ def test_etcd_method_paths_and_field_numbers() -> None:
     def nums(message: type) -> dict[str, int]:
         return {f.name: f.number for f in message.DESCRIPTOR.fields}  # type: ignore[attr-defined]
 
+    # Txn, puts only (the preload's batches): etcd's numbers, compare (1) left out
+    assert nums(rpc_pb2.TxnRequest) == {"success": 2, "failure": 3}
+    assert nums(rpc_pb2.TxnResponse) == {"header": 1, "succeeded": 2, "responses": 3}
+    assert nums(rpc_pb2.RequestOp) == {"request_put": 2}
+    assert nums(rpc_pb2.ResponseOp) == {"response_put": 2}
     assert nums(rpc_pb2.ResponseHeader) == {"cluster_id": 1, "member_id": 2, "revision": 3, "raft_term": 4}
     assert nums(rpc_pb2.WatchRequest) == {"create_request": 1, "cancel_request": 2, "progress_request": 3}
     assert nums(rpc_pb2.WatchCreateRequest) == {

@@ -22,7 +22,7 @@ import ssl
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,6 +67,8 @@ LIST_PAGE = 1000  # keys per Range page when listing a prefix: a production pref
 DELETE_WINDOW = 64  # own-key deletes in flight after a run
 PUT_PATH = "/etcdserverpb.KV/Put"
 DELETE_PATH = "/etcdserverpb.KV/DeleteRange"
+TXN_PATH = "/etcdserverpb.KV/Txn"
+MAX_TXN_OPS = 128  # etcd's --max-txn-ops default: the most puts one put_many_async may carry
 WATCH_PATH = "/etcdserverpb.Watch/Watch"
 UNAUTHENTICATED = 16
 # What a broken watch stream raises, on either client; the watch reopens from its next revision.
@@ -274,6 +276,7 @@ class V3Backend:
     name = "v3"
     update_renews_ttl = False
     binary_safe = True
+    max_txn_ops = MAX_TXN_OPS
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -405,6 +408,21 @@ class V3Backend:
             return
         fut = self._kv.Put.future(request, timeout=PUT_TIMEOUT_S)
         fut.add_done_callback(_finished(done, revision))
+
+    def put_many_async(self, items: Sequence[tuple[str, bytes]], done: PutCallback) -> None:
+        """Put every (key, value) in one Txn (atomic: all or none), without lease; `done` once."""
+        if not 0 < len(items) <= MAX_TXN_OPS:
+            raise ValueError(f"put_many_async takes 1 to {MAX_TXN_OPS} puts, not {len(items)}")
+        request = rpc_pb2.TxnRequest(
+            success=[
+                rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k.encode(), value=v)) for k, v in items
+            ]
+        )
+        if self._unary is not None:
+            self._native_call(TXN_PATH, request.SerializeToString(), done)
+            return
+        fut = self._kv.Txn.future(request, timeout=PUT_TIMEOUT_S)
+        fut.add_done_callback(_finished(done, None))
 
     def delete_async(self, key: str, done: PutCallback, revision: RevisionCallback | None = None) -> None:
         request = rpc_pb2.DeleteRangeRequest(key=key.encode())

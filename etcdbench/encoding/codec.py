@@ -1,6 +1,8 @@
 """The two ways a kube-apiserver stores an object in etcd, and the decode its watch cache performs.
 
 - json: the object as compact JSON plus a trailing newline (what Kubernetes' JSON serializer writes).
+  Decoded with orjson when it is installed (JSON_DECODER names the decoder; results record it as
+  ``environment.json_decoder``): the same objects as the standard library's, in a third of the time.
 - protobuf: the 4 magic bytes ``k8s\\0`` then a ``runtime.Unknown`` whose ``raw`` holds the typed
   message (Pod, Node or Event); Kubernetes writes ``contentEncoding`` and ``contentType`` as present,
   empty strings.
@@ -30,6 +32,15 @@ from google.protobuf.message import Message
 from etcdbench._pb.k8s import core_pb2, runtime_pb2
 from etcdbench.encoding.objects import STAMP_ANNOTATION
 from etcdbench.errors import EtcdbenchError, UsageError
+
+try:  # the watcher's JSON decode: orjson (pinned in pyproject.toml), 2-3x the standard library's speed
+    import orjson
+
+    _loads: Callable[[bytes], Any] = orjson.loads
+    JSON_DECODER = f"orjson {orjson.__version__}"
+except ImportError:  # pragma: no cover - orjson is a dependency; a bare checkout still runs
+    _loads = json.loads
+    JSON_DECODER = "json (standard library)"
 
 ENCODINGS = ("json", "protobuf")
 
@@ -85,8 +96,9 @@ class JsonCodec:
         return json.dumps(obj, separators=_COMPACT, ensure_ascii=False).encode("utf-8") + b"\n"
 
     def decode(self, data: bytes) -> Any:
+        """The object, decoded completely (by JSON_DECODER: the same objects as json.loads)."""
         try:
-            return json.loads(data)
+            return _loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DecodeError(f"json: not a JSON object: {exc}") from exc
 

@@ -26,6 +26,7 @@ from typing import Any
 import psutil
 
 from etcdbench import __version__
+from etcdbench.encoding.codec import JSON_DECODER
 from etcdbench.errors import EtcdbenchError, UsageError
 
 SCHEMA_VERSION = 2
@@ -78,6 +79,7 @@ def environment(**etcd: Any) -> dict[str, Any]:
         "etcdbench_version": __version__,
         "etcdbench_git": _git_revision(),
         "argv": redact_argv(sys.argv[1:]),
+        "json_decoder": JSON_DECODER,  # what decoded the watcher's JSON values (orjson, or the stdlib's)
         **etcd,
     }
 

@@ -119,13 +119,20 @@ class _Child:
             if child_stop is not None:
                 child_stop.close()
 
-    def expect(self, what: str, timeout: float) -> Any:
-        if not self.conn.poll(timeout):
-            raise EtcdError(f"{self.name} did not report {what!r} within {timeout:g} s")
-        try:
-            tag, payload = self.conn.recv()
-        except EOFError:
-            raise EtcdError(f"{self.name} exited unexpectedly (exit code {self.proc.exitcode})") from None
+    def expect(self, what: str, timeout: float, progress: Callable[[Any], None] | None = None) -> Any:
+        """The payload of the child's `what`; the "preloading" reports before it go to `progress`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+                raise EtcdError(f"{self.name} did not report {what!r} within {timeout:g} s")
+            try:
+                tag, payload = self.conn.recv()
+            except EOFError:
+                raise EtcdError(f"{self.name} exited unexpectedly (exit code {self.proc.exitcode})") from None
+            if tag != "preloading":
+                break
+            if progress is not None:
+                progress(payload)
         if tag == "error":
             raise EtcdError(str(payload))
         if tag != what:
@@ -424,7 +431,22 @@ def run_once(
         ]
         children.extend(writers)
         preload_keys = sum(config.preload.values()) + config.objects
-        ready = [w.expect("ready", READY_TIMEOUT_S + preload_keys / MIN_PRELOAD_RATE) for w in writers]
+        stored = [0] * len(writers)  # keys each writer has preloaded so far
+
+        def preloading(w: int) -> Callable[[Any], None]:
+            def report(n: Any) -> None:
+                stored[w] = int(n)
+                if progress:
+                    share = min(sum(stored) / max(preload_keys, 1), 1.0)
+                    total = config.warmup_s + config.duration_s
+                    progress(f"preload {sum(stored):,}/{preload_keys:,} keys", share * total, total)
+
+            return report
+
+        ready = [
+            w.expect("ready", READY_TIMEOUT_S + preload_keys / MIN_PRELOAD_RATE, preloading(i))
+            for i, w in enumerate(writers)
+        ]
         preload = {
             "keys": sum(r["preloaded"] for r in ready),
             "seconds": round(max(r["preload_s"] for r in ready), 3),

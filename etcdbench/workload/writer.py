@@ -28,11 +28,12 @@ from typing import Any
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint, KeyGone, PutCallback
 from etcdbench.encoding.codec import get_codec
-from etcdbench.encoding.objects import STAMP_PLACEHOLDER, build_object, object_key
+from etcdbench.encoding.objects import STAMP_PLACEHOLDER, object_key
 from etcdbench.metrics.latency import LatencyRecorder, ValueRecorder
 from etcdbench.scenario import ENCODINGS, RunConfig
 from etcdbench.workload.accounting import Revisions, SeqSet, format_stamp
 from etcdbench.workload.ops import Op, op_stream, own_objects, seeded
+from etcdbench.workload.preload import PreloadValues
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 PLACEHOLDER = STAMP_PLACEHOLDER.encode("ascii")
@@ -68,17 +69,19 @@ class ValueTemplates:
         self.prefix = config.prefix
         self.base64 = base64_values
         self._cache: dict[tuple[str, int], tuple[str, bytes, dict[str, int]]] = {}
+        # Values made from per-class templates, byte-identical to building and encoding each object.
+        self.values = {name: PreloadValues(codec, self.profile) for name, codec in self.codecs.items()}
         self.sizes = {name: ValueRecorder() for name in (*ENCODINGS, "stored")}
 
     def get(self, kind: str, index: int) -> tuple[str, bytes, dict[str, int]]:
         """(key, encoded template, {encoding: bytes}) of an object."""
         hit = self._cache.get((kind, index))
         if hit is None:
-            obj = build_object(kind, index, self.profile)
-            value = self.codecs[self.encoding].encode(obj)
+            encoded = {name: values.value(kind, index) for name, values in self.values.items()}
+            value = encoded[self.encoding]
             if PLACEHOLDER not in value:
                 raise AssertionError(f"{kind} object has no stamp placeholder")
-            sizes = {name: len(codec.encode(obj)) for name, codec in self.codecs.items()}
+            sizes = {name: len(v) for name, v in encoded.items()}
             sizes["stored"] = len(base64.b64encode(value)) if self.base64 else len(value)
             hit = self._cache[(kind, index)] = (self.prefix + object_key(kind, index), value, sizes)
         return hit
@@ -203,29 +206,83 @@ class _Window:
                 self.cond.wait()
 
 
-def _preload(plan: WriterPlan, backend: Backend, templates: ValueTemplates, window: _Window) -> int:
-    """Store this writer's share of the standing state, closed-loop; return how many keys."""
+PRELOAD_TXN_BYTES = 1 << 20  # a preload Txn carries at most this many value bytes (etcd takes 1.5 MiB)
+PRELOAD_TXNS_IN_FLIGHT = 4  # per writer: enough to keep etcd busy, few enough to hold little memory
+PRELOAD_PROGRESS_S = 0.5  # how often a preloading writer reports how far it got
+
+
+def _preload(
+    plan: WriterPlan,
+    backend: Backend,
+    templates: ValueTemplates,
+    window: _Window,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Store this writer's share of the standing state, closed-loop; return how many keys.
+
+    On v3, up to the backend's max_txn_ops puts go in one Txn (PRELOAD_TXNS_IN_FLIGHT of them at a
+    time); on v2, which has no batching, one PUT per key with `window` in flight over its connections.
+    The keys and values are exactly those of one put per key, made from templates (workload/preload.py).
+    The first failure stops the preload; it is raised once the requests in flight are answered.
+    `progress(stored)` is called every PRELOAD_PROGRESS_S while it runs.
+    """
     cfg = plan.config
     counts = dict(cfg.preload)
     if seeded(cfg):
         counts[cfg.kind] = max(counts.get(cfg.kind, 0), cfg.objects)
     failures: list[BaseException] = []
+    put_many = getattr(backend, "put_many_async", None)
+    max_ops: int = getattr(backend, "max_txn_ops", 1)
+    txns = _Window(PRELOAD_TXNS_IN_FLIGHT) if put_many is not None else window
 
     def done(exc: BaseException | None) -> None:
         if exc is not None:
             failures.append(exc)
-        window.release()
+        txns.release()
+
+    def value(kind: str, index: int) -> tuple[str, bytes]:
+        if kind == cfg.kind and index < cfg.objects:  # the writer's own objects: their templates stay
+            key, template, _ = templates.get(kind, index)
+        else:  # standing state is written once: keep no copy
+            template = templates.values[templates.encoding].value(kind, index)
+            key = templates.prefix + object_key(kind, index)
+        return key, base64.b64encode(template) if templates.base64 else template
 
     stored = 0
+    batch: list[tuple[str, bytes]] = []
+    batch_bytes = 0
+    next_report = time.monotonic() + PRELOAD_PROGRESS_S
+
+    def send_batch() -> None:
+        nonlocal batch, batch_bytes
+        txns.acquire()
+        assert put_many is not None
+        try:
+            put_many(batch, done)
+        except Exception as exc:
+            done(exc)
+        batch, batch_bytes = [], 0
+
     for kind, n in counts.items():
         for index in range(plan.writer_id, n, cfg.total_writers):
-            key, template, _ = templates.get(kind, index)
-            window.acquire()
-            backend.put_async(key, base64.b64encode(template) if templates.base64 else template, done)
-            if kind != cfg.kind or index >= cfg.objects:
-                templates.forget(kind, index)  # standing state is written once: keep no copy
+            if failures:
+                break
+            key, data = value(kind, index)
+            if put_many is not None:
+                if batch and (len(batch) >= max_ops or batch_bytes + len(data) > PRELOAD_TXN_BYTES):
+                    send_batch()
+                batch.append((key, data))
+                batch_bytes += len(data)
+            else:
+                window.acquire()
+                backend.put_async(key, data, done)
             stored += 1
-    window.drain()
+            if progress is not None and time.monotonic() >= next_report:
+                progress(stored)
+                next_report = time.monotonic() + PRELOAD_PROGRESS_S
+    if batch and not failures:
+        send_batch()
+    txns.drain()
     if failures:
         raise RuntimeError(f"preload: {len(failures)} puts failed, e.g. {failures[0]}")
     return stored
@@ -237,7 +294,7 @@ def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[st
     templates = ValueTemplates(cfg, base64_values=not backend.binary_safe and cfg.encoding == "protobuf")
     window = _Window(cfg.max_inflight)
     started = time.monotonic()
-    preloaded = _preload(plan, backend, templates, window)
+    preloaded = _preload(plan, backend, templates, window, lambda n: conn.send(("preloading", n)))
     conn.send(("ready", {"preloaded": preloaded, "preload_s": time.monotonic() - started}))
     _, t0_ns = conn.recv()
     timeline = Timeline(t0_ns, cfg.warmup_s, cfg.duration_s)
