@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
@@ -81,3 +82,16 @@ def shielded(*, collecting: bool = False) -> Iterator[None]:
         signum, _state.held = _state.held, None
         if collecting or sys.exc_info()[1] is None:  # else: cleanup of an exception that goes on anyway
             raise Interrupted(signum, repeated=_state.count > 1)
+
+
+def start_child(proc: BaseProcess) -> None:
+    """Start a child process with SIGINT ignored, which it inherits (kept across exec): a terminal's
+    Ctrl-C reaches the whole process group, but only the parent should act on it, by stopping its
+    children in order. (Handlers can only be changed from the main thread.)"""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        proc.start()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)

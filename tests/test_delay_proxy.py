@@ -462,6 +462,14 @@ def test_an_endpoint_named_by_host_is_resolved_once() -> None:
         sock.close()
 
 
+SMALL_BUFFER = 65536
+
+
+def _tcp_max(name: str) -> int:
+    """The largest buffer the kernel autotunes a TCP socket's `name` (tcp_rmem, tcp_wmem) to."""
+    return int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
+
+
 def test_a_receiver_that_does_not_read_pushes_back_on_the_sender() -> None:
     """The proxy holds at most QUEUE_CAP_BYTES per direction, then stops reading, as a full TCP window
     would: a sender to a stalled receiver is held up instead of filling the proxy's memory."""
@@ -472,8 +480,11 @@ def test_a_receiver_that_does_not_read_pushes_back_on_the_sender() -> None:
     srv.listen()
     with srv, DelayProxy(Endpoint((f"http://127.0.0.1:{srv.getsockname()[1]}",))) as proxy:
         proxy.set_shape(RunConfig(rtt_us=2_000))
-        sock = socket.create_connection(("127.0.0.1", _port(proxy.endpoint.urls[0])))
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+        sock.connect(("127.0.0.1", _port(proxy.endpoint.urls[0])))
         stalled, _ = srv.accept()  # accepted, never read
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
         sock.setblocking(False)
         sent, chunk, idle_since = 0, b"x" * 65536, time.monotonic()
         while time.monotonic() - idle_since < 1.0 and sent < 20 * QUEUE_CAP_BYTES:
@@ -484,5 +495,8 @@ def test_a_receiver_that_does_not_read_pushes_back_on_the_sender() -> None:
                 time.sleep(0.01)
         sock.close()
         stalled.close()
-    # the cap, plus what the kernel buffers on each side of the proxy (a few MB at most)
-    assert sent < 4 * QUEUE_CAP_BYTES
+    # Held up: the sender stopped well before its 20 caps. What got through is the proxy's cap plus what
+    # the kernel buffers: our two sockets' small buffers and the proxy's two at most their autotuned max
+    # (the doubling: Linux reserves twice what is set, for its bookkeeping).
+    assert sent < 20 * QUEUE_CAP_BYTES
+    assert sent <= QUEUE_CAP_BYTES + _tcp_max("tcp_rmem") + _tcp_max("tcp_wmem") + 4 * SMALL_BUFFER

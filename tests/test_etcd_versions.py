@@ -221,7 +221,8 @@ def test_one_file_of_one_version_alone_is_refused() -> None:
 
 def test_the_readme_quotes_what_compare_prints_for_the_committed_run() -> None:
     console = Console(file=io.StringIO(), width=104, color_system=None)
-    comparison = compare([Source("etcd-versions", Path("results/scenarios/etcd-versions.json"), two_versions())])
+    path = Path("results/scenarios/etcd-versions.json")
+    comparison = compare([Source("etcd-versions", path, two_versions())])
     console.print(render(comparison), soft_wrap=True)
     printed = console.file.getvalue()  # type: ignore[attr-defined]
     readme = (RESULTS.parent / "README.md").read_text()

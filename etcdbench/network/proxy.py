@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from etcdbench.backends.base import Endpoint
 from etcdbench.errors import EtcdError, UsageError
+from etcdbench.interrupt import start_child
 from etcdbench.network.delay import Shape, serve
 from etcdbench.results.model import verdict
 from etcdbench.scenario import RunConfig
@@ -120,14 +121,9 @@ class DelayProxy:
         self._proc = ctx.Process(
             target=_proxy_main, args=(upstreams, child), name="etcdbench delay proxy", daemon=True
         )
-        # Inherit SIGINT ignored until it ignores it itself (a Ctrl-C now reaches the whole group).
-        in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
         try:
-            self._proc.start()
+            start_child(self._proc)
         finally:
-            if in_main:
-                signal.signal(signal.SIGINT, previous)
             child.close()
         try:
             ready = self._ask(None, "ready", START_TIMEOUT_S)

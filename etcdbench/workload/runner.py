@@ -28,7 +28,7 @@ from typing import Any
 from etcdbench.backends.base import Backend, Endpoint
 from etcdbench.errors import EtcdError
 from etcdbench.faults import FaultInjector
-from etcdbench.interrupt import Interrupted, as_interrupted, shielded
+from etcdbench.interrupt import Interrupted, as_interrupted, shielded, start_child
 from etcdbench.metrics.cpu import ProcessSampler, sampling_interval
 from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy
@@ -105,16 +105,9 @@ class _Child:
             child_stop, self.stop_conn = ctx.Pipe(duplex=False)
             args += (child_stop,)
         self.proc: BaseProcess = ctx.Process(target=target, args=args, name=name, daemon=True)
-        # The child inherits SIGINT ignored (kept across exec): a terminal's Ctrl-C reaches the whole
-        # process group, but only the parent should act on it, by stopping the children in order.
-        # (Handlers can only be changed from the main thread.)
-        in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
         try:
-            self.proc.start()
+            start_child(self.proc)
         finally:
-            if in_main:
-                signal.signal(signal.SIGINT, previous)
             child_conn.close()
             if child_stop is not None:
                 child_stop.close()
