@@ -47,12 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import tls_cost  # benchmarks/tls_cost.py, next to this script
 from pywatch import new_book  # benchmarks/pywatch.py, next to this script
 
 from etcdbench import __version__
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint, WatchEvent
-from etcdbench.backends.v3 import V3Backend
 from etcdbench.encoding.codec import JSON_DECODER, get_codec
 from etcdbench.encoding.objects import build_object
 from etcdbench.etcd.local import LocalEtcd, etcd_version, find_etcd_binary
@@ -654,37 +654,10 @@ def section_c(b: Bench, t: Table, ctx: dict[str, Any]) -> None:
 
 
 def put_cost(url: str, client: str, n: int = 20_000) -> float:
-    """CPU µs per put of V3Backend.put_async alone (this process), `max_inflight` puts in flight."""
-    os.environ["ETCDBENCH_V3_CLIENT"] = client
+    """CPU µs per put of V3Backend.put_async alone (this process), 64 puts in flight (tls_cost.put_cost)."""
+    backend = tls_cost.v3(Endpoint((url,)), client)
     try:
-        backend = V3Backend(Endpoint((url,)))
-    finally:
-        del os.environ["ETCDBENCH_V3_CLIENT"]
-    slots = threading.Semaphore(64)
-    finished = threading.Event()
-    left = [n]
-    lock = threading.Lock()
-    value = b"x" * POD_BYTES
-    failures: list[BaseException] = []
-
-    def done(exc: BaseException | None) -> None:
-        slots.release()
-        with lock:
-            left[0] -= 1
-            if exc is not None:
-                failures.append(exc)
-            if not left[0]:
-                finished.set()
-
-    try:
-        start = time.process_time()
-        for i in range(n):
-            slots.acquire()
-            backend.put_async(f"{PREFIX}cost-{i % 1000}", value, done)
-        finished.wait()
-        if failures:
-            raise RuntimeError(f"{len(failures)} puts failed, e.g. {failures[0]}")
-        return (time.process_time() - start) / n * 1e6
+        return tls_cost.put_cost(backend, n, PREFIX)
     finally:
         backend.close()
 

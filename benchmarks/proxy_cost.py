@@ -73,7 +73,9 @@ def main() -> None:
         socks = [socket.create_connection(("127.0.0.1", through)) for _ in range(args.connections)]
         for s in socks:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=lambda s=s: [None for _ in iter(lambda: s.recv(65536), b"")], daemon=True).start()
+            threading.Thread(
+                target=lambda s=s: [None for _ in iter(lambda: s.recv(65536), b"")], daemon=True
+            ).start()
         message = b"m" * args.size
         proc = psutil.Process(proxy.pid)
         start_ns = time.monotonic_ns()

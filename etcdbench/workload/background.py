@@ -401,71 +401,45 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix(": ")) from None
 
 
+# --bg-* flag -> (RunConfig field, type, metavar, help): one table for the flags and their values.
+BACKGROUND_FLAGS: dict[str, tuple[str, Callable[[str], float], str, str]] = {
+    "--bg-list-rate": (
+        "bg_list_rate", float, "N",
+        "background: paginated LISTs/s of the measured kind's resource dir (default 0: none)",
+    ),
+    "--bg-list-page": (
+        "bg_list_page", int, "KEYS",
+        "background: keys per LIST page, the apiserver's limit (v2 has no pages; default 500)",
+    ),
+    "--bg-get-rate": (
+        "bg_get_rate", float, "N", "background: GETs/s of single objects of the measured kind (default 0)",
+    ),
+    "--bg-event-rate": (
+        "bg_event_rate", float, "N",
+        "background: Event creates/s with a TTL, outside the measured watch (default 0)",
+    ),
+    "--bg-event-ttl": (
+        "bg_event_ttl_s", _seconds, "S",
+        "background: the Events' TTL in whole seconds (default 3600, Kubernetes' 1 h)",
+    ),
+    "--bg-watches": (
+        "bg_watches", int, "N",
+        "background: watches of other resource types, one per type like the apiserver's cacher",
+    ),
+}  # fmt: skip
+
+
 def add_background_flags(p: argparse.ArgumentParser, *, overrides: bool = False) -> None:
     """--bg-*; `overrides`: no defaults (a scenario file's values stand)."""
     d = RunConfig()
-
-    def default(value: float) -> float | None:
-        return None if overrides else value
-
-    p.add_argument(
-        "--bg-list-rate",
-        type=float,
-        default=default(d.bg_list_rate),
-        metavar="N",
-        help="background: paginated LISTs/s of the measured kind's resource dir (default 0: none)",
-    )
-    p.add_argument(
-        "--bg-list-page",
-        type=int,
-        default=default(d.bg_list_page),
-        metavar="KEYS",
-        help="background: keys per LIST page, the apiserver's limit (v2 has no pages; default 500)",
-    )
-    p.add_argument(
-        "--bg-get-rate",
-        type=float,
-        default=default(d.bg_get_rate),
-        metavar="N",
-        help="background: GETs/s of single objects of the measured kind (default 0)",
-    )
-    p.add_argument(
-        "--bg-event-rate",
-        type=float,
-        default=default(d.bg_event_rate),
-        metavar="N",
-        help="background: Event creates/s with a TTL, outside the measured watch (default 0)",
-    )
-    p.add_argument(
-        "--bg-event-ttl",
-        type=_seconds,
-        default=default(d.bg_event_ttl_s),
-        metavar="S",
-        help="background: the Events' TTL in whole seconds (default 3600, Kubernetes' 1 h)",
-    )
-    p.add_argument(
-        "--bg-watches",
-        type=int,
-        default=default(d.bg_watches),
-        metavar="N",
-        help="background: watches of other resource types, one per type like the apiserver's cacher",
-    )
-
-
-BACKGROUND_FLAGS = {
-    "bg_list_rate": "bg_list_rate",
-    "bg_list_page": "bg_list_page",
-    "bg_get_rate": "bg_get_rate",
-    "bg_event_rate": "bg_event_rate",
-    "bg_event_ttl": "bg_event_ttl_s",
-    "bg_watches": "bg_watches",
-}
+    for flag, (field, parse, metavar, help_) in BACKGROUND_FLAGS.items():
+        default = None if overrides else getattr(d, field)
+        p.add_argument(flag, type=parse, default=default, metavar=metavar, help=help_)
 
 
 def background_values(args: argparse.Namespace) -> dict[str, Any]:
     """The RunConfig fields of the --bg-* flags that were given."""
-    return {
-        field: getattr(args, dest)
-        for dest, field in BACKGROUND_FLAGS.items()
-        if getattr(args, dest) is not None
-    }
+    given = (
+        (field, getattr(args, flag[2:].replace("-", "_"))) for flag, (field, *_) in BACKGROUND_FLAGS.items()
+    )
+    return {field: value for field, value in given if value is not None}
