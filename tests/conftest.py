@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from etcd_store import Store
 
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
 
@@ -34,3 +35,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true (install what it needs in .ci/run): {reason}"
+
+
+@pytest.fixture(scope="module")
+def private_etcd() -> Iterator[LocalEtcd]:
+    """An etcd of one test module alone, for tests that compare its whole store before and after a run:
+    the session's shared etcd holds whatever the other tests left there (megabytes of it)."""
+    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:
+        yield server
+
+
+@pytest.fixture
+def store(private_etcd: LocalEtcd) -> Iterator[Store]:
+    """The private etcd's two key spaces; the foreign keys a test seeds are removed after it."""
+    s = Store(private_etcd.client_url)
+    yield s
+    s.close()

@@ -11,15 +11,14 @@ import json
 import signal
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli_console import run_cli
+from etcd_store import Store
 from test_interrupt import DURATION, OBJECTS, RATE, assert_nothing_left, finish, start
 from test_results import a_run
-from test_safety import Store
 
 from etcdbench._pb.etcd import rpc_pb2
 from etcdbench.backends.base import Endpoint
@@ -27,7 +26,6 @@ from etcdbench.backends.v2 import V2Backend
 from etcdbench.backends.v3 import V3Backend, prefix_range_end
 from etcdbench.encoding.objects import object_key
 from etcdbench.errors import EXIT_USAGE, UsageError
-from etcdbench.etcd import LocalEtcd, find_etcd_binary
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.results.model import verdict
 from etcdbench.scenario import RunConfig
@@ -52,20 +50,6 @@ BACKGROUND = (
     "--bg-watches",
     "3",
 )
-
-
-@pytest.fixture(scope="module")
-def bg_etcd() -> Iterator[LocalEtcd]:
-    """An etcd of these tests alone: the whole store is compared before and after a run."""
-    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:
-        yield server
-
-
-@pytest.fixture
-def store(bg_etcd: LocalEtcd) -> Iterator[Store]:
-    s = Store(bg_etcd.client_url)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ store (v3: every key with its value, create and mod revision; v2: every node) be
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -16,20 +15,16 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from cli_console import run_cli
+from etcd_store import Snapshot, Store
 
 import etcdbench.session
-from etcdbench._pb.etcd import rpc_pb2, rpc_pb2_grpc
 from etcdbench.backends.base import Endpoint
 from etcdbench.backends.v3 import V3Backend
 from etcdbench.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, EtcdError, UsageError
@@ -40,85 +35,7 @@ from etcdbench.session import OwnKeys, Target, check_prefix
 from etcdbench.shard import BARRIER_PREFIX, Barrier, resolve_run_id
 from etcdbench.workload.ops import written_keys
 
-Snapshot = dict[str, tuple[bytes, int, int]]  # key -> (value, created, modified)
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 SMALL = ("--rate", "40", "--duration", "1", "--warmup", "0", "--objects", "6", "--drain", "2")
-
-
-class Store:
-    """Both key spaces of one etcd, read and written without etcdbench's code."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._channel = grpc.insecure_channel(url.split("://", 1)[1])
-        self._kv = rpc_pb2_grpc.KVStub(self._channel)
-        self.seeded: set[str] = set()  # the foreign keys a test made: gone after it
-        self.seeded_v2: set[str] = set()
-
-    def close(self) -> None:
-        for key in self.seeded:
-            self._kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=key.encode()), timeout=10)
-        for key in self.seeded_v2:
-            req = urllib.request.Request(f"{self.url}/v2/keys{key}", method="DELETE")
-            with contextlib.suppress(urllib.error.HTTPError):
-                NO_PROXY.open(req, timeout=10).close()
-        self._channel.close()
-
-    def put(self, key: str, value: bytes) -> None:
-        self._kv.Put(rpc_pb2.PutRequest(key=key.encode(), value=value), timeout=10)
-        self.seeded.add(key)
-
-    def v3(self) -> tuple[int, Snapshot]:
-        """(store revision, every key) of the v3 store."""
-        resp = self._kv.Range(rpc_pb2.RangeRequest(key=b"\0", range_end=b"\0"), timeout=10)
-        keys = {kv.key.decode(): (kv.value, kv.create_revision, kv.mod_revision) for kv in resp.kvs}
-        return int(resp.header.revision), keys
-
-    def revision(self) -> int:
-        return self.v3()[0]
-
-    def v2_put(self, key: str, value: str) -> None:
-        body = urllib.parse.urlencode({"value": value}).encode()
-        req = urllib.request.Request(f"{self.url}/v2/keys{key}", data=body, method="PUT")
-        NO_PROXY.open(req, timeout=10).close()
-        self.seeded_v2.add(key)
-
-    def v2_index(self) -> int:
-        with NO_PROXY.open(f"{self.url}/v2/keys/", timeout=10) as r:
-            return int(r.headers["X-Etcd-Index"])
-
-    def v2(self) -> Snapshot:
-        """Every node of the v2 store, directories included (value b"<dir>")."""
-        with NO_PROXY.open(f"{self.url}/v2/keys/?recursive=true", timeout=10) as r:
-            root = json.loads(r.read())["node"]
-        nodes: Snapshot = {}
-
-        def walk(node: dict[str, Any]) -> None:
-            for child in node.get("nodes", ()):
-                value = b"<dir>" if child.get("dir") else str(child["value"]).encode()
-                nodes[child["key"]] = (value, child["createdIndex"], child["modifiedIndex"])
-                walk(child)
-
-        walk(root)
-        return nodes
-
-    def both(self) -> tuple[Snapshot, Snapshot]:
-        return self.v3()[1], self.v2()
-
-
-@pytest.fixture(scope="module")
-def safety_etcd() -> Iterator[LocalEtcd]:
-    """An etcd of these tests alone: its whole store is compared before and after each run, and the
-    session's shared etcd holds whatever the other tests left there (megabytes of it)."""
-    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:
-        yield server
-
-
-@pytest.fixture
-def store(safety_etcd: LocalEtcd) -> Iterator[Store]:
-    s = Store(safety_etcd.client_url)
-    yield s
-    s.close()
 
 
 @pytest.fixture
