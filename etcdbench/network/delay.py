@@ -250,16 +250,20 @@ class DelayLoop:
             flow.reading = False
             self._readers.pop(flow.src.fileno(), None)
 
+    def _forget(self, s: socket.socket) -> None:
+        """Stop watching `s` for reading and writing (before it is closed or reset)."""
+        with contextlib.suppress(OSError):
+            fd = s.fileno()
+            self._readers.pop(fd, None)
+            self._writers.pop(fd, None)
+
     def _abort(self, pair: _Pair) -> None:
         """Both sides reset at once (a reset is not data: it is not delayed)."""
         if pair.closed:
             return
         pair.closed = True
         for s in (pair.downstream, pair.upstream):
-            with contextlib.suppress(OSError):
-                fd = s.fileno()
-                self._readers.pop(fd, None)
-                self._writers.pop(fd, None)
+            self._forget(s)
             _reset(s)
         for flow in (pair.up, pair.down):
             flow.queue.clear()
@@ -269,10 +273,7 @@ class DelayLoop:
         if all(f.eof_read and not f.queue and f.out is None for f in (pair.up, pair.down)):
             pair.closed = True
             for s in (pair.downstream, pair.upstream):
-                with contextlib.suppress(OSError):
-                    fd = s.fileno()
-                    self._readers.pop(fd, None)
-                    self._writers.pop(fd, None)
+                self._forget(s)
                 s.close()
 
     # -- data --------------------------------------------------------------------------------------
