@@ -14,6 +14,7 @@ what one member does for its clients (send watch events) is summed.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import ssl
 import threading
@@ -264,12 +265,10 @@ def _series(
 
 
 def _at_or_before(times: Sequence[float], t: float) -> int | None:
-    found = None
-    for i, ti in enumerate(times):
-        if ti > t:
-            break
-        found = i
-    return found
+    """The index of the last sample at or before `t` (samples are in time order): a soak's series has
+    thousands of points, looked up once per point."""
+    i = bisect.bisect_right(times, t) - 1
+    return i if i >= 0 else None
 
 
 def disagreements(view: dict[str, Any] | None, run: dict[str, Any]) -> list[str]:
