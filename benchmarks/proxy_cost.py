@@ -23,9 +23,9 @@ from multiprocessing.connection import Connection
 import psutil
 
 from etcdbench.backends.base import Endpoint
-from etcdbench.network.flags import parse_network_duration
+from etcdbench.cli.network_flags import parse_network_duration
+from etcdbench.config.run import RunConfig
 from etcdbench.network.proxy import DelayProxy
-from etcdbench.scenario import RunConfig
 
 
 def _sink(conn: Connection) -> None:

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from etcdbench.backends.base import Backend, Endpoint
+from etcdbench.backends.credentials import Credentials
 from etcdbench.backends.v2 import V2Backend
 from etcdbench.backends.v3 import V3Backend
 from etcdbench.etcd.certs import Pki, TemporaryPki
 from etcdbench.etcd.local import LocalEtcd, TlsFiles, etcd_version, find_etcd_binary
-from etcdbench.security import Credentials
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -1,3 +1,3 @@
-from etcdbench.cli import main
+from etcdbench.cli.app import main
 
 raise SystemExit(main())

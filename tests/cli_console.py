@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from etcdbench.cli import run
+from etcdbench.cli.app import run
 
 
 def run_cli(*argv: str, width: int = 100) -> tuple[int, str, str]:

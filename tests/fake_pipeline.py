@@ -22,9 +22,9 @@ from hdrh.histogram import HdrHistogram
 
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent
 from etcdbench.backends.fake import FakeBackend, FakeEtcd
-from etcdbench.results.model import build_run
-from etcdbench.scenario import RunConfig
-from etcdbench.workload import runner, watcher, writer
+from etcdbench.config.run import RunConfig
+from etcdbench.workload import books, runner, watcher, writer
+from etcdbench.workload.books import build_run
 from etcdbench.workload.timeline import Timeline
 
 STAMP = re.compile(rb"(\d{4}):(\d{12}):\d{20}")
@@ -61,8 +61,7 @@ def pipeline_backends(make_backend: MakeBackend) -> Iterator[None]:
         mock.patch.object(watcher, "make_backend", make),
         mock.patch.object(writer, "RETRY_BASE_S", 0.001),
         mock.patch.object(writer, "RETRY_MAX_S", 0.004),
-        mock.patch.object(runner, "EXPIRY_GRACE_S", 0.0),
-        mock.patch("etcdbench.results.model.EXPIRY_GRACE_S", 0.0),
+        mock.patch.object(books, "EXPIRY_GRACE_S", 0.0),  # one home: the runner reads it there too
         mock.patch.object(HdrHistogram, "get_mean_value", lambda self: 0.0),
     ):
         yield

@@ -10,8 +10,8 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from etcdbench.backends.credentials import Credentials, endpoint_tls
 from etcdbench.errors import EtcdError
-from etcdbench.security import Credentials, endpoint_tls
 
 
 @dataclass(frozen=True)

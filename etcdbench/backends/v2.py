@@ -1,6 +1,6 @@
 """The etcd v2 API backend: what Kubernetes <= 1.5 used.
 
-Every request goes through our own HTTP/1.1 client (etcdbench.backends.http1): kept-alive
+Every request goes through our own HTTP/1.1 client (etcdbench.backends.transport.http1): kept-alive
 connections and no automatic retries, so that a put is sent exactly once per put_async() (the writer
 retries, and counts it) and a watch event costs little CPU beyond decoding its JSON. Puts and deletes
 run on a small pool of connections, one thread each; the watcher owns one connection.
@@ -53,9 +53,17 @@ from etcdbench.backends.base import (
     WatchEvent,
     WatchItem,
 )
-from etcdbench.backends.http1 import Connection, Done, Pool, Response, Server, basic_auth, form_value
+from etcdbench.backends.credentials import parse_endpoint, tls_hint
+from etcdbench.backends.transport.http1 import (
+    Connection,
+    Done,
+    Pool,
+    Response,
+    Server,
+    basic_auth,
+    form_value,
+)
 from etcdbench.errors import EtcdError
-from etcdbench.security import parse_endpoint, tls_hint
 
 _PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
 _DELETE_ACTIONS = frozenset({"delete", "expire", "compareAndDelete"})

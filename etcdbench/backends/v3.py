@@ -41,7 +41,8 @@ from etcdbench.backends.base import (
     WatchEvent,
     WatchItem,
 )
-from etcdbench.backends.h2 import (
+from etcdbench.backends.credentials import parse_endpoint, tls_hint
+from etcdbench.backends.transport.h2 import (
     ConnectionLost,
     GrpcStatus,
     StreamCall,
@@ -50,7 +51,6 @@ from etcdbench.backends.h2 import (
     request_headers,
 )
 from etcdbench.errors import EtcdError
-from etcdbench.security import parse_endpoint, tls_hint
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # one page of a relist, or one huge object, fits
 # A relist reads the prefix in pages of this many keys at one revision, as the kube-apiserver's

@@ -144,8 +144,8 @@ class LocalCluster:
         import grpc
 
         from etcdbench.backends.base import Endpoint
+        from etcdbench.backends.credentials import Credentials
         from etcdbench.backends.v3 import V3Backend
-        from etcdbench.security import Credentials
 
         creds = None
         if self.tls is not None:  # the members' own probe certificate

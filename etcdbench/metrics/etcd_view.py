@@ -27,7 +27,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from etcdbench.security import Credentials
+from etcdbench.backends.credentials import Credentials
 
 SCRAPE_TIMEOUT_S = 2.0
 # A v2 store write's `action` label: these put a value, the others remove one.

@@ -28,11 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from etcdbench.backends.base import Endpoint
+from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.interrupt import start_child
 from etcdbench.network.delay import Shape, serve
-from etcdbench.results.model import verdict
-from etcdbench.scenario import RunConfig
+from etcdbench.results.verdict import verdict
 
 START_TIMEOUT_S = 30.0
 REPORT_TIMEOUT_S = 10.0

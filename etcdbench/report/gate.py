@@ -21,9 +21,9 @@ from typing import Any
 
 from rich.text import Text
 
+from etcdbench.config.run import parse_duration_us
 from etcdbench.errors import UsageError
 from etcdbench.report.compare import MATCHED_BY, Comparison, Noise, fmt_value, latency_noise, pairs, value_at
-from etcdbench.scenario import parse_duration_us
 
 OPERATORS = (">=", "<=", ">", "<")
 LATENCIES = ("watch", "put", "schedule_slip")

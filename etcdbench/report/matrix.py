@@ -12,7 +12,6 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from etcdbench.capacity import headline
 from etcdbench.report.console import fmt_us
 
 # Fields a run's label already shows ("v2(poll)+json pod @500/s churn x10 watchers"), or that say
@@ -284,3 +283,26 @@ def comparison(results: dict[str, Any]) -> list[RenderableType]:
         out.append(matrix_table(runs, title=title))
         out.extend(Text(line) for line in conclusions(runs))
     return out
+
+
+def headline(capacity: dict[str, Any]) -> str:
+    """One line: 'knee: 1,800 writes/s (within 4.2%: passed at 1,800, failed at 1,875) — limited by etcd'."""
+    knee, fail = capacity["interval"]
+    limited = capacity.get("limited_by")
+    tail = f" — limited by {limited['text']}" if limited else ""
+    if knee is None:
+        lowest = min((p["rate"] for p in capacity["curve"]), default=None)
+        at = f" (lowest rate tried: {_writes(lowest)})" if lowest is not None else ""
+        return f"no passing rate found{at}{tail}"
+    if fail is None:
+        return f"knee: at least {_writes(knee)} writes/s — no rate tried failed before the budget ran out"
+    width = capacity["relative_width"]
+    unconfirmed = "" if capacity["confirmed"] else "; see the note"
+    return (
+        f"knee: {_writes(knee)} writes/s (within {width:.1%}: passed at {_writes(knee)}, "
+        f"failed at {_writes(fail)}{unconfirmed}){tail}"
+    )
+
+
+def _writes(rate: float) -> str:
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:,.3g}"

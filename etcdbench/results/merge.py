@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from etcdbench.config.run import RunConfig
 from etcdbench.errors import UsageError
 from etcdbench.results.io import environment, load, new_results
-from etcdbench.results.model import add_series, merge_summaries, verdict
-from etcdbench.scenario import RunConfig
+from etcdbench.results.verdict import add_series, merge_summaries, verdict
 
 SHARD_FIELDS = frozenset({"shard"})  # config fields that differ between the shards of one run
 _SHARD_LABEL = re.compile(r" shard \d+/\d+$")

@@ -12,7 +12,9 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-STAMP_FORMAT = "{:04d}:{:012d}:{:020d}"
+from etcdbench.config.run import STAMP_SEQ_DIGITS, STAMP_WRITER_DIGITS
+
+STAMP_FORMAT = f"{{:0{STAMP_WRITER_DIGITS}d}}:{{:0{STAMP_SEQ_DIGITS}d}}:{{:020d}}"
 
 
 def format_stamp(writer: int, seq: int, intended_ns: int) -> str:

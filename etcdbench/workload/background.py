@@ -36,19 +36,19 @@ from typing import Any, cast
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint, Reader, Relist
-from etcdbench.durations import parse_duration
+from etcdbench.config.durations import parse_duration
+from etcdbench.config.run import RunConfig
 from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import build_object, object_key, resource_of
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.metrics.latency import LatencyRecorder
-from etcdbench.results.model import merge_summaries
-from etcdbench.scenario import RunConfig
+from etcdbench.results.verdict import merge_summaries
 from etcdbench.workload.timeline import NS, Timeline
 
 READERS = 4  # LISTs (and GETs) in flight at most, each reader on a connection of its own
 EVENTS_INFLIGHT = 64  # Event puts in flight at most
 EVENT_TEMPLATES = 16  # distinct Event objects encoded; key i carries template i % 16
-SLIP_FELL_BEHIND_US = 100_000  # as the writers' client-bound threshold (results.model)
+SLIP_FELL_BEHIND_US = 100_000  # as the writers' client-bound threshold (results.verdict)
 # After the stop, ops in flight get this long to be answered, and the Events' watch to receive them
 # (within the parent's 5 s after an interrupt); a watch that receives nothing for WATCH_IDLE_S is done.
 STOP_WAIT_S = 3.0

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import count, islice
 
+from etcdbench.config.run import RunConfig
 from etcdbench.encoding.objects import object_key
-from etcdbench.scenario import RunConfig
 from etcdbench.workload.background import background_keys
 
 

@@ -26,16 +26,17 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from etcdbench.backends.base import Backend, Endpoint
+from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError
-from etcdbench.faults import FaultInjector
+from etcdbench.etcd.faults import FaultInjector
 from etcdbench.interrupt import Interrupted, as_interrupted, shielded, start_child
 from etcdbench.metrics.cpu import ProcessSampler, sampling_interval
 from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy
-from etcdbench.results.model import build_run
-from etcdbench.scenario import RunConfig
+from etcdbench.workload import books
 from etcdbench.workload.background import STOP_WAIT_S as BG_STOP_WAIT_S
 from etcdbench.workload.background import BackgroundPlan, run_background, summarize
+from etcdbench.workload.books import build_run
 from etcdbench.workload.timeline import NS, Timeline
 from etcdbench.workload.watcher import WatcherPlan, run_watcher
 from etcdbench.workload.writer import WriterPlan, run_writer
@@ -44,7 +45,6 @@ READY_TIMEOUT_S = 60.0
 START_LEAD_S = 0.5  # t0 this far ahead of "all ready", so no process starts late
 GRACE_S = 30.0  # how long past its schedule a writer may take to finish its last puts
 MIN_PRELOAD_RATE = 100.0  # keys/s: a preload slower than this is reported as a failure, not waited for
-EXPIRY_GRACE_S = 3.0  # etcd revokes expired leases in periodic batches: allow this much lateness
 # After an interrupt: how long the processes get to stop and report before they are killed. The
 # watcher spends at most watcher.STOP_DRAIN_S of it receiving the last acknowledged writes.
 STOP_WAIT_S = 5.0
@@ -179,7 +179,7 @@ def drain_message(
     expiring = [expiry for r in reports for _, expiry in r["expiring"]] if wait_for_expiries else []
     if wait_for_expiries:
         keys += [key for r in reports for key, _ in r["expiring"]]
-    until_ns = max(expiring) + round(EXPIRY_GRACE_S * NS) if expiring else 0
+    until_ns = max(expiring) + round(books.EXPIRY_GRACE_S * NS) if expiring else 0
     return acked, keys, until_ns
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
+from etcdbench.config.run import RunConfig
 from etcdbench.encoding.codec import Codec, get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER
 from etcdbench.metrics.latency import LatencyRecorder
-from etcdbench.scenario import RunConfig
 from etcdbench.workload.accounting import EventLedger, SeqSet, parse_stamp
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 

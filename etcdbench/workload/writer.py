@@ -27,10 +27,10 @@ from typing import Any
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint, KeyGone, PutCallback
+from etcdbench.config.run import ENCODINGS, RunConfig
 from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER, object_key
 from etcdbench.metrics.latency import LatencyRecorder, ValueRecorder
-from etcdbench.scenario import ENCODINGS, RunConfig
 from etcdbench.workload.accounting import Revisions, SeqSet, format_stamp
 from etcdbench.workload.ops import Op, op_stream, own_objects, seeded
 from etcdbench.workload.preload import PreloadValues

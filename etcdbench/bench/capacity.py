@@ -1,0 +1,275 @@
+"""Capacity search: the highest write rate at which one watcher still passes the verdict.
+
+The search only sees a `measure(rate) -> run dict` callable (as `Target.run` returns) and a clock, so
+it is tested with a fake etcd of known capacity and a fake clock. Steps:
+
+1. rise: measure `start`, `2 * start`, `4 * start`, ... until a rate fails (or, when `start` itself
+   fails, fall: `start / 2`, `start / 4`, ... down to `min_rate`, until one passes);
+2. bisect: measure the geometric middle of [highest pass, lowest fail] until the interval's width,
+   relative to its lower end, is within `resolution`, or the budget would run out;
+3. repeat the highest passing rate once. If it fails again, the boundary is not stable: the next lower
+   passing rate becomes the knee and a note says why.
+
+The budget is wall-clock seconds for the whole search. A step starts only when it and the repeat are
+expected to end within the budget (each expected to take as long as the longest step so far); the
+first step and the repeat always run, so a budget shorter than two steps is exceeded by the repeat.
+
+What limited the rate is read from the run at the lowest failing rate: its verdict says whether our
+own client (the watcher process or the writers) was saturated; if not, the limit was etcd.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from etcdbench.report.console import fmt_us
+
+Measure = Callable[[float], dict[str, Any]]
+Clock = Callable[[], float]
+
+DEFAULT_START = 500.0  # writes/s: what a 5,000-node cluster's heartbeats make
+DEFAULT_RESOLUTION = 0.05
+DEFAULT_BUDGET_S = 300.0
+FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class Step:
+    rate: float
+    phase: str  # "rise", "fall", "bisect" or "repeat"
+    run: dict[str, Any]
+    started_s: float  # since the search started, by its clock
+    took_s: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.run["verdict"]["pass"])
+
+
+@dataclass
+class Capacity:
+    """The outcome; `to_dict()` is what the results file keeps under "capacity"."""
+
+    steps: list[Step]
+    knee: float | None  # highest passing rate that held on repeat (or the next lower pass)
+    lowest_fail: float | None  # lowest failing rate above the knee
+    confirmed: bool  # the knee's rate passed twice (the search's pass and the repeat)
+    stopped_by: str  # "resolution", "budget" or "floor" (nothing passed down to the minimum rate)
+    resolution: float
+    budget_s: float
+    elapsed_s: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def relative_width(self) -> float | None:
+        if self.knee is None or self.lowest_fail is None:
+            return None
+        return (self.lowest_fail - self.knee) / self.knee
+
+    @property
+    def limiting_step(self) -> Step | None:
+        """The last run at the lowest failing rate: where the limit showed."""
+        at = [s for s in self.steps if s.rate == self.lowest_fail and not s.passed]
+        return at[-1] if at else None
+
+    def limited_by(self) -> dict[str, Any] | None:
+        step = self.limiting_step
+        return None if step is None else {"rate": step.rate, **limiter(step.run)}
+
+    def to_dict(self, first_run_index: int = 0) -> dict[str, Any]:
+        """Step i is runs[first_run_index + i] of the results file."""
+        width = self.relative_width
+        curve = sorted(
+            (
+                {"rate": s.rate, "phase": s.phase, "run": first_run_index + i, **_point(s.run)}
+                for i, s in enumerate(self.steps)
+            ),
+            key=lambda p: (p["rate"], p["run"]),
+        )
+        return {
+            "knee": self.knee,
+            "confirmed": self.confirmed,
+            "interval": [self.knee, self.lowest_fail],
+            "relative_width": None if width is None else round(width, 4),
+            "resolution": self.resolution,
+            "budget_s": self.budget_s,
+            "elapsed_s": round(self.elapsed_s, 1),
+            "stopped_by": self.stopped_by,
+            "limited_by": self.limited_by(),
+            "notes": list(self.notes),
+            "curve": curve,
+        }
+
+
+def search(
+    measure: Measure,
+    *,
+    start: float = DEFAULT_START,
+    resolution: float = DEFAULT_RESOLUTION,
+    budget_s: float = DEFAULT_BUDGET_S,
+    min_rate: float = 1.0,
+    clock: Clock = time.monotonic,
+) -> Capacity:
+    """Find the knee: see the module docstring for the steps and how the budget is kept."""
+    if not start > 0 or not resolution > 0 or not budget_s > 0 or not min_rate > 0:
+        raise ValueError("start, resolution, budget_s and min_rate must be > 0")
+    t0 = clock()
+    steps: list[Step] = []
+    longest = 0.0
+
+    def fits(steps_ahead: int) -> bool:
+        return not steps or clock() - t0 + longest * steps_ahead <= budget_s
+
+    def step(rate: float, phase: str) -> bool:
+        nonlocal longest
+        begin = clock()
+        run = measure(rate)
+        took = clock() - begin
+        longest = max(longest, took)
+        steps.append(Step(rate, phase, run, begin - t0, took))
+        return steps[-1].passed
+
+    best: float | None = None  # highest passing rate
+    worst: float | None = None  # lowest failing rate
+    stopped_by = ""
+    rate = start
+    while True:  # 1. rise (or fall) until the knee is bracketed
+        if not fits(2 if best is not None else 1):
+            stopped_by = "budget"
+            break
+        if step(rate, "rise" if worst is None else "fall"):
+            best = rate
+            if worst is not None:
+                break
+            rate *= FACTOR
+        else:
+            worst = rate
+            if best is not None:
+                break
+            if rate <= min_rate:
+                stopped_by = "floor"
+                break
+            rate = max(rate / FACTOR, min_rate)
+
+    while not stopped_by and best is not None and worst is not None:  # 2. bisect
+        if (worst - best) / best <= resolution:
+            stopped_by = "resolution"
+            break
+        if not fits(2):
+            stopped_by = "budget"
+            break
+        mid = _between(best, worst)
+        if step(mid, "bisect"):
+            best = mid
+        else:
+            worst = mid
+
+    notes: list[str] = []
+    knee = best
+    confirmed = False
+    if best is not None:  # 3. does the boundary hold?
+        if step(best, "repeat"):
+            confirmed = True
+        else:
+            worst = best
+            lower = [s.rate for s in steps if s.passed and s.rate < best]
+            knee = max(lower) if lower else None
+            notes.append(
+                f"{best:,.0f} writes/s passed once and failed on repeat: the boundary is not stable"
+                + (f"; the knee is the next lower passing rate, {knee:,.0f}" if knee else "")
+            )
+    if stopped_by == "budget":
+        notes.append(
+            "the budget ran out before the interval reached the resolution"
+            if worst is not None
+            else "the budget ran out before any rate failed: the knee is at least the highest rate tried"
+        )
+    if stopped_by == "floor":
+        notes.append(f"no rate passed, down to {steps[-1].rate:g} writes/s")
+    return Capacity(
+        steps=steps,
+        knee=knee,
+        lowest_fail=worst,
+        confirmed=confirmed,
+        stopped_by=stopped_by,
+        resolution=resolution,
+        budget_s=budget_s,
+        elapsed_s=clock() - t0,
+        notes=notes,
+    )
+
+
+def limiter(run: dict[str, Any]) -> dict[str, Any]:
+    """Who set the pace of a failing run: "etcd", or etcdbench's "watcher", "writers" or both.
+
+    The verdict's client-bound reasons name the saturated part of our client; the figures quoted come
+    from the run (cores used, the writers' schedule slip)."""
+    verdict = run["verdict"]
+    cpu = run.get("cpu", {})
+    reasons = list(verdict.get("client_bound_reasons", []))
+    parts: list[str] = []
+    details: list[str] = []
+    if verdict.get("client_bound"):
+        watcher = [r for r in reasons if "watcher" in r]
+        writers = [r for r in reasons if "writer" in r]
+        config = run.get("config", {})
+        if watcher:
+            parts.append("watcher")
+            details.append(_cores(cpu, "watcher", config.get("watchers", 1)) or watcher[0])
+        if writers:
+            parts.append("writers")
+            slip = run.get("latency_us", {}).get("schedule_slip", {}).get("p99")
+            bits = [f"schedule slip p99 {fmt_us(slip)}"] if slip is not None else []
+            bits.append(_cores(cpu, "writer", config.get("writers", 1)))
+            details.append(", ".join(b for b in bits if b) or writers[0])
+        if not parts:  # a reason this code does not recognise: quote it rather than guess
+            parts.append("client")
+            details.extend(reasons)
+        what = "etcdbench's " + " and ".join(parts)
+        text = f"{what} ({'; '.join(details)}), not etcd"
+        by = "+".join(parts)
+    else:
+        by = "etcd"
+        text = "etcd"
+        host = cpu.get("host")
+        if isinstance(host, int | float) and any("host CPU" in w for w in verdict.get("warnings", [])):
+            text += f" (host CPU {host:.0%} busy: etcd shared the machine with etcdbench)"
+    return {"by": by, "text": text, "reasons": list(verdict["reasons"]), "client_bound_reasons": reasons}
+
+
+def _cores(cpu: dict[str, Any], role: str, processes: int) -> str:
+    """'1.00 core'; with several processes the busiest one's, or else their total."""
+    busiest = cpu.get(f"{role}_max")
+    total = cpu.get(f"{role}s" if role == "writer" else role)
+    if processes > 1 and isinstance(busiest, int | float):
+        return f"busiest of {processes} {role}s {busiest:.2f} core"
+    if processes > 1 and isinstance(total, int | float):
+        return f"{total:.2f} cores for {processes} {role}s"
+    value = busiest if isinstance(busiest, int | float) else total
+    return f"{value:.2f} core" if isinstance(value, int | float) else ""
+
+
+def _point(run: dict[str, Any]) -> dict[str, Any]:
+    watch = run["latency_us"]["watch"]
+    return {
+        "events_per_s": run["watch_events_per_s"],
+        "p50_us": watch["p50"],
+        "p99_us": watch["p99"],
+        "missed": run["counters"]["missed"],
+        "pass": bool(run["verdict"]["pass"]),
+        "client_bound": bool(run["verdict"]["client_bound"]),
+    }
+
+
+def _between(low: float, high: float) -> float:
+    """The geometric middle of (low, high), rounded to the fewest significant digits that stay inside."""
+    middle = math.sqrt(low * high)
+    for digits in range(2, 10):
+        rounded = float(f"{middle:.{digits}g}")
+        if low < rounded < high:
+            return rounded
+    return middle

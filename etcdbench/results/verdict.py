@@ -1,0 +1,111 @@
+"""A run's verdict, and how several runs' summaries and series add up (shards, watches).
+
+Every figure's meaning is stated in docs/methodology.md; the names say what they measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from etcdbench.config.run import RunConfig
+from etcdbench.metrics.cpu import SATURATED_CORES
+from etcdbench.metrics.etcd_view import disagreements
+from etcdbench.metrics.latency import LatencyRecorder
+
+RECEIVED_RATE_FLOOR = 0.99  # of the target rate, over the measured window
+SLIP_CLIENT_BOUND_US = 100_000  # writers dispatching p99 100 ms late could not keep the schedule
+
+
+def merge_summaries(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One summary from several: their encoded HDR histograms added, out-of-range counts summed."""
+    rec = LatencyRecorder()
+    for s in summaries:
+        rec.merge(LatencyRecorder.decode(s.get("hdr", ""), s.get("out_of_range", 0)))
+    return rec.summary()
+
+
+def add_series(series: Sequence[Sequence[int]]) -> list[int]:
+    """Per-second series added index by index (the shorter ones count as zero past their end)."""
+    out = [0] * max((len(s) for s in series), default=0)
+    for s in series:
+        for i, n in enumerate(s):
+            out[i] += n
+    return out
+
+
+def verdict(run: dict[str, Any], config: RunConfig) -> dict[str, Any]:
+    """PASS: events received at >= 99% of the target rate, nothing missed, watch p99 within the SLO."""
+    reasons: list[str] = []
+    incomplete = run.get("incomplete")
+    if incomplete:
+        reasons.append(f"incomplete: {incomplete}")
+    # An interrupted warm-up never opened the window: its rates and latencies are not failures of etcd.
+    window = run["duration_s"] > 0
+    c = run["counters"]
+    floor = RECEIVED_RATE_FLOOR * config.rate / config.shards  # a shard answers for its share
+    if window and run["watch_events_per_s"] < floor:
+        who = "slowest of the watchers" if run.get("watchers", 1) > 1 else "watcher"
+        reasons.append(f"{who} received {run['watch_events_per_s']:g} events/s < {floor:g} (99% of target)")
+    if c["missed"]:
+        reasons.append(f"{c['missed']} events missed ({c['relists']} relists)")
+    if c.get("duplicates_redelivered"):
+        reasons.append(f"{c['duplicates_redelivered']} events delivered twice at the same revision")
+    p99 = run["latency_us"]["watch"]["p99"]
+    if p99 is None:
+        if window:
+            reasons.append("no watch latency recorded in the measured window")
+    elif p99 > config.slo_p99_us:
+        reasons.append(f"watch p99 {_ms(p99)} > SLO {_ms(config.slo_p99_us)}")
+    if c["errors"]:
+        reasons.append(f"{c['errors']} writes failed")
+    if c.get("unsent") and not incomplete:  # else the reason it is incomplete says why
+        reasons.append(f"{c['unsent']} writes never sent (the writers gave up on an unreachable etcd)")
+    if window and run["write_rate_achieved"] < floor:
+        reasons.append(
+            f"writers achieved {run['write_rate_achieved']:g} writes/s < {floor:g} (99% of target)"
+        )
+
+    bound: list[str] = []
+    cpu = run["cpu"]
+    # Each of our processes decodes or encodes on one core (the GIL): one near 1.0 is saturated.
+    watcher_max = cpu.get("watcher_max") or cpu.get("watcher") or 0
+    writer_max = cpu.get("writer_max") or (cpu.get("writers") or 0) / config.writers
+    if watcher_max >= SATURATED_CORES:
+        bound.append(f"a watcher process used {watcher_max:.2f} of its one core")
+    if writer_max >= SATURATED_CORES:
+        bound.append(f"a writer process used {writer_max:.2f} of its one core")
+    network = run.get("network") or {}
+    if network.get("proxy_fell_behind"):
+        bound.append(f"the delay proxy fell behind its schedule (lag p99 {network['proxy_lag_p99_ms']:g} ms)")
+    if (network.get("proxy_cpu_cores") or 0) >= SATURATED_CORES:
+        bound.append(f"the delay proxy used {network['proxy_cpu_cores']:.2f} of its one core")
+    background = run.get("background") or {}
+    if background.get("fell_behind"):
+        why = ", ".join(background.get("fell_behind_because") or [])
+        bound.append(f"the background load fell behind its schedule ({why})")
+    if (cpu.get("background") or 0) >= SATURATED_CORES:
+        bound.append(f"the background load's process used {cpu['background']:.2f} of its one core")
+    warnings = []
+    slip_p99 = run["latency_us"]["schedule_slip"]["p99"]
+    if slip_p99 is not None and slip_p99 > SLIP_CLIENT_BOUND_US:
+        if run.get("faults"):  # writes held up by a stalled or failing etcd also fill the window
+            warnings.append(
+                f"writers fell behind their schedule during injected faults (slip p99 {_ms(slip_p99)})"
+            )
+        else:
+            bound.append(f"writers fell behind their schedule (slip p99 {_ms(slip_p99)})")
+    if (cpu.get("host") or 0) >= SATURATED_CORES:
+        warnings.append(f"host CPU {cpu['host']:.0%} busy: etcd and etcdbench competed for the same cores")
+    warnings += [f"etcd disagrees: {line}" for line in disagreements(run.get("etcd"), run)]
+    return {
+        "pass": not reasons,
+        "reasons": reasons,
+        "client_bound": bool(bound),
+        "client_bound_reasons": bound,
+        "warnings": warnings,
+    }
+
+
+def _ms(us: int) -> str:
+    return f"{us / 1000:.1f} ms" if us < 1_000_000 else f"{us / 1e6:.2f} s"

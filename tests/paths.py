@@ -1,0 +1,8 @@
+"""Where the tests find the project's files, whatever layer folder a test lives in."""
+
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+DATA = TESTS / "data"  # committed results samples and fixtures of the tests
+RESULTS = ROOT / "results"  # the committed results files the README and docs quote
