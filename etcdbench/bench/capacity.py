@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from etcdbench.report.console import fmt_us
+from etcdbench.metrics.latency import fmt_us
 
 Measure = Callable[[float], dict[str, Any]]
 Clock = Callable[[], float]

@@ -100,3 +100,14 @@ class LatencyRecorder:
 
 # The same histogram serves any positive integer: object sizes in bytes, for one.
 ValueRecorder = LatencyRecorder
+
+
+def fmt_us(us: int | float | None) -> str:
+    """A microsecond figure as people read it: 850 µs, 12.30 ms, 1.20 s ("-" for none)."""
+    if us is None:
+        return "-"
+    if us < 1_000:
+        return f"{us:.0f} µs"
+    if us < 1_000_000:
+        return f"{us / 1_000:.2f} ms"
+    return f"{us / 1_000_000:.2f} s"

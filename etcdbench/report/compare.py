@@ -22,8 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from etcdbench.errors import UsageError
-from etcdbench.metrics.latency import LatencyRecorder
-from etcdbench.report.console import fmt_cores, fmt_us
+from etcdbench.metrics.latency import LatencyRecorder, fmt_us
+from etcdbench.report.console import fmt_cores
 
 MATCH_KEYS = ("backend", "encoding", "kind", "v2_watch", "target_rate")
 # Also part of what was measured, in files that have them; a file without them ran the default.

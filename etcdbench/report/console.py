@@ -10,18 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from etcdbench.metrics.etcd_view import etcd_line
+from etcdbench.metrics.latency import fmt_us
 from etcdbench.network.summary import network_line
 from etcdbench.results.io import server_versions
-
-
-def fmt_us(us: int | float | None) -> str:
-    if us is None:
-        return "-"
-    if us < 1_000:
-        return f"{us:.0f} µs"
-    if us < 1_000_000:
-        return f"{us / 1_000:.2f} ms"
-    return f"{us / 1_000_000:.2f} s"
 
 
 def fmt_cores(v: float | None) -> str:

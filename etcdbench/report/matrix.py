@@ -12,7 +12,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from etcdbench.report.console import fmt_us
+from etcdbench.metrics.latency import fmt_us
 
 # Fields a run's label already shows ("v2(poll)+json pod @500/s churn x10 watchers"), or that say
 # where the run came from; `name` (the label without the rate) shows fewer of them itself.

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from etcdbench.errors import UsageError
+from etcdbench.metrics.latency import fmt_us
 from etcdbench.report.compare import Source
-from etcdbench.report.console import fmt_cores, fmt_us
+from etcdbench.report.console import fmt_cores
 from etcdbench.report.export import CPU_SERIES, OWN_GROUPS, spectrum
 
 if TYPE_CHECKING:
