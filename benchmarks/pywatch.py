@@ -14,7 +14,6 @@ revision read from stdin was seen (or --idle seconds pass without an event after
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import resource
 import sys
@@ -40,16 +39,10 @@ def _emit(doc: dict[str, Any]) -> None:
 
 
 def new_book(started_ns: int) -> WatchBook:
-    """A WatchBook whose window is the whole run: the Go writer stamps its warm-up writes too.
-
-    Every writer id is ours (the Go writer is writer 0 unless told otherwise). etcdbench is edited
-    concurrently, so the constructor's optional parameters are passed only when it has them.
-    """
+    """A WatchBook whose window is the whole run: the Go writer stamps its warm-up writes too. Every
+    writer id is ours (the Go writer is writer 0 unless told otherwise)."""
     timeline = Timeline(started_ns - 3600 * NS, 0.0, 7 * 24 * 3600.0)
-    extra: dict[str, Any] = {}
-    if "own_writers" in inspect.signature(WatchBook).parameters:
-        extra["own_writers"] = range(10_000)
-    return WatchBook(timeline, **extra)
+    return WatchBook(timeline, own_writers=range(10_000))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     book = new_book(started_ns)
     target = {"rev": 0, "at": 0}
     last = {"rev": 0, "first_ns": 0, "last_ns": 0}
+    transported = 0  # --transport-only: events received, none of them read
     done = threading.Event()
 
     def reader() -> None:
@@ -114,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             last["rev"] = item.revision
             continue
         if args.transport_only:
-            book.ledger.events += 1
+            transported += 1
         else:
             book.event(item, codec, base64_values)
         now = time.monotonic_ns()
@@ -125,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     done.set()
     backend.close()
     ledger = book.ledger
-    events = ledger.events + book.foreign + book.decode_errors + getattr(book, "other_shards", 0)
+    events = transported + ledger.events + book.foreign + book.decode_errors + book.other_shards
     cpu_s = (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1])
     active_s = (last["last_ns"] - last["first_ns"]) / NS
     lat = book.latency.summary()
@@ -136,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "encoding": args.encoding,
             "transport_only": args.transport_only,
             "events": events,
-            "distinct": ledger.distinct,
+            "distinct": ledger.distinct + transported,  # transport only: every event, none read
             "duplicates": ledger.duplicates,
             "out_of_order": ledger.out_of_order,
             "foreign": book.foreign,
