@@ -25,6 +25,12 @@ Run it alone on the machine (it saturates the cores on purpose); it takes about 
     python benchmarks/client_vs_go.py --million  # the memory run with 1,000,000 events
 
 Without Go (or Debian's golang-etcd-server-dev) the script says so and measures the Python side only.
+A quick check that everything runs (figures meaningless): --duration 1 --trials 1 --v2-rates 500
+--memory-events 1000 --memory-rate 500 --cost-rate 300 --preload-keys 2000 --only ABCDEFPJ.
+
+Beside it: reference.py (the Go client: build, run, its reports), harness.py (fresh etcds, `etcdbench
+watch` runs, one watcher trial, the other processes' load), table.py (the output), and sections/, one
+module per job, each section a function that adds its rows and returns its figures as a dataclass.
 """
 
 from __future__ import annotations
