@@ -12,21 +12,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from table import log
 
 HERE = Path(__file__).resolve().parent
 GOREF_SRC = HERE / "goref"
 BUILD_SCRIPT = HERE / "build_goref.sh"
 DEFAULT_ETCDREF = HERE / ".bin" / "etcdref"
 GOCODE_CLIENTV3 = Path("/usr/share/gocode/src/go.etcd.io/etcd/clientv3")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def go_reference(explicit: str | None, build: bool) -> tuple[str | None, str]:

@@ -1,8 +1,15 @@
-"""client_vs_go.py's output: one table row per figure, and how a cell shows a number."""
+"""The benchmarks' output: progress lines on stderr, and client_vs_go.py's table, one row per figure,
+with how a cell shows a number."""
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass

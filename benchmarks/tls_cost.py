@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 from harness import POD_BYTES, EtcdbenchRun
-from reference import PutReport, go_reference, log, run_etcdref
+from reference import PutReport, go_reference, run_etcdref
+from table import log
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint

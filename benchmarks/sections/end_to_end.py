@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import tls_cost
 from harness import POD_BYTES, PREFIX, Bench, EtcdbenchRun
-from reference import PutReport, log
-from table import Table, f0, f1, fr, ms, ratio, status
+from reference import PutReport
+from table import Table, f0, f1, fr, log, ms, ratio, status
 
 from etcdbench.backends.base import Endpoint
 

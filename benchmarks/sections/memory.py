@@ -10,8 +10,7 @@ from pathlib import Path
 
 import psutil
 from harness import Bench, EtcdbenchRun
-from reference import log
-from table import Table, status
+from table import Table, log, status
 
 from etcdbench.results.io import load
 

@@ -7,8 +7,7 @@ import statistics
 from dataclasses import dataclass
 
 from harness import GO_INFLIGHT, Bench
-from reference import log
-from table import Table, f0, fr, ratio, status
+from table import Table, f0, fr, log, ratio, status
 
 T_PRELOAD = 0.8
 

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pywatch import new_book
-from reference import log
-from table import Table, f1, fr, ratio
+from table import Table, f1, fr, log, ratio
 
 from etcdbench.backends.base import WatchEvent
 from etcdbench.encoding.codec import get_codec

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness import Bench, EtcdbenchRun, Trial
-from reference import log
-from table import Table, f0, fr, ratio, status
+from table import Table, f0, fr, log, ratio, status
 
 T_V2_CEILING = 0.8  # the target: our loss-free ceiling over Go's
 V2_IDEAL_RATE = 1000.0  # the rate the Go v2 poll watcher sustains without loss on this class of machine

@@ -7,8 +7,8 @@ import statistics
 from dataclasses import dataclass
 
 from harness import Bench, Trial
-from reference import PutReport, WatcherReport, log
-from table import Table, f0, f1, fr, ms, ratio, status
+from reference import PutReport, WatcherReport
+from table import Table, f0, f1, fr, log, ms, ratio, status
 
 from etcdbench.encoding.codec import JSON_DECODER
 from sections.end_to_end import T_E2E
