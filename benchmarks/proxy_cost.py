@@ -7,7 +7,8 @@ Messages of --size bytes go from --connections client sockets through the proxy 
 127.0.0.1 (a separate process, which discards them and answers each 64 KB with 64 bytes, so both
 directions carry traffic). Paced: --rate messages/s in total, on a schedule; bulk: as fast as the
 client can write. Reports MB/s forwarded, the proxy's CPU (cores, and ms per MB) from its process's
-own CPU times, and its delivery lag and probe RTT from the proxy's report.
+own CPU times (etcdbench.metrics.cpu's sampler), and its delivery lag and probe RTT from the proxy's
+report.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import psutil
 from etcdbench.backends.base import Endpoint
 from etcdbench.cli.network_flags import parse_network_duration
 from etcdbench.config.run import RunConfig
+from etcdbench.metrics.cpu import ProcessSampler
 from etcdbench.network.proxy import DelayProxy
 
 
@@ -77,11 +79,12 @@ def main() -> None:
                 target=lambda s=s: [None for _ in iter(lambda: s.recv(65536), b"")], daemon=True
             ).start()
         message = b"m" * args.size
-        proc = psutil.Process(proxy.pid)
+        # The proxy's own process, sampled from just before the first message to after the last left.
+        sampler = ProcessSampler({"proxy": [proxy.pid]})
+        sampler.start()
         start_ns = time.monotonic_ns()
         end_ns = start_ns + round(args.seconds * 1e9)
         proxy.measure(start_ns, end_ns)
-        cpu0 = sum(proc.cpu_times()[:2])
         sent = 0
         i = 0
         interval = 1e9 / args.rate
@@ -94,8 +97,10 @@ def main() -> None:
             sent += len(message)
             i += 1
         time.sleep(max(0.1, 3 * config.rtt_us / 1e6))  # the last bytes leave the proxy
-        cpu = sum(proc.cpu_times()[:2]) - cpu0
         elapsed = (time.monotonic_ns() - start_ns) / 1e9
+        sampler.stop()
+        cores = sampler.cores("proxy", start_ns / 1e9, start_ns / 1e9 + elapsed) or 0.0
+        cpu = cores * elapsed
         report = proxy.report()
         for s in socks:
             s.close()
@@ -108,7 +113,7 @@ def main() -> None:
         "connections": args.connections,
         "rtt_ms_asked": config.rtt_us / 1000,
         "mb_per_s_forwarded": round(mb / args.seconds, 2),
-        "proxy_cpu_cores": round(cpu / elapsed, 3),
+        "proxy_cpu_cores": round(cores, 3),
         "proxy_cpu_ms_per_mb": round(cpu * 1000 / mb, 3) if mb else None,
         "proxy_lag_us": {k: report["lag_us"][k] for k in ("p50", "p99", "max", "count")},
         "probe_rtt_us": {k: report["rtt_us"][k] for k in ("p50", "p99", "max", "count")},

@@ -14,12 +14,12 @@ revision read from stdin was seen (or --idle seconds pass without an event after
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import resource
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from etcdbench.backends import make_backend
@@ -39,17 +39,37 @@ def _emit(doc: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def new_book(started_ns: int) -> WatchBook:
-    """A WatchBook whose window is the whole run: the Go writer stamps its warm-up writes too.
+@dataclass
+class Progress:
+    """How far the watch got, and where stdin says it should get (written by one thread, read by another:
+    each field is one int, replaced whole)."""
 
-    Every writer id is ours (the Go writer is writer 0 unless told otherwise). etcdbench is edited
-    concurrently, so the constructor's optional parameters are passed only when it has them.
-    """
+    target_rev: int = 0  # from stdin; 0 until it says
+    target_at_ns: int = 0
+    last_rev: int = 0  # events and relists
+    first_ns: int = 0  # the first event's arrival
+    last_ns: int = 0
+
+    def saw(self, revision: int, event: bool) -> None:
+        self.last_rev = revision
+        if event:
+            now = time.monotonic_ns()
+            self.first_ns = self.first_ns or now
+            self.last_ns = now
+
+    def reached(self, now_ns: int, idle_s: float) -> bool:
+        """The target revision was seen, or nothing came for `idle_s` since it was given."""
+        if not self.target_rev:
+            return False
+        quiet_since = max(self.last_ns, self.target_at_ns)
+        return self.last_rev >= self.target_rev or now_ns - quiet_since > idle_s * NS
+
+
+def new_book(started_ns: int) -> WatchBook:
+    """A WatchBook whose window is the whole run: the Go writer stamps its warm-up writes too. Every
+    writer id is ours (the Go writer is writer 0 unless told otherwise)."""
     timeline = Timeline(started_ns - 3600 * NS, 0.0, 7 * 24 * 3600.0)
-    extra: dict[str, Any] = {}
-    if "own_writers" in inspect.signature(WatchBook).parameters:
-        extra["own_writers"] = range(10_000)
-    return WatchBook(timeline, **extra)
+    return WatchBook(timeline, own_writers=range(10_000))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,28 +97,22 @@ def main(argv: list[str] | None = None) -> int:
     start = args.start_rev or backend.current_revision() + 1
     started_ns = time.monotonic_ns()
     book = new_book(started_ns)
-    target = {"rev": 0, "at": 0}
-    last = {"rev": 0, "first_ns": 0, "last_ns": 0}
+    progress = Progress()
+    transported = 0  # --transport-only: events received, none of them read
     done = threading.Event()
 
     def reader() -> None:
         for line in sys.stdin:
             if line.strip().isdigit():
-                target["at"] = time.monotonic_ns()
-                target["rev"] = int(line)
+                progress.target_at_ns = time.monotonic_ns()
+                progress.target_rev = int(line)
 
     def control() -> None:
         deadline = started_ns + round(args.duration * NS)
         while not done.is_set():
             now = time.monotonic_ns()
-            if now >= deadline:
+            if now >= deadline or progress.reached(now, args.idle):
                 break
-            if target["rev"]:
-                if last["rev"] >= target["rev"]:
-                    break
-                quiet_since = max(last["last_ns"], target["at"])
-                if now - quiet_since > args.idle * NS:
-                    break
             time.sleep(0.05)
         backend.cancel()
 
@@ -111,23 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     for item in items:
         if isinstance(item, Relist):
             book.relist(item)
-            last["rev"] = item.revision
+            progress.saw(item.revision, event=False)
             continue
         if args.transport_only:
-            book.ledger.events += 1
+            transported += 1
         else:
             book.event(item, codec, base64_values)
-        now = time.monotonic_ns()
-        last["first_ns"] = last["first_ns"] or now
-        last["last_ns"] = now
-        last["rev"] = item.revision
+        progress.saw(item.revision, event=True)
     cpu1 = _cpu()
     done.set()
     backend.close()
     ledger = book.ledger
-    events = ledger.events + book.foreign + book.decode_errors + getattr(book, "other_shards", 0)
+    events = transported + ledger.events + book.foreign + book.decode_errors + book.other_shards
     cpu_s = (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1])
-    active_s = (last["last_ns"] - last["first_ns"]) / NS
+    active_s = (progress.last_ns - progress.first_ns) / NS
     lat = book.latency.summary()
     _emit(
         {
@@ -136,13 +147,13 @@ def main(argv: list[str] | None = None) -> int:
             "encoding": args.encoding,
             "transport_only": args.transport_only,
             "events": events,
-            "distinct": ledger.distinct,
+            "distinct": ledger.distinct + transported,  # transport only: every event, none read
             "duplicates": ledger.duplicates,
             "out_of_order": ledger.out_of_order,
             "foreign": book.foreign,
             "decode_errors": book.decode_errors,
             "relists": len(book.relists),
-            "last_revision": last["rev"],
+            "last_revision": progress.last_rev,
             "seconds": round((time.monotonic_ns() - started_ns) / NS, 3),
             "active_seconds": round(active_s, 3),
             "events_per_s_active": round((events - 1) / active_s, 3) if active_s > 0 else None,

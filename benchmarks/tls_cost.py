@@ -3,9 +3,9 @@
 Two local etcds from the same binary, one plain and one serving only TLS with client-certificate
 auth (certificates from etcdbench.etcd.certs, as `--tls` makes them), and on each:
 
-  1  the v3 transport alone: CPU µs per put of V3Backend.put_async in this process, closed loop,
+  1  the v3 transport alone: CPU µs per put of the v3 backend's put_async in this process, closed loop,
      64 puts in flight, 3,636-byte values (a protobuf Pod) — native HTTP/2 client, and grpcio over TLS
-  2  the v2 transport alone: the same for V2Backend.put_async (its pool of HTTP/1.1 connections)
+  2  the v2 transport alone: the same for the v2 backend's put_async (its pool of HTTP/1.1 connections)
   3  Go's v3 client (benchmarks/goref `put -max`, 64 in flight over 4 connections): CPU µs per write
   4  end to end: `etcdbench watch --backend v3 --encoding protobuf` at a fixed rate, plain and --tls:
      the writer processes' CPU per write from the results file
@@ -27,26 +27,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from harness import POD_BYTES, EtcdbenchRun
+from reference import PutReport, go_reference, run_etcdref
+from table import log
+
+from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint
 from etcdbench.backends.credentials import Credentials
-from etcdbench.backends.v2 import V2Backend
-from etcdbench.backends.v3 import V3Backend
 from etcdbench.etcd.certs import Pki, TemporaryPki
 from etcdbench.etcd.local import LocalEtcd, TlsFiles, etcd_version, find_etcd_binary
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-POD_BYTES = 3636
+ROOT = Path(__file__).resolve().parent.parent
 INFLIGHT = 64
 TARGET_RATIO = 1.3
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def put_cost(backend: Backend, n: int, prefix: str) -> float:
@@ -87,48 +82,36 @@ def put_cost(backend: Backend, n: int, prefix: str) -> float:
     return took / n * 1e6
 
 
-def v3(endpoint: Endpoint, client: str) -> Backend:
-    os.environ["ETCDBENCH_V3_CLIENT"] = client
+def client(endpoint: Endpoint, name: str) -> Backend:
+    """A backend in this process: "v2", or v3 on its "native" or "grpcio" client (ETCDBENCH_V3_CLIENT)."""
+    if name == "v2":
+        return make_backend("v2", endpoint, max_inflight=INFLIGHT)
+    os.environ["ETCDBENCH_V3_CLIENT"] = name
     try:
-        return V3Backend(endpoint)
+        return make_backend("v3", endpoint)
     finally:
         del os.environ["ETCDBENCH_V3_CLIENT"]
 
 
-def measured(make: Callable[[], Backend], n: int, prefix: str) -> float:
-    backend = make()
+def measured(endpoint: Endpoint, name: str, n: int, prefix: str) -> float:
+    """put_cost of a new client(endpoint, name), closed afterwards."""
+    backend = client(endpoint, name)
     try:
         return put_cost(backend, n, prefix)
     finally:
         backend.close()
 
 
-def go_reference(explicit: str | None) -> str | None:
-    if explicit:
-        return explicit
-    built = HERE / ".bin" / "etcdref"
-    if built.exists():
-        return str(built)
-    r = subprocess.run(["sh", str(HERE / "build_goref.sh")], capture_output=True, text=True, check=False)
-    if r.returncode != 0:
-        log(f"no Go reference client: {r.stderr.strip()[-200:]}")
-        return None
-    return r.stdout.strip().splitlines()[-1]
-
-
-def go_put(etcdref: str, url: str, pki: Pki | None, seconds: float) -> dict[str, Any]:
-    argv = [etcdref, "put", "-endpoints", url, "-max", "-duration", f"{seconds:g}", "-warmup", "1"]
+def go_put(etcdref: str, url: str, pki: Pki | None, seconds: float) -> PutReport:
+    argv = ["put", "-endpoints", url, "-max", "-duration", f"{seconds:g}", "-warmup", "1"]
     argv += ["-value-bytes", str(POD_BYTES), "-inflight", str(INFLIGHT), "-conns", "4"]
     if pki is not None:
         argv += ["-cacert", pki.ca, "-cert", pki.client_cert, "-key", pki.client_key]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-    out: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
-    if "error" in out:
-        raise RuntimeError(f"etcdref put: {out['error']}")
-    return out
+    return PutReport.from_doc(run_etcdref(etcdref, *argv, timeout=300))
 
 
-def etcdbench_run(rate: int, seconds: float, tls: bool) -> dict[str, Any]:
+def etcdbench_run(rate: int, seconds: float, tls: bool) -> tuple[EtcdbenchRun, bool, str]:
+    """(the run, whether it spoke TLS, its v3 client) of `etcdbench watch` at `rate`, plain or --tls."""
     argv = [sys.executable, "-m", "etcdbench", "watch", "--backend", "v3", "--encoding", "protobuf"]
     argv += ["--rate", str(rate), "--duration", f"{seconds:g}", "--warmup", "2", "--json"]
     argv += ["--tls"] if tls else []
@@ -136,12 +119,9 @@ def etcdbench_run(rate: int, seconds: float, tls: bool) -> dict[str, Any]:
     r = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, env=env)
     if r.returncode not in (0, 1):
         raise RuntimeError(f"etcdbench watch exited {r.returncode}: {r.stderr.strip()[-300:]}")
-    results: dict[str, Any] = json.loads(r.stdout)
-    return results
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
+    results = json.loads(r.stdout)
+    environment = results["environment"]
+    return EtcdbenchRun.from_run(results["runs"][0]), environment["tls"], environment["v3_client"]
 
 
 def main() -> int:
@@ -157,7 +137,9 @@ def main() -> int:
     args = p.parse_args()
 
     binary = find_etcd_binary()
-    etcdref = go_reference(args.etcdref)
+    etcdref, found = go_reference(args.etcdref, build=True)
+    if etcdref is None:
+        log(f"no Go reference client: {found}")
     figures: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
@@ -177,34 +159,25 @@ def main() -> int:
                 for mode in ("plain", "tls"):
                     ep = ends[mode]
                     prefix = f"/tls-cost/{mode}-{r}/"
-                    add(f"v3 native {mode}", measured(lambda ep=ep: v3(ep, "native"), args.puts, prefix))
-                    add(
-                        f"v2 {mode}",
-                        measured(lambda ep=ep: V2Backend(ep, max_inflight=INFLIGHT), args.v2_puts, prefix),
-                    )
+                    add(f"v3 native {mode}", measured(ep, "native", args.puts, prefix))
+                    add(f"v2 {mode}", measured(ep, "v2", args.v2_puts, prefix))
                     if etcdref:
                         url = plain.client_url if mode == "plain" else secure.client_url
                         out = go_put(etcdref, url, pki if mode == "tls" else None, args.go_seconds)
-                        add(f"go v3 {mode}", float(out["cpu_us_per_write"]))
-                add(
-                    "v3 grpcio tls",
-                    measured(lambda: v3(ends["tls"], "grpcio"), args.puts // 2, f"/tls-cost/g{r}/"),
-                )
+                        add(f"go v3 {mode}", float(out.cpu_us_per_write or "nan"))
+                add("v3 grpcio tls", measured(ends["tls"], "grpcio", args.puts // 2, f"/tls-cost/g{r}/"))
     if not args.no_e2e:
         for _ in range(args.repeat):
             for tls in (False, True):
-                res = etcdbench_run(args.rate, args.run_seconds, tls)
-                run = res["runs"][0]
-                rate = run["write_rate_achieved"]
-                us = run["cpu"]["writers"] * 1e6 / rate if rate else float("nan")
-                c = run["counters"]
-                mode = "tls" if tls else "plain"
-                assert res["environment"]["tls"] is tls
-                add(f"e2e writers {mode}", us)
-                client = res["environment"]["v3_client"]
-                log(f"  ({client}, written {c['written']}, received {c['received']}, missed {c['missed']})")
+                run, spoke_tls, v3_client = etcdbench_run(args.rate, args.run_seconds, tls)
+                assert spoke_tls is tls
+                us = run.writer_us_per_write
+                add(f"e2e writers {'tls' if tls else 'plain'}", float("nan") if us is None else us)
+                c = run.counters
+                counts = f"written {c['written']}, received {c['received']}, missed {c['missed']}"
+                log(f"  ({v3_client}, {counts})")
 
-    m = {name: median(values) for name, values in figures.items()}
+    m = {name: statistics.median(values) for name, values in figures.items()}
     print(
         f"etcd {etcd_version(binary)}, {os.cpu_count()} cores, {POD_BYTES}-byte values, "
         f"{INFLIGHT} in flight, median of {args.repeat}; client CPU µs per put"

@@ -10,18 +10,47 @@ import (
 	"go.etcd.io/etcd/clientv3"
 )
 
+// watchFlags are the flags both watchers take: where to watch and when to stop.
+type watchFlags struct {
+	endpoints, prefix *string
+	duration, idle    *float64
+	untilStdin        *bool
+}
+
+// newWatchFlags defines them on fs; `position` names what stdin gives: "revision" (v3) or "index" (v2).
+func newWatchFlags(fs *flag.FlagSet, prefixHelp, position string) watchFlags {
+	return watchFlags{
+		endpoints:  fs.String("endpoints", "http://127.0.0.1:2379", "comma-separated client URLs"),
+		prefix:     fs.String("prefix", "/registry/pods/", prefixHelp),
+		duration:   fs.Float64("duration", 10, "stop after this many seconds"),
+		untilStdin: fs.Bool("until-stdin", false, "also stop once the "+position+" read from stdin was seen (or -idle passes)"),
+		idle:       fs.Float64("idle", 3, "with -until-stdin: seconds without events that end the watch"),
+	}
+}
+
+// stopper starts reading stdin when -until-stdin asks for it.
+func (w watchFlags) stopper() *stopper {
+	s := &stopper{}
+	if *w.untilStdin {
+		s.readStdin()
+	}
+	return s
+}
+
+// over: the watch ends now (past its -duration deadline, or done by -until-stdin).
+func (w watchFlags) over(deadline int64, stop *stopper) bool {
+	return monoNow() >= deadline || (*w.untilStdin && stop.done(time.Duration(*w.idle*1e9)))
+}
+
 // runWatch: one v3 watch on -prefix with prev_kv and progress_notify, counting events. The Go
 // watcher does not decode the Kubernetes object (Debian ships no k8s.io/api for it): its figures are
 // the client's transport and gRPC decode cost only, a lower bound for a watcher that decodes.
 func runWatch(args []string) {
 	fs := flag.NewFlagSet("watch", flag.ExitOnError)
-	endpoints := fs.String("endpoints", "http://127.0.0.1:2379", "comma-separated client URLs")
-	prefix := fs.String("prefix", "/registry/pods/", "key prefix")
-	duration := fs.Float64("duration", 10, "stop after this many seconds")
+	w := newWatchFlags(fs, "key prefix", "revision")
 	startRev := fs.Int64("start-rev", 0, "first revision to watch (0: current + 1)")
-	untilStdin := fs.Bool("until-stdin", false, "also stop once the revision read from stdin was seen (or -idle passes)")
-	idle := fs.Float64("idle", 3, "with -until-stdin: seconds without events that end the watch")
 	fs.Parse(args)
+	endpoints, prefix := w.endpoints, w.prefix
 
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second,
@@ -46,14 +75,11 @@ func runWatch(args []string) {
 	wch := cli.Watch(ctx, *prefix, clientv3.WithPrefix(), clientv3.WithRev(rev),
 		clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 
-	var stop stopper
-	if *untilStdin {
-		stop.readStdin()
-	}
+	stop := w.stopper()
 	emit(map[string]interface{}{"ready": true, "start_rev": rev})
 	started := monoNow()
 	cpuStart := rusage()
-	deadline := started + int64(*duration*1e9)
+	deadline := started + int64(*w.duration*1e9)
 	var events, prevs, bytes, compacted int64
 	var first, last int64
 	var lastRev int64
@@ -92,7 +118,7 @@ loop:
 			}
 		case <-ticker.C:
 		}
-		if monoNow() >= deadline || (*untilStdin && stop.done(time.Duration(*idle*1e9))) {
+		if w.over(deadline, stop) {
 			break
 		}
 	}
@@ -116,15 +142,12 @@ loop:
 // prefix (a relist) and a new watcher after its X-Etcd-Index; the indexes skipped are counted lost.
 func runV2Poll(args []string) {
 	fs := flag.NewFlagSet("v2poll", flag.ExitOnError)
-	endpoints := fs.String("endpoints", "http://127.0.0.1:2379", "comma-separated client URLs")
-	prefix := fs.String("prefix", "/registry/pods/", "key prefix (a v2 directory)")
-	duration := fs.Float64("duration", 10, "stop after this many seconds")
+	w := newWatchFlags(fs, "key prefix (a v2 directory)", "index")
 	startIndex := fs.Uint64("start-index", 0, "first index to watch (0: current + 1)")
-	untilStdin := fs.Bool("until-stdin", false, "also stop once the index read from stdin was seen (or -idle passes)")
-	idle := fs.Float64("idle", 3, "with -until-stdin: seconds without events that end the watch")
 	fs.Parse(args)
+	prefix := w.prefix
 
-	eps := strings.Split(*endpoints, ",")
+	eps := strings.Split(*w.endpoints, ",")
 	kapi := v2Keys(eps, v2Transport(2))
 	index := *startIndex
 	if index == 0 {
@@ -136,18 +159,15 @@ func runV2Poll(args []string) {
 		}
 		index = resp.Index + 1
 	}
-	var stop stopper
-	if *untilStdin {
-		stop.readStdin()
-	}
+	stop := w.stopper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := monoNow()
-	deadline := started + int64(*duration*1e9)
+	deadline := started + int64(*w.duration*1e9)
 	go func() { // Next() blocks in a long poll: end it from outside
 		for {
 			time.Sleep(50 * time.Millisecond)
-			if monoNow() >= deadline || (*untilStdin && stop.done(time.Duration(*idle*1e9))) {
+			if w.over(deadline, stop) {
 				cancel()
 				return
 			}

@@ -5,6 +5,7 @@ No timing is asserted here; benchmarks/client_vs_go.py prints the figures (see b
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -16,11 +17,29 @@ from paths import ROOT
 
 BENCH = ROOT / "benchmarks"
 GOCODE_CLIENTV3 = Path("/usr/share/gocode/src/go.etcd.io/etcd/clientv3")
+SCRIPTS = ["client_vs_go.py", "pywatch.py", "tls_cost.py", "proxy_cost.py"]
 
 
 def test_sources_and_scripts_exist() -> None:
-    for name in ("client_vs_go.py", "pywatch.py", "build_goref.sh", "RESULTS.md", ".gitignore"):
+    for name in (
+        *SCRIPTS,
+        "reference.py",
+        "harness.py",
+        "table.py",
+        "build_goref.sh",
+        "RESULTS.md",
+        ".gitignore",
+    ):
         assert (BENCH / name).is_file(), name
+    sections = {p.name for p in (BENCH / "sections").glob("*.py")}
+    assert {
+        "end_to_end.py",
+        "watcher_cost.py",
+        "v2_poll.py",
+        "memory.py",
+        "recording.py",
+        "preload.py",
+    } <= sections
     go_files = {p.name for p in (BENCH / "goref").glob("*.go")}
     assert {"main.go", "put.go", "watch.go"} <= go_files
     main = (BENCH / "goref" / "main.go").read_text()
@@ -36,7 +55,24 @@ def test_sources_and_scripts_exist() -> None:
     assert "GO111MODULE=off" in build and "/usr/share/gocode" in build
 
 
-@pytest.mark.parametrize("script", ["client_vs_go.py", "pywatch.py"])
+def test_benchmarks_use_the_package_through_its_public_doors() -> None:
+    """Backends come from the factory (no v2/v3 module imported), and our own classes are called as they
+    are (no signature probing)."""
+    wrong = []
+    for path in sorted(BENCH.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name in ("inspect", "etcdbench.backends.v2", "etcdbench.backends.v3"):
+                    wrong.append(f"{path.relative_to(BENCH)}: {name}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_script_help_exits_zero(script: str) -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120
