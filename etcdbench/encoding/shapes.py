@@ -34,6 +34,7 @@ SIDECAR_IMAGE = "docker.io/envoyproxy/envoy:v1.28.0"
 def container_spec(
     cname: str, img: str, port_name: str, port: int, cpu: str, mem: str, token_volume: str
 ) -> dict[str, Any]:
+    """A container of the Pod (the app, its proxy, and in the modern profile its sidecars)."""
     env: list[dict[str, Any]] = [
         {
             "name": "POD_NAME",
@@ -66,6 +67,7 @@ def container_spec(
 
 
 def container_status(index: int, cname: str, img: str, started: int) -> dict[str, Any]:
+    """The kubelet's status of a running container."""
     digest = hashlib.sha256(img.encode()).hexdigest()
     return {
         "name": cname,
@@ -81,6 +83,7 @@ def container_status(index: int, cname: str, img: str, started: int) -> dict[str
 
 
 def build_pod(index: int) -> dict[str, Any]:
+    """A running Pod of a ReplicaSet: two containers, three volumes, two managers."""
     ns, name = namespace(index), pod_name(index)
     deployment, template_hash = replicaset(index)
     rs_name = f"{deployment}-{template_hash}"
@@ -275,6 +278,7 @@ NODE_IMAGES = (
 
 
 def build_node(index: int) -> dict[str, Any]:
+    """A ready Node: four conditions, capacity and allocatable, 20 cached images."""
     name = node_name(index)
     created = index
     heartbeat = created + 3600
@@ -398,6 +402,7 @@ def build_node(index: int) -> dict[str, Any]:
 
 
 def build_event(index: int) -> dict[str, Any]:
+    """The kubelet's "Started container app" Event of pod index."""
     ns, pod = namespace(index), pod_name(index)
     node = node_name(index % NODE_COUNT)
     when = timestamp(index + 3)

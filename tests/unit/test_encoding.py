@@ -56,6 +56,7 @@ def wire_fields(data: bytes) -> Iterator[tuple[int, int, Any, bytes]]:
         key, pos = _varint(data, pos)
         tag = data[start:pos]
         number, wire_type = key >> 3, key & 7
+        value: int | bytes
         if wire_type == 0:
             value, pos = _varint(data, pos)
         elif wire_type == 2:
