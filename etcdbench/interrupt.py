@@ -4,7 +4,8 @@
 knows its signal and when it came. A run that catches it asks its processes for their books (a bounded
 wait) and attaches the partial run as `partial`; a second signal during that wait raises again and
 abandons it. Cleanup (children, etcd, its data dir) runs `shielded()`: a signal there is held until the
-cleanup is done, so a quick second Ctrl-C cannot leave an etcd or a data dir behind.
+cleanup is done, so a quick second Ctrl-C cannot leave an etcd or a data dir behind. What a `with`
+block starts and must stop (a local etcd, a cluster, the delay proxy) is a `ChildProcesses`.
 """
 
 from __future__ import annotations

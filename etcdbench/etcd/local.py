@@ -356,6 +356,13 @@ class TlsFiles:
         return ctx
 
 
+def url_schemes(tls: TlsFiles | None) -> tuple[str, str]:
+    """The schemes of a member's client URL and of its peer URL."""
+    if tls is None:
+        return "http", "http"
+    return "https", "https" if tls.peer else "http"
+
+
 def _child_env() -> dict[str, str]:
     # etcd reads ETCD_* variables as flags; drop them so a user's shell cannot change the server.
     return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
@@ -645,13 +652,6 @@ class PrivateEtcd(ChildProcesses):
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
         self._stop_members()
-
-
-def url_schemes(tls: TlsFiles | None) -> tuple[str, str]:
-    """The schemes of a member's client URL and of its peer URL."""
-    if tls is None:
-        return "http", "http"
-    return "https", "https" if tls.peer else "http"
 
 
 class LocalEtcd(PrivateEtcd, EtcdMember):
