@@ -4,7 +4,8 @@
 knows its signal and when it came. A run that catches it asks its processes for their books (a bounded
 wait) and attaches the partial run as `partial`; a second signal during that wait raises again and
 abandons it. Cleanup (children, etcd, its data dir) runs `shielded()`: a signal there is held until the
-cleanup is done, so a quick second Ctrl-C cannot leave an etcd or a data dir behind.
+cleanup is done, so a quick second Ctrl-C cannot leave an etcd or a data dir behind. What a `with`
+block starts and must stop (a local etcd, a cluster, the delay proxy) is a `ChildProcesses`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import signal
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
-from types import FrameType
-from typing import Any
+from types import FrameType, TracebackType
+from typing import Any, Self
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -95,3 +97,24 @@ def start_child(proc: BaseProcess) -> None:
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous)
+
+
+class ChildProcesses(ABC):
+    """Processes this one starts and must stop however it ends (a local etcd, a cluster of them, the
+    delay proxy): `with` starts them, and leaving the block stops them, by an exception or a Ctrl-C too."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop every process; idempotent, and safe before start."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -30,6 +30,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
 
 from etcdbench._pb.k8s import core_pb2, runtime_pb2
+from etcdbench.config.run import ENCODINGS
 from etcdbench.encoding.objects import STAMP_ANNOTATION
 from etcdbench.errors import EtcdbenchError, UsageError
 
@@ -41,8 +42,6 @@ try:  # the watcher's JSON decode: orjson (pinned in pyproject.toml), 2-3x the s
 except ImportError:  # pragma: no cover - orjson is a dependency; a bare checkout still runs
     _loads = json.loads
     JSON_DECODER = "json (standard library)"
-
-ENCODINGS = ("json", "protobuf")
 
 PROTOBUF_MAGIC = b"k8s\x00"
 
@@ -83,7 +82,7 @@ def get_codec(name: str) -> Codec:
         return JsonCodec()
     if name == "protobuf":
         return ProtobufCodec()
-    raise UsageError(f"--encoding: unknown encoding {name!r}; choose json or protobuf")
+    raise UsageError(f"--encoding: unknown encoding {name!r}; choose {' or '.join(ENCODINGS)}")
 
 
 class JsonCodec:

@@ -8,39 +8,17 @@ by a fault still dies with us. `start` returns once every member is healthy and 
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
-from types import TracebackType
 
 from etcdbench.errors import EtcdError, UsageError
-from etcdbench.etcd.local import (
-    _START_ATTEMPTS,
-    EtcdMember,
-    Spawner,
-    TlsFiles,
-    _free_port,
-    check_v2_support,
-    etcd_version,
-    remove_stale_data_dirs,
-)
+from etcdbench.etcd.local import EtcdMember, PrivateEtcd, Spawner, TlsFiles, free_ports, url_schemes
 from etcdbench.interrupt import shielded
 
 
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct free ports (the kernel may hand the same one out twice in a row)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = _free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-class LocalCluster:
+class LocalCluster(PrivateEtcd):
     """`size` etcd members of one cluster on 127.0.0.1; a context manager.
 
     `members[i]` has the fault methods of a LocalEtcd (pause, resume, kill, restart); `leader_index()`
@@ -69,15 +47,6 @@ class LocalCluster:
         self.members: list[EtcdMember] = []
         self._spawner = Spawner()
 
-    def __enter__(self) -> LocalCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     @property
     def client_urls(self) -> list[str]:
         return [m.client_url for m in self.members]
@@ -88,35 +57,21 @@ class LocalCluster:
         return [m.pid for m in self.members if m.running]
 
     def start(self, timeout: float = 30.0) -> None:
-        remove_stale_data_dirs()
-        self.version = etcd_version(self.binary)
-        check_v2_support(self.version, self.enable_v2)
-        atexit.register(self.stop)
-        try:
-            for attempt in range(_START_ATTEMPTS):
-                self._spawn()
-                try:
-                    deadline = time.monotonic() + timeout
-                    for member in self.members:  # all are running: each waits for a quorum
-                        member._wait_ready(max(0.1, deadline - time.monotonic()))
-                    self.wait_for_leader(max(1.0, deadline - time.monotonic()))
-                    return
-                except EtcdError as e:
-                    tails = [t for t in (m._log_tail() for m in self.members) if t]
-                    for m in self.members:
-                        m._terminate()
-                    if any("address already in use" in t for t in tails) and attempt + 1 < _START_ATTEMPTS:
-                        continue  # another process took one of our ports: retry with new ones
-                    tail = " || ".join(tails)[-900:]
-                    raise EtcdError(f"{e}: {tail}" if tail else str(e)) from None
-        except BaseException:
-            self.stop()
-            raise
+        super().start(timeout)  # longer than one member's: the members also elect a leader
+
+    def _wait_started(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for member in self.members:  # all are running: each waits for a quorum
+            member._wait_ready(max(0.1, deadline - time.monotonic()))
+        self.wait_for_leader(max(1.0, deadline - time.monotonic()))
+
+    def _started_members(self) -> Sequence[EtcdMember]:
+        return self.members
 
     def _spawn(self) -> None:
         for m in self.members:
             m.stop()
-        ports = _free_ports(2 * self.size)
+        ports = free_ports(2 * self.size)
         self.token = f"etcdbench-{secrets.token_hex(4)}"
         self.members = [
             EtcdMember(
@@ -129,8 +84,7 @@ class LocalCluster:
             )
             for i in range(self.size)
         ]
-        scheme = "http" if self.tls is None else "https"
-        peer_scheme = "https" if self.tls is not None and self.tls.peer else "http"
+        scheme, peer_scheme = url_schemes(self.tls)
         peers = [f"{peer_scheme}://127.0.0.1:{ports[2 * i + 1]}" for i in range(self.size)]
         initial = ",".join(f"{m.name}={peer}" for m, peer in zip(self.members, peers, strict=True))
         cluster_args = ["--initial-cluster-state", "new", "--initial-cluster-token", self.token]
@@ -193,10 +147,7 @@ class LocalCluster:
                 raise EtcdError(f"etcd cluster of {self.size} elected no leader within {timeout:g} s")
             time.sleep(0.1)
 
-    def stop(self) -> None:
-        """Stop every member and remove its data; idempotent."""
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
+    def _stop_members(self) -> None:
         with shielded():  # every member, even with a second Ctrl-C
             for m in self.members:
                 m.stop()

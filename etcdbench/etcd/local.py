@@ -5,7 +5,8 @@ another etcd on the machine, and it is stopped however the Python process ends (
 atexit, and on Linux the kernel's parent-death signal).
 
 `EtcdMember` is one etcd process (command line, data dir, log, signals); `LocalEtcd` is a one-member
-cluster of it, and `etcdbench.etcd.cluster.LocalCluster` runs several members of one cluster.
+cluster of it, and `etcdbench.etcd.cluster.LocalCluster` runs several members of one cluster. Both are
+a `PrivateEtcd`: how such an etcd is started (retried on a port race), stopped and cleaned up.
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 from etcdbench.errors import EtcdError, UsageError
-from etcdbench.interrupt import shielded
+from etcdbench.interrupt import ChildProcesses, shielded
 
 # A bind race (another process takes our "free" port before etcd binds it) is retried this many times.
 _START_ATTEMPTS = 3
@@ -284,6 +285,16 @@ def _free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (the kernel may hand the same one out twice in a row)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def _pdeathsig_preexec() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM etcd when we die, even by SIGKILL (no atexit runs then).
 
@@ -343,6 +354,13 @@ class TlsFiles:
         except (OSError, ValueError) as e:
             raise EtcdError(f"TLS files for the local etcd are unusable: {e}") from None
         return ctx
+
+
+def url_schemes(tls: TlsFiles | None) -> tuple[str, str]:
+    """The schemes of a member's client URL and of its peer URL."""
+    if tls is None:
+        return "http", "http"
+    return "https", "https" if tls.peer else "http"
 
 
 def _child_env() -> dict[str, str]:
@@ -577,7 +595,66 @@ def _stopped(pid: int) -> bool:
     return True
 
 
-class LocalEtcd(EtcdMember):
+class PrivateEtcd(ChildProcesses):
+    """An etcd this process starts for itself on 127.0.0.1, one member or several; a context manager.
+
+    `start` checks the binary's version, launches the members and waits until they serve, retrying
+    with new ports when another process took one first; it stops everything it started if it fails.
+    `stop` stops every member and removes its data, also at exit if nobody else did.
+    """
+
+    binary: str
+    enable_v2: bool
+    version: str
+
+    @abstractmethod
+    def _spawn(self) -> None:
+        """Configure and launch the members, on fresh ports."""
+
+    @abstractmethod
+    def _wait_started(self, timeout: float) -> None:
+        """Return once the members serve; EtcdError after `timeout`."""
+
+    @abstractmethod
+    def _started_members(self) -> Sequence[EtcdMember]:
+        """The members the last `_spawn` launched."""
+
+    @abstractmethod
+    def _stop_members(self) -> None:
+        """Stop every member and remove its data (shielded from Ctrl-C); idempotent."""
+
+    def start(self, timeout: float = 20.0) -> None:
+        remove_stale_data_dirs()
+        self.version = etcd_version(self.binary)
+        check_v2_support(self.version, self.enable_v2)
+        atexit.register(self.stop)
+        try:
+            for attempt in range(_START_ATTEMPTS):
+                self._spawn()
+                try:
+                    self._wait_started(timeout)
+                    return
+                except EtcdError as e:
+                    members = self._started_members()
+                    tails = [t for t in (m._log_tail() for m in members) if t]
+                    for m in members:
+                        m._terminate()
+                    if any("address already in use" in t for t in tails) and attempt + 1 < _START_ATTEMPTS:
+                        continue  # another process took one of our ports: retry with new ones
+                    tail = " || ".join(tails)[-900:]
+                    raise EtcdError(f"{e}: {tail}" if tail else str(e)) from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop etcd (SIGTERM, then SIGKILL after 5 s) and remove its data; idempotent."""
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        self._stop_members()
+
+
+class LocalEtcd(PrivateEtcd, EtcdMember):
     """A single-member etcd listening on 127.0.0.1 only; a context manager."""
 
     def __init__(
@@ -591,45 +668,18 @@ class LocalEtcd(EtcdMember):
     ) -> None:
         super().__init__(binary, enable_v2=enable_v2, log_path=log_path, extra_args=extra_args, tls=tls)
 
-    def __enter__(self) -> LocalEtcd:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self, timeout: float = 20.0) -> None:
-        remove_stale_data_dirs()
-        self.version = etcd_version(self.binary)
-        check_v2_support(self.version, self.enable_v2)
-        atexit.register(self.stop)
-        try:
-            for attempt in range(_START_ATTEMPTS):
-                self._spawn()
-                try:
-                    self._wait_ready(timeout)
-                    return
-                except EtcdError as e:
-                    tail = self._log_tail()
-                    self._terminate()
-                    if "address already in use" in tail and attempt + 1 < _START_ATTEMPTS:
-                        continue  # another process took one of our ports: retry with new ones
-                    raise EtcdError(f"{e}: {tail}" if tail else str(e)) from None
-        except BaseException:
-            self.stop()
-            raise
-
     def _spawn(self) -> None:
-        scheme = "http" if self.tls is None else "https"
-        peer_scheme = "https" if self.tls is not None and self.tls.peer else "http"
-        client, peer = f"{scheme}://127.0.0.1:{_free_port()}", f"{peer_scheme}://127.0.0.1:{_free_port()}"
+        scheme, peer_scheme = url_schemes(self.tls)
+        client_port, peer_port = free_ports(2)
+        client, peer = f"{scheme}://127.0.0.1:{client_port}", f"{peer_scheme}://127.0.0.1:{peer_port}"
         self._configure(client, peer, f"{self.name}={peer}")
         self._launch()
 
-    def stop(self) -> None:
-        """Stop etcd (SIGTERM, then SIGKILL after 5 s) and remove its data; idempotent."""
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
-        super().stop()
+    def _wait_started(self, timeout: float) -> None:
+        self._wait_ready(timeout)
+
+    def _started_members(self) -> Sequence[EtcdMember]:
+        return [self]
+
+    def _stop_members(self) -> None:
+        EtcdMember.stop(self)

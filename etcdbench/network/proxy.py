@@ -11,7 +11,7 @@ client made from it — writers, watchers, admin calls — goes through the dela
 The process has its own interpreter (its own GIL), so its CPU is attributed apart from the writers',
 the watcher's and etcd's. It ignores SIGINT and SIGTERM: after a Ctrl-C the writers and the watcher
 still need etcd to finish and report. It exits when told, or when the parent's end of its pipe
-closes (the parent died, even by SIGKILL); `close()` kills it if it does not.
+closes (the parent died, even by SIGKILL); `stop()` kills it if it does not.
 """
 
 from __future__ import annotations
@@ -23,14 +23,13 @@ import signal
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from etcdbench.backends.base import Endpoint
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError, UsageError
-from etcdbench.interrupt import start_child
+from etcdbench.interrupt import ChildProcesses, start_child
 from etcdbench.network.delay import Shape, serve
 from etcdbench.results.verdict import verdict
 
@@ -93,7 +92,7 @@ def _prioritise() -> str:
         return "normal"
 
 
-class DelayProxy:
+class DelayProxy(ChildProcesses):
     """The delay proxy process for `endpoint`; a context manager that stops it on exit."""
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -104,15 +103,6 @@ class DelayProxy:
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
         self._lock = threading.Lock()
-
-    def __enter__(self) -> DelayProxy:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def start(self) -> None:
         upstreams = [_upstream(u) for u in self.target.urls]
@@ -128,7 +118,7 @@ class DelayProxy:
         try:
             ready = self._ask(None, "ready", START_TIMEOUT_S)
         except BaseException:
-            self.close()
+            self.stop()
             raise
         self.pid = int(ready["pid"])
         self.scheduling = str(ready["scheduling"])
@@ -194,7 +184,7 @@ class DelayProxy:
             run["network"]["proxy_scheduling"] = self.scheduling
         run["verdict"] = verdict(run, config)
 
-    def close(self) -> None:
+    def stop(self) -> None:
         """Stop the process (politely, then by SIGKILL); calling it again does nothing."""
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None

@@ -22,12 +22,13 @@ import hashlib
 import re
 from collections.abc import Callable
 
-from etcdbench.encoding import objects as o
+from etcdbench.encoding import naming
 from etcdbench.encoding.codec import Codec
+from etcdbench.encoding.objects import build_object
 
 VERIFY_EVERY = 512  # one value in this many is also built the slow way and compared
 
-_EPOCH_S = int(o._EPOCH.timestamp())
+_EPOCH_S = int(naming.EPOCH.timestamp())
 
 
 class TemplateMismatch(RuntimeError):
@@ -47,7 +48,7 @@ def _varint(n: int) -> bytes:
 
 
 def _uid(*parts: object) -> str:
-    """objects._uid without the uuid module: the same string (v4 layout of SHA-256's first 16 bytes)."""
+    """naming.uid without the uuid module: the same string (v4 layout of SHA-256's first 16 bytes)."""
     b = bytearray(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:16])
     b[6] = (b[6] & 0x0F) | 0x40
     b[8] = (b[8] & 0x3F) | 0x80
@@ -57,11 +58,11 @@ def _uid(*parts: object) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _day(day: int) -> str:
-    return o._ts(day * 86400)[:11]
+    return naming.timestamp(day * 86400)[:11]
 
 
 def _ts(seconds: int) -> str:
-    """objects._ts, the date cached by day."""
+    """naming.timestamp, the date cached by day."""
     day, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     return f"{_day(day)}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
@@ -70,18 +71,18 @@ def _ts(seconds: int) -> str:
 @functools.lru_cache(maxsize=64)
 def _replicaset(rs: int) -> tuple[str, str, str, str]:
     """(deployment, template hash, ReplicaSet name, its uid) of ReplicaSet rs (30 pods share one)."""
-    deployment, template_hash = o._replicaset(rs * o.PODS_PER_REPLICASET)
+    deployment, template_hash = naming.replicaset(rs * naming.PODS_PER_REPLICASET)
     name = f"{deployment}-{template_hash}"
     return deployment, template_hash, name, _uid("replicaset", name)
 
 
 def _pod_name(index: int) -> tuple[str, ...]:
-    """objects._pod_name, and the ReplicaSet's (deployment, hash, name, uid) it is made of."""
-    rs = _replicaset(index // o.PODS_PER_REPLICASET)
-    if index < o._POD_SUFFIXES:
-        suffix = o._suffix((index * 7_368_787 + 1_234_567) % o._POD_SUFFIXES, 5)
+    """naming.pod_name, and the ReplicaSet's (deployment, hash, name, uid) it is made of."""
+    rs = _replicaset(index // naming.PODS_PER_REPLICASET)
+    if index < naming.POD_SUFFIXES:
+        suffix = naming.suffix((index * 7_368_787 + 1_234_567) % naming.POD_SUFFIXES, 5)
     else:
-        suffix = o._suffix(index, 7)
+        suffix = naming.suffix(index, 7)
     return (f"{rs[2]}-{suffix}", *rs)
 
 
@@ -96,33 +97,33 @@ def _times(*seconds: int) -> list[bytes]:
 
 def _pod_atoms(index: int) -> list[bytes]:
     name, deployment, template_hash, rs_name, rs_uid = _pod_name(index)
-    node_index = index % o.NODE_COUNT
+    node_index = index % naming.NODE_COUNT
     text = [
         name,
         rs_name,
         deployment,
         template_hash,
-        o._namespace(index),
+        naming.namespace(index),
         _uid("pod", index),
         rs_uid,
-        o._node_name(node_index),
-        f"kube-api-access-{o._suffix(int(o._hex(8, 'token', index), 16), 5)}",
-        o._ip("10.244", index),
-        o._ip("10.128", node_index),
-        o._hex(64, "container", index, "app"),
-        o._hex(64, "container", index, "proxy"),
+        naming.node_name(node_index),
+        f"kube-api-access-{naming.suffix(int(naming.hex_id(8, 'token', index), 16), 5)}",
+        naming.ip("10.244", index),
+        naming.ip("10.128", node_index),
+        naming.hex_id(64, "container", index, "app"),
+        naming.hex_id(64, "container", index, "proxy"),
     ]
     return [t.encode() for t in text] + _times(index, index + 1, index + 3, index + 4)
 
 
 def _node_atoms(index: int) -> list[bytes]:
     text = [
-        o._node_name(index),
+        naming.node_name(index),
         f"zone-{'abc'[index % 3]}",
         _uid("node", index),
         f"10.244.{index % 256}.0/24",
-        o._ip("10.128", index),
-        o._hex(32, "machine", index),
+        naming.ip("10.128", index),
+        naming.hex_id(32, "machine", index),
         _uid("system", index),
         _uid("boot", index),
     ]
@@ -134,10 +135,10 @@ def _event_atoms(index: int) -> list[bytes]:
     text = [
         f"{pod}.{0x14B0E1C6A3F00000 + index * 1_000_003:x}",
         pod,
-        o._namespace(index),
+        naming.namespace(index),
         _uid("event", index),
         _uid("pod", index),
-        o._node_name(index % o.NODE_COUNT),
+        naming.node_name(index % naming.NODE_COUNT),
     ]
     return [t.encode() for t in text] + _times(index + 3)
 
@@ -189,7 +190,7 @@ class PreloadValues:
 
     def slow(self, kind: str, index: int) -> bytes:
         self.built += 1
-        return self.codec.encode(o.build_object(kind, index, self.profile))
+        return self.codec.encode(build_object(kind, index, self.profile))
 
     def value(self, kind: str, index: int) -> bytes:
         if self.profile != "k8s-1.6" or kind not in _ATOMS:

@@ -80,10 +80,15 @@ def test_cluster_elects_a_leader_fails_over_and_cleans_up() -> None:
         new_leader = cluster.wait_for_leader()
         assert new_leader != 0
         errors: list[BaseException | None] = []
+
+        def record(exc: BaseException | None) -> None:
+            errors.append(exc)
+            done.set()
+
         for _ in range(20):  # the first put may land on a member still electing: retry as writers do
             done.clear()
             errors.clear()
-            client.put_async("/c/after", b"2", lambda exc: (errors.append(exc), done.set()))
+            client.put_async("/c/after", b"2", record)
             assert done.wait(15)
             if errors == [None]:
                 break

@@ -19,9 +19,9 @@ import pytest
 from etcdbench.backends.base import Endpoint, PutCallback
 from etcdbench.backends.v2 import V2Backend
 from etcdbench.backends.v3 import MAX_TXN_OPS, V3Backend
-from etcdbench.config.run import RunConfig
+from etcdbench.config.run import KINDS, RunConfig
 from etcdbench.encoding.codec import get_codec
-from etcdbench.encoding.objects import KINDS, build_object, object_key
+from etcdbench.encoding.objects import build_object, object_key
 from etcdbench.etcd import LocalEtcd
 from etcdbench.workload import preload as preload_module
 from etcdbench.workload.ops import written_keys

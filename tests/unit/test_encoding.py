@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from etcdbench.config.run import ENCODINGS, KINDS, SIZE_PROFILES
 from etcdbench.encoding.codec import (
-    ENCODINGS,
     PROTOBUF_MAGIC,
     DecodeError,
     JsonCodec,
@@ -20,8 +20,6 @@ from etcdbench.encoding.codec import (
     to_object,
 )
 from etcdbench.encoding.objects import (
-    KINDS,
-    SIZE_PROFILES,
     STAMP_ANNOTATION,
     STAMP_PLACEHOLDER,
     STAMP_WIDTH,
@@ -58,6 +56,7 @@ def wire_fields(data: bytes) -> Iterator[tuple[int, int, Any, bytes]]:
         key, pos = _varint(data, pos)
         tag = data[start:pos]
         number, wire_type = key >> 3, key & 7
+        value: int | bytes
         if wire_type == 0:
             value, pos = _varint(data, pos)
         elif wire_type == 2:
@@ -331,7 +330,7 @@ def test_sizes() -> None:
     sizes = {
         kind: {enc: len(get_codec(enc).encode(build_object(kind, 0))) for enc in ENCODINGS} for kind in KINDS
     }
-    # The figures documented in etcdbench/encoding/objects.py; update both together.
+    # The figures documented in docs/methodology.md ("Objects and their sizes"); update both together.
     assert sizes == {
         "pod": {"json": 5_989, "protobuf": 3_630},
         "node": {"json": 6_954, "protobuf": 5_327},

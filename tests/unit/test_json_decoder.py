@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from etcdbench.config.run import KINDS
 from etcdbench.encoding import codec as codec_module
 from etcdbench.encoding.codec import JSON_DECODER, DecodeError, get_codec
-from etcdbench.encoding.objects import KINDS, STAMP_PLACEHOLDER, build_object
+from etcdbench.encoding.objects import STAMP_PLACEHOLDER, build_object
 from etcdbench.results.io import environment
 from etcdbench.workload.accounting import format_stamp, parse_stamp
 

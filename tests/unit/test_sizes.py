@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from etcdbench.encoding.codec import ENCODINGS, get_codec, to_object
+from etcdbench.config.run import ENCODINGS, KINDS, SIZE_PROFILES
+from etcdbench.encoding.codec import get_codec, to_object
 from etcdbench.encoding.objects import (
-    KINDS,
-    SIZE_PROFILES,
     STAMP_ANNOTATION,
     STAMP_PLACEHOLDER,
     build_object,
