@@ -28,9 +28,10 @@ from paths import ROOT
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint
-from etcdbench.backends.credentials import PASSWORD_ENV, Credentials, credentials_from_args, tls_hint
+from etcdbench.backends.credentials import PASSWORD_ENV, Credentials, tls_hint
 from etcdbench.bench.target import run_watch
 from etcdbench.cli.app import build_parser
+from etcdbench.cli.credentials import credentials_from_args
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd import find_etcd_binary

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from etcdbench.cli.app import build_parser, workload_config
-from etcdbench.cli.network_flags import network_values
+from etcdbench.cli.app import build_parser
+from etcdbench.cli.flags import network_values, workload_config
 from etcdbench.cli.run import _overrides
 from etcdbench.config.faults import parse_fault
 from etcdbench.config.run import parse_duration, parse_duration_us
