@@ -219,7 +219,7 @@ def test_credentials_never_show_the_password_and_pickle_whole() -> None:
     assert "root" in repr(creds)
     # Spawned writers and watchers get the endpoint through the multiprocessing pipe (a pickle).
     assert pickle.loads(pickle.dumps(endpoint)) == endpoint
-    assert pickle.loads(pickle.dumps(endpoint)).credentials.password == PASSWORD  # type: ignore[union-attr]
+    assert pickle.loads(pickle.dumps(endpoint)).credentials.password == PASSWORD
     assert Endpoint(("http://x:1",)).credentials is None
 
 
@@ -333,7 +333,12 @@ def test_password_sources(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPa
 
     prompts: list[str] = []
     monkeypatch.setattr(sys, "stdin", Tty())
-    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or "typed")
+
+    def getpass(prompt: str) -> str:
+        prompts.append(prompt)
+        return "typed"
+
+    monkeypatch.setattr("getpass.getpass", getpass)
     creds = credentials_from_args(parse(*base))
     assert creds is not None and creds.password == "typed"
     assert prompts == ["etcd password for root: "]
