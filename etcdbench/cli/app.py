@@ -1,8 +1,9 @@
-"""The command line: the parser, dispatch to the commands, and `run(argv, out, err)` -> exit code.
+"""The command line: the parser, dispatch to the commands, `run(argv, out, err)` -> exit code, `main`.
 
-cli/ is the only package that prints or exits: each command (watch.py, run.py, archive.py) prints
-through the consoles it is given and returns its exit code; `run` turns an EtcdbenchError into one
-`error:` line and its exit code; only `main` exits (through its return value, the console script's).
+cli/ is the only package that prints or decides an exit code. Library code raises; each command
+(watch.py, run.py, archive.py) prints through the consoles it is given and returns its exit code;
+`run` turns an EtcdbenchError into one `error:` line and its code; `main` returns the code for the
+console script (or `python -m etcdbench`) to exit with.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from etcdbench.cli.archive import register as register_archive_commands
 from etcdbench.cli.execute import EXIT_CODES
 from etcdbench.cli.run import register as register_run_commands
 from etcdbench.cli.watch import register as register_watch_commands
-from etcdbench.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, EtcdbenchError, UsageError
+from etcdbench.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EtcdbenchError, UsageError
 from etcdbench.interrupt import Interrupted
 from etcdbench.interrupt import install as install_interrupt_handlers
 
@@ -139,4 +140,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_RUNTIME
 
 
-__all__ = ["EXIT_USAGE", "main", "run"]
+__all__ = ["main", "run"]
