@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 import psutil
 
 from etcdbench.backends.base import Endpoint
-from etcdbench.cli.network_flags import parse_network_duration
+from etcdbench.config.network import parse_network_duration
 from etcdbench.config.run import RunConfig
 from etcdbench.metrics.cpu import ProcessSampler
 from etcdbench.network.proxy import DelayProxy

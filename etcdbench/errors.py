@@ -18,9 +18,19 @@ class EtcdbenchError(Exception):
 
 
 class UsageError(EtcdbenchError):
-    """Bad flag, bad file, bad value: the user must change the input."""
+    """Bad flag, bad file, bad value: the user must change the input.
+
+    `field`: the RunConfig field the bad value is for, when there is one. The message names it the
+    command line's way (`--duration: must be > 0`) and `reason` is what follows that name, so that a
+    scenario file can name its own key instead (`run.duration_s: must be > 0`).
+    """
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, field: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = message if reason is None else reason
 
 
 class EtcdError(EtcdbenchError):

@@ -1,19 +1,20 @@
 """Commands on archived results files: compare (and its regression gate), ls, export, plot, merge.
 
-`register` adds their subparsers to the main parser and returns the handlers; cli.py dispatches to them
-like to its own. Handlers print only through the consoles they are given and return the exit code.
+`register` adds their subparsers to the main parser and returns the handlers; app.py dispatches to them
+like to the others. Handlers print only through the consoles they are given and return the exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from etcdbench.cli.execute import verdict_code
+from etcdbench.cli.flags import Handler
 from etcdbench.errors import EXIT_FAIL, EXIT_PASS, UsageError
 from etcdbench.report import archive
 from etcdbench.report.compare import (
@@ -27,8 +28,6 @@ from etcdbench.report.compare import (
 from etcdbench.report.export import FORMATS, LATENCY_METRICS, PERFDASH_PREFIX, export, perfdash_artifacts
 from etcdbench.report.gate import evaluate, gate_dict, gate_markdown, parse_rule, report
 from etcdbench.results.io import check_writable, load, malformed, write_atomic
-
-Handler = Callable[[argparse.Namespace, Console, Console], int]
 
 FAIL_IF_HELP = (
     "regression rule METRIC OP VALUE, e.g. 'watch.p99 > +10%%', 'watch_events_per_s < -5%%', 'missed > 0'; "
@@ -191,7 +190,7 @@ def _cmd_merge(args: argparse.Namespace, out: Console, err: Console) -> int:
     out.print(
         f"merged {len(args.files)} shards: {args.output}", markup=False, highlight=False, soft_wrap=True
     )
-    return EXIT_PASS if all(r["verdict"]["pass"] for r in results["runs"]) else EXIT_FAIL
+    return verdict_code(results["runs"])
 
 
 def _cmd_plot(args: argparse.Namespace, out: Console, err: Console) -> int:

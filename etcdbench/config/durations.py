@@ -23,18 +23,15 @@ def parse_duration(flag: str, text: str) -> float:
     """
     m = _DURATION.match(text)
     if not m:
-        raise UsageError(f"{flag}: {text!r} is not a duration: {DURATION_HINT}")
+        reason = f"{text!r} is not a duration: {DURATION_HINT}"
+        raise UsageError(f"{flag}: {reason}", reason=reason)
     us = float(m.group(1)) * _UNIT_US[m.group(2) or "s"]
     if not abs(us) <= MAX_DURATION_S * 1e6:  # a 400-digit number is a float infinity
-        raise UsageError(f"{flag}: {text!r} is longer than {MAX_DURATION_S / 86400:g} days")
+        reason = f"{text!r} is longer than {MAX_DURATION_S / 86400:g} days"
+        raise UsageError(f"{flag}: {reason}", reason=reason)
     return us / 1e6
 
 
 def parse_duration_us(flag: str, text: str) -> int:
     """parse_duration in whole microseconds: '1s', '250ms', '500us', '2m', '1' (a second)."""
     return round(parse_duration(flag, text) * 1e6)
-
-
-def parse_seconds(flag: str, text: str) -> float:
-    """parse_duration (kept for the callers that name it so)."""
-    return parse_duration(flag, text)

@@ -55,24 +55,29 @@ class Fault:
 def parse_fault(text: str) -> Fault:
     """'pause@5:2', 'restart@1.5s:500ms', 'kill@1m': T and D are durations (etcdbench.config.durations)."""
     m = _FAULT.match(text.strip())
-    shape = f"--fault: {text!r} is not KIND@SECONDS[:DURATION] with KIND one of {', '.join(FAULT_KINDS)}"
+    shape = f"{text!r} is not KIND@SECONDS[:DURATION] with KIND one of {', '.join(FAULT_KINDS)}"
     if not m or m.group("kind") not in FAULT_KINDS:
-        raise UsageError(shape)
+        raise _bad(shape)
     kind, duration = m.group("kind"), m.group("d")
     if kind in TAKES_DURATION and duration is None:
-        raise UsageError(f"--fault: {text!r} needs a duration: {kind}@SECONDS:DURATION")
+        raise _bad(f"{text!r} needs a duration: {kind}@SECONDS:DURATION")
     if kind not in TAKES_DURATION and duration is not None:
-        raise UsageError(f"--fault: {text!r}: {kind} takes no duration")
+        raise _bad(f"{text!r}: {kind} takes no duration")
     times = []
     for part in (m.group("at"), duration or "0"):
         try:
             seconds = parse_duration("--fault", part)
         except UsageError as exc:
-            raise UsageError(f"{shape} ({str(exc).removeprefix('--fault: ')})") from None
+            raise _bad(f"{shape} ({exc.reason})") from None
         if seconds < 0:
-            raise UsageError(f"{shape} (a time after the first write is >= 0)")
+            raise _bad(f"{shape} (a time after the first write is >= 0)")
         times.append(seconds)
     return Fault(kind, times[0], times[1])
+
+
+def _bad(reason: str) -> UsageError:
+    """A fault spec that cannot be read: about RunConfig's `faults`, given as --fault."""
+    return UsageError(f"--fault: {reason}", field="faults", reason=reason)
 
 
 def check_faults(

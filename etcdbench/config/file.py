@@ -29,7 +29,6 @@ import difflib
 import itertools
 import json
 import math
-import re
 import tomllib
 import typing
 from collections.abc import Iterable, Mapping
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from etcdbench.config.run import RunConfig, parse_duration
+from etcdbench.config.run import RunConfig, flag_of, parse_duration
 from etcdbench.errors import UsageError
 
 # A matrix larger than this is refused unless `etcdbench run --max-cells N` allows it: every cell is
@@ -67,11 +66,6 @@ class _Bad(Exception):
         self.key = key
         self.message = message
         self.flag = flag
-
-
-def flag_of(field_name: str) -> str:
-    """The flag RunConfig names in its errors: duration_s -> --duration, v2_watch -> --v2-watch."""
-    return "--" + re.sub(r"_(s|us)$", "", field_name).replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -448,20 +442,17 @@ def _identity(config: RunConfig) -> dict[str, Any]:
 
 
 def _cell_error(exc: UsageError, where: dict[str, str], label: str, is_matrix: bool) -> _Bad:
-    """RunConfig names a flag ('--rate: must be > 0'); say which key of the file set it."""
-    text = str(exc)
-    flag, sep, rest = text.partition(": ")
+    """RunConfig names the field's flag ('--rate: must be > 0'); say which key of the file set it."""
     cell = f" (cell {label})" if is_matrix else ""
-    by_flag = {flag_of(f): f for f in FILE_FIELDS}
-    if sep and flag in by_flag:
-        key = by_flag[flag]
-        source = where.get(key)
-        if source is None:  # a default that does not fit the file's other values
-            return _Bad(f"{key} (default {_show(_DEFAULTS[key])}){cell}", rest)
-        if source.startswith("--"):
-            return _Bad(source, rest, flag=True)
-        return _Bad(f"{source}{cell}", rest)
-    return _Bad(f"cell {label}", text)
+    key = exc.field
+    if key is None:
+        return _Bad(f"cell {label}", str(exc))
+    source = where.get(key)
+    if source is None:  # a default that does not fit the file's other values
+        return _Bad(f"{key} (default {_show(_DEFAULTS[key])}){cell}", exc.reason)
+    if source.startswith("--"):
+        return _Bad(source, exc.reason, flag=True)
+    return _Bad(f"{source}{cell}", exc.reason)
 
 
 def _with_defaults(
@@ -519,7 +510,7 @@ def _duration(where: str, text: str) -> float:
     try:
         return parse_duration(where, text)
     except UsageError as exc:
-        raise _Bad(where, str(exc).removeprefix(f"{where}: ")) from None
+        raise _Bad(where, exc.reason) from None
 
 
 def _number(where: str, value: Any) -> float:

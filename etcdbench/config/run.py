@@ -11,7 +11,6 @@ from etcdbench.config.durations import DURATION_HINT as DURATION_HINT
 from etcdbench.config.durations import MAX_DURATION_S
 from etcdbench.config.durations import parse_duration as parse_duration
 from etcdbench.config.durations import parse_duration_us as parse_duration_us
-from etcdbench.config.durations import parse_seconds as parse_seconds
 from etcdbench.config.faults import parse_fault
 from etcdbench.errors import UsageError
 
@@ -93,91 +92,92 @@ class RunConfig:
     bg_watches: int = 0  # watches of other resource types, as the apiserver's cacher opens
 
     def __post_init__(self) -> None:
-        _choice("--backend", self.backend, BACKENDS)
-        _choice("--encoding", self.encoding, ENCODINGS)
-        _choice("--kind", self.kind, KINDS)
-        _choice("--v2-watch", self.v2_watch, V2_WATCH_MODES)
+        _choice("backend", self.backend, BACKENDS)
+        _choice("encoding", self.encoding, ENCODINGS)
+        _choice("kind", self.kind, KINDS)
+        _choice("v2_watch", self.v2_watch, V2_WATCH_MODES)
         check_etcd_spec(self.etcd)
-        _positive("--rate", self.rate, MAX_RATE)
-        _positive("--writers", self.writers, MAX_WRITERS)
-        _positive("--objects", self.objects, MAX_OBJECTS)
-        _positive("--duration", self.duration_s, MAX_SECONDS)
-        _positive("--slo-p99", self.slo_p99_us, MAX_SECONDS * 1e6)
-        _positive("--max-inflight", self.max_inflight, MAX_INFLIGHT)
-        _positive("--drain", self.drain_s, MAX_SECONDS)
-        _choice("--workload", self.workload, WORKLOADS)
-        _choice("--size-profile", self.size_profile, SIZE_PROFILES)
-        _positive("--watchers", self.watchers, MAX_WATCHERS)
-        _positive("--watchers-per-stream", self.watchers_per_stream, MAX_WATCHERS)
+        _positive("rate", self.rate, MAX_RATE)
+        _positive("writers", self.writers, MAX_WRITERS)
+        _positive("objects", self.objects, MAX_OBJECTS)
+        _positive("duration_s", self.duration_s, MAX_SECONDS)
+        _positive("slo_p99_us", self.slo_p99_us, MAX_SECONDS * 1e6)
+        _positive("max_inflight", self.max_inflight, MAX_INFLIGHT)
+        _positive("drain_s", self.drain_s, MAX_SECONDS)
+        _choice("workload", self.workload, WORKLOADS)
+        _choice("size_profile", self.size_profile, SIZE_PROFILES)
+        _positive("watchers", self.watchers, MAX_WATCHERS)
+        _positive("watchers_per_stream", self.watchers_per_stream, MAX_WATCHERS)
         if -(-self.watchers // self.watchers_per_stream) > MAX_WATCHER_PROCESSES:
-            raise UsageError(
-                f"--watchers: {self.watchers} watches at {self.watchers_per_stream} per stream would take "
-                f"more than {MAX_WATCHER_PROCESSES} watcher processes; raise --watchers-per-stream (v3)"
+            raise field_error(
+                "watchers",
+                f"{self.watchers} watches at {self.watchers_per_stream} per stream would take more than "
+                f"{MAX_WATCHER_PROCESSES} watcher processes; raise --watchers-per-stream (v3)",
             )
         if self.watchers_per_stream > 1 and self.backend != "v3":
-            raise UsageError("--watchers-per-stream: only the v3 API multiplexes watches on one stream")
+            raise field_error("watchers_per_stream", "only the v3 API multiplexes watches on one stream")
         if self.churn_updates < 0:
-            raise UsageError(f"--churn-updates: must be >= 0, got {self.churn_updates}")
-        _at_least_zero("--ttl", self.ttl_s, MAX_SECONDS)
+            raise field_error("churn_updates", f"must be >= 0, got {self.churn_updates}")
+        _at_least_zero("ttl_s", self.ttl_s, MAX_SECONDS)
         if self.ttl_s != int(self.ttl_s):  # v2 would round 0.4 to "no TTL", v3 up to a 1 s lease
-            raise UsageError(f"--ttl: etcd counts TTLs in whole seconds, got {self.ttl_s:g}")
-        _at_least_zero("--warmup", self.warmup_s, MAX_SECONDS)
+            raise field_error("ttl_s", f"etcd counts TTLs in whole seconds, got {self.ttl_s:g}")
+        _at_least_zero("warmup_s", self.warmup_s, MAX_SECONDS)
         for kind, count in self.preload.items():
-            _choice("--preload", kind, KINDS)
+            _choice("preload", kind, KINDS)
             if not 0 <= count <= MAX_OBJECTS:
-                raise UsageError(f"--preload: {kind}={count} must be from 0 to {MAX_OBJECTS:,}")
+                raise field_error("preload", f"{kind}={count} must be from 0 to {MAX_OBJECTS:,}")
         parse_mix(self.mix)
         faults = [parse_fault(f) for f in self.faults]
         object.__setattr__(self, "faults", tuple(str(f) for f in faults))
         run_s = self.warmup_s + self.duration_s
         for f in faults:
             if not f.at_s < run_s:
-                raise UsageError(f"--fault: {f} starts after the writes end ({run_s:g} s)")
+                raise field_error("faults", f"{f} starts after the writes end ({run_s:g} s)")
         if not 0 <= self.shard < self.shards:
-            raise UsageError(f"--shard: {self.shard}/{self.shards} is not I/N with 0 <= I < N")
-        _at_least_zero("--rtt", self.rtt_us, MAX_NETWORK_DELAY_US)
-        _at_least_zero("--jitter", self.jitter_us, MAX_NETWORK_DELAY_US)
-        _at_least_zero("--bandwidth", self.bandwidth_mbit, MAX_BANDWIDTH_MBIT)
+            raise field_error("shard", f"{self.shard}/{self.shards} is not I/N with 0 <= I < N")
+        _at_least_zero("rtt_us", self.rtt_us, MAX_NETWORK_DELAY_US)
+        _at_least_zero("jitter_us", self.jitter_us, MAX_NETWORK_DELAY_US)
+        _at_least_zero("bandwidth_mbit", self.bandwidth_mbit, MAX_BANDWIDTH_MBIT)
         if self.jitter_us * 2 > self.rtt_us:
-            raise UsageError(
-                f"--jitter: {self.jitter_us / 1000:g}ms is more than half of --rtt {self.rtt_us / 1000:g}ms: "
-                "each hop's delay (rtt/2 ± jitter) would go below zero"
+            raise field_error(
+                "jitter_us",
+                f"{self.jitter_us / 1000:g}ms is more than half of --rtt {self.rtt_us / 1000:g}ms: "
+                "each hop's delay (rtt/2 ± jitter) would go below zero",
             )
-        for flag, rate in (
-            ("--bg-list-rate", self.bg_list_rate),
-            ("--bg-get-rate", self.bg_get_rate),
-            ("--bg-event-rate", self.bg_event_rate),
-        ):
-            _at_least_zero(flag, rate, MAX_BG_RATE)
-        _positive("--bg-list-page", self.bg_list_page, MAX_BG_LIST_PAGE)
-        _positive("--bg-event-ttl", self.bg_event_ttl_s, MAX_SECONDS)
+        for name in ("bg_list_rate", "bg_get_rate", "bg_event_rate"):
+            _at_least_zero(name, getattr(self, name), MAX_BG_RATE)
+        _positive("bg_list_page", self.bg_list_page, MAX_BG_LIST_PAGE)
+        _positive("bg_event_ttl_s", self.bg_event_ttl_s, MAX_SECONDS)
         if self.bg_event_ttl_s != int(self.bg_event_ttl_s):
-            raise UsageError(
-                f"--bg-event-ttl: etcd counts TTLs in whole seconds, got {self.bg_event_ttl_s:g}"
+            raise field_error(
+                "bg_event_ttl_s", f"etcd counts TTLs in whole seconds, got {self.bg_event_ttl_s:g}"
             )
-        _at_least_zero("--bg-watches", self.bg_watches, MAX_BG_WATCHES)
+        _at_least_zero("bg_watches", self.bg_watches, MAX_BG_WATCHES)
         if self.background and self.prefix == "/":
-            raise UsageError(
-                "--prefix: '/' leaves no place outside the measured watch for the background load's keys"
+            raise field_error(
+                "prefix", "'/' leaves no place outside the measured watch for the background load's keys"
             )
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
-            raise UsageError(f"--prefix: must start and end with '/', got {self.prefix!r}")
+            raise field_error("prefix", f"must start and end with '/', got {self.prefix!r}")
         if not self.prefix.isprintable() or not _utf8(self.prefix):
-            raise UsageError(f"--prefix: {self.prefix!r} holds a control character or is not UTF-8 text")
+            raise field_error("prefix", f"{self.prefix!r} holds a control character or is not UTF-8 text")
         if self.total_writers > MAX_WRITER_IDS:
-            raise UsageError(
-                f"--writers: {self.writers} writers x {self.shards} shards is more than the "
-                f"{MAX_WRITER_IDS} writer ids a {STAMP_WRITER_DIGITS}-digit stamp holds"
+            raise field_error(
+                "writers",
+                f"{self.writers} writers x {self.shards} shards is more than the "
+                f"{MAX_WRITER_IDS} writer ids a {STAMP_WRITER_DIGITS}-digit stamp holds",
             )
         if self.total_writes >= MAX_WRITES:
-            raise UsageError(
-                f"--rate: {self.total_writes:,} writes (rate x (warmup + duration)) is more than a "
-                f"{STAMP_SEQ_DIGITS}-digit stamp counts"
+            raise field_error(
+                "rate",
+                f"{self.total_writes:,} writes (rate x (warmup + duration)) is more than a "
+                f"{STAMP_SEQ_DIGITS}-digit stamp counts",
             )
         if self.total_writers > self.total_writes:
-            raise UsageError(
-                f"--writers: {self.writers} writers for {self.total_writes} writes leaves some idle; "
-                "lower --writers or raise --rate/--duration"
+            raise field_error(
+                "writers",
+                f"{self.writers} writers for {self.total_writes} writes leaves some idle; "
+                "lower --writers or raise --rate/--duration",
             )
 
     @property
@@ -228,11 +228,25 @@ class RunConfig:
         return asdict(self)
 
 
+# A field's flag is "--" + its name without the unit suffix, "_" as "-"; except these.
+_FLAG_NAMES = {"faults": "--fault", "bandwidth_mbit": "--bandwidth"}
+
+
+def flag_of(field_name: str) -> str:
+    """The flag of a RunConfig field: duration_s -> --duration, v2_watch -> --v2-watch, faults -> --fault."""
+    return _FLAG_NAMES.get(field_name) or "--" + re.sub(r"_(s|us)$", "", field_name).replace("_", "-")
+
+
+def field_error(field_name: str, reason: str) -> UsageError:
+    """A bad value of RunConfig field `field_name`, named by its flag: '--duration: must be > 0'."""
+    return UsageError(f"{flag_of(field_name)}: {reason}", field=field_name, reason=reason)
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """ "2/4" -> (2, 4)."""
     i, sep, n = text.partition("/")
     if not sep or not _whole(i) or not _whole(n) or not 0 <= int(i) < int(n):
-        raise UsageError(f"--shard: {text!r} is not I/N with 0 <= I < N")
+        raise field_error("shard", f"{text!r} is not I/N with 0 <= I < N")
     return int(i), int(n)
 
 
@@ -242,14 +256,14 @@ def parse_mix(text: str) -> dict[str, int]:
         op, sep, weight = part.partition("=")
         op = op.strip()
         if not sep or op not in MIX_OPS or not _whole(weight):
-            raise UsageError(f"--mix: {part.strip()!r} is not OP=WEIGHT with OP one of {', '.join(MIX_OPS)}")
+            raise field_error("mix", f"{part.strip()!r} is not OP=WEIGHT with OP one of {', '.join(MIX_OPS)}")
         if op in weights:
-            raise UsageError(f"--mix: {op} given twice")
+            raise field_error("mix", f"{op} given twice")
         weights[op] = int(weight)
     if not any(weights.values()):
-        raise UsageError(f"--mix: {text!r} has no positive weight")
+        raise field_error("mix", f"{text!r} has no positive weight")
     if weights.get("delete", 0) and not weights.get("create", 0):
-        raise UsageError("--mix: deletes without creates would empty the store; give create a weight too")
+        raise field_error("mix", "deletes without creates would empty the store; give create a weight too")
     return weights
 
 
@@ -259,7 +273,7 @@ def parse_preload(text: str) -> dict[str, int]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         kind, sep, n = part.partition("=")
         if not sep or kind.strip() not in KINDS or not _whole(n):
-            raise UsageError(f"--preload: {part!r} is not KIND=COUNT with KIND one of {', '.join(KINDS)}")
+            raise field_error("preload", f"{part!r} is not KIND=COUNT with KIND one of {', '.join(KINDS)}")
         counts[kind.strip()] = int(n)
     return counts
 
@@ -271,26 +285,26 @@ def _whole(text: str) -> bool:
     return _WHOLE.fullmatch(text) is not None
 
 
-def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise UsageError(f"{flag}: unknown value {value!r}; choose one of {', '.join(allowed)}")
+        raise field_error(name, f"unknown value {value!r}; choose one of {', '.join(allowed)}")
 
 
-def _positive(flag: str, value: float, most: float) -> None:
+def _positive(name: str, value: float, most: float) -> None:
     if not value > 0:  # also rejects NaN
-        raise UsageError(f"{flag}: must be > 0, got {value:g}")
-    _at_most(flag, value, most)
+        raise field_error(name, f"must be > 0, got {value:g}")
+    _at_most(name, value, most)
 
 
-def _at_least_zero(flag: str, value: float, most: float) -> None:
+def _at_least_zero(name: str, value: float, most: float) -> None:
     if not value >= 0:
-        raise UsageError(f"{flag}: must be >= 0, got {value:g}")
-    _at_most(flag, value, most)
+        raise field_error(name, f"must be >= 0, got {value:g}")
+    _at_most(name, value, most)
 
 
-def _at_most(flag: str, value: float, most: float) -> None:
+def _at_most(name: str, value: float, most: float) -> None:
     if not value <= most:  # also rejects infinity
-        raise UsageError(f"{flag}: must be at most {most:,.0f} (docs/scenarios.md, Limits), got {value:g}")
+        raise field_error(name, f"must be at most {most:,.0f} (docs/scenarios.md, Limits), got {value:g}")
 
 
 def _utf8(text: str) -> bool:
@@ -309,8 +323,8 @@ def check_etcd_spec(value: str) -> None:
     if not value or _VERSION.fullmatch(value):
         return
     if "/" not in value:
-        raise UsageError(
-            f"--etcd: {value!r} is neither a version like 3.4 or 3.5.1 nor a path to an etcd binary"
+        raise field_error(
+            "etcd", f"{value!r} is neither a version like 3.4 or 3.5.1 nor a path to an etcd binary"
         )
     if not value.isprintable() or not _utf8(value):
-        raise UsageError(f"--etcd: {value!r} holds a control character or is not UTF-8 text")
+        raise field_error("etcd", f"{value!r} holds a control character or is not UTF-8 text")

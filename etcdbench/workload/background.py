@@ -25,7 +25,6 @@ threshold means the background load fell behind its schedule, and the run is fla
 
 from __future__ import annotations
 
-import argparse
 import base64
 import threading
 import time
@@ -36,11 +35,10 @@ from typing import Any, cast
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint, Reader, Relist
-from etcdbench.config.durations import parse_duration
 from etcdbench.config.run import RunConfig
 from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import build_object, object_key, resource_of
-from etcdbench.errors import EtcdError, UsageError
+from etcdbench.errors import EtcdError
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.results.verdict import merge_summaries
 from etcdbench.workload.timeline import NS, Timeline
@@ -388,58 +386,3 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     if unsent:
         behind.append(f"{unsent} ops never sent")
     return {**report, "slip_us": slip, "fell_behind": bool(behind), "fell_behind_because": behind}
-
-
-# ---------------------------------------------------------------------------------------- flags
-
-
-def _seconds(text: str) -> float:
-    """--bg-event-ttl: the rule of every duration (seconds, or 30m, 1h)."""
-    try:
-        return parse_duration("", text)
-    except UsageError as exc:  # argparse puts the flag in front of the reason
-        raise argparse.ArgumentTypeError(str(exc).removeprefix(": ")) from None
-
-
-# --bg-* flag -> (RunConfig field, type, metavar, help): one table for the flags and their values.
-BACKGROUND_FLAGS: dict[str, tuple[str, Callable[[str], float], str, str]] = {
-    "--bg-list-rate": (
-        "bg_list_rate", float, "N",
-        "background: paginated LISTs/s of the measured kind's resource dir (default 0: none)",
-    ),
-    "--bg-list-page": (
-        "bg_list_page", int, "KEYS",
-        "background: keys per LIST page, the apiserver's limit (v2 has no pages; default 500)",
-    ),
-    "--bg-get-rate": (
-        "bg_get_rate", float, "N", "background: GETs/s of single objects of the measured kind (default 0)",
-    ),
-    "--bg-event-rate": (
-        "bg_event_rate", float, "N",
-        "background: Event creates/s with a TTL, outside the measured watch (default 0)",
-    ),
-    "--bg-event-ttl": (
-        "bg_event_ttl_s", _seconds, "S",
-        "background: the Events' TTL in whole seconds (default 3600, Kubernetes' 1 h)",
-    ),
-    "--bg-watches": (
-        "bg_watches", int, "N",
-        "background: watches of other resource types, one per type like the apiserver's cacher",
-    ),
-}  # fmt: skip
-
-
-def add_background_flags(p: argparse.ArgumentParser, *, overrides: bool = False) -> None:
-    """--bg-*; `overrides`: no defaults (a scenario file's values stand)."""
-    d = RunConfig()
-    for flag, (field, parse, metavar, help_) in BACKGROUND_FLAGS.items():
-        default = None if overrides else getattr(d, field)
-        p.add_argument(flag, type=parse, default=default, metavar=metavar, help=help_)
-
-
-def background_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The RunConfig fields of the --bg-* flags that were given."""
-    given = (
-        (field, getattr(args, flag[2:].replace("-", "_"))) for flag, (field, *_) in BACKGROUND_FLAGS.items()
-    )
-    return {field: value for field, value in given if value is not None}

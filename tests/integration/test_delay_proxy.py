@@ -31,7 +31,7 @@ from etcdbench.backends.base import Endpoint
 from etcdbench.backends.transport.http1 import Connection, Server
 from etcdbench.backends.v3 import V3Backend
 from etcdbench.bench.target import Target, run_watch
-from etcdbench.cli.network_flags import parse_bandwidth, parse_network_duration
+from etcdbench.config.network import parse_bandwidth, parse_network_duration
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EXIT_INTERRUPTED, UsageError
 from etcdbench.etcd import LocalEtcd

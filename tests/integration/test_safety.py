@@ -57,9 +57,10 @@ def seed_foreign(store: Store, prefix: str) -> None:
 
 def config_of(prefix: str, *argv: str) -> RunConfig:
     """The RunConfig `etcdbench watch --prefix prefix SMALL argv` runs (to name the keys it writes)."""
-    from etcdbench.cli.app import _config, build_parser
+    from etcdbench.cli.app import build_parser
+    from etcdbench.cli.watch import watch_config
 
-    return _config(build_parser().parse_args(["watch", "--prefix", prefix, *SMALL, *argv]))
+    return watch_config(build_parser().parse_args(["watch", "--prefix", prefix, *SMALL, *argv]))
 
 
 def new_keys(store: Store, before: Snapshot) -> int:

@@ -28,9 +28,10 @@ from paths import ROOT
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint
-from etcdbench.backends.credentials import PASSWORD_ENV, Credentials, credentials_from_args, tls_hint
+from etcdbench.backends.credentials import PASSWORD_ENV, Credentials, tls_hint
 from etcdbench.bench.target import run_watch
 from etcdbench.cli.app import build_parser
+from etcdbench.cli.credentials import credentials_from_args
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd import find_etcd_binary
@@ -218,7 +219,7 @@ def test_credentials_never_show_the_password_and_pickle_whole() -> None:
     assert "root" in repr(creds)
     # Spawned writers and watchers get the endpoint through the multiprocessing pipe (a pickle).
     assert pickle.loads(pickle.dumps(endpoint)) == endpoint
-    assert pickle.loads(pickle.dumps(endpoint)).credentials.password == PASSWORD  # type: ignore[union-attr]
+    assert pickle.loads(pickle.dumps(endpoint)).credentials.password == PASSWORD
     assert Endpoint(("http://x:1",)).credentials is None
 
 
@@ -332,7 +333,12 @@ def test_password_sources(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPa
 
     prompts: list[str] = []
     monkeypatch.setattr(sys, "stdin", Tty())
-    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or "typed")
+
+    def getpass(prompt: str) -> str:
+        prompts.append(prompt)
+        return "typed"
+
+    monkeypatch.setattr("getpass.getpass", getpass)
     creds = credentials_from_args(parse(*base))
     assert creds is not None and creds.password == "typed"
     assert prompts == ["etcd password for root: "]

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from etcdbench.cli.app import build_parser, workload_config
-from etcdbench.cli.network_flags import network_values
+from etcdbench.cli.app import build_parser
+from etcdbench.cli.flags import NETWORK_FLAGS, flag_values, workload_config
 from etcdbench.cli.run import _overrides
 from etcdbench.config.faults import parse_fault
 from etcdbench.config.run import parse_duration, parse_duration_us
@@ -29,7 +29,7 @@ FLAGS: list[tuple[str, str, Read]] = [
     ("watch", "--drain", lambda a: a.drain),
     ("watch", "--ttl", lambda a: a.ttl),
     ("watch", "--slo-p99", lambda a: _config("slo_p99_us")(a) / 1e6),
-    ("watch", "--rtt", lambda a: network_values(a)["rtt_us"] / 1e6),
+    ("watch", "--rtt", lambda a: flag_values(a, NETWORK_FLAGS)["rtt_us"] / 1e6),
     ("capacity", "--duration", lambda a: a.duration),
     ("capacity", "--budget", lambda a: a.budget),
     ("capacity", "--slo-p99", lambda a: _config("slo_p99_us")(a) / 1e6),

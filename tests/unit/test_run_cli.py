@@ -21,7 +21,7 @@ from etcdbench.cli.run import register
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.interrupt import Interrupted
-from etcdbench.results.io import environment, load, new_results
+from etcdbench.results.io import environment, load, new_results, write_atomic
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
 
@@ -175,15 +175,13 @@ def test_run_writes_one_file_after_every_cell_and_prints_the_comparison(
 ) -> None:
     out_path = tmp_path / "r.json"
     snapshots: list[dict[str, Any]] = []
-    import etcdbench.cli.app
-
-    real_write = etcdbench.cli.app.write_atomic
+    real_write = write_atomic
 
     def spy(path: Path, results: dict[str, Any]) -> None:
         snapshots.append(json.loads(json.dumps(results)))
         real_write(path, results)
 
-    monkeypatch.setattr(etcdbench.cli.app, "write_atomic", spy)  # the Saver every command shares
+    monkeypatch.setattr("etcdbench.cli.execute.write_atomic", spy)  # the Saver every command shares
     code, out, _ = call("run", str(scenario(tmp_path)), "--output", str(out_path))
     assert code == 0
     assert [(len(s["runs"]), s["complete"]) for s in snapshots] == [(1, False), (2, True)]

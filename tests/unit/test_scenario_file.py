@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from paths import ROOT
 
-from etcdbench.config.file import FILE_FIELDS, Overrides, build, flag_of, from_results, load_file
-from etcdbench.config.run import RunConfig
+from etcdbench.config.file import FILE_FIELDS, Overrides, build, from_results, load_file
+from etcdbench.config.run import RunConfig, flag_of
 from etcdbench.errors import UsageError
 
 SCENARIOS = ROOT / "scenarios"
@@ -314,7 +315,8 @@ def test_normalised_document_loads_again_to_the_same_runs(path: Path) -> None:
 
 
 def test_results_without_scenario_are_refused(tmp_path: Path) -> None:
-    for results in ({"runs": []}, {"scenario": None, "runs": []}):  # watch files: null
+    files: list[dict[str, Any]] = [{"runs": []}, {"scenario": None, "runs": []}]  # watch files: null
+    for results in files:
         with pytest.raises(UsageError, match=r"^r\.json: holds no scenario"):
             from_results(Path("r.json"), results)
 
@@ -395,6 +397,57 @@ def test_flag_names_match_runconfig_errors() -> None:
     assert flag_of("slo_p99_us") == "--slo-p99"
     assert flag_of("watchers_per_stream") == "--watchers-per-stream"
     assert flag_of("ttl_s") == "--ttl"
+    assert flag_of("faults") == "--fault"
+    assert flag_of("bandwidth_mbit") == "--bandwidth"
+
+
+BAD_FIELDS = [
+    ("rate", 0.0),
+    ("backend", "v4"),
+    ("duration_s", -1.0),
+    ("slo_p99_us", 0),
+    ("preload", {"rack": 1}),
+    ("mix", "update=0"),
+    ("faults", ("kill@99",)),
+    ("faults", ("melt@1",)),
+    ("shard", 3),
+    ("jitter_us", 1),
+    ("bandwidth_mbit", -1.0),
+    ("bg_event_ttl_s", 0.5),
+    ("prefix", "registry"),
+    ("etcd", "etcd3"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD_FIELDS, ids=[f"{f}={v}" for f, v in BAD_FIELDS])
+def test_runconfig_errors_carry_their_field_and_name_its_flag(field: str, value: object) -> None:
+    with pytest.raises(UsageError) as info:
+        RunConfig(**{field: value})  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert str(info.value) == f"{flag_of(field)}: {info.value.reason}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[run]\nbandwidth_mbit = -1\n", "run.bandwidth_mbit: must be >= 0, got -1"),
+        ("[run]\nduration_s = 5\nfaults = ['kill@9']\n", "run.faults: kill@9 starts after the writes end"),
+        ("[matrix]\nfaults = [['melt@1']]\n", "matrix.faults (cell s[faults=[melt@1]]): 'melt@1' is not"),
+        ("[run]\nrtt_us = 1000\njitter_us = 600\n", "run.jitter_us: 0.6ms is more than half of --rtt 1ms"),
+    ],
+)
+def test_a_runconfig_error_names_the_key_that_set_the_field(tmp_path: Path, text: str, message: str) -> None:
+    """The key comes from UsageError.field, for every field, whatever its flag is called."""
+    with pytest.raises(UsageError) as info:
+        load_file(write(tmp_path, text))
+    assert str(info.value).startswith(f"{tmp_path / 's.toml'}: {message}"), str(info.value)
+
+
+def test_an_overriding_flag_that_breaks_a_cell_is_named_as_the_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, "[run]\nrate = 100\n")
+    with pytest.raises(UsageError) as info:
+        load_file(path, Overrides(values={"bandwidth_mbit": 2e6}))
+    assert str(info.value) == "--bandwidth: must be at most 1,000,000 (docs/scenarios.md, Limits), got 2e+06"
 
 
 def test_build_accepts_a_plain_dict() -> None:

@@ -15,7 +15,7 @@ from paths import RESULTS
 from rich.console import Console
 
 from etcdbench.cli.app import build_parser
-from etcdbench.config.run import parse_seconds
+from etcdbench.config.run import parse_duration
 from etcdbench.errors import UsageError
 from etcdbench.metrics.cpu import (
     MAX_SERIES_POINTS,
@@ -39,7 +39,7 @@ MB = 1_000_000
     [("10", 10.0), ("2.5", 2.5), ("90s", 90.0), ("30m", 1800.0), ("1.5h", 5400.0), ("500ms", 0.5)],
 )
 def test_durations_take_a_unit(text: str, seconds: float) -> None:
-    assert parse_seconds("--duration", text) == seconds
+    assert parse_duration("--duration", text) == seconds
     args = build_parser().parse_args(["watch", "--duration", text, "--warmup", text])
     assert (args.duration, args.warmup) == (seconds, seconds)
 
@@ -48,7 +48,7 @@ def test_a_duration_without_a_known_unit_is_refused() -> None:
     with pytest.raises(
         UsageError, match=r"^--duration: '30x' is not a duration: seconds \(10\), or with a unit"
     ):
-        parse_seconds("--duration", "30x")
+        parse_duration("--duration", "30x")
     with pytest.raises(UsageError, match=r"argument --duration: '3 days' is not a duration"):
         build_parser().parse_args(["watch", "--duration", "3 days"])
 

@@ -1,0 +1,235 @@
+"""How `watch`, `run` and `capacity` execute their runs: everything refused before an etcd starts
+(prepare), then the runs on their etcd, each appended to one results document that is saved after it
+(execution); after Ctrl-C or a failure, what was measured is saved marked incomplete."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from etcdbench.backends.credentials import Credentials
+from etcdbench.cli.credentials import credentials_from_args
+from etcdbench.cli.flags import endpoints
+from etcdbench.config.run import RunConfig
+from etcdbench.errors import (
+    EXIT_FAIL,
+    EXIT_INTERRUPTED,
+    EXIT_PASS,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    EtcdError,
+    UsageError,
+)
+from etcdbench.etcd.local import resolve_etcd
+from etcdbench.interrupt import Interrupted
+from etcdbench.report.console import summary
+from etcdbench.results.io import check_writable, default_path, write_atomic
+
+if TYPE_CHECKING:
+    from etcdbench.bench.target import Target
+    from etcdbench.workload.runner import Progress as RunProgress
+
+MAX_CLUSTER_SIZE = 9  # embedded members on one host; etcd advises 7 at most in production
+
+EXIT_CODES = f"""\
+exit codes: {EXIT_PASS} PASS, {EXIT_FAIL} FAIL, {EXIT_USAGE} bad usage or input, {EXIT_RUNTIME} etcd
+unreachable or another runtime failure, {EXIT_INTERRUPTED} interrupted (Ctrl-C or SIGTERM). An
+interrupted run stops its processes and etcd, and writes what it measured so far, marked incomplete
+("complete": false and the run's "incomplete" reason), unless nothing was measured yet; a second
+Ctrl-C gives that up."""
+
+
+class Saver:
+    """The one results file of a command: written atomically after every run, or printed once at the
+    end with --json; after an interrupt or a failure, what was measured, marked incomplete."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.json = bool(args.json)
+        self.path: Path | None = None if self.json else args.output
+        if not self.json:
+            check_writable(self.path if self.path is not None else Path("results") / "probe.json")
+
+    def __call__(self, results: dict[str, Any]) -> None:
+        if self.json:
+            return
+        self.path = self.path or default_path(Path("results"), results)
+        write_atomic(self.path, results)
+
+    @contextmanager
+    def keeping_partial(self, results: dict[str, Any], out: Console, err: Console) -> Iterator[None]:
+        """Runs go into `results` inside the block; if it ends by an exception, save what exists
+        (with the interrupted run's partial figures) marked incomplete, then let the exception go on."""
+        try:
+            yield
+        except BaseException as exc:
+            partial = exc.partial if isinstance(exc, Interrupted) else None
+            if partial is not None:
+                results["runs"].append(partial)
+            self._save_incomplete(results, exc, out, err)
+            raise
+
+    def _save_incomplete(
+        self, results: dict[str, Any], exc: BaseException, out: Console, err: Console
+    ) -> None:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if not results["runs"]:
+            if interrupted:
+                why = (
+                    "interrupted again while stopping: the run in progress was given up"
+                    if isinstance(exc, Interrupted) and exc.repeated
+                    else "interrupted before anything was measured"
+                )
+                err.print(f"{why}; no results written", markup=False, highlight=False, soft_wrap=True)
+            return
+        results["complete"] = False
+        if self.json:  # stdout is still one document
+            out.print_json(json.dumps(results))
+            return
+        self(results)
+        if interrupted:
+            out.print(summary(results))
+            out.print(f"results: {self.path}", markup=False, highlight=False, soft_wrap=True)
+            err.print(
+                f"interrupted: partial results written to {self.path} (complete: false)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def target_for(
+    args: argparse.Namespace, endpoints: list[str] | None, credentials: Credentials | None, etcd: str = ""
+) -> Target:
+    """The etcd the runs of one `etcd` value use: --endpoints, or one started here (bench.target)."""
+    from etcdbench.bench.target import Target  # imports grpc: keep `--help` and `show` fast
+
+    if not 1 <= args.cluster_size <= MAX_CLUSTER_SIZE:
+        raise UsageError(f"--cluster-size: must be from 1 to {MAX_CLUSTER_SIZE}, got {args.cluster_size}")
+    return Target(
+        endpoints=endpoints,
+        etcd_bin=args.etcd_bin,
+        force=args.force,
+        keep=args.keep,
+        credentials=credentials,
+        cluster_size=args.cluster_size,
+        allow_registry_prefix=args.allow_registry_prefix,
+        allow_disruptive_faults=getattr(args, "allow_disruptive_faults", False),
+        run_id=getattr(args, "run_id", None),
+        etcd=etcd,
+        tls=getattr(args, "tls", False),
+    )
+
+
+def prepare(args: argparse.Namespace, configs: Sequence[RunConfig]) -> tuple[Saver, dict[str, Target]]:
+    """What every run of a command needs, refused before any etcd starts: the credentials (the
+    password prompted for, if it must be), a writable results file, and one target per `etcd` of the
+    runs (in order of first appearance) that has accepted each of its runs and found its binary."""
+    urls = endpoints(args)
+    credentials = credentials_from_args(args)
+    saver = Saver(args)
+    targets: dict[str, Target] = {}
+    for config in configs:
+        if config.etcd not in targets:
+            targets[config.etcd] = target_for(args, urls, credentials, etcd=config.etcd)
+        targets[config.etcd].check(config)
+    if not urls:  # a version that is not installed is refused before any run
+        for spec in targets:
+            resolve_etcd(spec, args.etcd_bin)
+    return saver, targets
+
+
+@contextmanager
+def progress_bar(err: Console, steps: int | None) -> Iterator[Callable[[int, str], RunProgress] | None]:
+    """Live progress on stderr, only on a terminal: progress_for(i, label) -> the runner's hook for
+    run i. `steps`: None for a single run, 0 when the count is not known ahead (a search)."""
+    if not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task("starting", total=1.0)
+
+        def progress_for(i: int, label: str) -> RunProgress:
+            head = "" if steps is None else f"[{i + 1}/{steps}] " if steps else f"[step {i + 1}] "
+
+            def progress(phase: str, elapsed: float, run_total: float) -> None:
+                done = min(max(elapsed, 0.0), run_total) / run_total if run_total > 0 else 0.0
+                bar.update(task, completed=done, description=f"{head}{label}: {phase}")
+
+            return progress
+
+        yield progress_for
+
+
+class Execution:
+    """The runs of one command on their etcd, in one results document saved after each run.
+
+    The runs of one `etcd` value follow each other (a scenario's cells are grouped so): each etcd is
+    started for its first run and stopped before the next one starts."""
+
+    def __init__(
+        self,
+        targets: dict[str, Target],
+        saver: Saver,
+        stack: ExitStack,
+        results: dict[str, Any],
+        progress_for: Callable[[int, str], RunProgress] | None,
+    ) -> None:
+        self.results = results
+        self._targets = targets
+        self._saver = saver
+        self._stack = stack  # holds the etcd in use
+        self._progress_for = progress_for
+        self._spec, self._target = next(iter(targets.items()))
+
+    def run(self, config: RunConfig, label: str) -> dict[str, Any]:
+        """Run `config` on its etcd and add it to the results (not saved yet: see save)."""
+        if config.etcd != self._spec:  # the next etcd of the matrix: stop this one first
+            self._stack.close()
+            self._spec, self._target = config.etcd, self._targets[config.etcd]
+            self._stack.enter_context(self._target)
+            self.results["environment"]["etcds"].append(self._target.info)
+        i = len(self.results["runs"])
+        hook = self._progress_for(i, label) if self._progress_for else None
+        run = self._target.run(config, hook)
+        self.results["runs"].append(run)
+        return run
+
+    def save(self, *, complete: bool) -> None:
+        """Write the results as they stand; `complete`: no run is missing or cut short."""
+        self.results["complete"] = complete
+        self._saver(self.results)
+
+
+@contextmanager
+def execution(
+    targets: dict[str, Target], saver: Saver, out: Console, err: Console, *, steps: int | None
+) -> Iterator[Execution]:
+    """Start the first target and yield the Execution of the runs; on the way out, by an exception
+    too, save what ran (Saver.keeping_partial) and stop the etcd."""
+    with ExitStack() as stack:
+        target = stack.enter_context(next(iter(targets.values())))
+        results = target.results()
+        if len(targets) > 1:  # each etcd's own description; environment.etcd stays the first one's
+            results["environment"]["etcds"] = [target.info]
+        with saver.keeping_partial(results, out, err), progress_bar(err, steps) as progress_for:
+            yield Execution(targets, saver, stack, results, progress_for)
+
+
+def stop_if_etcd_gone(run: dict[str, Any]) -> None:
+    """A run etcd did not survive ends the matrix or search: the next one could only fail to start."""
+    if "incomplete" in run:
+        raise EtcdError(f"{run['label']}: {run['incomplete']}")
+
+
+def verdict_code(runs: list[dict[str, Any]]) -> int:
+    """PASS when every run passed, else FAIL."""
+    return EXIT_PASS if all(r["verdict"]["pass"] for r in runs) else EXIT_FAIL
