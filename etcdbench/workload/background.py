@@ -43,7 +43,7 @@ from etcdbench.encoding.objects import build_object, object_key, resource_of
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.results.verdict import merge_summaries
-from etcdbench.workload.reports import BackgroundReport, BackgroundWatches, OpsReport
+from etcdbench.workload.reports import BackgroundReport, BackgroundWatches, OpsReport, report_to
 from etcdbench.workload.timeline import NS, Timeline
 
 READERS = 4  # LISTs (and GETs) in flight at most, each reader on a connection of its own
@@ -216,12 +216,7 @@ class _Watch:
 def run_background(plan: BackgroundPlan, conn: Connection) -> None:
     """Process entry point: connect, report ready, wait for t0, run the schedules until the parent
     says stop (or they end), send the counts."""
-    try:
-        conn.send(("done", _background(plan, conn)))
-    except Exception as exc:  # reported to the parent, which owns the exit code
-        conn.send(("error", f"background: {type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    report_to(conn, "background", lambda: _background(plan, conn))
 
 
 def _background(plan: BackgroundPlan, conn: Connection) -> BackgroundReport:

@@ -1,13 +1,19 @@
 """What the writer, watcher and background processes send their parent, and what the parent tells the
 watchers: typed values, pickled through the multiprocessing pipes.
 
+Each message is (tag, payload). A child sends ("ready", ...), a writer ("preloading", keys stored) before
+it, then ("done", its report) or ("error", text); the parent sends ("start", t0 ns), and to watchers
+("drain", Drain) and, on an interrupt, ("stop", at ns).
+
 A latency or size travels as its summary (`HdrRecorder.summary()`: percentiles and the encoded HDR
 histogram), the shape a results file keeps; the parent only merges them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 Summary = dict[str, Any]  # HdrRecorder.summary()
@@ -176,3 +182,14 @@ class BackgroundReport:
             },
             "stopped_after_s": self.stopped_after_s,
         }
+
+
+def report_to(conn: Connection, who: str, work: Callable[[], object]) -> None:
+    """A child process's end: send ("done", what `work` returns) or ("error", why it failed, naming
+    `who`) to the parent, which owns the exit code, then close the pipe."""
+    try:
+        conn.send(("done", work()))
+    except Exception as exc:
+        conn.send(("error", f"{who}: {type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()

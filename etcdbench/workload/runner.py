@@ -30,7 +30,7 @@ from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError
 from etcdbench.etcd.faults import FaultInjector
 from etcdbench.interrupt import Interrupted, as_interrupted, shielded, start_child
-from etcdbench.metrics.cpu import ProcessSampler, sampling_interval
+from etcdbench.metrics.cpu import BACKGROUND, OWN_GROUPS, PARENT, ProcessSampler, sampling_interval
 from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy
 from etcdbench.workload import books
@@ -51,8 +51,6 @@ MIN_PRELOAD_RATE = 100.0  # keys/s: a preload slower than this is reported as a 
 STOP_WAIT_S = 5.0
 EXIT_WAIT_S = 5.0  # a process that reported gets this long to exit by itself before it is killed
 
-PARENT = "parent"  # the etcdbench process that runs the others: its RSS is sampled, not its CPU
-OWN_GROUPS = (PARENT, "watcher", "writers", "background")  # every etcdbench process (background: if any)
 
 R = TypeVar("R")  # what a child process reports when done
 
@@ -375,12 +373,10 @@ class _Measurement:
         window = (timeline.window_start_ns / NS, timeline.window_end_ns / NS)
         groups = self.groups
         cpu = {name: self.sampler.cores(name, *window) for name in [*groups, "host"]}
-        cpu["watcher_max"] = max(
-            (self.sampler.cores_of(pid, *window) or 0.0 for pid in groups["watcher"]), default=None
-        )
-        cpu["writer_max"] = max(
-            (self.sampler.cores_of(pid, *window) or 0.0 for pid in groups["writers"]), default=None
-        )
+        for key, group in (("watcher_max", "watcher"), ("writer_max", "writers")):  # the busiest process
+            cpu[key] = max(
+                (self.sampler.cores_of(pid, *window) or 0.0 for pid in groups[group]), default=None
+            )
         return build_run(
             self.config,
             [self.writer_results[i] for i in sorted(self.writer_results)],
@@ -495,7 +491,7 @@ def run_once(
             "writers": [w.proc.pid or 0 for w in writers],
         }
         if background is not None:
-            groups["background"] = [background.proc.pid or 0]
+            groups[BACKGROUND] = [background.proc.pid or 0]
         if etcd_pids:
             groups["etcd"] = list(etcd_pids)
         if network is not None:

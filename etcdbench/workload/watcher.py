@@ -23,7 +23,7 @@ from etcdbench.encoding.codec import Codec, get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.workload.accounting import EventLedger, SeqSet, parse_stamp
-from etcdbench.workload.reports import Drain, StreamReport, WatchReport
+from etcdbench.workload.reports import Drain, StreamReport, WatchReport, report_to
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 DRAIN_HARD_LIMIT_S = 120.0  # even a watcher that keeps trickling events stops this long after the writers
@@ -201,12 +201,7 @@ def _earliest(deadline: int | None, other: int) -> int:
 
 
 def run_watcher(plan: WatcherPlan, conn: Connection) -> None:
-    try:
-        conn.send(("done", _watch(plan, conn)))
-    except Exception as exc:
-        conn.send(("error", f"watcher {plan.stream}: {type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    report_to(conn, f"watcher {plan.stream}", lambda: _watch(plan, conn))
 
 
 def _watch(plan: WatcherPlan, conn: Connection) -> StreamReport:

@@ -35,7 +35,7 @@ from etcdbench.metrics.sizes import SizeRecorder
 from etcdbench.workload.accounting import Revisions, SeqSet, format_stamp
 from etcdbench.workload.ops import Op, op_stream, seeded
 from etcdbench.workload.preload import PreloadValues
-from etcdbench.workload.reports import AckedDelete, WriterReady, WriterReport
+from etcdbench.workload.reports import AckedDelete, WriterReady, WriterReport, report_to
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 PLACEHOLDER = STAMP_PLACEHOLDER.encode("ascii")
@@ -105,12 +105,7 @@ def run_writer(plan: WriterPlan, conn: Connection, stop: threading.Event | None 
     Once `stop` is set (the run was interrupted) the writer sends nothing more: the rest of its
     schedule is `unsent`, and it reports once the writes in flight are answered.
     """
-    try:
-        conn.send(("done", _write(plan, conn, stop or threading.Event())))
-    except Exception as exc:  # reported to the parent, which owns the exit code
-        conn.send(("error", f"writer {plan.writer_id}: {type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    report_to(conn, f"writer {plan.writer_id}", lambda: _write(plan, conn, stop or threading.Event()))
 
 
 class _Retries:
