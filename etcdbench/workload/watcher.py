@@ -173,7 +173,9 @@ class WatchBook:
 
     def report(self) -> WatchReport:
         """The watch's books, once it ended. A DELETE event carries no stamp: its latency is taken
-        here, from its first receive time and the intended time the writer reported for it."""
+        here, from its first receive time and the intended time its writer reported (through the
+        parent's Drain). A watch stopped by an interrupt before any Drain came knows no delete's
+        intended time, so its histogram then holds only puts; its counters are unaffected."""
         for key, intended in self.deletes:
             received = self.deletes_seen.get(key)
             if received is not None and self.timeline.in_window(intended):

@@ -208,6 +208,30 @@ PRELOAD_TXNS_IN_FLIGHT = 4  # per writer: enough to keep etcd busy, few enough t
 PRELOAD_PROGRESS_S = 0.5  # how often a preloading writer reports how far it got
 
 
+class _TxnBatch:
+    """Preload puts gathered for one Txn: at most `max_ops` of them, PRELOAD_TXN_BYTES of values."""
+
+    def __init__(self, max_ops: int) -> None:
+        self.max_ops = max_ops
+        self.puts: list[tuple[str, bytes]] = []
+        self.size = 0  # value bytes
+
+    def full_for(self, value: bytes) -> bool:
+        """Whether `value` would take the batch past a limit (an empty batch takes anything)."""
+        return bool(self.puts) and (
+            len(self.puts) >= self.max_ops or self.size + len(value) > PRELOAD_TXN_BYTES
+        )
+
+    def add(self, key: str, value: bytes) -> None:
+        self.puts.append((key, value))
+        self.size += len(value)
+
+    def take(self) -> list[tuple[str, bytes]]:
+        """The puts gathered; the batch starts again empty."""
+        puts, self.puts, self.size = self.puts, [], 0
+        return puts
+
+
 def _preload(
     plan: WriterPlan,
     backend: Backend,
@@ -246,19 +270,16 @@ def _preload(
         return key, base64.b64encode(template) if templates.base64 else template
 
     stored = 0
-    batch: list[tuple[str, bytes]] = []
-    batch_bytes = 0
+    batch = _TxnBatch(max_ops)
     next_report = time.monotonic() + PRELOAD_PROGRESS_S
 
-    def send_batch() -> None:
-        nonlocal batch, batch_bytes
+    def send_batch(puts: list[tuple[str, bytes]]) -> None:
         txns.acquire()
         assert put_many is not None
         try:
-            put_many(batch, done)
+            put_many(puts, done)
         except Exception as exc:
             done(exc)
-        batch, batch_bytes = [], 0
 
     for kind, n in counts.items():
         for index in range(plan.writer_id, n, cfg.total_writers):
@@ -266,10 +287,9 @@ def _preload(
                 break
             key, data = value(kind, index)
             if put_many is not None:
-                if batch and (len(batch) >= max_ops or batch_bytes + len(data) > PRELOAD_TXN_BYTES):
-                    send_batch()
-                batch.append((key, data))
-                batch_bytes += len(data)
+                if batch.full_for(data):
+                    send_batch(batch.take())
+                batch.add(key, data)
             else:
                 window.acquire()
                 backend.put_async(key, data, done)
@@ -277,8 +297,8 @@ def _preload(
             if progress is not None and time.monotonic() >= next_report:
                 progress(stored)
                 next_report = time.monotonic() + PRELOAD_PROGRESS_S
-    if batch and not failures:
-        send_batch()
+    if batch.puts and not failures:
+        send_batch(batch.take())
     txns.drain()
     if failures:
         raise RuntimeError(f"preload: {len(failures)} puts failed, e.g. {failures[0]}")
