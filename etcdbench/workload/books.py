@@ -63,7 +63,7 @@ def _watch_books(
     # or outside every gap (the watch never delivered it). A revision the API did not report is
     # charged to the relist if there was one.
     relists = watch.relists
-    gaps = [(r["after_revision"], r["revision"]) for r in relists if "after_revision" in r]
+    gaps = [(r.after_revision, r.revision) for r in relists]
     revisions = {r.writer_id: Revisions(*r.revisions) for r in writer_results}
     lost_deletes = [d.revision for d in deletes if d.key not in seen_deletes]
     lost_relist, lost_undelivered, lost_unknown = split_missed(acked, seen, revisions, gaps, lost_deletes)
@@ -137,7 +137,7 @@ def build_run(
                     "counters": counters,
                     "watch_events_per_s": _per_s(watch.received_in_window, duration),
                     "latency_us": {"watch": watch.latency},
-                    "relists": watch.relists,
+                    "relists": [r.to_dict() for r in watch.relists],
                     "events_received": watch.events_per_s,
                 }
             )

@@ -12,7 +12,7 @@ histogram), the shape a results file keeps; the parent only merges them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
@@ -67,6 +67,22 @@ class Drain:
 
 
 @dataclass(frozen=True)
+class RelistReport:
+    """A relist a watch went through; writes with a revision in (after_revision, revision] were never
+    delivered (the gap)."""
+
+    reason: str  # "v2-401" or "v3-compacted"
+    revision: int
+    keys: int
+    after_revision: int  # the highest revision delivered before it
+    duration_s: float
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # fields in the order a results file keeps them
+
+
+@dataclass(frozen=True)
 class WatchReport:
     """One watch's books: the ledger of puts, the deletes by key, latency and time series."""
 
@@ -77,7 +93,7 @@ class WatchReport:
     out_of_order: int
     deletes_seen: dict[str, int]  # key -> first receive time (monotonic ns)
     received_in_window: int
-    relists: list[dict[str, Any]]  # as the results file keeps them
+    relists: list[RelistReport]
     foreign: int
     other_shards: int
     decode_errors: int

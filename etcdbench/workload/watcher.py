@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
@@ -23,7 +22,7 @@ from etcdbench.encoding.codec import Codec, get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.workload.accounting import EventLedger, SeqSet, parse_stamp
-from etcdbench.workload.reports import Drain, StreamReport, WatchReport, report_to
+from etcdbench.workload.reports import Drain, RelistReport, StreamReport, WatchReport, report_to
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 DRAIN_HARD_LIMIT_S = 120.0  # even a watcher that keeps trickling events stops this long after the writers
@@ -64,7 +63,7 @@ class WatchBook:
         self.delete_retried = 0  # a key's DELETE at another revision (deleted, re-created, deleted)
         self.delete_redelivered = 0  # the same DELETE event twice
         self.last_delivered = 0  # highest revision delivered on this watch (a relist's gap starts after it)
-        self.relists: list[dict[str, Any]] = []
+        self.relists: list[RelistReport] = []
         self.in_window = 0
         self.foreign = self.decode_errors = 0
         self.last_event_ns = time.monotonic_ns()
@@ -103,15 +102,14 @@ class WatchBook:
 
     def relist(self, item: Relist) -> None:
         self.relists.append(
-            {
-                "reason": item.reason,
-                "revision": item.revision,
-                "keys": item.keys,
-                # The gap: writes with a revision in (after_revision, revision] were never delivered.
-                "after_revision": self.last_delivered,
-                "duration_s": round(item.duration_s, 6),
-                "bytes": item.bytes,
-            }
+            RelistReport(
+                reason=item.reason,
+                revision=item.revision,
+                keys=item.keys,
+                after_revision=self.last_delivered,
+                duration_s=round(item.duration_s, 6),
+                bytes=item.bytes,
+            )
         )
         self.last_delivered = max(self.last_delivered, item.revision)
         self.last_event_ns = time.monotonic_ns()  # a relist is progress: the drain's idle clock restarts
