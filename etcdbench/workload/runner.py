@@ -51,7 +51,6 @@ MIN_PRELOAD_RATE = 100.0  # keys/s: a preload slower than this is reported as a 
 STOP_WAIT_S = 5.0
 EXIT_WAIT_S = 5.0  # a process that reported gets this long to exit by itself before it is killed
 
-
 R = TypeVar("R")  # what a child process reports when done
 
 # Progress: (phase, seconds elapsed since t0, run seconds) — a display hook, never required.
@@ -164,15 +163,15 @@ class _Child(Generic[R]):
                 self.stop_conn.send(None)
 
     def report(self, deadline: float) -> R | None:
-        """The child's "done" payload if it comes by `deadline` (monotonic s); None if not, or if it
-        sent an error or died."""
+        """The child's report if it comes by `deadline` (monotonic s); None if not, or if it sent an
+        error (or anything else) or died."""
         try:
             if not self.conn.poll(max(0.0, deadline - time.monotonic())):
                 return None
             tag, payload = self.conn.recv()
         except (EOFError, OSError):
             return None
-        return self._typed(payload) if tag == "done" else None
+        return payload if tag == "done" and isinstance(payload, self.report_type) else None
 
 
 def _stop_children(children: Sequence[_Child[Any]], grace_s: float) -> None:
