@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import Pipe
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
 from hdrh.histogram import HdrHistogram
@@ -25,6 +25,7 @@ from etcdbench.backends.fake import FakeBackend, FakeEtcd
 from etcdbench.config.run import RunConfig
 from etcdbench.workload import books, runner, watcher, writer
 from etcdbench.workload.books import build_run
+from etcdbench.workload.reports import StreamReport, WriterReport
 from etcdbench.workload.timeline import Timeline
 
 STAMP = re.compile(rb"(\d{4}):(\d{12}):\d{20}")
@@ -42,6 +43,7 @@ def stamp_of(value: bytes) -> tuple[int, int] | None:
     return None if m is None else (int(m.group(1)), int(m.group(2)))
 
 
+R = TypeVar("R")
 MakeBackend = Callable[[int], Any]  # watch id base (0 for writers) -> a backend
 
 
@@ -107,11 +109,11 @@ def run_pipeline(
         t0 = time.monotonic_ns() + LEAD_NS
         for conn in writer_conns + watcher_conns:
             conn.send(("start", t0))
-        writer_results = [_done(conn) for conn in writer_conns]
+        writer_results = [_done(conn, WriterReport) for conn in writer_conns]
         message = runner.drain_message(writer_results, wait_for_expiries=True)
         for conn in watcher_conns:
             conn.send(("drain", message))
-        watcher_results = [_done(conn) for conn in watcher_conns]
+        watcher_results = [_done(conn, StreamReport) for conn in watcher_conns]
         run = build_run(
             config,
             writer_results,
@@ -126,11 +128,11 @@ def run_pipeline(
         return run
 
 
-def _done(conn: Any) -> dict[str, Any]:
+def _done(conn: Any, report_type: type[R]) -> R:
     tag, payload = conn.recv()
     assert tag == "done", payload
-    result: dict[str, Any] = payload
-    return result
+    assert isinstance(payload, report_type)
+    return payload
 
 
 @dataclass

@@ -28,6 +28,11 @@ SAMPLES_PER_STEP = 4  # a long run is sampled this often per stored step, and no
 SERIES_STEPS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 RSS_STEP_S = 1.0  # the finest RSS series stored: one point per second
 NO_RSS = -1  # a sample in which no process of the group was alive
+# The etcdbench process groups of a run. The parent runs the others: its RSS is sampled, not its CPU.
+# A run has a background group only when it has a background load.
+PARENT = "parent"
+BACKGROUND = "background"
+OWN_GROUPS = (PARENT, "watcher", "writers", BACKGROUND)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from etcdbench.errors import UsageError
+from etcdbench.metrics.cpu import BACKGROUND, OWN_GROUPS
 from etcdbench.metrics.latency import LatencyRecorder
 
 FORMATS = ("hgrm", "perfdash", "csv")
@@ -35,8 +36,8 @@ METRIC_MEANING = {
 }
 TICKS_PER_HALF_DISTANCE = 5  # rows per halving of the distance to 100%, as HdrHistogram prints by default
 CPU_SERIES = ("watcher", "writers", "etcd", "host")
-OWN_GROUPS = ("parent", "watcher", "writers")  # the etcdbench processes, as in the RSS series
-RSS_SERIES = (*OWN_GROUPS, "etcd")
+# A fixed CSV header: the etcdbench groups every run has, and etcd.
+RSS_SERIES = (*(g for g in OWN_GROUPS if g != BACKGROUND), "etcd")
 CSV_COLUMNS = (
     "run",
     "second",

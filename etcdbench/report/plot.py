@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from etcdbench.errors import UsageError
+from etcdbench.metrics.cpu import BACKGROUND, OWN_GROUPS
 from etcdbench.metrics.latency import fmt_us
 from etcdbench.report.compare import Source
 from etcdbench.report.console import fmt_cores
-from etcdbench.report.export import CPU_SERIES, OWN_GROUPS, spectrum
+from etcdbench.report.export import CPU_SERIES, spectrum
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -234,13 +235,14 @@ def cpu_png(runs: list[PlotRun]) -> bytes | None:
 
 
 def rss_points(run: dict[str, Any], name: str) -> list[list[float]]:
-    """A run's RSS series `[[seconds since t0, bytes], ...]` of one group; "etcdbench" is the parent,
-    watcher and writer groups added where all three have a point at the same time."""
+    """A run's RSS series `[[seconds since t0, bytes], ...]` of one group; "etcdbench" is every
+    etcdbench group of the run (parent, watcher, writers, and the background if it had one) added
+    where all have a point at the same time."""
     rss = run.get("timeseries", {}).get("rss_bytes", {})
     if name != "etcdbench":
         found: list[list[float]] = rss.get(name) or []
         return found
-    groups = [{t: v for t, v in rss.get(g) or []} for g in OWN_GROUPS]
+    groups = [{t: v for t, v in rss.get(g) or []} for g in OWN_GROUPS if g != BACKGROUND or g in rss]
     return [[t, sum(g[t] for g in groups)] for t in sorted(groups[0]) if all(t in g for g in groups)]
 
 

@@ -9,7 +9,9 @@ acknowledged. Reconciling the two gives the counters without any sampling.
 
 from __future__ import annotations
 
+import itertools
 from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from etcdbench.config.run import STAMP_SEQ_DIGITS, STAMP_WRITER_DIGITS
@@ -181,22 +183,30 @@ def split_missed(
     seen: dict[int, bytes],
     revisions: dict[int, Revisions],
     gaps: list[tuple[int, int]],
+    lost: Iterable[int] = (),
 ) -> tuple[int, int, int]:
-    """The acknowledged puts never seen, by cause: (inside a relist's gap, outside every gap, revision
-    unknown). A lost write's revision (from the writer's acknowledgement) says which."""
+    """The acknowledged puts never seen, and the writes of revisions `lost` (deletes never seen), by
+    cause: (inside a relist's gap, outside every gap, revision unknown). A lost write's revision (from
+    the writer's acknowledgement; 0: unknown) says which."""
     relist = undelivered = unknown = 0
+    for rev in itertools.chain(_missed_revisions(acked, seen, revisions), lost):
+        if not rev:
+            unknown += 1
+        elif in_gaps(rev, gaps):
+            relist += 1
+        else:
+            undelivered += 1
+    return relist, undelivered, unknown
+
+
+def _missed_revisions(
+    acked: dict[int, bytes], seen: dict[int, bytes], revisions: dict[int, Revisions]
+) -> Iterator[int]:
+    """The revision of each acknowledged put never seen (0: unknown)."""
     for writer, bits in acked.items():
         missed = SeqSet(bits).as_int() & ~SeqSet(seen.get(writer, b"")).as_int()
         revs = revisions.get(writer) or Revisions()
         while missed:
             low = missed & -missed
             missed ^= low
-            seq = low.bit_length() - 1
-            rev = revs.get(seq)
-            if not rev:
-                unknown += 1
-            elif in_gaps(rev, gaps):
-                relist += 1
-            else:
-                undelivered += 1
-    return relist, undelivered, unknown
+            yield revs.get(low.bit_length() - 1)

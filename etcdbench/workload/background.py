@@ -41,6 +41,7 @@ from etcdbench.encoding.objects import build_object, object_key, resource_of
 from etcdbench.errors import EtcdError
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.results.verdict import merge_summaries
+from etcdbench.workload.reports import BackgroundReport, BackgroundWatches, OpsReport, report_to
 from etcdbench.workload.timeline import NS, Timeline
 
 READERS = 4  # LISTs (and GETs) in flight at most, each reader on a connection of its own
@@ -150,19 +151,17 @@ class _Stream:
             self.unsent = max(0, int(due) - self.sent)
             self.next = self.total  # nothing more starts
 
-    def result(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "rate": self.rate,
-            "done": self.done,
-            "errors": self.errors,
-            "unsent": self.unsent,
-            "bytes": self.bytes,
-            "latency_us": self.latency.summary(),
-            "slip_us": self.slip.summary(),
-        }
-        if self.error_sample:
-            out["error_sample"] = self.error_sample
-        return out
+    def result(self) -> OpsReport:
+        return OpsReport(
+            rate=self.rate,
+            done=self.done,
+            errors=self.errors,
+            unsent=self.unsent,
+            bytes=self.bytes,
+            latency_us=self.latency.summary(),
+            slip_us=self.slip.summary(),
+            error_sample=self.error_sample,
+        )
 
 
 def _sleep_until(t_ns: int, stop: threading.Event) -> bool:
@@ -215,15 +214,10 @@ class _Watch:
 def run_background(plan: BackgroundPlan, conn: Connection) -> None:
     """Process entry point: connect, report ready, wait for t0, run the schedules until the parent
     says stop (or they end), send the counts."""
-    try:
-        conn.send(("done", _background(plan, conn)))
-    except Exception as exc:  # reported to the parent, which owns the exit code
-        conn.send(("error", f"background: {type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    report_to(conn, "background", lambda: _background(plan, conn))
 
 
-def _background(plan: BackgroundPlan, conn: Connection) -> dict[str, Any]:
+def _background(plan: BackgroundPlan, conn: Connection) -> BackgroundReport:
     cfg = plan.config
     backends: list[Backend] = []
 
@@ -355,34 +349,38 @@ def _background(plan: BackgroundPlan, conn: Connection) -> dict[str, Any]:
         w.thread.join(max(0.1, deadline - time.monotonic()))
     for b in backends:
         b.close()
-    streams = {"lists": lists.result(), "gets": gets.result(), "events": events.result()}
-    streams["lists"].update(
-        keys=lists.keys, pages=lists.pages, page_limit=cfg.bg_list_page, prefix=list_prefix
+    return BackgroundReport(
+        lists=lists.result(),
+        list_keys=lists.keys,
+        list_pages=lists.pages,
+        list_page_limit=cfg.bg_list_page,
+        list_prefix=list_prefix,
+        gets=gets.result(),
+        gets_not_found=gets.not_found,
+        events=events.result(),
+        events_inflight_at_stop=inflight,
+        event_ttl_s=cfg.bg_event_ttl_s,
+        events_prefix=prefix + "events/",
+        watches=BackgroundWatches(
+            count=len(watches),
+            events_received=sum(w.events for w in watches),
+            bytes=sum(w.bytes for w in watches),
+            relists=sum(w.relists for w in watches),
+            errors=[w.error for w in watches if w.error],
+        ),
+        stopped_after_s=round((stop_ns - t0_ns) / NS, 3),
     )
-    streams["gets"].update(not_found=gets.not_found)
-    streams["events"].update(inflight_at_stop=inflight, ttl_s=cfg.bg_event_ttl_s, prefix=prefix + "events/")
-    return {
-        **streams,
-        "watches": {
-            "count": len(watches),
-            "events_received": sum(w.events for w in watches),
-            "bytes": sum(w.bytes for w in watches),
-            "relists": sum(w.relists for w in watches),
-            "errors": [w.error for w in watches if w.error],
-        },
-        "stopped_after_s": round((stop_ns - t0_ns) / NS, 3),
-    }
 
 
-def summarize(report: dict[str, Any]) -> dict[str, Any]:
+def summarize(report: BackgroundReport) -> dict[str, Any]:
     """The `background` block of a run from the process's report: slip of all streams merged, and
     whether the load fell behind its schedule (slip p99 over the writers' threshold, or ops unsent)."""
-    active = [report[s] for s in ("lists", "gets", "events") if report[s]["rate"] > 0]
-    slip = merge_summaries([s["slip_us"] for s in active]) if active else LatencyRecorder().summary()
-    unsent = sum(s["unsent"] for s in active)
+    active = report.active()
+    slip = merge_summaries([s.slip_us for s in active]) if active else LatencyRecorder().summary()
+    unsent = sum(s.unsent for s in active)
     behind = []
     if slip["p99"] is not None and slip["p99"] > SLIP_FELL_BEHIND_US:
         behind.append(f"slip p99 {slip['p99'] / 1000:.0f} ms")
     if unsent:
         behind.append(f"{unsent} ops never sent")
-    return {**report, "slip_us": slip, "fell_behind": bool(behind), "fell_behind_because": behind}
+    return {**report.to_dict(), "slip_us": slip, "fell_behind": bool(behind), "fell_behind_because": behind}

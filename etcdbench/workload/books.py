@@ -11,7 +11,8 @@ from typing import Any
 from etcdbench.config.run import RunConfig
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.results.verdict import add_series, merge_summaries, verdict
-from etcdbench.workload.accounting import Revisions, in_gaps, reconcile, split_missed
+from etcdbench.workload.accounting import Revisions, reconcile, split_missed
+from etcdbench.workload.reports import StreamReport, WatchReport, WriterReport
 from etcdbench.workload.timeline import Timeline
 
 EXPIRY_GRACE_S = 3.0  # etcd revokes expired leases in periodic batches: allow this much lateness
@@ -30,28 +31,21 @@ PER_RUN_COUNTERS = ("written", "expiries_pending")
 
 
 def _watch_books(
-    writer_results: list[dict[str, Any]],
-    watch: dict[str, Any],
+    writer_results: Sequence[WriterReport],
+    watch: WatchReport,
     ended_ns: int,
-    timeline: Timeline,
     sharded: bool,
-) -> tuple[dict[str, int], LatencyRecorder]:
-    """One watch's exact counters, and its latency histogram with deletes added."""
-    acked = {r["writer_id"]: r["acked"] for r in writer_results}
+) -> dict[str, int]:
+    """One watch's exact counters."""
+    acked = {r.writer_id: r.acked for r in writer_results}
     # Only writers that reported: a writer killed after an interrupt has no books to join with.
-    books = reconcile(acked, {w: seen for w, seen in watch["seen"].items() if w in acked})
-    seen_deletes: dict[str, int] = watch["deletes_seen"]
-    latency = LatencyRecorder.decode(watch["watch_latency"]["hdr"], watch["watch_latency"]["out_of_range"])
-    deletes = [d for r in writer_results for d in r["deletes"]]
-    expiring = [e for r in writer_results for e in r["expiring"]]
-    deletes_received = 0
-    for key, intended, *_ in deletes:
-        received = seen_deletes.get(key)
-        if received is not None:
-            deletes_received += 1
-            if timeline.in_window(intended):
-                latency.record_us((received - intended) // 1000)
-    deleted = {d[0] for d in deletes}
+    seen = {w: s for w, s in watch.seen.items() if w in acked}
+    books = reconcile(acked, seen)
+    seen_deletes = watch.deletes_seen
+    deletes = [d for r in writer_results for d in r.deletes]
+    expiring = [e for r in writer_results for e in r.expiring]
+    deletes_received = sum(d.key in seen_deletes for d in deletes)
+    deleted = {d.key for d in deletes}
     expiries_due = expiries_received = 0
     for key, due in expiring:
         if key in deleted:
@@ -68,26 +62,17 @@ def _watch_books(
     # Why a write was lost: its revision inside a relist's gap (history lost: v2 401, v3 compaction),
     # or outside every gap (the watch never delivered it). A revision the API did not report is
     # charged to the relist if there was one.
-    relists = watch["relists"]
-    gaps = [(r["after_revision"], r["revision"]) for r in relists if "after_revision" in r]
-    revisions = {r["writer_id"]: Revisions(*r["revisions"]) for r in writer_results if "revisions" in r}
-    seen = {w: s for w, s in watch["seen"].items() if w in acked}
-    lost_relist, lost_undelivered, lost_unknown = split_missed(acked, seen, revisions, gaps)
-    for key, _, *rest in deletes:
-        if key not in seen_deletes:
-            rev = rest[0] if rest else 0
-            if not rev:
-                lost_unknown += 1
-            elif in_gaps(rev, gaps):
-                lost_relist += 1
-            else:
-                lost_undelivered += 1
+    relists = watch.relists
+    gaps = [(r.after_revision, r.revision) for r in relists]
+    revisions = {r.writer_id: Revisions(*r.revisions) for r in writer_results}
+    lost_deletes = [d.revision for d in deletes if d.key not in seen_deletes]
+    lost_relist, lost_undelivered, lost_unknown = split_missed(acked, seen, revisions, gaps, lost_deletes)
     if relists:
         lost_relist += lost_unknown
     else:
         lost_undelivered += lost_unknown
-    retried = watch.get("duplicates_retried", 0)
-    redelivered = watch.get("duplicates_redelivered", 0)
+    retried = watch.duplicates_retried
+    redelivered = watch.duplicates_redelivered
     counters = {
         "written": written,
         "received": received,
@@ -100,20 +85,20 @@ def _watch_books(
         "duplicates": retried + redelivered,
         "duplicates_retried": retried,
         "duplicates_redelivered": redelivered,
-        "out_of_order": watch["out_of_order"],
+        "out_of_order": watch.out_of_order,
         "relists": len(relists),
         "unacknowledged_seen": books.unacknowledged_seen,
-        "decode_errors": watch["decode_errors"],
-        "foreign_events": watch["foreign"] + (0 if sharded else unknown_deletes),
-        "other_shard_events": watch.get("other_shards", 0) + (unknown_deletes if sharded else 0),
+        "decode_errors": watch.decode_errors,
+        "foreign_events": watch.foreign + (0 if sharded else unknown_deletes),
+        "other_shard_events": watch.other_shards + (unknown_deletes if sharded else 0),
     }
-    return counters, latency
+    return counters
 
 
 def build_run(
     config: RunConfig,
-    writer_results: list[dict[str, Any]],
-    watcher_results: list[dict[str, Any]],
+    writer_results: Sequence[WriterReport],
+    watcher_results: Sequence[StreamReport],
     *,
     timeline: Timeline,
     preload: dict[str, Any],
@@ -137,11 +122,9 @@ def build_run(
     total = LatencyRecorder()
     summed = dict.fromkeys(WATCH_COUNTERS, 0)  # zeros when no watch reported (killed after an interrupt)
     for stream in watcher_results:
-        for watch in stream["watches"]:
-            counters, latency = _watch_books(
-                writer_results, watch, stream["ended_ns"], timeline, config.shards > 1
-            )
-            total.merge(latency)
+        for watch in stream.watches:
+            counters = _watch_books(writer_results, watch, stream.ended_ns, config.shards > 1)
+            total.merge(LatencyRecorder.decode(watch.latency["hdr"], watch.latency["out_of_range"]))
             for name, n in counters.items():
                 if name in PER_RUN_COUNTERS:
                     summed[name] = max(summed.get(name, 0), n)
@@ -150,29 +133,29 @@ def build_run(
             watches.append(
                 {
                     "watch": len(watches),
-                    "stream": stream["stream"],
+                    "stream": stream.stream,
                     "counters": counters,
-                    "watch_events_per_s": _per_s(watch["received_in_window"], duration),
-                    "latency_us": {"watch": latency.summary()},
-                    "relists": watch["relists"],
-                    "events_received": watch["events_per_s"],
+                    "watch_events_per_s": _per_s(watch.received_in_window, duration),
+                    "latency_us": {"watch": watch.latency},
+                    "relists": [r.to_dict() for r in watch.relists],
+                    "events_received": watch.events_per_s,
                 }
             )
-    ops = {op: sum(r["ops_acked"][op] for r in writer_results) for op in ("create", "update", "delete")}
+    ops = {op: sum(r.ops_acked[op] for r in writer_results) for op in ("create", "update", "delete")}
     counters = {
-        "attempted": sum(r["attempted"] for r in writer_results),
+        "attempted": sum(r.attempted for r in writer_results),
         "writes": sum(ops.values()),
         **summed,
-        "errors": sum(r["errors"] for r in writer_results),
-        "unsent": sum(r["unsent"] for r in writer_results),
-        "stream_reopens": sum(s["stream_reopens"] for s in watcher_results),
-        "watch_reconnects": sum(s["reconnects"] for s in watcher_results),
-        "write_retries": sum(r["retries"] for r in writer_results),
-        "expired_before_update": sum(r.get("expired_before_update", 0) for r in writer_results),
+        "errors": sum(r.errors for r in writer_results),
+        "unsent": sum(r.unsent for r in writer_results),
+        "stream_reopens": sum(s.stream_reopens for s in watcher_results),
+        "watch_reconnects": sum(s.reconnects for s in watcher_results),
+        "write_retries": sum(r.retries for r in writer_results),
+        "expired_before_update": sum(r.expired_before_update for r in writer_results),
     }
     sizes = {
-        name: merge_summaries([r["value_bytes"][name] for r in writer_results])
-        for name in (writer_results[0]["value_bytes"] if writer_results else ())
+        name: merge_summaries([r.value_bytes[name] for r in writer_results])
+        for name in (writer_results[0].value_bytes if writer_results else ())
     }
     rates = [w["watch_events_per_s"] for w in watches]
     run: dict[str, Any] = {
@@ -196,18 +179,18 @@ def build_run(
         "counters": counters,
         "watch_events_per_s": min(rates, default=0.0),  # the slowest watch: the one the verdict is about
         "watch_events_per_s_total": round(sum(rates), 2),
-        "write_rate_achieved": _per_s(sum(r["acked_in_window"] for r in writer_results), duration),
+        "write_rate_achieved": _per_s(sum(r.acked_in_window for r in writer_results), duration),
         "drain_s": round(drain_s, 3),
         "latency_us": {
             "watch": total.summary(),
-            "put": merge_summaries([r["put_latency"] for r in writer_results]),
-            "schedule_slip": merge_summaries([r["slip"] for r in writer_results]),
+            "put": merge_summaries([r.put_latency for r in writer_results]),
+            "schedule_slip": merge_summaries([r.slip for r in writer_results]),
         },
         "relists": [dict(r, watch=w["watch"]) for w in watches for r in w["relists"]],
         "watches": watches,
         "timeseries": {
             "interval_s": 1,
-            "writes_acked": add_series([r["acks_per_s"] for r in writer_results]),
+            "writes_acked": add_series([r.acks_per_s for r in writer_results]),
             "events_received": add_series([w["events_received"] for w in watches]),
             "cpu_cores": cpu_timeseries,
             "rss_bytes": rss_timeseries or {},
@@ -215,7 +198,7 @@ def build_run(
         },
         "cpu": {name: None if v is None else round(v, 3) for name, v in cpu.items()},
         "memory": memory or {},
-        "error_samples": sorted({r["error_sample"] for r in writer_results if r["error_sample"]}),
+        "error_samples": sorted({r.error_sample for r in writer_results if r.error_sample}),
     }
     if faults is not None:
         run["faults"] = faults

@@ -23,20 +23,21 @@ import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from etcdbench.backends.base import Backend, Endpoint
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError
 from etcdbench.etcd.faults import FaultInjector
 from etcdbench.interrupt import Interrupted, as_interrupted, shielded, start_child
-from etcdbench.metrics.cpu import ProcessSampler, sampling_interval
+from etcdbench.metrics.cpu import BACKGROUND, OWN_GROUPS, PARENT, ProcessSampler, sampling_interval
 from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy
 from etcdbench.workload import books
 from etcdbench.workload.background import STOP_WAIT_S as BG_STOP_WAIT_S
 from etcdbench.workload.background import BackgroundPlan, run_background, summarize
 from etcdbench.workload.books import build_run
+from etcdbench.workload.reports import BackgroundReport, Drain, StreamReport, WriterReady, WriterReport
 from etcdbench.workload.timeline import NS, Timeline
 from etcdbench.workload.watcher import WatcherPlan, run_watcher
 from etcdbench.workload.writer import WriterPlan, run_writer
@@ -50,8 +51,7 @@ MIN_PRELOAD_RATE = 100.0  # keys/s: a preload slower than this is reported as a 
 STOP_WAIT_S = 5.0
 EXIT_WAIT_S = 5.0  # a process that reported gets this long to exit by itself before it is killed
 
-PARENT = "parent"  # the etcdbench process that runs the others: its RSS is sampled, not its CPU
-OWN_GROUPS = (PARENT, "watcher", "writers", "background")  # every etcdbench process (background: if any)
+R = TypeVar("R")  # what a child process reports when done
 
 # Progress: (phase, seconds elapsed since t0, run seconds) — a display hook, never required.
 Progress = Callable[[str, float, float], None]
@@ -92,11 +92,21 @@ def _writer_main(plan: WriterPlan, conn: Connection, stop_pipe: Connection) -> N
     run_writer(plan, conn, stop)
 
 
-class _Child:
+class _Child(Generic[R]):
+    """A child process and its pipe; it reports an `R` when done."""
+
     def __init__(
-        self, ctx: Any, name: str, target: Callable[..., None], plan: object, *, stop_pipe: bool = False
+        self,
+        ctx: Any,
+        name: str,
+        target: Callable[..., None],
+        plan: object,
+        report_type: type[R],
+        *,
+        stop_pipe: bool = False,
     ) -> None:
         self.name = name
+        self.report_type = report_type
         self.conn, child_conn = ctx.Pipe()
         args: tuple[object, ...] = (plan, child_conn)
         self.stop_conn: Connection | None = None
@@ -112,7 +122,7 @@ class _Child:
             if child_stop is not None:
                 child_stop.close()
 
-    def expect(self, what: str, timeout: float, progress: Callable[[Any], None] | None = None) -> Any:
+    def expect(self, what: str, timeout: float, progress: Callable[[Any], None] | None = None) -> object:
         """The payload of the child's `what`; the "preloading" reports before it go to `progress`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -132,6 +142,16 @@ class _Child:
             raise EtcdError(f"{self.name} sent {tag!r}, expected {what!r}")
         return payload
 
+    def done(self, timeout: float) -> R:
+        """The child's report, which it sends when done."""
+        return self._typed(self.expect("done", timeout))
+
+    def _typed(self, payload: object) -> R:
+        if not isinstance(payload, self.report_type):
+            what = self.report_type.__name__
+            raise EtcdError(f"{self.name} reported a {type(payload).__name__}, not a {what}")
+        return payload
+
     def tell(self, message: object) -> None:
         """Send to a child that may be gone already (then there is nothing to tell)."""
         with contextlib.suppress(OSError):
@@ -142,19 +162,19 @@ class _Child:
             with contextlib.suppress(OSError):
                 self.stop_conn.send(None)
 
-    def report(self, deadline: float) -> dict[str, Any] | None:
-        """The child's "done" payload if it comes by `deadline` (monotonic s); None if not, or if it
-        sent an error or died."""
+    def report(self, deadline: float) -> R | None:
+        """The child's report if it comes by `deadline` (monotonic s); None if not, or if it sent an
+        error (or anything else) or died."""
         try:
             if not self.conn.poll(max(0.0, deadline - time.monotonic())):
                 return None
             tag, payload = self.conn.recv()
         except (EOFError, OSError):
             return None
-        return payload if tag == "done" else None
+        return payload if tag == "done" and isinstance(payload, self.report_type) else None
 
 
-def _stop_children(children: Sequence[_Child], grace_s: float) -> None:
+def _stop_children(children: Sequence[_Child[Any]], grace_s: float) -> None:
     """Let each child exit by itself for up to `grace_s` (all together), then SIGKILL what is left."""
     deadline = time.monotonic() + grace_s
     for child in children:
@@ -169,18 +189,15 @@ def _stop_children(children: Sequence[_Child], grace_s: float) -> None:
             child.stop_conn.close()
 
 
-def drain_message(
-    reports: Sequence[dict[str, Any]], *, wait_for_expiries: bool
-) -> tuple[dict[int, bytes], list[str], int]:
-    """What the watchers must see before they may stop: (writer -> acknowledged seq bits, keys whose
-    DELETE is due, when the last expiry is due in monotonic ns or 0)."""
-    acked = {r["writer_id"]: r["acked"] for r in reports}
-    keys = [d[0] for r in reports for d in r["deletes"]]
-    expiring = [expiry for r in reports for _, expiry in r["expiring"]] if wait_for_expiries else []
+def drain_message(reports: Sequence[WriterReport], *, wait_for_expiries: bool) -> Drain:
+    """What the watchers must see before they may stop, from the writers that reported."""
+    deletes = [(d.key, d.intended_ns) for r in reports for d in r.deletes]
+    keys = [key for key, _ in deletes]
+    expiring = [expiry for r in reports for _, expiry in r.expiring] if wait_for_expiries else []
     if wait_for_expiries:
-        keys += [key for r in reports for key, _ in r["expiring"]]
+        keys += [key for r in reports for key, _ in r.expiring]
     until_ns = max(expiring) + round(books.EXPIRY_GRACE_S * NS) if expiring else 0
-    return acked, keys, until_ns
+    return Drain({r.writer_id: r.acked for r in reports}, deletes, keys, until_ns)
 
 
 def _streams(config: RunConfig) -> list[int]:
@@ -209,15 +226,15 @@ class _Measurement:
     def __init__(
         self,
         config: RunConfig,
-        writers: list[_Child],
-        watchers: list[_Child],
+        writers: list[_Child[WriterReport]],
+        watchers: list[_Child[StreamReport]],
         timeline: Timeline,
         sampler: ProcessSampler,
         groups: dict[str, list[int]],
         preload: dict[str, Any],
         faults: FaultInjector | None,
         etcd_metrics: EtcdMetricsSampler | None = None,
-        background: _Child | None = None,
+        background: _Child[BackgroundReport] | None = None,
     ) -> None:
         self.config = config
         self.background = background  # the apiserver's other traffic, if the run has any
@@ -230,8 +247,8 @@ class _Measurement:
         self.groups = groups
         self.preload = preload
         self.faults = faults
-        self.writer_results: dict[int, dict[str, Any]] = {}
-        self.watcher_results: dict[int, dict[str, Any]] = {}
+        self.writer_results: dict[int, WriterReport] = {}
+        self.watcher_results: dict[int, StreamReport] = {}
         self.drained = False  # the watchers were told what to expect
         self.writes_end = 0.0
 
@@ -250,19 +267,19 @@ class _Measurement:
                 if time.monotonic() > deadline:
                     raise EtcdError(f"{w.name} did not finish within {GRACE_S:g} s of its schedule")
             with shielded():  # an interrupt mid-message would lose the report it is reading
-                self.writer_results[i] = w.expect("done", 0)
+                self.writer_results[i] = w.done(0)
         if self.faults is not None:
             self.faults.stop()
         self.writes_end = time.monotonic()
         stop_ns = time.monotonic_ns()
         self._drain(wait_for_expiries=True)
         self._stop_background(stop_ns)
-        for i, w in enumerate(self.watchers):
-            while not w.conn.poll(0.25):
+        for i, stream in enumerate(self.watchers):
+            while not stream.conn.poll(0.25):
                 if progress:
                     progress("draining", time.monotonic() - self.t0, run_s)
             with shielded():
-                self.watcher_results[i] = w.expect("done", 0)
+                self.watcher_results[i] = stream.done(0)
         return self._build(self.timeline, since=self.writes_end)
 
     def _stop_background(self, at_ns: int) -> None:
@@ -274,7 +291,7 @@ class _Measurement:
             bg.tell(("stop", at_ns))
         bg.conn.poll(STOP_WAIT_S + BG_STOP_WAIT_S)  # an interrupt meanwhile: stop() collects it
         with shielded():  # an interrupt mid-message would lose the report it is reading
-            self.background_result = summarize(bg.expect("done", 0))
+            self.background_result = summarize(bg.done(0))
 
     def _drain(self, *, wait_for_expiries: bool, collecting: bool = False) -> None:
         """Tell the watchers what the writers that reported had acknowledged."""
@@ -295,38 +312,32 @@ class _Measurement:
             if i not in self.writer_results:
                 w.ask_to_stop()
         with shielded(collecting=True):
-            for w in self.watchers:
-                w.tell(("stop", interrupt.at_ns))
+            for stream in self.watchers:
+                stream.tell(("stop", interrupt.at_ns))
             if self.background is not None and self.background_result is None:
                 self.background.tell(("stop", interrupt.at_ns))
         for i, w in enumerate(self.writers):
-            if i not in self.writer_results and (report := w.report(deadline)) is not None:
-                self.writer_results[i] = report
+            if i not in self.writer_results and (written := w.report(deadline)) is not None:
+                self.writer_results[i] = written
         if not self.drained:
             self._drain(wait_for_expiries=False, collecting=True)  # expiries not yet due stay pending
-        for i, w in enumerate(self.watchers):
-            if i not in self.watcher_results and (report := w.report(deadline)) is not None:
-                self.watcher_results[i] = report
+        for i, stream in enumerate(self.watchers):
+            if i not in self.watcher_results and (watched := stream.report(deadline)) is not None:
+                self.watcher_results[i] = watched
         if self.background is not None and self.background_result is None:
-            report = self.background.report(deadline)
-            if report is not None:
-                self.background_result = summarize(report)
+            loaded = self.background.report(deadline)
+            if loaded is not None:
+                self.background_result = summarize(loaded)
         missing = [w.name for i, w in enumerate(self.writers) if i not in self.writer_results]
-        missing += [w.name for i, w in enumerate(self.watchers) if i not in self.watcher_results]
+        missing += [s.name for i, s in enumerate(self.watchers) if i not in self.watcher_results]
         if self.background is not None and self.background_result is None:
             missing.append(self.background.name)
         return self._build(
-            self._cut(interrupt.at_ns),
+            self.timeline.cut(interrupt.at_ns),
             since=interrupt.at_ns / NS,
             incomplete=self._reason(interrupt, missing),
             missing=missing,
         )
-
-    def _cut(self, stop_ns: int) -> Timeline:
-        """The timeline with the measured window closed at the interrupt."""
-        t = self.timeline
-        measured_ns = min(max(stop_ns, t.window_start_ns), t.window_end_ns) - t.window_start_ns
-        return Timeline(t.t0_ns, t.warmup_s, measured_ns / NS)
 
     def _reason(self, interrupt: Interrupted, missing: list[str]) -> str:
         t, cfg = self.timeline, self.config
@@ -361,12 +372,10 @@ class _Measurement:
         window = (timeline.window_start_ns / NS, timeline.window_end_ns / NS)
         groups = self.groups
         cpu = {name: self.sampler.cores(name, *window) for name in [*groups, "host"]}
-        cpu["watcher_max"] = max(
-            (self.sampler.cores_of(pid, *window) or 0.0 for pid in groups["watcher"]), default=None
-        )
-        cpu["writer_max"] = max(
-            (self.sampler.cores_of(pid, *window) or 0.0 for pid in groups["writers"]), default=None
-        )
+        for key, group in (("watcher_max", "watcher"), ("writer_max", "writers")):  # the busiest process
+            cpu[key] = max(
+                (self.sampler.cores_of(pid, *window) or 0.0 for pid in groups[group]), default=None
+            )
         return build_run(
             self.config,
             [self.writer_results[i] for i in sorted(self.writer_results)],
@@ -407,7 +416,7 @@ def run_once(
     An interrupt raises `Interrupted`, with the partial run as `partial` once t0 has passed.
     """
     ctx = mp.get_context("spawn")  # gRPC and threads do not survive fork
-    children: list[_Child] = []
+    children: list[_Child[Any]] = []
     sampler: ProcessSampler | None = None
     measurement: _Measurement | None = None
     interrupted = finished = False
@@ -418,6 +427,7 @@ def run_once(
                 f"writer {w}",
                 _writer_main,
                 WriterPlan(config.writer_id(w), config, endpoint),
+                WriterReport,
                 stop_pipe=True,
             )
             for w in range(config.writers)
@@ -436,29 +446,41 @@ def run_once(
 
             return report
 
-        ready = [
-            w.expect("ready", READY_TIMEOUT_S + preload_keys / MIN_PRELOAD_RATE, preloading(i))
-            for i, w in enumerate(writers)
-        ]
+        ready: list[WriterReady] = []
+        for i, w in enumerate(writers):
+            r = w.expect("ready", READY_TIMEOUT_S + preload_keys / MIN_PRELOAD_RATE, preloading(i))
+            if not isinstance(r, WriterReady):
+                raise EtcdError(f"{w.name} reported ready with {r!r}")
+            ready.append(r)
         preload = {
-            "keys": sum(r["preloaded"] for r in ready),
-            "seconds": round(max(r["preload_s"] for r in ready), 3),
+            "keys": sum(r.preloaded for r in ready),
+            "seconds": round(max(r.preload_s for r in ready), 3),
             "db_size_bytes": admin.db_size(),
         }
 
         # The watch starts after the preload: what the run writes from here on is what it must receive.
         start_revision = admin.current_revision() + 1
         watchers = [
-            _Child(ctx, f"watcher {i}", _watcher_main, WatcherPlan(config, endpoint, start_revision, i, n))
+            _Child(
+                ctx,
+                f"watcher {i}",
+                _watcher_main,
+                WatcherPlan(config, endpoint, start_revision, i, n),
+                StreamReport,
+            )
             for i, n in enumerate(_streams(config))
         ]
         children.extend(watchers)
-        for w in watchers:
-            w.expect("ready", READY_TIMEOUT_S)
+        for stream in watchers:
+            stream.expect("ready", READY_TIMEOUT_S)
         background = None
         if config.background:  # the apiserver's other traffic: its watches start where the measured one does
             background = _Child(
-                ctx, "background", _background_main, BackgroundPlan(config, endpoint, start_revision)
+                ctx,
+                "background",
+                _background_main,
+                BackgroundPlan(config, endpoint, start_revision),
+                BackgroundReport,
             )
             children.append(background)
             background.expect("ready", READY_TIMEOUT_S)
@@ -468,7 +490,7 @@ def run_once(
             "writers": [w.proc.pid or 0 for w in writers],
         }
         if background is not None:
-            groups["background"] = [background.proc.pid or 0]
+            groups[BACKGROUND] = [background.proc.pid or 0]
         if etcd_pids:
             groups["etcd"] = list(etcd_pids)
         if network is not None:

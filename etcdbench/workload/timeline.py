@@ -25,6 +25,14 @@ class Timeline:
     def in_window(self, t_ns: int) -> bool:
         return self.window_start_ns <= t_ns < self.window_end_ns
 
+    def cut(self, stop_ns: int) -> Timeline:
+        """This timeline with the measured window closed at `stop_ns` (the run was interrupted then):
+        empty if that was in the warm-up, unchanged if it was after the window."""
+        if stop_ns >= self.window_end_ns:
+            return self
+        measured_ns = max(0, stop_ns - self.window_start_ns)
+        return Timeline(self.t0_ns, self.warmup_s, measured_ns / NS)
+
 
 class PerSecond:
     """Counts per whole second since t0 (negative times land in second 0)."""

@@ -11,10 +11,9 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
@@ -23,6 +22,7 @@ from etcdbench.encoding.codec import Codec, get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.workload.accounting import EventLedger, SeqSet, parse_stamp
+from etcdbench.workload.reports import Drain, RelistReport, StreamReport, WatchReport, report_to
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 DRAIN_HARD_LIMIT_S = 120.0  # even a watcher that keeps trickling events stops this long after the writers
@@ -57,12 +57,13 @@ class WatchBook:
         self.latency = LatencyRecorder()
         self.per_s = PerSecond(timeline.t0_ns)
         self.deletes_seen: dict[str, int] = {}  # key -> first receive time (ns)
+        self.deletes: Sequence[tuple[str, int]] = ()  # (key, intended ns) of acknowledged deletes
         self.delete_revisions: dict[str, int] = {}  # key -> revision of its first DELETE event
         self.more_delete_revisions: dict[str, set[int]] = {}  # the rare later ones
         self.delete_retried = 0  # a key's DELETE at another revision (deleted, re-created, deleted)
         self.delete_redelivered = 0  # the same DELETE event twice
         self.last_delivered = 0  # highest revision delivered on this watch (a relist's gap starts after it)
-        self.relists: list[dict[str, Any]] = []
+        self.relists: list[RelistReport] = []
         self.in_window = 0
         self.foreign = self.decode_errors = 0
         self.last_event_ns = time.monotonic_ns()
@@ -70,17 +71,18 @@ class WatchBook:
 
     def stop_at(self, stop_ns: int) -> None:
         """The run was interrupted at `stop_ns`: the measured window closes there."""
-        t = self.timeline
-        if stop_ns < t.window_end_ns:
-            measured_ns = max(0, stop_ns - t.window_start_ns)
-            self.timeline = Timeline(t.t0_ns, t.warmup_s, measured_ns / NS)
+        self.timeline = self.timeline.cut(stop_ns)
 
-    def expect(self, acked: dict[int, bytes], keys: set[str]) -> None:
+    def expect(
+        self, acked: dict[int, bytes], keys: set[str], deletes: Sequence[tuple[str, int]] = ()
+    ) -> None:
         """What the writers had acknowledged: these puts (writer -> seq bits), and deletes/expiries of
         these keys. The watch is complete once it has seen every one of them: a count would not do,
-        since the watcher also sees writes that etcd applied but whose acknowledgement was lost."""
+        since the watcher also sees writes that etcd applied but whose acknowledgement was lost.
+        `deletes`: (key, intended ns) of each acknowledged delete, for their latency."""
         expected = {w: SeqSet(bits) for w, bits in acked.items()}
         with self.lock:  # the watch thread records events meanwhile
+            self.deletes = deletes
             self.expected_keys = keys
             self.expected_keys_seen = len(keys & self.deletes_seen.keys())
             seen = self.ledger.seen
@@ -100,15 +102,14 @@ class WatchBook:
 
     def relist(self, item: Relist) -> None:
         self.relists.append(
-            {
-                "reason": item.reason,
-                "revision": item.revision,
-                "keys": item.keys,
-                # The gap: writes with a revision in (after_revision, revision] were never delivered.
-                "after_revision": self.last_delivered,
-                "duration_s": round(item.duration_s, 6),
-                "bytes": item.bytes,
-            }
+            RelistReport(
+                reason=item.reason,
+                revision=item.revision,
+                keys=item.keys,
+                after_revision=self.last_delivered,
+                duration_s=round(item.duration_s, 6),
+                bytes=item.bytes,
+            )
         )
         self.last_delivered = max(self.last_delivered, item.revision)
         self.last_event_ns = time.monotonic_ns()  # a relist is progress: the drain's idle clock restarts
@@ -168,23 +169,31 @@ class WatchBook:
         self.per_s.add(now)
         self.in_window += self.timeline.in_window(now)
 
-    def result(self) -> dict[str, Any]:
+    def report(self) -> WatchReport:
+        """The watch's books, once it ended. A DELETE event carries no stamp: its latency is taken
+        here, from its first receive time and the intended time its writer reported (through the
+        parent's Drain). A watch stopped by an interrupt before any Drain came knows no delete's
+        intended time, so its histogram then holds only puts; its counters are unaffected."""
+        for key, intended in self.deletes:
+            received = self.deletes_seen.get(key)
+            if received is not None and self.timeline.in_window(intended):
+                self.latency.record_us((received - intended) // 1000)
         ledger = self.ledger
-        return {
-            "seen": {w: bytes(s.bits) for w, s in ledger.seen.items()},
-            "events": ledger.events,
-            "duplicates_retried": ledger.duplicates_retried + self.delete_retried,
-            "duplicates_redelivered": ledger.duplicates_redelivered + self.delete_redelivered,
-            "out_of_order": ledger.out_of_order,
-            "deletes_seen": self.deletes_seen,
-            "received_in_window": self.in_window,
-            "relists": self.relists,
-            "foreign": self.foreign,
-            "other_shards": self.other_shards,
-            "decode_errors": self.decode_errors,
-            "watch_latency": self.latency.summary(),
-            "events_per_s": self.per_s.counts,
-        }
+        return WatchReport(
+            seen={w: bytes(s.bits) for w, s in ledger.seen.items()},
+            events=ledger.events,
+            duplicates_retried=ledger.duplicates_retried + self.delete_retried,
+            duplicates_redelivered=ledger.duplicates_redelivered + self.delete_redelivered,
+            out_of_order=ledger.out_of_order,
+            deletes_seen=self.deletes_seen,
+            received_in_window=self.in_window,
+            relists=self.relists,
+            foreign=self.foreign,
+            other_shards=self.other_shards,
+            decode_errors=self.decode_errors,
+            latency=self.latency.summary(),
+            events_per_s=self.per_s.counts,
+        )
 
 
 def _earliest(deadline: int | None, other: int) -> int:
@@ -192,15 +201,10 @@ def _earliest(deadline: int | None, other: int) -> int:
 
 
 def run_watcher(plan: WatcherPlan, conn: Connection) -> None:
-    try:
-        conn.send(("done", _watch(plan, conn)))
-    except Exception as exc:
-        conn.send(("error", f"watcher {plan.stream}: {type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    report_to(conn, f"watcher {plan.stream}", lambda: _watch(plan, conn))
 
 
-def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
+def _watch(plan: WatcherPlan, conn: Connection) -> StreamReport:
     cfg = plan.config
     backend = make_backend(cfg.backend, plan.endpoint, v2_watch=cfg.v2_watch)
     codec = get_codec(cfg.encoding)
@@ -217,9 +221,9 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
         return bool(drain) and all(b.complete for b in books)
 
     def control() -> None:
-        # The parent sends ("drain", (acked, keys, until_ns)) once the writers are done: the
-        # acknowledged puts to expect (writer -> seq bits), the keys of acknowledged deletes and of
-        # expiring keys, and when the last expiry is due: an unseen one is waited for until then.
+        # The parent sends ("drain", Drain) once the writers are done: the acknowledged puts to expect
+        # (writer -> seq bits), the acknowledged deletes, the keys of those and of expiring keys, and
+        # when the last expiry is due: an unseen one is waited for until then.
         # On an interrupt it first sends ("stop", stop_ns): the window closes there and the watch
         # ends within STOP_DRAIN_S, drained or not.
         until_ns = 0
@@ -232,10 +236,11 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
                 return
             now = time.monotonic_ns()
             if message is not None and message[0] == "drain":
-                acked, keys, until_ns = message[1]
-                expected = set(keys)
+                d: Drain = message[1]
+                until_ns = d.until_ns
+                expected = set(d.keys)
                 for b in books:
-                    b.expect(acked, expected)
+                    b.expect(d.acked, expected, d.deletes)
                 drain.update(until=until_ns)
                 end_by = _earliest(end_by, now + round(DRAIN_HARD_LIMIT_S * NS))
             elif message is not None and message[0] == "stop":
@@ -268,11 +273,11 @@ def _watch(plan: WatcherPlan, conn: Connection) -> dict[str, Any]:
         if done():
             backend.cancel()
     backend.close()
-    return {
-        "stream": plan.stream,
-        "ended_ns": time.monotonic_ns(),
+    return StreamReport(
+        stream=plan.stream,
+        ended_ns=time.monotonic_ns(),
         # v2 stream only: the server dropped our stream (its 100-event buffer filled) and we reopened it.
-        "stream_reopens": getattr(backend, "stream_ends", 0),
-        "reconnects": backend.reconnects,
-        "watches": [b.result() for b in books],
-    }
+        stream_reopens=getattr(backend, "stream_ends", 0),
+        reconnects=backend.reconnects,
+        watches=[b.report() for b in books],
+    )

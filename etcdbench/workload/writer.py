@@ -20,20 +20,22 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import NamedTuple
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint, KeyGone, PutCallback
 from etcdbench.config.run import ENCODINGS, RunConfig
 from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import STAMP_PLACEHOLDER, object_key
-from etcdbench.metrics.latency import LatencyRecorder, ValueRecorder
+from etcdbench.metrics.latency import LatencyRecorder
+from etcdbench.metrics.sizes import SizeRecorder
 from etcdbench.workload.accounting import Revisions, SeqSet, format_stamp
-from etcdbench.workload.ops import Op, op_stream, own_objects, seeded
+from etcdbench.workload.ops import Op, op_stream, seeded
 from etcdbench.workload.preload import PreloadValues
+from etcdbench.workload.reports import AckedDelete, WriterReady, WriterReport, report_to
 from etcdbench.workload.timeline import NS, PerSecond, Timeline
 
 PLACEHOLDER = STAMP_PLACEHOLDER.encode("ascii")
@@ -71,7 +73,7 @@ class ValueTemplates:
         self._cache: dict[tuple[str, int], tuple[str, bytes, dict[str, int]]] = {}
         # Values made from per-class templates, byte-identical to building and encoding each object.
         self.values = {name: PreloadValues(codec, self.profile) for name, codec in self.codecs.items()}
-        self.sizes = {name: ValueRecorder() for name in (*ENCODINGS, "stored")}
+        self.sizes = {name: SizeRecorder() for name in (*ENCODINGS, "stored")}
 
     def get(self, kind: str, index: int) -> tuple[str, bytes, dict[str, int]]:
         """(key, encoded template, {encoding: bytes}) of an object."""
@@ -90,7 +92,7 @@ class ValueTemplates:
         key, template, sizes = self.get(kind, index)
         value = template.replace(PLACEHOLDER, stamp.encode("ascii"), 1)
         for name, n in sizes.items():
-            self.sizes[name].record_us(n)
+            self.sizes[name].record_bytes(n)
         return key, base64.b64encode(value) if self.base64 else value
 
     def forget(self, kind: str, index: int) -> None:
@@ -103,12 +105,7 @@ def run_writer(plan: WriterPlan, conn: Connection, stop: threading.Event | None 
     Once `stop` is set (the run was interrupted) the writer sends nothing more: the rest of its
     schedule is `unsent`, and it reports once the writes in flight are answered.
     """
-    try:
-        conn.send(("done", _write(plan, conn, stop or threading.Event())))
-    except Exception as exc:  # reported to the parent, which owns the exit code
-        conn.send(("error", f"writer {plan.writer_id}: {type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    report_to(conn, f"writer {plan.writer_id}", lambda: _write(plan, conn, stop or threading.Event()))
 
 
 class _Retries:
@@ -211,6 +208,30 @@ PRELOAD_TXNS_IN_FLIGHT = 4  # per writer: enough to keep etcd busy, few enough t
 PRELOAD_PROGRESS_S = 0.5  # how often a preloading writer reports how far it got
 
 
+class _TxnBatch:
+    """Preload puts gathered for one Txn: at most `max_ops` of them, PRELOAD_TXN_BYTES of values."""
+
+    def __init__(self, max_ops: int) -> None:
+        self.max_ops = max_ops
+        self.puts: list[tuple[str, bytes]] = []
+        self.size = 0  # value bytes
+
+    def full_for(self, value: bytes) -> bool:
+        """Whether `value` would take the batch past a limit (an empty batch takes anything)."""
+        return bool(self.puts) and (
+            len(self.puts) >= self.max_ops or self.size + len(value) > PRELOAD_TXN_BYTES
+        )
+
+    def add(self, key: str, value: bytes) -> None:
+        self.puts.append((key, value))
+        self.size += len(value)
+
+    def take(self) -> list[tuple[str, bytes]]:
+        """The puts gathered; the batch starts again empty."""
+        puts, self.puts, self.size = self.puts, [], 0
+        return puts
+
+
 def _preload(
     plan: WriterPlan,
     backend: Backend,
@@ -249,19 +270,16 @@ def _preload(
         return key, base64.b64encode(template) if templates.base64 else template
 
     stored = 0
-    batch: list[tuple[str, bytes]] = []
-    batch_bytes = 0
+    batch = _TxnBatch(max_ops)
     next_report = time.monotonic() + PRELOAD_PROGRESS_S
 
-    def send_batch() -> None:
-        nonlocal batch, batch_bytes
+    def send_batch(puts: list[tuple[str, bytes]]) -> None:
         txns.acquire()
         assert put_many is not None
         try:
-            put_many(batch, done)
+            put_many(puts, done)
         except Exception as exc:
             done(exc)
-        batch, batch_bytes = [], 0
 
     for kind, n in counts.items():
         for index in range(plan.writer_id, n, cfg.total_writers):
@@ -269,10 +287,9 @@ def _preload(
                 break
             key, data = value(kind, index)
             if put_many is not None:
-                if batch and (len(batch) >= max_ops or batch_bytes + len(data) > PRELOAD_TXN_BYTES):
-                    send_batch()
-                batch.append((key, data))
-                batch_bytes += len(data)
+                if batch.full_for(data):
+                    send_batch(batch.take())
+                batch.add(key, data)
             else:
                 window.acquire()
                 backend.put_async(key, data, done)
@@ -280,209 +297,244 @@ def _preload(
             if progress is not None and time.monotonic() >= next_report:
                 progress(stored)
                 next_report = time.monotonic() + PRELOAD_PROGRESS_S
-    if batch and not failures:
-        send_batch()
+    if batch.puts and not failures:
+        send_batch(batch.take())
     txns.drain()
     if failures:
         raise RuntimeError(f"preload: {len(failures)} puts failed, e.g. {failures[0]}")
     return stored
 
 
-def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> dict[str, Any]:
+def _write(plan: WriterPlan, conn: Connection, stop: threading.Event) -> WriterReport:
     cfg = plan.config
     backend = make_backend(cfg.backend, plan.endpoint, v2_watch=cfg.v2_watch, max_inflight=cfg.max_inflight)
     templates = ValueTemplates(cfg, base64_values=not backend.binary_safe and cfg.encoding == "protobuf")
     window = _Window(cfg.max_inflight)
     started = time.monotonic()
     preloaded = _preload(plan, backend, templates, window, lambda n: conn.send(("preloading", n)))
-    conn.send(("ready", {"preloaded": preloaded, "preload_s": time.monotonic() - started}))
+    conn.send(("ready", WriterReady(preloaded=preloaded, preload_s=time.monotonic() - started)))
     _, t0_ns = conn.recv()
-    timeline = Timeline(t0_ns, cfg.warmup_s, cfg.duration_s)
-    interval_ns = NS / cfg.rate
-    give_up_ns = t0_ns + round((cfg.warmup_s + cfg.duration_s + GIVE_UP_AFTER_S) * NS)
-    unsent = 0
+    writes = _Writes(plan, backend, templates, window, t0_ns)
+    writes.run(stop)
+    backend.close()
+    return writes.report()
 
-    lock = threading.Lock()
-    acked = SeqSet()
-    # The revision each acknowledged put made, by seq (0: not acknowledged, or the API did not say):
-    # the books place a write the watcher never saw inside or outside a relist's gap by it.
-    revisions = Revisions()
-    deletes: list[tuple[str, int, int]] = []  # (key, intended_ns, revision) of acknowledged deletes
-    delete_revision: dict[str, int] = {}  # key -> revision its delete reported, until acknowledged
-    # key -> latest expected expiry (ns) of keys created with a TTL and not deleted by us: a DELETE
-    # event of a key has exactly one cause, our delete or its expiry.
-    expiring: dict[str, int] = {}
-    errors = 0
-    error_sample = ""
-    ops_acked = {"create": 0, "update": 0, "delete": 0}
-    expired_before_update = 0
-    put_latency = LatencyRecorder()
-    slip = LatencyRecorder()
-    acks_per_s = PerSecond(t0_ns)
-    acked_in_window = 0
-    ttl_ns = round(cfg.ttl_s * NS)
-    renews_ttl = backend.update_renews_ttl
-    retries = 0
-    retry = _Retries(seed=plan.writer_id)
 
-    # Keys this writer created with a TTL and has not deleted: only their updates must keep an expiry
-    # (a seeded object has none, and v2 would give it one). Kept by the send loop, read by retries.
-    ttl_keys: set[str] = set()
+class _Write(NamedTuple):
+    """One write of the schedule: what is sent again on a retry."""
 
-    def send(op: Op, key: str, value: bytes, done: PutCallback, seq: int) -> None:
-        def revision(rev: int) -> None:
-            with lock:
-                if op.action == "delete":
-                    delete_revision[key] = rev
+    seq: int
+    intended_ns: int
+    op: Op
+    key: str
+    value: bytes
+
+
+class _Writes:
+    """One writer's schedule from t0 on: sending, the books of the answers, and retries.
+
+    Sends come from the schedule loop and the retry thread; answers from the connection's reader
+    thread. `lock` guards the books and `waiting`.
+    """
+
+    def __init__(
+        self, plan: WriterPlan, backend: Backend, templates: ValueTemplates, window: _Window, t0_ns: int
+    ) -> None:
+        cfg = self.config = plan.config
+        self.writer_id = plan.writer_id
+        self.backend = backend
+        self.templates = templates
+        self.window = window
+        self.timeline = Timeline(t0_ns, cfg.warmup_s, cfg.duration_s)
+        self.give_up_ns = t0_ns + round((cfg.warmup_s + cfg.duration_s + GIVE_UP_AFTER_S) * NS)
+        self.ttl_ns = round(cfg.ttl_s * NS)
+        self.renews_ttl = backend.update_renews_ttl
+        self.slots = range(plan.writer_id, cfg.total_writes, cfg.total_writers)  # this writer's writes
+        self.retry = _Retries(seed=plan.writer_id)
+        self.lock = threading.Lock()
+        # Books of the answers.
+        self.acked = SeqSet()
+        # The revision each acknowledged put made, by seq (0: not acknowledged, or the API did not say):
+        # the books place a write the watcher never saw inside or outside a relist's gap by it.
+        self.revisions = Revisions()
+        self.deletes: list[AckedDelete] = []
+        self.delete_revision: dict[str, int] = {}  # key -> revision its delete reported, until acknowledged
+        # key -> latest expected expiry (ns) of keys created with a TTL and not deleted by us: a DELETE
+        # event of a key has exactly one cause, our delete or its expiry.
+        self.expiring: dict[str, int] = {}
+        self.ops_acked = {"create": 0, "update": 0, "delete": 0}
+        self.expired_before_update = 0
+        self.errors = 0
+        self.error_sample = ""
+        self.retries = 0
+        self.unsent = 0
+        self.put_latency = LatencyRecorder()
+        self.slip = LatencyRecorder()
+        self.acks_per_s = PerSecond(t0_ns)
+        self.acked_in_window = 0
+        # Keys this writer created with a TTL and has not deleted: only their updates must keep an expiry
+        # (a seeded object has none, and v2 would give it one). Kept by the send loop, read by retries.
+        self.ttl_keys: set[str] = set()
+        # One write in flight per key: the writes of one key (a pod's create, update and delete) reach
+        # etcd in their order. Writes on separate requests are applied in any order (etcd serves the
+        # streams of a connection concurrently), so a writer that fell behind and sent a lane's update
+        # and delete at once could see the delete applied first: it would delete nothing (no event),
+        # and the update re-create the key. The apiserver never has two writes of one object in flight.
+        self.waiting: dict[str, deque[Callable[[], None]]] = {}  # key -> sends held until answered
+
+    def run(self, stop: threading.Event) -> None:
+        """The schedule: write i of the run at t0 + i / rate, until it ends, `stop` is set or the
+        writer gives up; then wait for every answer (and retry)."""
+        cfg, backend, templates, timeline = self.config, self.backend, self.templates, self.timeline
+        interval_ns = NS / cfg.rate
+        # Writes are held until the writer sleeps or waits: on schedule that is one write per send, and
+        # a writer that fell behind sends everything it owes at once.
+        backend.hold_sends()
+        for seq, (i, op) in enumerate(zip(self.slots, op_stream(cfg, self.writer_id), strict=False)):
+            intended = timeline.t0_ns + round(i * interval_ns)
+            delay = intended - time.monotonic_ns()
+            if delay > 0:
+                backend.flush()
+                if delay > STOP_POLL_S * NS:
+                    stop.wait(delay / NS)  # a slow schedule still notices a stop at once
                 else:
-                    revisions.set(seq, rev)
-
-        # From the send loop or a retry timer: a failure before the request left (e.g. a v3 TTL
-        # create's LeaseGrant while etcd is down) must reach `done`, which retries or counts it and
-        # frees the slot, never escape and end the run or leak the slot.
-        try:
+                    time.sleep(delay / NS)
+            if (
+                stop.is_set()
+                or time.monotonic_ns() > self.give_up_ns
+                or not self.window.acquire(self.give_up_ns, backend.flush, stop)
+            ):
+                self.unsent = len(self.slots) - seq
+                break
+            if timeline.in_window(intended):
+                self.slip.record_us((time.monotonic_ns() - intended) // 1000)
             if op.action == "delete":
-                backend.delete_async(key, done, revision=revision)
-            elif op.action == "update" and key in ttl_keys:
-                # The key keeps its expiry (v3: its lease; v2: its ttl, sent again): an update
-                # without it would make an expiring key permanent.
-                backend.put_async(key, value, done, cfg.ttl_s, keep_lease=True, revision=revision)
+                key, value = templates.get(cfg.kind, op.index)[0], b""
+                templates.forget(cfg.kind, op.index)
+                self.ttl_keys.discard(key)
             else:
-                backend.put_async(
-                    key, value, done, cfg.ttl_s if op.action == "create" else 0.0, revision=revision
-                )
-        except Exception as exc:
-            done(exc)
+                stamp = format_stamp(self.writer_id, seq, intended)
+                key, value = templates.value(cfg.kind, op.index, stamp)
+                if op.action == "create" and self.ttl_ns:
+                    self.ttl_keys.add(key)
+            write = _Write(seq, intended, op, key, value)
+            self._in_order(key, functools.partial(self._send, write, self._answer(write)))
+        backend.flush()
+        self.window.drain()  # every retry has been answered: none is left waiting
+        self.retry.close()
 
-    # One write in flight per key: the writes of one key (a pod's create, update and delete) reach etcd
-    # in their order. Writes on separate requests are applied in any order (etcd serves the streams of
-    # a connection concurrently), so a writer that fell behind and sent a lane's update and delete at
-    # once could see the delete applied first: it would delete nothing (no event), and the update
-    # re-create the key. The apiserver never has two writes of one object in flight either.
-    waiting: dict[str, deque[Callable[[], None]]] = {}  # key -> sends held until its write is answered
-
-    def in_order(key: str, start: Callable[[], None]) -> None:
-        with lock:
-            queue = waiting.get(key)
+    def _in_order(self, key: str, start: Callable[[], None]) -> None:
+        with self.lock:
+            queue = self.waiting.get(key)
             if queue is not None:
                 queue.append(start)
                 return
-            waiting[key] = deque()
+            self.waiting[key] = deque()
         start()
 
-    def settled(key: str) -> None:
+    def _settled(self, key: str) -> None:
         """A write of `key` is answered for good: free its slot, and send the next write of the key.
 
         From the retry thread, not here: this runs on the connection's reader thread, which must not
         block on sending."""
-        window.release()
-        with lock:
-            queue = waiting[key]
+        self.window.release()
+        with self.lock:
+            queue = self.waiting[key]
             if not queue:
-                del waiting[key]
+                del self.waiting[key]
                 return
             start = queue.popleft()
-        retry.after(0.0, start)
+        self.retry.after(0.0, start)
 
-    def callback(seq: int, intended: int, op: Op, key: str, value: bytes, attempt: int = 0) -> PutCallback:
-        action = op.action
-
-        def done(exc: BaseException | None) -> None:
-            nonlocal errors, error_sample, acked_in_window, retries, expired_before_update
-            if isinstance(exc, KeyGone):
-                if action == "delete":
-                    # Gone already: our earlier attempt was applied but its answer lost (a retry),
-                    # or the key expired first. Either way one DELETE event is due: our delete's.
-                    exc = None
-                else:  # an update of a key that expired first: nothing written, nothing to see
-                    with lock:
-                        expired_before_update += 1
-                    settled(key)
-                    return
-            if exc is not None and attempt + 1 < RETRY_ATTEMPTS and time.monotonic_ns() < give_up_ns:
-                # A failed write is retried (its latency keeps counting from the intended time); a
-                # retried put that etcd had applied shows up as a duplicate event, never hidden.
-                with lock:
-                    retries += 1
-                again = callback(seq, intended, op, key, value, attempt + 1)
-                retry.after(retry.delay(attempt), lambda: send(op, key, value, again, seq))
-                return
-            now = time.monotonic_ns()
-            with lock:
-                if exc is None:
-                    ops_acked[action] += 1
-                    if action == "delete":
-                        deletes.append((key, intended, delete_revision.pop(key, 0)))
-                        expiring.pop(key, None)
-                    else:
-                        acked.add(seq)
-                        if ttl_ns and (action == "create" or (renews_ttl and key in expiring)):
-                            expiring[key] = max(expiring.get(key, 0), now + ttl_ns)
-                    acks_per_s.add(now)
-                    acked_in_window += timeline.in_window(now)
-                    if timeline.in_window(intended):
-                        put_latency.record_us((now - intended) // 1000)
-                else:
-                    errors += 1
-                    error_sample = error_sample or f"{type(exc).__name__}: {exc}"
-            settled(key)
-
-        return done
-
-    # Writes are held until the writer sleeps or waits: on schedule that is one write per send, and
-    # a writer that fell behind sends everything it owes at once.
-    backend.hold_sends()
-    my_slots: Iterable[int] = range(plan.writer_id, cfg.total_writes, cfg.total_writers)
-    for seq, (i, op) in enumerate(zip(my_slots, op_stream(cfg, plan.writer_id), strict=False)):
-        intended = t0_ns + round(i * interval_ns)
-        delay = intended - time.monotonic_ns()
-        if delay > 0:
-            backend.flush()
-            if delay > STOP_POLL_S * NS:
-                stop.wait(delay / NS)  # a slow schedule still notices a stop at once
+    def _send(self, write: _Write, done: PutCallback) -> None:
+        """From the send loop or the retry thread. A failure before the request left (e.g. a v3 TTL
+        create's LeaseGrant while etcd is down) must reach `done`, which retries or counts it and frees
+        the slot, never escape and end the run or leak the slot."""
+        key, action, cfg = write.key, write.op.action, self.config
+        revision = functools.partial(self._revision, write)
+        try:
+            if action == "delete":
+                self.backend.delete_async(key, done, revision=revision)
+            elif action == "update" and key in self.ttl_keys:
+                # The key keeps its expiry (v3: its lease; v2: its ttl, sent again): an update
+                # without it would make an expiring key permanent.
+                self.backend.put_async(key, write.value, done, cfg.ttl_s, keep_lease=True, revision=revision)
             else:
-                time.sleep(delay / NS)
-        if (
-            stop.is_set()
-            or time.monotonic_ns() > give_up_ns
-            or not window.acquire(give_up_ns, backend.flush, stop)
-        ):
-            unsent = len(range(plan.writer_id, cfg.total_writes, cfg.total_writers)) - seq
-            break
-        if timeline.in_window(intended):
-            slip.record_us((time.monotonic_ns() - intended) // 1000)
-        if op.action == "delete":
-            key, value = templates.get(cfg.kind, op.index)[0], b""
-            templates.forget(cfg.kind, op.index)
-            ttl_keys.discard(key)
-        else:
-            key, value = templates.value(cfg.kind, op.index, format_stamp(plan.writer_id, seq, intended))
-            if op.action == "create" and ttl_ns:
-                ttl_keys.add(key)
-        done = callback(seq, intended, op, key, value)
-        in_order(key, functools.partial(send, op, key, value, done, seq))
+                ttl_s = cfg.ttl_s if action == "create" else 0.0
+                self.backend.put_async(key, write.value, done, ttl_s, revision=revision)
+        except Exception as exc:
+            done(exc)
 
-    backend.flush()
-    window.drain()  # every retry has been answered: none is left waiting
-    retry.close()
-    backend.close()
-    return {
-        "writer_id": plan.writer_id,
-        "attempted": len(range(plan.writer_id, cfg.total_writes, cfg.total_writers)),
-        "owned_objects": own_objects(cfg, plan.writer_id),
-        "acked": bytes(acked.bits),
-        "revisions": revisions.encode(),
-        "deletes": deletes,
-        "expiring": sorted(expiring.items()),
-        "expired_before_update": expired_before_update,
-        "ops_acked": ops_acked,
-        "acked_in_window": acked_in_window,
-        "errors": errors,
-        "unsent": unsent,
-        "retries": retries,
-        "error_sample": error_sample,
-        "put_latency": put_latency.summary(),
-        "slip": slip.summary(),
-        "acks_per_s": acks_per_s.counts,
-        "value_bytes": {name: rec.summary() for name, rec in templates.sizes.items()},
-    }
+    def _revision(self, write: _Write, rev: int) -> None:
+        with self.lock:
+            if write.op.action == "delete":
+                self.delete_revision[write.key] = rev
+            else:
+                self.revisions.set(write.seq, rev)
+
+    def _answer(self, write: _Write, attempt: int = 0) -> PutCallback:
+        """The callback of one attempt of `write`."""
+        return functools.partial(self._answered, write, attempt)
+
+    def _answered(self, write: _Write, attempt: int, exc: BaseException | None) -> None:
+        action, key = write.op.action, write.key
+        if isinstance(exc, KeyGone):
+            if action == "delete":
+                # Gone already: our earlier attempt was applied but its answer lost (a retry),
+                # or the key expired first. Either way one DELETE event is due: our delete's.
+                exc = None
+            else:  # an update of a key that expired first: nothing written, nothing to see
+                with self.lock:
+                    self.expired_before_update += 1
+                self._settled(key)
+                return
+        if exc is not None and attempt + 1 < RETRY_ATTEMPTS and time.monotonic_ns() < self.give_up_ns:
+            # A failed write is retried (its latency keeps counting from the intended time); a
+            # retried put that etcd had applied shows up as a duplicate event, never hidden.
+            with self.lock:
+                self.retries += 1
+            again = self._answer(write, attempt + 1)
+            self.retry.after(self.retry.delay(attempt), functools.partial(self._send, write, again))
+            return
+        now = time.monotonic_ns()
+        intended, timeline = write.intended_ns, self.timeline
+        with self.lock:
+            if exc is None:
+                self.ops_acked[action] += 1
+                if action == "delete":
+                    self.deletes.append(AckedDelete(key, intended, self.delete_revision.pop(key, 0)))
+                    self.expiring.pop(key, None)
+                else:
+                    self.acked.add(write.seq)
+                    expiring = self.expiring
+                    if self.ttl_ns and (action == "create" or (self.renews_ttl and key in expiring)):
+                        expiring[key] = max(expiring.get(key, 0), now + self.ttl_ns)
+                self.acks_per_s.add(now)
+                self.acked_in_window += timeline.in_window(now)
+                if timeline.in_window(intended):
+                    self.put_latency.record_us((now - intended) // 1000)
+            else:
+                self.errors += 1
+                self.error_sample = self.error_sample or f"{type(exc).__name__}: {exc}"
+        self._settled(key)
+
+    def report(self) -> WriterReport:
+        return WriterReport(
+            writer_id=self.writer_id,
+            attempted=len(self.slots),
+            acked=bytes(self.acked.bits),
+            revisions=self.revisions.encode(),
+            deletes=self.deletes,
+            expiring=sorted(self.expiring.items()),
+            expired_before_update=self.expired_before_update,
+            ops_acked=self.ops_acked,
+            acked_in_window=self.acked_in_window,
+            errors=self.errors,
+            unsent=self.unsent,
+            retries=self.retries,
+            error_sample=self.error_sample,
+            put_latency=self.put_latency.summary(),
+            slip=self.slip.summary(),
+            acks_per_s=self.acks_per_s.counts,
+            value_bytes={name: rec.summary() for name, rec in self.templates.sizes.items()},
+        )

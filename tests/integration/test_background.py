@@ -11,8 +11,8 @@ import json
 import signal
 import textwrap
 import uuid
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cli_console import run_cli
@@ -32,6 +32,7 @@ from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.results.verdict import verdict
 from etcdbench.workload.background import _Stream, background_keys, background_prefix, summarize
 from etcdbench.workload.ops import written_keys
+from etcdbench.workload.reports import BackgroundReport, BackgroundWatches, OpsReport
 from etcdbench.workload.timeline import NS, Timeline
 
 SMALL = ("--rate", "50", "--duration", "1.5", "--warmup", "0.5", "--objects", "6", "--drain", "3")
@@ -303,13 +304,30 @@ def test_ops_due_before_the_stop_that_never_started_are_unsent() -> None:
     assert stream.take() is None  # nothing starts after the stop
 
 
-def _report(slip_us: int, unsent: int) -> dict[str, Any]:
+def _report(slip_us: int, unsent: int) -> BackgroundReport:
     slip = LatencyRecorder()
     for _ in range(100):
         slip.record_us(slip_us)
-    stream = {"rate": 10.0, "unsent": unsent, "slip_us": slip.summary()}
-    idle = {"rate": 0.0, "unsent": 0, "slip_us": LatencyRecorder().summary()}
-    return {"lists": stream, "gets": idle, "events": dict(stream, unsent=0)}
+    none = LatencyRecorder().summary()
+    stream = OpsReport(
+        rate=10.0, done=0, errors=0, unsent=unsent, bytes=0, latency_us=none, slip_us=slip.summary()
+    )
+    idle = OpsReport(rate=0.0, done=0, errors=0, unsent=0, bytes=0, latency_us=none, slip_us=none)
+    return BackgroundReport(
+        lists=stream,
+        list_keys=0,
+        list_pages=0,
+        list_page_limit=500,
+        list_prefix="",
+        gets=idle,
+        gets_not_found=0,
+        events=replace(stream, unsent=0),
+        events_inflight_at_stop=0,
+        event_ttl_s=3600.0,
+        events_prefix="",
+        watches=BackgroundWatches(0, 0, 0, 0, []),
+        stopped_after_s=0.0,
+    )
 
 
 def test_the_background_falls_behind_on_slip_or_unsent_ops() -> None:

@@ -151,6 +151,22 @@ def test_a_delete_is_one_event_with_one_cause_even_when_the_key_also_expires() -
     assert_books_are_true(run, cfg, etcd)
 
 
+def test_every_put_and_delete_received_in_the_window_has_one_watch_latency() -> None:
+    # churn over two watches: puts carry their intended time in the stamp, deletes get it from the
+    # writers' reports; each watch records both (an expiry has no intended time: no latency).
+    etcd, cfg = FakeEtcd(), config(workload="churn", churn_updates=1, watchers=2)
+    run = run_pipeline(cfg, etcd)
+    assert run["operations"]["delete"] > 0
+    for w in run["watches"]:
+        c = w["counters"]
+        assert c["missed"] == 0 and c["duplicates"] == 0
+        assert w["latency_us"]["watch"]["count"] == c["received"] - c["expiries_received"]
+    assert run["latency_us"]["watch"]["count"] == sum(
+        w["latency_us"]["watch"]["count"] for w in run["watches"]
+    )
+    assert_books_are_true(run, cfg, etcd)
+
+
 def test_an_update_after_the_key_expired_recreates_nothing() -> None:
     # churn with updates and a TTL shorter than the lifecycle: the update finds the key gone (v3
     # ignore_lease, v2 prevExist) instead of re-creating it, which then expired a second time.
