@@ -1,10 +1,14 @@
-"""Shared fixtures: one real local etcd (v2 enabled) for the whole session, and fresh key prefixes."""
+"""Shared fixtures: one real local etcd (v2 enabled) for the whole session, and fresh key prefixes.
+
+Every test under tests/integration is marked `integration` here, so `pytest -m "not integration"` runs
+the fast layers (unit, pipeline) alone."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from etcd_store import Store
@@ -21,6 +25,15 @@ def etcd_server() -> Iterator[LocalEtcd]:
 @pytest.fixture
 def fresh_prefix() -> str:
     return f"/etcdbench-test/{uuid.uuid4().hex}/"
+
+
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import copy
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_console import etcdbench
 from paths import RESULTS
 from rich.console import Console
 
@@ -113,12 +112,6 @@ encoding = "protobuf"
 backend = ["v3", "v2"]
 etcd = ["3.5", "3.4"]
 """
-
-
-def etcdbench(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "etcdbench", *argv], capture_output=True, text=True, timeout=600, check=False
-    )
 
 
 @pytest.mark.integration

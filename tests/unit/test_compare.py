@@ -6,13 +6,12 @@ import copy
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_console import run_cli
-from paths import DATA, RESULTS
+from cli_console import run_cli, snapshot
+from paths import RESULTS
 from rich.console import Console
 
 from etcdbench.metrics.latency import LatencyRecorder
@@ -253,18 +252,10 @@ def three_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return [f"{name}.json" for name in docs]
 
 
-def snapshot(name: str, actual: str) -> None:
-    """Compare with tests/data/NAME; ETCDBENCH_UPDATE_SNAPSHOTS=1 rewrites it (review the diff)."""
-    path = DATA / name
-    if os.environ.get("ETCDBENCH_UPDATE_SNAPSHOTS") == "1":
-        path.write_text(actual)
-    assert actual == path.read_text(), f"{name} changed; review, then ETCDBENCH_UPDATE_SNAPSHOTS=1"
-
-
 def test_markdown_output_is_tables_warnings_summary_and_gate(three_files: list[str]) -> None:
     code, out, err = run_cli("compare", *three_files, "--markdown", *GATE, width=80)
     assert (code, err) == (1, "")  # watch p99 got worse beyond noise: the gate breaks in markdown too
-    snapshot("compare-snapshot.md", out)
+    snapshot("compare.md", out)
     assert "| watch p99 | ↓ | 2.91 ms | 3.46 ms | **x1.19 worse** | - | absent |" in out
     assert "host" not in out
 
@@ -272,7 +263,7 @@ def test_markdown_output_is_tables_warnings_summary_and_gate(three_files: list[s
 def test_json_output_parses_with_values_changes_and_gate(three_files: list[str]) -> None:
     code, out, err = run_cli("compare", *three_files, "--json", *GATE, width=80)
     assert (code, err) == (1, "")
-    snapshot("compare-snapshot.json", out)
+    snapshot("compare.json", out)
     doc = json.loads(out)
     assert (doc["format"], doc["version"], doc["baseline"]) == ("etcdbench-compare", 1, "base")
     assert [f["name"] for f in doc["files"]] == ["base", "slower", "other"]
