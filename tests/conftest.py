@@ -6,12 +6,14 @@ the fast layers (unit, pipeline) alone."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from etcd_store import Store
+from tls_pki import Pki, ServerPki, make_pki, server_tls
 
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
 
@@ -64,3 +66,18 @@ def store(private_etcd: LocalEtcd) -> Iterator[Store]:
     s = Store(private_etcd.client_url)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """Certificates made with openssl (tests/tls_pki.py); test_tls.py uses etcdbench's own instead."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make the test certificates")
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def tls_etcd(pki: ServerPki) -> Iterator[LocalEtcd]:
+    """etcd with TLS on its client URL and --client-cert-auth, with the `pki` of the module; no auth."""
+    with LocalEtcd(find_etcd_binary(), tls=server_tls(pki)) as server:
+        yield server

@@ -19,9 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 from processes import running
-from test_secure import Pki, client_creds, pki, tls_etcd  # the TLS etcd and its certificates
-
-__all__ = ["pki", "tls_etcd"]  # fixtures, used by name
+from tls_pki import Pki, client_creds
 
 from etcdbench.backends.base import Endpoint
 from etcdbench.backends.transport.http1 import Connection, Server

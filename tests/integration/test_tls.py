@@ -25,6 +25,7 @@ import pytest
 from cli_console import run_cli
 from cryptography import x509
 from paths import ROOT
+from tls_pki import client_creds
 
 from etcdbench._pb.etcd import rpc_pb2
 from etcdbench.backends import make_backend
@@ -44,7 +45,7 @@ from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd import certs
 from etcdbench.etcd.certs import Pki, TemporaryPki
-from etcdbench.etcd.local import LocalEtcd, TlsFiles, find_etcd_binary
+from etcdbench.etcd.local import LocalEtcd
 
 THREADS = 4
 PUTS_PER_THREAD = 250
@@ -52,27 +53,16 @@ PUTS_PER_THREAD = 250
 
 @pytest.fixture(scope="module")
 def pki() -> Iterator[Pki]:
+    """etcdbench's own certificates (etcd.certs), in place of conftest's openssl ones: conftest's
+    tls_etcd serves these here."""
     with TemporaryPki() as made:
         yield made
-
-
-@pytest.fixture(scope="module")
-def tls_etcd(pki: Pki) -> Iterator[LocalEtcd]:
-    files = TlsFiles(
-        pki.server_cert, pki.server_key, pki.ca, client_cert=pki.client_cert, client_key=pki.client_key
-    )
-    with LocalEtcd(find_etcd_binary(), tls=files) as server:
-        yield server
 
 
 def address(server: LocalEtcd) -> tuple[str, int]:
     parts = urlsplit(server.client_url)
     assert parts.hostname and parts.port
     return parts.hostname, parts.port
-
-
-def creds(pki: Pki) -> Credentials:
-    return Credentials(pki.ca, pki.client_cert, pki.client_key)
 
 
 # -- the certificates ------------------------------------------------------------------------------
@@ -212,7 +202,7 @@ def test_h2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
 def test_v2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
     tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str
 ) -> None:
-    endpoint = Endpoint((tls_etcd.client_url,), creds(pki))
+    endpoint = Endpoint((tls_etcd.client_url,), client_creds(pki))
     backend = V2Backend(endpoint, max_inflight=16)
     watcher = V2Backend(endpoint)
     backend.check()
