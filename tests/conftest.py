@@ -25,6 +25,13 @@ def etcd_server() -> Iterator[LocalEtcd]:
 
 
 @pytest.fixture
+def own_etcd() -> Iterator[LocalEtcd]:
+    """An etcd of this test's own (v2 enabled), for tests that pause or kill it or count all it did."""
+    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:
+        yield server
+
+
+@pytest.fixture
 def fresh_prefix() -> str:
     return f"/etcdbench-test/{uuid.uuid4().hex}/"
 

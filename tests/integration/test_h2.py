@@ -7,7 +7,6 @@ import queue
 import socket
 import struct
 import threading
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import hpack
@@ -39,7 +38,7 @@ from etcdbench.backends.v3 import PUT_PATH, WATCH_PATH, V3Backend
 from etcdbench.bench.target import run_watch
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError
-from etcdbench.etcd import LocalEtcd, find_etcd_binary
+from etcdbench.etcd import LocalEtcd
 
 pytestmark = pytest.mark.integration
 
@@ -68,13 +67,6 @@ class Calls:
 
     def results(self, n: int) -> list[BaseException | None]:
         return [self.outcomes.get(timeout=30) for _ in range(n)]
-
-
-@pytest.fixture
-def own_etcd() -> Iterator[LocalEtcd]:
-    """An etcd of this test's own, for tests that pause or kill it."""
-    with LocalEtcd(find_etcd_binary()) as server:
-        yield server
 
 
 def test_request_headers_decode_to_a_grpc_call() -> None:
