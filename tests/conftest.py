@@ -88,3 +88,16 @@ def tls_etcd(pki: ServerPki) -> Iterator[LocalEtcd]:
     """etcd with TLS on its client URL and --client-cert-auth, with the `pki` of the module; no auth."""
     with LocalEtcd(find_etcd_binary(), tls=server_tls(pki)) as server:
         yield server
+
+
+@pytest.fixture
+def no_embedded_etcd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting an embedded etcd fails the test: a refusal must come before it."""
+    from etcdbench.bench import target
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an etcd was started")
+
+    monkeypatch.setattr(target, "LocalEtcd", started)
+    monkeypatch.setattr(target, "LocalCluster", started)
+    monkeypatch.delenv("ETCDBENCH_RUN_ID", raising=False)

@@ -1,5 +1,6 @@
 """TLS like a real control plane: `--tls` on the embedded etcd, certificates made and removed by
-etcdbench, and our own HTTP/2 (v3) and HTTP/1.1 (v2) clients over TLS, checked against a real etcd.
+etcdbench, and our own HTTP/2 (v3) and HTTP/1.1 (v2) clients over TLS, checked against a real etcd
+(the certificates alone: tests/unit/test_tls_certs.py).
 
 The concurrency tests are what an OpenSSL-unsafe design would break: many puts in flight from
 several threads on one TLS connection while its reader thread decrypts the answers, beside a watch
@@ -22,8 +23,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from cli_console import run_cli
-from cryptography import x509
 from paths import ROOT
 from tls_pki import client_creds
 
@@ -42,7 +41,7 @@ from etcdbench.backends.v2 import V2Backend
 from etcdbench.backends.v3 import PUT_PATH, WATCH_PATH
 from etcdbench.bench.target import Target, run_watch
 from etcdbench.config.run import RunConfig
-from etcdbench.errors import EtcdError, UsageError
+from etcdbench.errors import EtcdError
 from etcdbench.etcd import certs
 from etcdbench.etcd.certs import Pki, TemporaryPki
 from etcdbench.etcd.local import LocalEtcd
@@ -63,31 +62,6 @@ def address(server: LocalEtcd) -> tuple[str, int]:
     parts = urlsplit(server.client_url)
     assert parts.hostname and parts.port
     return parts.hostname, parts.port
-
-
-# -- the certificates ------------------------------------------------------------------------------
-
-
-def test_certificates_are_a_control_planes(tmp_path: Path) -> None:
-    made = certs.generate(tmp_path)
-    server = x509.load_pem_x509_certificate(Path(made.server_cert).read_bytes())
-    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
-    usages = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert {u._name for u in usages} == {"serverAuth", "clientAuth"}  # also the peer certificate
-    ca = x509.load_pem_x509_certificate(Path(made.ca).read_bytes())
-    server.verify_directly_issued_by(ca)
-    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    for key in (made.server_key, made.client_key):
-        assert os.stat(key).st_mode & 0o077 == 0  # keys are the owner's alone
-
-
-def test_temporary_pki_is_removed_on_error() -> None:
-    with pytest.raises(RuntimeError), TemporaryPki() as made:
-        assert Path(made.client_key).exists()
-        raise RuntimeError("boom")
-    assert not Path(made.dir).exists()
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -307,14 +281,6 @@ def test_certificates_are_removed_when_a_run_fails(made_dirs: list[str]) -> None
         assert target.endpoint.tls and Path(made_dirs[0]).is_dir()
         raise RuntimeError("a run failed")
     assert not Path(made_dirs[0]).exists()
-
-
-def test_tls_is_for_the_embedded_etcd() -> None:
-    with pytest.raises(UsageError, match=r"^--tls: .*https://"):
-        Target(endpoints=["https://127.0.0.1:2379"], tls=True)
-    for command in ("watch", "capacity"):  # every command that starts an etcd has the flag
-        code, _, err = run_cli(command, "--tls", "--endpoints", "http://127.0.0.1:2379")
-        assert code == 2 and err.startswith("error: --tls: starts the embedded etcd with TLS")
 
 
 @pytest.mark.integration
