@@ -37,7 +37,7 @@ def parses(argv: list[str], where: str) -> None:
         assert (ROOT / scenario).is_file(), f"{where}: {scenario} does not exist"
 
 
-def commands(script: str, env: dict[str, str]) -> list[list[str]]:
+def etcdbench_commands(script: str, env: dict[str, str]) -> list[list[str]]:
     """The etcdbench command lines of a shell script (continuation lines joined, $VARS from env)."""
     out = []
     for line in script.replace("\\\n", " ").splitlines():

@@ -11,7 +11,7 @@ from deploy_files import (
     DOCS,
     EMBEDDED_VERSION,
     MIN_EVENTS_FOR_P99,
-    commands,
+    etcdbench_commands,
     k8s_expand,
     load_yaml,
     parses,
@@ -65,7 +65,10 @@ def test_workflow_gate_is_sized_for_its_p99_rule_and_uses_the_committed_baseline
     workflow = load_yaml("github-workflow-example.yml")
     env = {k: str(v) for k, v in workflow["env"].items()}
     commands = [
-        c for job in workflow["jobs"].values() for s in job["steps"] for c in commands(s.get("run", ""), env)
+        c
+        for job in workflow["jobs"].values()
+        for s in job["steps"]
+        for c in etcdbench_commands(s.get("run", ""), env)
     ]
     for argv in commands:
         parses(argv, "github-workflow-example.yml")
