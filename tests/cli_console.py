@@ -59,7 +59,7 @@ def etcdbench(
     )
 
 
-def render(*renderables: Any, width: int = 100) -> str:
+def as_text(*renderables: Any, width: int = 100) -> str:
     """The text a `width`-column terminal shows for `renderables`, uncoloured."""
     console = Console(width=width, record=True, color_system=None, file=io.StringIO())
     for renderable in renderables:
@@ -71,6 +71,8 @@ def snapshot(name: str, actual: str) -> None:
     """`actual` must equal tests/data/snapshots/NAME; ETCDBENCH_UPDATE_SNAPSHOTS=1 rewrites the file
     instead (then review the diff: it is what a user will see)."""
     path = SNAPSHOTS / name
+    # rich pads lines to the width: trailing spaces are dropped, as an editor would drop them from the file.
+    actual = "".join(line.rstrip() + "\n" for line in actual.splitlines())
     if os.environ.get("ETCDBENCH_UPDATE_SNAPSHOTS") == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(actual)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_console import run_cli, snapshot
+from cli_console import as_text, run_cli, snapshot
 from paths import RESULTS
 from rich.console import Console
 
@@ -50,14 +50,6 @@ def figure(name: str) -> Any:
     return next(f for f in FIGURES if f.name == name)
 
 
-def text(renderable: Any) -> str:
-    console = Console(file=io.StringIO(), width=200, color_system=None)
-    console.print(renderable)
-    out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert isinstance(out, str)
-    return out
-
-
 def test_runs_match_on_what_was_measured_and_the_rest_are_listed() -> None:
     c = compare(
         sources(
@@ -78,7 +70,7 @@ def test_no_match_at_all_lists_both_sides() -> None:
         "A: v3+protobuf pod @500/s (no matching run in the other files)",
         "B: v3+protobuf pod @2000/s (no matching run in A)",
     )
-    assert "no run matched: nothing to compare" in text(render(c))
+    assert "no run matched: nothing to compare" in as_text(render(c), width=200)
 
 
 def test_ratios_and_directions_against_the_baseline() -> None:
@@ -195,7 +187,7 @@ def test_environment_and_parameter_differences_are_warned_with_what_differs() ->
         "environments differ: etcdbench_version is 0.1.0 in A but 0.2.0 in B",
         "v3+protobuf pod @500/s: run parameters differ: duration_s is 10.0 in A but 30.0 in B",
     )
-    shown = text(render(c))
+    shown = as_text(render(c), width=200)
     assert "warning: environments differ: etcd server_version is 3.5.1 in A but 3.4.23 in B" in shown
 
 
@@ -203,12 +195,10 @@ def test_table_shows_values_ratios_and_directions() -> None:
     base = results("v2-json-poll-1000.json")
     new = copy.deepcopy(base)
     new["runs"][0]["counters"]["missed"] = 0
-    shown = text(render(compare(sources(("A", new), ("B", base)))))
-    row = next(line for line in shown.splitlines() if "watch p99 " in line)
-    assert "1.07 s" in row and "same" in row
-    missed = next(line for line in shown.splitlines() if " missed " in line)
-    assert "+3,013 worse" in missed  # baseline 0: the difference, not an infinite ratio
-    assert "B's watch p99 was the same as A's (1.07 s vs 1.07 s)" in shown
+    shown = as_text(render(compare(sources(("A", new), ("B", base)))), width=200)
+    # watch p99 1.07 s in both: "same"; missed 0 -> 3,013: "+3,013 worse" (a difference, not an infinite
+    # ratio); the summary line says B's watch p99 was the same as A's.
+    snapshot("compare-table.txt", shown)
 
 
 def test_source_names_are_stems_unless_two_clash() -> None:
@@ -230,7 +220,9 @@ def test_workload_and_watchers_are_part_of_the_match_with_defaults_for_older_fil
         "C: v3+protobuf pod @500/s churn (no matching run in A)",
         "D: v3+protobuf pod @500/s x3 watchers (no matching run in A)",
     )
-    assert "matched by backend, encoding, kind, v2_watch, target_rate, workload, watchers" in text(render(c))
+    assert "matched by backend, encoding, kind, v2_watch, target_rate, workload, watchers" in as_text(
+        render(c), width=200
+    )
 
 
 # --- --json and --markdown: the whole output for fixed inputs ----------------------------------------
