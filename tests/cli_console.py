@@ -59,6 +59,20 @@ def etcdbench(
     )
 
 
+def start_etcdbench(*argv: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`python -m etcdbench ARGV` started in its own process with exactly `env`, its output piped: for
+    tests that watch it while it runs (its children, its files) or signal it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "etcdbench", *argv],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def as_text(*renderables: Any, width: int = 100) -> str:
     """The text a `width`-column terminal shows for `renderables`, uncoloured."""
     console = Console(width=width, record=True, color_system=None, file=io.StringIO())

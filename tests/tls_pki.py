@@ -134,3 +134,8 @@ def server_tls(pki: ServerPki) -> TlsFiles:
 
 def client_creds(pki: ServerPki, user: str | None = None, password: str | None = None) -> Credentials:
     return Credentials(pki.ca, pki.client_cert, pki.client_key, user, password)
+
+
+def client_flags(pki: ServerPki) -> list[str]:
+    """The client certificate's flags, named alike by etcdctl and etcdbench."""
+    return ["--cacert", pki.ca, "--cert", pki.client_cert, "--key", pki.client_key]

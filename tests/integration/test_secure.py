@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 import psutil
 import pytest
 import urllib3
+from cli_console import start_etcdbench
 from paths import ROOT
-from tls_pki import PASSWORD, Pki, client_creds, server_tls
+from tls_pki import PASSWORD, Pki, client_creds, client_flags, server_tls
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint
@@ -39,17 +39,7 @@ def auth_etcd(pki: Pki) -> Iterator[LocalEtcd]:
         etcdctl = str(Path(server.binary).parent / "etcdctl")
         if not os.access(etcdctl, os.X_OK):
             pytest.skip(f"no etcdctl next to {server.binary}")
-        base = [
-            etcdctl,
-            "--endpoints",
-            server.client_url,
-            "--cacert",
-            pki.ca,
-            "--cert",
-            pki.client_cert,
-            "--key",
-            pki.client_key,
-        ]
+        base = [etcdctl, "--endpoints", server.client_url, *client_flags(pki)]
         env = {"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "")}
         # `user add NAME` with --interactive=false reads the password from stdin: not on a command line.
         for args, stdin in (
@@ -207,15 +197,7 @@ def _cli(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], 
     """Run `etcdbench watch ...` and collect the command lines of it and all its children meanwhile."""
     env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "etcdbench", "watch", *argv],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_etcdbench("watch", *argv, cwd=tmp_path, env=env)
     seen: set[str] = set()
     parent = psutil.Process(proc.pid)
     while proc.poll() is None:
@@ -238,12 +220,7 @@ def test_cli_reads_the_password_from_a_file_and_never_shows_it(
     common = [
         "--endpoints",
         auth_etcd.client_url,
-        "--cacert",
-        pki.ca,
-        "--cert",
-        pki.client_cert,
-        "--key",
-        pki.client_key,
+        *client_flags(pki),
         "--user",
         "root",
         "--duration",

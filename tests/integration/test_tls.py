@@ -14,15 +14,14 @@ import json
 import os
 import signal
 import ssl
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from cli_console import start_etcdbench
 from paths import ROOT
 from tls_pki import client_creds
 
@@ -108,6 +107,17 @@ def test_a_client_without_a_client_certificate_is_refused(tls_etcd: LocalEtcd, p
 # -- our clients over TLS, under concurrency --------------------------------------------------------
 
 
+def write_from_threads(writer: Callable[[int], None], answered: threading.Semaphore, total: int) -> None:
+    """writer(t) on THREADS threads at once; then every one of the `total` answers, each within 60 s."""
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _ in range(total):
+        assert answered.acquire(timeout=60)
+
+
 @pytest.mark.integration
 def test_h2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
     tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str
@@ -153,14 +163,8 @@ def test_h2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
             request = rpc_pb2.PutRequest(key=b"%s%d-%d" % (key, t, i), value=value)
             client.call(headers, request.SerializeToString(), done)
 
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(THREADS)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for _ in range(total):
-            assert answered.acquire(timeout=60)
+        write_from_threads(writer, answered, total)
         assert client._conn is not None and client._conn.tls is not None
         assert client._conn.tls.alpn == "h2"
         assert failed == [] and len(ok) == total
@@ -208,14 +212,8 @@ def test_v2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
         for i in range(total // THREADS):
             backend.put_async(f"{fresh_prefix}{t}-{i}", b"v" * (50 + i * 7), done)
 
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(THREADS)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for _ in range(total):
-            assert answered.acquire(timeout=60)
+        write_from_threads(writer, answered, total)
         assert results == [None] * total
         assert watched.wait(60)
         conn = watcher._connection()
@@ -288,14 +286,8 @@ def test_certificates_and_etcd_are_gone_after_ctrl_c(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
     env["PYTHONPATH"] = str(ROOT)
     env["TMPDIR"] = str(tmp_path)  # the certificates and etcd's data dir go here: watched below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "etcdbench", "watch", "--tls", "--duration", "60", "--rate", "50", "--json"],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_etcdbench(
+        "watch", "--tls", "--duration", "60", "--rate", "50", "--json", cwd=tmp_path, env=env
     )
     try:
         deadline = time.monotonic() + 60

@@ -105,6 +105,11 @@ def test_unknown_metric_is_a_usage_error(files: dict[str, Path]) -> None:
     assert err.startswith("error: --fail-if 'watch.p98 > +1%': unknown metric 'watch.p98'")
 
 
+def fail_if(*rules: str) -> list[str]:
+    """`--fail-if RULE` for each rule, as compare takes them."""
+    return [arg for rule in rules for arg in ("--fail-if", rule)]
+
+
 # --- verdicts ---------------------------------------------------------------------------------------
 
 
@@ -113,12 +118,7 @@ def test_all_rules_hold_exit_0(files: dict[str, Path]) -> None:
         "compare",
         str(files["base"]),
         str(files["base"]),
-        "--fail-if",
-        "watch.p99 > +10%",
-        "--fail-if",
-        "watch_events_per_s < -5%",
-        "--fail-if",
-        "missed > 0",
+        *fail_if("watch.p99 > +10%", "watch_events_per_s < -5%", "missed > 0"),
     )
     assert code == 0, out
     assert "gate: all 3 checks hold" in out
@@ -130,12 +130,7 @@ def test_broken_rules_exit_1_naming_rule_and_both_values(files: dict[str, Path])
         "compare",
         str(files["base"]),
         str(files["slower"]),
-        "--fail-if",
-        "watch.p99 > +10%",
-        "--fail-if",
-        "watch_events_per_s < -5%",
-        "--fail-if",
-        "cpu.watcher > 0.2",
+        *fail_if("watch.p99 > +10%", "watch_events_per_s < -5%", "cpu.watcher > 0.2"),
     )
     assert code == 1
     lines = out.splitlines()
@@ -154,12 +149,7 @@ def test_counter_and_rate_rules(files: dict[str, Path]) -> None:
         "compare",
         str(files["base"]),
         str(files["lossy"]),
-        "--fail-if",
-        "missed > 0",
-        "--fail-if",
-        "watch_events_per_s < -5%",
-        "--fail-if",
-        "relists > +10%",
+        *fail_if("missed > 0", "watch_events_per_s < -5%", "relists > +10%"),
     )
     assert code == 1
     assert "BROKEN missed > 0: v3+protobuf pod @500/s: base 0 -> lossy 5 (limit 0)" in out
