@@ -3,9 +3,8 @@ arithmetic: tests/unit/test_etcd_view_parse.py)."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from backend_puts import put_all
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint
@@ -18,23 +17,10 @@ from etcdbench.results.verdict import verdict
 
 def _put_all(backend_name: str, url: str, keys: list[str]) -> None:
     backend = make_backend(backend_name, Endpoint((url,)))
-    done = threading.Semaphore(0)
-    failures: list[BaseException] = []
-
-    def acked(exc: BaseException | None) -> None:
-        if exc is not None:
-            failures.append(exc)
-        done.release()
-
     try:
-        for key in keys:
-            backend.put_async(key, b"value", acked)
-        backend.flush()
-        for _ in keys:
-            done.acquire()
+        put_all(backend, [(key, b"value") for key in keys], ordered=False)
     finally:
         backend.close()
-    assert not failures
 
 
 @pytest.mark.integration

@@ -52,6 +52,12 @@ class Calls:
     def results(self, n: int) -> list[BaseException | None]:
         return [self.outcomes.get(timeout=30) for _ in range(n)]
 
+    def put_one(self, key: str, value: bytes) -> BaseException | None:
+        """One put, and its outcome."""
+        self.put(key, value)
+        (outcome,) = self.results(1)
+        return outcome
+
 
 def test_many_puts_in_flight_each_answered_once(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
     client = UnaryClient((address(etcd_server),), timeout_s=10)
@@ -105,17 +111,14 @@ def test_a_paused_server_times_calls_out_then_serves_again(own_etcd: LocalEtcd) 
     client = UnaryClient((address(own_etcd),), timeout_s=1.0)
     calls = Calls(client, own_etcd)
     try:
-        calls.put("/k", b"before")
-        assert calls.results(1) == [None]
+        assert calls.put_one("/k", b"before") is None
         own_etcd.pause()
         try:
-            calls.put("/k", b"during")
-            (outcome,) = calls.results(1)
+            outcome = calls.put_one("/k", b"during")
         finally:
             own_etcd.resume()
         assert isinstance(outcome, TimeoutError)
-        calls.put("/k", b"after")
-        assert calls.results(1) == [None]
+        assert calls.put_one("/k", b"after") is None
     finally:
         client.close()
 
@@ -124,15 +127,11 @@ def test_a_restarted_server_fails_calls_in_flight_and_the_next_call_reconnects(o
     client = UnaryClient((address(own_etcd),), timeout_s=10)
     calls = Calls(client, own_etcd)
     try:
-        calls.put("/k", b"before")
-        assert calls.results(1) == [None]
+        assert calls.put_one("/k", b"before") is None
         own_etcd.kill()
-        calls.put("/k", b"while down")
-        (outcome,) = calls.results(1)
-        assert isinstance(outcome, ConnectionLost)
+        assert isinstance(calls.put_one("/k", b"while down"), ConnectionLost)
         own_etcd.restart()
-        calls.put("/k", b"after")
-        assert calls.results(1) == [None]
+        assert calls.put_one("/k", b"after") is None
     finally:
         client.close()
 

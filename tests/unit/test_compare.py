@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 from cli_console import as_text, run_cli, snapshot
 from paths import RESULTS
-from rich.console import Console
 
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.report.compare import (
