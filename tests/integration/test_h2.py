@@ -3,8 +3,10 @@ scripted peer: tests/unit/test_h2_frames.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -59,58 +61,54 @@ class Calls:
         return outcome
 
 
-def test_many_puts_in_flight_each_answered_once(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
-    client = UnaryClient((address(etcd_server),), timeout_s=10)
-    calls = Calls(client, etcd_server)
+@contextlib.contextmanager
+def calls_to(server: LocalEtcd, timeout_s: float) -> Iterator[Calls]:
+    """Calls through a client of its own, closed after."""
+    client = UnaryClient((address(server),), timeout_s=timeout_s)
     try:
+        yield Calls(client, server)
+    finally:
+        client.close()
+
+
+def stored(server: LocalEtcd, prefix: str) -> dict[str, bytes]:
+    """Every key under prefix and its value, read back through the v3 backend."""
+    backend = V3Backend(Endpoint((server.client_url,)))
+    try:
+        return backend.get_prefix(prefix)
+    finally:
+        backend.close()
+
+
+def test_many_puts_in_flight_each_answered_once(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
+    with calls_to(etcd_server, timeout_s=10) as calls:
         for i in range(500):
             calls.put(f"{fresh_prefix}{i}", b"v%d" % i)
         assert calls.results(500) == [None] * 500
         assert calls.outcomes.empty()
-    finally:
-        client.close()
-    backend = V3Backend(Endpoint((etcd_server.client_url,)))
-    try:
-        stored = backend.get_prefix(fresh_prefix)
-    finally:
-        backend.close()
-    assert stored == {f"{fresh_prefix}{i}": b"v%d" % i for i in range(500)}
+    assert stored(etcd_server, fresh_prefix) == {f"{fresh_prefix}{i}": b"v%d" % i for i in range(500)}
 
 
 def test_values_larger_than_frames_and_windows(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
     """1 MB values: split into many DATA frames and past the server's initial 64 kB windows."""
-    client = UnaryClient((address(etcd_server),), timeout_s=10)
-    calls = Calls(client, etcd_server)
     values = {f"{fresh_prefix}{i}": bytes([i]) * 1_000_000 for i in range(4)}
-    try:
+    with calls_to(etcd_server, timeout_s=10) as calls:
         for key, value in values.items():
             calls.put(key, value)
         assert calls.results(4) == [None] * 4
-    finally:
-        client.close()
-    backend = V3Backend(Endpoint((etcd_server.client_url,)))
-    try:
-        assert backend.get_prefix(fresh_prefix) == values
-    finally:
-        backend.close()
+    assert stored(etcd_server, fresh_prefix) == values
 
 
 def test_a_grpc_error_status_names_code_and_message(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
-    client = UnaryClient((address(etcd_server),), timeout_s=10)
-    calls = Calls(client, etcd_server)
-    try:
+    with calls_to(etcd_server, timeout_s=10) as calls:
         calls.put(f"{fresh_prefix}k", b"v", lease=123456789)  # no such lease
         (outcome,) = calls.results(1)
-    finally:
-        client.close()
     assert isinstance(outcome, GrpcStatus)
     assert outcome.code == 5 and str(outcome) == "NOT_FOUND: etcdserver: requested lease not found"
 
 
 def test_a_paused_server_times_calls_out_then_serves_again(own_etcd: LocalEtcd) -> None:
-    client = UnaryClient((address(own_etcd),), timeout_s=1.0)
-    calls = Calls(client, own_etcd)
-    try:
+    with calls_to(own_etcd, timeout_s=1.0) as calls:
         assert calls.put_one("/k", b"before") is None
         own_etcd.pause()
         try:
@@ -119,21 +117,15 @@ def test_a_paused_server_times_calls_out_then_serves_again(own_etcd: LocalEtcd) 
             own_etcd.resume()
         assert isinstance(outcome, TimeoutError)
         assert calls.put_one("/k", b"after") is None
-    finally:
-        client.close()
 
 
 def test_a_restarted_server_fails_calls_in_flight_and_the_next_call_reconnects(own_etcd: LocalEtcd) -> None:
-    client = UnaryClient((address(own_etcd),), timeout_s=10)
-    calls = Calls(client, own_etcd)
-    try:
+    with calls_to(own_etcd, timeout_s=10) as calls:
         assert calls.put_one("/k", b"before") is None
         own_etcd.kill()
         assert isinstance(calls.put_one("/k", b"while down"), ConnectionLost)
         own_etcd.restart()
         assert calls.put_one("/k", b"after") is None
-    finally:
-        client.close()
 
 
 def test_a_call_to_a_second_address_when_the_first_is_down(etcd_server: LocalEtcd) -> None:
