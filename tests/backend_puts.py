@@ -1,11 +1,13 @@
-"""Puts through an etcdbench backend, as a writer sends them, with every acknowledgement awaited."""
+"""Puts through an etcdbench backend, as a writer sends them, with every acknowledgement awaited; and
+what a v3 prefix holds, read back."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
 
-from etcdbench.backends.base import Backend
+from etcdbench.backends.base import Backend, Endpoint
+from etcdbench.backends.v3 import V3Backend
 
 
 def put_all(backend: Backend, items: Iterable[tuple[str, str | bytes]], *, ordered: bool = True) -> None:
@@ -30,3 +32,12 @@ def put_all(backend: Backend, items: Iterable[tuple[str, str | bytes]], *, order
         for _ in range(sent):
             assert done.acquire(timeout=60)
     assert not errors, errors[:3]
+
+
+def v3_values(url: str, prefix: str) -> dict[str, bytes]:
+    """Every key under prefix and its value, read through the v3 backend."""
+    backend = V3Backend(Endpoint((url,)))
+    try:
+        return backend.get_prefix(prefix)
+    finally:
+        backend.close()

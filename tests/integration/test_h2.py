@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+from backend_puts import v3_values
 
 from etcdbench._pb.etcd import rpc_pb2
 from etcdbench.backends.base import Endpoint
@@ -71,22 +72,15 @@ def calls_to(server: LocalEtcd, timeout_s: float) -> Iterator[Calls]:
         client.close()
 
 
-def stored(server: LocalEtcd, prefix: str) -> dict[str, bytes]:
-    """Every key under prefix and its value, read back through the v3 backend."""
-    backend = V3Backend(Endpoint((server.client_url,)))
-    try:
-        return backend.get_prefix(prefix)
-    finally:
-        backend.close()
-
-
 def test_many_puts_in_flight_each_answered_once(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
     with calls_to(etcd_server, timeout_s=10) as calls:
         for i in range(500):
             calls.put(f"{fresh_prefix}{i}", b"v%d" % i)
         assert calls.results(500) == [None] * 500
         assert calls.outcomes.empty()
-    assert stored(etcd_server, fresh_prefix) == {f"{fresh_prefix}{i}": b"v%d" % i for i in range(500)}
+    assert v3_values(etcd_server.client_url, fresh_prefix) == {
+        f"{fresh_prefix}{i}": b"v%d" % i for i in range(500)
+    }
 
 
 def test_values_larger_than_frames_and_windows(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
@@ -96,7 +90,7 @@ def test_values_larger_than_frames_and_windows(etcd_server: LocalEtcd, fresh_pre
         for key, value in values.items():
             calls.put(key, value)
         assert calls.results(4) == [None] * 4
-    assert stored(etcd_server, fresh_prefix) == values
+    assert v3_values(etcd_server.client_url, fresh_prefix) == values
 
 
 def test_a_grpc_error_status_names_code_and_message(etcd_server: LocalEtcd, fresh_prefix: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from backend_puts import v3_values
 
 from etcdbench.backends.base import Endpoint, PutCallback
 from etcdbench.backends.v2 import V2Backend
@@ -90,14 +91,6 @@ def _v2_values(server: LocalEtcd, prefix: str) -> dict[str, bytes]:
     return out
 
 
-def _v3_values(server: LocalEtcd, prefix: str) -> dict[str, bytes]:
-    admin = V3Backend(Endpoint((server.client_url,)))
-    try:
-        return admin.get_prefix(prefix)
-    finally:
-        admin.close()
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("encoding", ["protobuf", "json"])
 @pytest.mark.parametrize("backend", ["v3", "v2"])
@@ -108,7 +101,11 @@ def test_preload_stores_exactly_the_built_objects(
     config = _config(backend, encoding, fresh_prefix)
     stored, _ = _run_preload(config, Endpoint((etcd_server.client_url,)))
     expected = _expected(config, base64_values=backend == "v2" and encoding == "protobuf")
-    got = (_v3_values if backend == "v3" else _v2_values)(etcd_server, fresh_prefix)
+    got = (
+        v3_values(etcd_server.client_url, fresh_prefix)
+        if backend == "v3"
+        else _v2_values(etcd_server, fresh_prefix)
+    )
     assert stored == len(expected) == len(got)
     assert got == expected
     if backend == "v3":
