@@ -47,7 +47,6 @@ def prefix() -> str:
     return f"/etcdbench-bg/{uuid.uuid4().hex[:12]}/"
 
 
-@pytest.mark.integration
 def test_a_v3_list_really_paginates_at_one_revision(store: Store, prefix: str) -> None:
     for i in range(25):
         store.put(f"{prefix}pods/ns/p{i:03d}", b"x" * 10)
@@ -72,7 +71,6 @@ def test_a_v3_list_really_paginates_at_one_revision(store: Store, prefix: str) -
         store.seeded.add(f"{prefix}pods/ns/p999")
 
 
-@pytest.mark.integration
 def test_a_v2_list_is_one_recursive_get(store: Store, prefix: str) -> None:
     for i in range(25):
         store.v2_put(f"{prefix}pods/ns/p{i:03d}", "x")
@@ -100,7 +98,6 @@ def _v3_keys(store: Store, under: str) -> list[str]:
     return [kv.key.decode() for kv in store._kv.Range(request, timeout=10).kvs]
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     "argv", [("--backend", "v3"), ("--backend", "v2", "--encoding", "json")], ids=["v3", "v2"]
 )
@@ -144,7 +141,6 @@ def test_with_background_load_the_books_stay_exact_and_its_counts_match_etcd(
         store.seeded.update(_v3_keys(store, prefix.rstrip("/")))
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("v2", [False, True], ids=["v3", "v2"])
 def test_background_keys_go_after_the_run_and_others_stay(store: Store, prefix: str, v2: bool) -> None:
     beside = prefix.rstrip("/") + "-background/events/default/someone-elses-event"
@@ -171,7 +167,6 @@ def test_background_keys_go_after_the_run_and_others_stay(store: Store, prefix: 
     assert after_v2 == before_v2
 
 
-@pytest.mark.integration
 def test_a_background_key_that_exists_is_never_overwritten(store: Store, prefix: str) -> None:
     theirs = prefix.rstrip("/") + "-background/" + object_key("event", 0)
     store.put(theirs, b"theirs")
@@ -183,7 +178,6 @@ def test_a_background_key_that_exists_is_never_overwritten(store: Store, prefix:
     assert store.v3()[1] == before
 
 
-@pytest.mark.integration
 def test_ctrl_c_stops_the_background_with_the_others_and_keeps_its_counts(tmp_path: Path) -> None:
     run = start(tmp_path, "--json", "--bg-event-rate", "20", "--bg-get-rate", "20", "--bg-watches", "2")
 

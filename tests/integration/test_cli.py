@@ -7,13 +7,11 @@ import json
 import threading
 from pathlib import Path
 
-import pytest
 from cli_console import etcdbench, run_cli, tiny_scenario
 
 from etcdbench.results.io import load
 
 
-@pytest.mark.integration
 def test_v2_run_against_etcd_without_v2_is_one_clear_error(tmp_path: Path) -> None:
     from etcdbench.etcd import LocalEtcd, find_etcd_binary
 
@@ -28,7 +26,6 @@ def test_v2_run_against_etcd_without_v2_is_one_clear_error(tmp_path: Path) -> No
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.integration
 def test_non_empty_prefix_on_external_etcd_is_refused(etcd_server: object, tmp_path: Path) -> None:
     from etcdbench.backends.base import Endpoint
     from etcdbench.backends.v3 import V3Backend
@@ -51,7 +48,6 @@ def test_non_empty_prefix_on_external_etcd_is_refused(etcd_server: object, tmp_p
     check.close()
 
 
-@pytest.mark.integration
 def test_external_etcd_gets_etcdbench_own_prefix_by_default(etcd_server: object, tmp_path: Path) -> None:
     from etcdbench.backends.base import Endpoint
     from etcdbench.backends.v3 import V3Backend
@@ -77,7 +73,6 @@ def test_external_etcd_gets_etcdbench_own_prefix_by_default(etcd_server: object,
     admin.close()
 
 
-@pytest.mark.integration
 def test_run_two_cells_on_the_embedded_etcd(tmp_path: Path) -> None:
     out_path = tmp_path / "r.json"
     code, out, _ = run_cli("run", str(tiny_scenario(tmp_path)), "--output", str(out_path))

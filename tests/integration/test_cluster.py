@@ -7,7 +7,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 from processes import running
 
 from etcdbench.backends.base import Endpoint, WatchEvent
@@ -17,7 +16,6 @@ from etcdbench.etcd import find_etcd_binary
 from etcdbench.etcd.cluster import LocalCluster
 
 
-@pytest.mark.integration
 def test_cluster_elects_a_leader_fails_over_and_cleans_up() -> None:
     cluster = LocalCluster(find_etcd_binary(), size=3)
     with cluster:

@@ -64,7 +64,6 @@ def _window(proxy: DelayProxy, seconds: float = 600.0) -> None:
 # ---------------------------------------------------------------------------------------- accuracy
 
 
-@pytest.mark.integration
 def test_measured_rtt_is_within_ten_percent_of_the_asked(etcd_server: LocalEtcd) -> None:
     """Both the proxy's own probes and a client asking etcd for /version through it see the asked
     RTT (median, +etcd's answer time, which is small beside 40 ms)."""
@@ -88,7 +87,6 @@ def test_measured_rtt_is_within_ten_percent_of_the_asked(etcd_server: LocalEtcd)
     assert abs(probes_ms - RTT_MS) <= TOLERANCE * RTT_MS, report["rtt_us"]
 
 
-@pytest.mark.integration
 def test_jitter_spreads_the_round_trip_around_the_asked_value(etcd_server: LocalEtcd) -> None:
     with DelayProxy(Endpoint((etcd_server.client_url,))) as proxy:
         proxy.set_shape(RunConfig(rtt_us=40_000, jitter_us=10_000))
@@ -111,7 +109,6 @@ def _run_through_proxy(server: LocalEtcd, config: RunConfig) -> tuple[dict, int]
     return run, pid
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["v2", "v3"])
 def test_a_run_through_the_proxy_keeps_exact_books(
     etcd_server: LocalEtcd, fresh_prefix: str, backend: str
@@ -146,7 +143,6 @@ def test_a_run_through_the_proxy_keeps_exact_books(
     assert not running(pid)
 
 
-@pytest.mark.integration
 def test_measured_rtt_is_within_ten_percent_at_the_scenario_rate(
     etcd_server: LocalEtcd, fresh_prefix: str
 ) -> None:
@@ -161,7 +157,6 @@ def test_measured_rtt_is_within_ten_percent_at_the_scenario_rate(
     assert abs(run["network"]["measured_rtt_ms"]["p50"] - asked) <= TOLERANCE * asked, run["network"]
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["v2", "v3"])
 def test_tls_passes_through_the_proxy(tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str, backend: str) -> None:
     """TLS with client certificates, end to end through the proxy: its bytes are opaque to it."""
@@ -175,7 +170,6 @@ def test_tls_passes_through_the_proxy(tls_etcd: LocalEtcd, pki: Pki, fresh_prefi
     assert run["network"]["connections"] >= 3 and run["network"]["forwarded_mb"] > 0
 
 
-@pytest.mark.integration
 def test_no_rtt_means_no_proxy(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
     config = RunConfig(rate=20, objects=5, duration_s=1, warmup_s=0, prefix=fresh_prefix)
     with Target(endpoints=[etcd_server.client_url]) as target:
@@ -184,7 +178,6 @@ def test_no_rtt_means_no_proxy(etcd_server: LocalEtcd, fresh_prefix: str) -> Non
     assert "network" not in run and "proxy" not in run["cpu"]
 
 
-@pytest.mark.integration
 def test_the_proxy_is_gone_after_a_failed_run(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
     v3 = V3Backend(Endpoint((etcd_server.client_url,)))
     try:
@@ -208,7 +201,6 @@ def test_the_proxy_is_gone_after_a_failed_run(etcd_server: LocalEtcd, fresh_pref
     assert pid and not running(pid)
 
 
-@pytest.mark.integration
 def test_the_proxy_is_gone_after_ctrl_c(etcd_server: LocalEtcd, fresh_prefix: str, tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "etcdbench", "watch", "--endpoints", etcd_server.client_url,

@@ -133,7 +133,6 @@ def _subprocess_env(**more: str) -> dict[str, str]:
     return env | more
 
 
-@pytest.mark.integration
 def test_compose_bench_commands_run_against_the_compose_etcds(
     compose_etcds: dict[str, ComposeEtcd], tmp_path: Path
 ) -> None:
@@ -173,7 +172,6 @@ def test_compose_bench_commands_run_against_the_compose_etcds(
     assert code == 0 and "environments differ" not in out
 
 
-@pytest.mark.integration
 def test_workflow_steps_run_as_written_and_gate_a_second_run_against_the_first(tmp_path: Path) -> None:
     """The workflow's etcdbench steps through bash, in a checkout-like directory, with its env made
     small. The small run cannot match the committed baseline (another rate), so, as docs/deploy.md
@@ -288,7 +286,6 @@ def _docs_merge(cwd: Path, run_id: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.mark.integration
 def test_job_shards_run_in_parallel_write_files_and_merge(job_etcd: ComposeEtcd, tmp_path: Path) -> None:
     n, _ = _job_container()
     volume = tmp_path / "volume"
@@ -307,7 +304,6 @@ def test_job_shards_run_in_parallel_write_files_and_merge(job_etcd: ComposeEtcd,
     assert whole["counters"]["received"] + whole["counters"]["missed"] == whole["counters"]["written"]
 
 
-@pytest.mark.integration
 def test_a_failing_shard_exits_0_and_merge_gives_the_fail(job_etcd: ComposeEtcd, tmp_path: Path) -> None:
     """An impossible watch p99 limit makes every share FAIL: the shards still exit 0 (the Job
     completes), and `merge` exits 1 with the verdict on the whole run."""

@@ -59,7 +59,6 @@ def test_a_binary_path_is_taken_as_given() -> None:
     assert resolve_etcd(binary) == str(Path(binary).resolve())
 
 
-@pytest.mark.integration
 def test_both_versions_start_with_the_same_server_flags_and_serve_v2() -> None:
     with LocalEtcd(etcd_34()) as old, LocalEtcd(resolve_etcd("3.5")) as new:
         assert old.version.startswith("3.4.") and new.version == "3.5.1"
@@ -93,7 +92,6 @@ etcd = ["3.5", "3.4"]
 """
 
 
-@pytest.mark.integration
 def test_a_matrix_over_two_etcd_versions_records_each_and_compare_pairs_them(tmp_path: Path) -> None:
     etcd_34()
     path, out_path = tmp_path / "versions.toml", tmp_path / "versions.json"
@@ -150,7 +148,6 @@ drain_s = 3
 """
 
 
-@pytest.mark.integration
 def test_flags_override_the_files_run_values_and_every_member_records_its_version(tmp_path: Path) -> None:
     """`--etcd 3.4 --backend v2` on a file that sets neither as a matrix axis: both override [run]."""
     etcd_34()

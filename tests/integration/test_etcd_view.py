@@ -23,7 +23,6 @@ def _put_all(backend_name: str, url: str, keys: list[str]) -> None:
         backend.close()
 
 
-@pytest.mark.integration
 def test_real_etcd_counts_exactly_the_puts_of_each_api(own_etcd: LocalEtcd) -> None:
     sampler = EtcdMetricsSampler([own_etcd.client_url], interval_s=0.2)
     sampler.start()
@@ -38,7 +37,6 @@ def test_real_etcd_counts_exactly_the_puts_of_each_api(own_etcd: LocalEtcd) -> N
     assert sum(v for _, v in view["series"]["mvcc_puts"]) == 37
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(("backend", "encoding"), [("v3", "protobuf"), ("v2", "json")])
 def test_etcds_own_count_matches_the_books_of_a_run(backend: str, encoding: str) -> None:
     """On an embedded etcd only the run writes: etcd's count of puts applied (and, on v3, of watch

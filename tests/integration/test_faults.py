@@ -41,7 +41,6 @@ def assert_books_exact(run: dict[str, Any]) -> None:
     assert "error" not in record, record
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     ("fault", "backend"),
     [
@@ -62,7 +61,6 @@ def test_nothing_is_lost_or_unaccounted_through_a_fault(backend: str, fault: str
         assert c["watch_reconnects"] >= 1
 
 
-@pytest.mark.integration
 def test_a_dead_etcd_ends_the_run_incomplete_with_exit_3(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     proc = subprocess.run(
@@ -82,7 +80,6 @@ def test_a_dead_etcd_ends_the_run_incomplete_with_exit_3(tmp_path: Path) -> None
     assert c["written"] == c["received"] + c["missed"]
 
 
-@pytest.mark.integration
 def test_killing_the_leader_of_a_3_member_cluster_loses_nothing() -> None:
     """Writers retry through the election; the v3 watch fails over to another member (the client's
     `ipv4:` target lists them all) and resumes from its next revision."""

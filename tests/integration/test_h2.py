@@ -27,8 +27,6 @@ from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError
 from etcdbench.etcd import LocalEtcd
 
-pytestmark = pytest.mark.integration
-
 
 def address(server: LocalEtcd) -> tuple[str, int]:
     parts = urlsplit(server.client_url)

@@ -24,7 +24,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-@pytest.mark.integration
 def test_start_stop_removes_data_dir_and_process() -> None:
     server = LocalEtcd(find_etcd_binary())
     with server:
@@ -38,12 +37,10 @@ def test_start_stop_removes_data_dir_and_process() -> None:
     server.stop()  # idempotent
 
 
-@pytest.mark.integration
 def test_real_binary_version() -> None:
     assert etcd_version(find_etcd_binary()).startswith("3.")
 
 
-@pytest.mark.integration
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
 def test_etcd_dies_with_a_sigkilled_parent() -> None:
     script = (

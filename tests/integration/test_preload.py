@@ -91,7 +91,6 @@ def _v2_values(server: LocalEtcd, prefix: str) -> dict[str, bytes]:
     return out
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("encoding", ["protobuf", "json"])
 @pytest.mark.parametrize("backend", ["v3", "v2"])
 def test_preload_stores_exactly_the_built_objects(
@@ -144,7 +143,6 @@ class _FailingPuts:
         self.inner.put_async(key, value, done)
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["v3", "v2"])
 def test_a_failure_mid_preload_is_reported_as_a_failure(
     etcd_server: LocalEtcd, fresh_prefix: str, backend: str

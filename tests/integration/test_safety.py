@@ -98,7 +98,6 @@ def later_foreign_key(store: Store, prefix: str, v2: bool) -> Callable[[], tuple
 # ------------------------------------------------------------------------------------ every way out
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     "argv",
     [("--workload", "mix", "--mix", "update=2,create=1,delete=1"), ("--backend", "v2", "--encoding", "json")],
@@ -124,7 +123,6 @@ def test_a_run_with_force_leaves_every_foreign_key_as_it_found_it(
     assert after_v2 == before_v2
 
 
-@pytest.mark.integration
 def test_a_run_that_fails_deletes_only_its_own_keys(
     store: Store, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,7 +148,6 @@ def test_a_run_that_fails_deletes_only_its_own_keys(
     assert store.v3()[1] == before
 
 
-@pytest.mark.integration
 def test_ctrl_c_deletes_only_its_own_keys(store: Store, prefix: str, tmp_path: Path) -> None:
     seed_foreign(store, prefix)
     before = store.v3()[1]
@@ -172,7 +169,6 @@ def test_ctrl_c_deletes_only_its_own_keys(store: Store, prefix: str, tmp_path: P
     assert store.v3()[1] == before
 
 
-@pytest.mark.integration
 def test_a_key_the_run_would_write_is_never_overwritten_even_with_force(store: Store, prefix: str) -> None:
     seed_foreign(store, prefix)
     own = sorted(written_keys(config_of(prefix)))
@@ -185,7 +181,6 @@ def test_a_key_the_run_would_write_is_never_overwritten_even_with_force(store: S
     assert store.v3() == (revision, before)  # nothing written at all
 
 
-@pytest.mark.integration
 def test_without_force_others_keys_under_the_prefix_are_refused_untouched(store: Store, prefix: str) -> None:
     seed_foreign(store, prefix)
     revision, before = store.v3()
@@ -195,7 +190,6 @@ def test_without_force_others_keys_under_the_prefix_are_refused_untouched(store:
     assert store.v3() == (revision, before)
 
 
-@pytest.mark.integration
 def test_two_shards_each_delete_only_their_own_keys_and_meeting_keys(
     store: Store, prefix: str, tmp_path: Path
 ) -> None:
@@ -227,7 +221,6 @@ def test_two_shards_each_delete_only_their_own_keys_and_meeting_keys(
     v3.close()
 
 
-@pytest.mark.integration
 def test_a_shard_interrupted_mid_run_leaves_nothing_and_does_not_hold_up_the_other(
     store: Store, prefix: str, tmp_path: Path
 ) -> None:
@@ -262,7 +255,6 @@ def test_a_shard_interrupted_mid_run_leaves_nothing_and_does_not_hold_up_the_oth
     assert store.v3()[1] == before  # both shards' keys and meeting keys gone, the rest as it was
 
 
-@pytest.mark.integration
 def test_a_matrix_checks_each_cell_and_leaves_foreign_keys(store: Store, prefix: str, tmp_path: Path) -> None:
     seed_foreign(store, prefix)
     scenario = tmp_path / "two.toml"
@@ -296,7 +288,6 @@ def test_a_matrix_checks_each_cell_and_leaves_foreign_keys(store: Store, prefix:
     assert store.both() == (before_v3, before_v2)
 
 
-@pytest.mark.integration
 def test_each_shard_checks_its_own_keys_and_counts_its_peers_keys_as_the_runs(
     store: Store, prefix: str
 ) -> None:
@@ -311,7 +302,6 @@ def test_each_shard_checks_its_own_keys_and_counts_its_peers_keys_as_the_runs(
         keys.close()
 
 
-@pytest.mark.integration
 def test_a_capacity_search_leaves_every_foreign_key(store: Store, prefix: str) -> None:
     seed_foreign(store, prefix)
     before = store.v3()[1]
@@ -338,7 +328,6 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(("argv", "names"), REFUSALS, ids=[" ".join(a) for a, _ in REFUSALS])
 @pytest.mark.usefixtures("no_embedded_etcd")
 def test_dangerous_input_on_an_external_etcd_is_one_line_and_writes_nothing(
@@ -355,7 +344,6 @@ def test_dangerous_input_on_an_external_etcd_is_one_line_and_writes_nothing(
 # ------------------------------------------------------------------------------------ meeting keys
 
 
-@pytest.mark.integration
 def test_shards_meet_under_their_run_id_and_remove_their_keys(store: Store, prefix: str) -> None:
     run_id = f"meet-{uuid.uuid4().hex[:8]}"
     endpoint = Endpoint((store.url,))
@@ -383,7 +371,6 @@ def test_shards_meet_under_their_run_id_and_remove_their_keys(store: Store, pref
     assert store.v3()[1][stale][0] == b"1"  # not ours: left to its lease
 
 
-@pytest.mark.integration
 def test_a_sigkilled_runs_data_dir_is_removed_by_the_next_run(tmp_path: Path) -> None:
     import psutil
 

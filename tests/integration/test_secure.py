@@ -75,7 +75,6 @@ def assert_every_write_received(results: dict[str, Any], writes: int = 100) -> N
 # -- TLS against a real etcd ------------------------------------------------------------------------
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["v3", "v2"])
 def test_watch_over_client_certificate_tls(
     tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str, backend: str
@@ -90,7 +89,6 @@ def test_watch_over_client_certificate_tls(
     assert_every_write_received(results)
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["v3", "v2"])
 def test_tls_mistakes_give_a_clear_error(tls_etcd: LocalEtcd, pki: Pki, backend: str) -> None:
     url = tls_etcd.client_url
@@ -111,7 +109,6 @@ def test_tls_mistakes_give_a_clear_error(tls_etcd: LocalEtcd, pki: Pki, backend:
         assert str(info.value) == f"TLS handshake with {target} failed: {hint} {flag}"
 
 
-@pytest.mark.integration
 def test_a_run_with_the_wrong_ca_fails_with_the_clear_error(
     tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str
 ) -> None:
@@ -129,7 +126,6 @@ def test_a_run_with_the_wrong_ca_fails_with_the_clear_error(
 # -- etcd authentication ----------------------------------------------------------------------------
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["v3", "v2"])
 def test_auth_right_password_runs_and_wrong_password_is_refused(
     auth_etcd: LocalEtcd, pki: Pki, fresh_prefix: str, backend: str
@@ -161,7 +157,6 @@ def test_auth_right_password_runs_and_wrong_password_is_refused(
     assert PASSWORD not in str(info.value)
 
 
-@pytest.mark.integration
 def test_v3_auth_without_a_user_is_denied(auth_etcd: LocalEtcd, pki: Pki, fresh_prefix: str) -> None:
     with pytest.raises(EtcdError, match=r"denied access: permission denied \(pass --user\)"):
         run_watch(
@@ -172,7 +167,6 @@ def test_v3_auth_without_a_user_is_denied(auth_etcd: LocalEtcd, pki: Pki, fresh_
         )
 
 
-@pytest.mark.integration
 def test_v3_token_is_renewed_when_etcd_calls_it_invalid(
     auth_etcd: LocalEtcd, pki: Pki, fresh_prefix: str
 ) -> None:
@@ -211,7 +205,6 @@ def _cli(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], 
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), seen
 
 
-@pytest.mark.integration
 def test_cli_reads_the_password_from_a_file_and_never_shows_it(
     auth_etcd: LocalEtcd, pki: Pki, tmp_path: Path
 ) -> None:

@@ -20,7 +20,6 @@ def cluster() -> Iterator[LocalCluster]:
         yield c
 
 
-@pytest.mark.integration
 def test_two_shards_share_one_schedule_and_keep_exact_books(cluster: LocalCluster, tmp_path: Path) -> None:
     prefix = "/etcdbench-test/shards/"
     urls = ",".join(cluster.client_urls)

@@ -66,7 +66,6 @@ def address(server: LocalEtcd) -> tuple[str, int]:
 # -- refusals ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["v3", "v2"])
 def test_a_plaintext_client_is_refused(tls_etcd: LocalEtcd, backend: str) -> None:
     plain = tls_etcd.client_url.replace("https://", "http://")
@@ -90,7 +89,6 @@ def test_a_plaintext_client_is_refused(tls_etcd: LocalEtcd, backend: str) -> Non
         assert isinstance(outcome[0], (ConnectionLost, TimeoutError))
 
 
-@pytest.mark.integration
 def test_a_client_without_a_client_certificate_is_refused(tls_etcd: LocalEtcd, pki: Pki) -> None:
     no_cert = client_context(pki.ca)
     with pytest.raises(ssl.SSLError, match=r"(?i)certificate"):
@@ -118,7 +116,6 @@ def write_from_threads(writer: Callable[[int], None], answered: threading.Semaph
         assert answered.acquire(timeout=60)
 
 
-@pytest.mark.integration
 def test_h2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
     tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str
 ) -> None:
@@ -176,7 +173,6 @@ def test_h2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
     assert len(seen) == total and set(seen.values()) == {1}
 
 
-@pytest.mark.integration
 def test_v2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
     tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str
 ) -> None:
@@ -247,7 +243,6 @@ def made_dirs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return dirs
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(("backend", "members"), [("v3", 1), ("v2", 1), ("v3", 3), ("v2", 3)])
 def test_tls_embedded_etcd_runs_with_exact_books_and_leaves_no_certificate(
     backend: str, members: int, fresh_prefix: str, made_dirs: list[str]
@@ -273,7 +268,6 @@ def test_tls_embedded_etcd_runs_with_exact_books_and_leaves_no_certificate(
     assert len(made_dirs) == 1 and not Path(made_dirs[0]).exists()
 
 
-@pytest.mark.integration
 def test_certificates_are_removed_when_a_run_fails(made_dirs: list[str]) -> None:
     with pytest.raises(RuntimeError), Target(endpoints=None, tls=True) as target:
         assert target.endpoint.tls and Path(made_dirs[0]).is_dir()
@@ -281,7 +275,6 @@ def test_certificates_are_removed_when_a_run_fails(made_dirs: list[str]) -> None
     assert not Path(made_dirs[0]).exists()
 
 
-@pytest.mark.integration
 def test_certificates_and_etcd_are_gone_after_ctrl_c(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
     env["PYTHONPATH"] = str(ROOT)

@@ -15,7 +15,6 @@ from etcdbench.backends.v2 import V2Backend
 from etcdbench.errors import EtcdError
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
 
-pytestmark = pytest.mark.integration
 MODES = ["poll", "stream"]
 
 

@@ -16,8 +16,6 @@ from etcdbench.backends.v2 import V2Backend
 from etcdbench.errors import EtcdError
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
 
-pytestmark = pytest.mark.integration
-
 
 def put_and_wait(b: V2Backend, key: str, value: bytes, ttl_s: float = 0.0) -> BaseException | None:
     result: list[BaseException | None] = []

@@ -11,8 +11,6 @@ from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
 from etcdbench.backends.v3 import V3Backend
 from etcdbench.etcd import LocalEtcd
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def v3(etcd_server: LocalEtcd) -> Iterator[V3Backend]:

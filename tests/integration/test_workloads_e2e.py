@@ -10,8 +10,6 @@ from etcdbench.bench.target import run_watch
 from etcdbench.config.run import RunConfig
 from etcdbench.etcd import LocalEtcd
 
-pytestmark = pytest.mark.integration
-
 
 def run(etcd: LocalEtcd, prefix: str, **kw: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
