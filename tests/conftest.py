@@ -1,7 +1,10 @@
-"""Shared fixtures: one real local etcd (v2 enabled) for the whole session, and fresh key prefixes.
+"""The suite's hooks and shared fixtures.
 
 Every test under tests/integration is marked `integration` here, so `pytest -m "not integration"` runs
-the fast layers (unit, pipeline) alone."""
+the fast layers (unit, pipeline) alone. The etcds: one for the whole session (etcd_server), one per module
+(private_etcd, and its `store`), one per test (own_etcd), one with TLS (tls_etcd, with `pki`); all with
+v2 enabled but the TLS one. Helpers that are not fixtures live beside this file: paths, cli_console,
+etcd_store, backend_puts, tls_pki, processes, deploy_files, fake_pipeline."""
 
 from __future__ import annotations
 
@@ -16,25 +19,6 @@ from etcd_store import Store
 from tls_pki import Pki, ServerPki, make_pki, server_tls
 
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
-
-
-@pytest.fixture(scope="session")
-def etcd_server() -> Iterator[LocalEtcd]:
-    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:
-        yield server
-
-
-@pytest.fixture
-def own_etcd() -> Iterator[LocalEtcd]:
-    """An etcd of this test's own (v2 enabled), for tests that pause or kill it or count all it did."""
-    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:
-        yield server
-
-
-@pytest.fixture
-def fresh_prefix() -> str:
-    return f"/etcdbench-test/{uuid.uuid4().hex}/"
-
 
 INTEGRATION = Path(__file__).resolve().parent / "integration"
 
@@ -59,6 +43,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped under CI=true (install what it needs in .ci/run): {reason}"
 
 
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[LocalEtcd]:
+    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:
+        yield server
+
+
 @pytest.fixture(scope="module")
 def private_etcd() -> Iterator[LocalEtcd]:
     """An etcd of one test module alone, for tests that compare its whole store before and after a run:
@@ -73,6 +63,18 @@ def store(private_etcd: LocalEtcd) -> Iterator[Store]:
     s = Store(private_etcd.client_url)
     yield s
     s.close()
+
+
+@pytest.fixture
+def own_etcd() -> Iterator[LocalEtcd]:
+    """An etcd of this test's own (v2 enabled), for tests that pause or kill it or count all it did."""
+    with LocalEtcd(find_etcd_binary(), enable_v2=True) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_prefix() -> str:
+    return f"/etcdbench-test/{uuid.uuid4().hex}/"
 
 
 @pytest.fixture(scope="session")
