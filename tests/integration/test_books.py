@@ -27,8 +27,6 @@ from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError
 from etcdbench.etcd import LocalEtcd
 
-pytestmark = pytest.mark.integration
-
 
 class HeldWatch:
     """A backend whose watch opens only once the store is `ahead` revisions past its start revision

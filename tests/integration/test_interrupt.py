@@ -25,8 +25,6 @@ from etcdbench.errors import EXIT_INTERRUPTED
 from etcdbench.results.io import SCHEMA_VERSION, load
 from etcdbench.workload.runner import STOP_WAIT_S
 
-pytestmark = pytest.mark.integration
-
 RATE, DURATION, OBJECTS = 100, 60, 10  # a run far longer than the test: it ends only by the signal
 STARTUP_S = 90.0  # generous: the machine may be busy; nothing is asserted about time
 

@@ -2,7 +2,8 @@
 
 Values are made from per-class templates (workload/preload.py) and stored in Txn batches on v3, with
 several PUTs in flight on v2. These tests hold both against the slow, obvious way: build each object,
-encode it, put it. Counts and bytes only; speed is measured in benchmarks/, never asserted here.
+encode it, put it. Counts and bytes only; speed is measured in benchmarks/, never asserted here. The
+values alone, with no etcd: tests/unit/test_preload_values.py.
 """
 
 from __future__ import annotations
@@ -15,77 +16,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from backend_puts import v3_values
 
 from etcdbench.backends.base import Endpoint, PutCallback
 from etcdbench.backends.v2 import V2Backend
 from etcdbench.backends.v3 import MAX_TXN_OPS, V3Backend
-from etcdbench.config.run import KINDS, RunConfig
+from etcdbench.config.run import RunConfig
 from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import build_object, object_key
 from etcdbench.etcd import LocalEtcd
-from etcdbench.workload import preload as preload_module
 from etcdbench.workload.ops import written_keys
-from etcdbench.workload.preload import PreloadValues, TemplateMismatch
-from etcdbench.workload.runner import _Child
 from etcdbench.workload.writer import ValueTemplates, WriterPlan, _preload, _Window
-
-# Indexes where an atom's length changes: pod IPs (x.y.z.9 -> .10 -> .100 -> next /16), ReplicaSet
-# numbers (web-9999 -> web-10000 at pod 300,000), pod suffixes (5 -> 7 characters past 27**5).
-BOUNDARIES = [
-    *range(0, 130),
-    *range(250, 262),
-    *range(4990, 5010),
-    *range(65530, 65540),
-    *range(299_995, 300_005),
-    *range(14_348_905, 14_348_910),
-]
-
-
-@pytest.mark.parametrize("encoding", ["json", "protobuf"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_templated_values_are_the_builders_byte_for_byte(kind: str, encoding: str) -> None:
-    codec = get_codec(encoding)
-    values = PreloadValues(codec, "k8s-1.6")
-    for index in BOUNDARIES:
-        assert values.value(kind, index) == codec.encode(build_object(kind, index)), (kind, index)
-    assert values.templated > len(BOUNDARIES) // 2  # most of them did come from templates
-
-
-def test_modern_objects_are_built_one_by_one() -> None:
-    codec = get_codec("json")
-    values = PreloadValues(codec, "modern")
-    for index in range(5):
-        assert values.value("pod", index) == codec.encode(build_object("pod", index, "modern"))
-    assert values.templated == 0 and values.built == 5
-
-
-def test_a_class_whose_first_check_fails_is_built_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An atom the template does not know about (here: the pod uid left out) fails the class's first
-    check; its values then come from the builder, still exact."""
-    real = preload_module._ATOMS["pod"]
-    pod_uid = preload_module._uid
-
-    def missing_uid(index: int) -> list[bytes]:
-        return [a for a in real(index) if a != pod_uid("pod", index).encode()]
-
-    monkeypatch.setitem(preload_module._ATOMS, "pod", missing_uid)
-    codec = get_codec("protobuf")
-    values = PreloadValues(codec, "k8s-1.6")
-    for index in range(10, 20):
-        assert values.value("pod", index) == codec.encode(build_object("pod", index))
-    assert values.templated == 0
-
-
-def test_a_mismatch_after_the_check_stops_the_preload(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A trusted class whose sampled value differs raises: a wrong value is never stored silently."""
-    codec = get_codec("json")
-    values = PreloadValues(codec, "k8s-1.6")
-    for index in (1, 2):  # the reference and its check
-        values.value("event", index)
-    real = values.slow
-    monkeypatch.setattr(values, "slow", lambda kind, index: real(kind, index) + b" ")
-    with pytest.raises(TemplateMismatch):
-        values.value("event", preload_module.VERIFY_EVERY)
 
 
 def _config(backend: str, encoding: str, prefix: str, writers: int = 2) -> RunConfig:
@@ -150,36 +91,24 @@ def _v2_values(server: LocalEtcd, prefix: str) -> dict[str, bytes]:
     return out
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("encoding", ["protobuf", "json"])
-def test_v3_preload_stores_exactly_the_built_objects(
-    etcd_server: LocalEtcd, fresh_prefix: str, encoding: str
+@pytest.mark.parametrize("backend", ["v3", "v2"])
+def test_preload_stores_exactly_the_built_objects(
+    etcd_server: LocalEtcd, fresh_prefix: str, backend: str, encoding: str
 ) -> None:
-    config = _config("v3", encoding, fresh_prefix)
-    endpoint = Endpoint((etcd_server.client_url,))
-    stored, _ = _run_preload(config, endpoint)
-    expected = _expected(config, base64_values=False)
-    admin = V3Backend(endpoint)
-    try:
-        got = admin.get_prefix(fresh_prefix)
-    finally:
-        admin.close()
+    """v2 values are text: protobuf ones are stored base64-encoded."""
+    config = _config(backend, encoding, fresh_prefix)
+    stored, _ = _run_preload(config, Endpoint((etcd_server.client_url,)))
+    expected = _expected(config, base64_values=backend == "v2" and encoding == "protobuf")
+    got = (
+        v3_values(etcd_server.client_url, fresh_prefix)
+        if backend == "v3"
+        else _v2_values(etcd_server, fresh_prefix)
+    )
     assert stored == len(expected) == len(got)
     assert got == expected
-    assert set(got) == written_keys(config, range(config.writers))  # the keys a cleanup computes
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("encoding", ["protobuf", "json"])
-def test_v2_preload_stores_exactly_the_built_objects(
-    etcd_server: LocalEtcd, fresh_prefix: str, encoding: str
-) -> None:
-    config = _config("v2", encoding, fresh_prefix)
-    stored, _ = _run_preload(config, Endpoint((etcd_server.client_url,)))
-    expected = _expected(config, base64_values=encoding == "protobuf")
-    got = _v2_values(etcd_server, fresh_prefix)
-    assert stored == len(expected)
-    assert got == expected
+    if backend == "v3":
+        assert set(got) == written_keys(config, range(config.writers))  # the keys a cleanup computes
 
 
 class _FailingBatches:
@@ -214,7 +143,6 @@ class _FailingPuts:
         self.inner.put_async(key, value, done)
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["v3", "v2"])
 def test_a_failure_mid_preload_is_reported_as_a_failure(
     etcd_server: LocalEtcd, fresh_prefix: str, backend: str
@@ -232,18 +160,3 @@ def test_put_many_refuses_more_than_etcd_takes_in_one_txn(etcd_server: LocalEtcd
             backend.put_many_async([("k", b"v")] * (MAX_TXN_OPS + 1), lambda exc: None)
     finally:
         backend.close()
-
-
-def test_preloading_reports_reach_the_progress_callback() -> None:
-    """A writer's ("preloading", n) messages before "ready" go to the callback, in order."""
-    import multiprocessing as mp
-
-    child = _Child.__new__(_Child)
-    child.name = "writer 0"
-    ours, theirs = mp.Pipe()
-    child.conn = ours
-    for message in (("preloading", 100), ("preloading", 250), ("ready", {"preloaded": 300})):
-        theirs.send(message)
-    seen: list[int] = []
-    assert child.expect("ready", 5.0, seen.append) == {"preloaded": 300}
-    assert seen == [100, 250]

@@ -1,6 +1,7 @@
 """Nothing of the user's is ever lost: on an etcd given by --endpoints, etcdbench deletes and overwrites
 only keys it wrote itself, on every way a run ends (end, error, Ctrl-C, shards, matrix cells,
---force); dangerous inputs are refused before anything starts; stale data dirs of dead runs go.
+--force); dangerous inputs are refused before anything starts; the data dir of a killed run goes (the
+checks that need no etcd: tests/unit/test_safety_checks.py).
 
 Every test seeds keys that are not etcdbench's, under and beside the prefix, and compares the whole
 store (v3: every key with its value, create and mod revision; v2: every node) before and after.
@@ -27,12 +28,12 @@ from etcd_store import Snapshot, Store
 import etcdbench.bench.target
 from etcdbench.backends.base import Endpoint
 from etcdbench.backends.v3 import V3Backend
-from etcdbench.bench.target import OwnKeys, Target, check_prefix
+from etcdbench.bench.target import OwnKeys
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, EtcdError, UsageError
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
-from etcdbench.etcd.barrier import BARRIER_PREFIX, Barrier, resolve_run_id
-from etcdbench.etcd.local import DATA_DIR_PREFIX, OWNER_FILE, _owner, remove_stale_data_dirs
+from etcdbench.etcd.barrier import BARRIER_PREFIX, Barrier
+from etcdbench.etcd.local import OWNER_FILE
 from etcdbench.workload.ops import written_keys
 
 SMALL = ("--rate", "40", "--duration", "1", "--warmup", "0", "--objects", "6", "--drain", "2")
@@ -98,7 +99,6 @@ def later_foreign_key(store: Store, prefix: str, v2: bool) -> Callable[[], tuple
 # ------------------------------------------------------------------------------------ every way out
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     "argv",
     [("--workload", "mix", "--mix", "update=2,create=1,delete=1"), ("--backend", "v2", "--encoding", "json")],
@@ -124,7 +124,6 @@ def test_a_run_with_force_leaves_every_foreign_key_as_it_found_it(
     assert after_v2 == before_v2
 
 
-@pytest.mark.integration
 def test_a_run_that_fails_deletes_only_its_own_keys(
     store: Store, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,7 +149,6 @@ def test_a_run_that_fails_deletes_only_its_own_keys(
     assert store.v3()[1] == before
 
 
-@pytest.mark.integration
 def test_ctrl_c_deletes_only_its_own_keys(store: Store, prefix: str, tmp_path: Path) -> None:
     seed_foreign(store, prefix)
     before = store.v3()[1]
@@ -172,7 +170,6 @@ def test_ctrl_c_deletes_only_its_own_keys(store: Store, prefix: str, tmp_path: P
     assert store.v3()[1] == before
 
 
-@pytest.mark.integration
 def test_a_key_the_run_would_write_is_never_overwritten_even_with_force(store: Store, prefix: str) -> None:
     seed_foreign(store, prefix)
     own = sorted(written_keys(config_of(prefix)))
@@ -185,7 +182,6 @@ def test_a_key_the_run_would_write_is_never_overwritten_even_with_force(store: S
     assert store.v3() == (revision, before)  # nothing written at all
 
 
-@pytest.mark.integration
 def test_without_force_others_keys_under_the_prefix_are_refused_untouched(store: Store, prefix: str) -> None:
     seed_foreign(store, prefix)
     revision, before = store.v3()
@@ -195,7 +191,6 @@ def test_without_force_others_keys_under_the_prefix_are_refused_untouched(store:
     assert store.v3() == (revision, before)
 
 
-@pytest.mark.integration
 def test_two_shards_each_delete_only_their_own_keys_and_meeting_keys(
     store: Store, prefix: str, tmp_path: Path
 ) -> None:
@@ -227,7 +222,6 @@ def test_two_shards_each_delete_only_their_own_keys_and_meeting_keys(
     v3.close()
 
 
-@pytest.mark.integration
 def test_a_shard_interrupted_mid_run_leaves_nothing_and_does_not_hold_up_the_other(
     store: Store, prefix: str, tmp_path: Path
 ) -> None:
@@ -262,7 +256,6 @@ def test_a_shard_interrupted_mid_run_leaves_nothing_and_does_not_hold_up_the_oth
     assert store.v3()[1] == before  # both shards' keys and meeting keys gone, the rest as it was
 
 
-@pytest.mark.integration
 def test_a_matrix_checks_each_cell_and_leaves_foreign_keys(store: Store, prefix: str, tmp_path: Path) -> None:
     seed_foreign(store, prefix)
     scenario = tmp_path / "two.toml"
@@ -296,7 +289,6 @@ def test_a_matrix_checks_each_cell_and_leaves_foreign_keys(store: Store, prefix:
     assert store.both() == (before_v3, before_v2)
 
 
-@pytest.mark.integration
 def test_each_shard_checks_its_own_keys_and_counts_its_peers_keys_as_the_runs(
     store: Store, prefix: str
 ) -> None:
@@ -311,7 +303,6 @@ def test_each_shard_checks_its_own_keys_and_counts_its_peers_keys_as_the_runs(
         keys.close()
 
 
-@pytest.mark.integration
 def test_a_capacity_search_leaves_every_foreign_key(store: Store, prefix: str) -> None:
     seed_foreign(store, prefix)
     before = store.v3()[1]
@@ -338,19 +329,6 @@ REFUSALS = [
 ]
 
 
-@pytest.fixture
-def no_embedded_etcd(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Starting an embedded etcd fails the test: a refusal must come before it."""
-
-    def started(*args: object, **kwargs: object) -> None:
-        raise AssertionError("an etcd was started")
-
-    monkeypatch.setattr(etcdbench.bench.target, "LocalEtcd", started)
-    monkeypatch.setattr(etcdbench.bench.target, "LocalCluster", started)
-    monkeypatch.delenv("ETCDBENCH_RUN_ID", raising=False)
-
-
-@pytest.mark.integration
 @pytest.mark.parametrize(("argv", "names"), REFUSALS, ids=[" ".join(a) for a, _ in REFUSALS])
 @pytest.mark.usefixtures("no_embedded_etcd")
 def test_dangerous_input_on_an_external_etcd_is_one_line_and_writes_nothing(
@@ -364,74 +342,9 @@ def test_dangerous_input_on_an_external_etcd_is_one_line_and_writes_nothing(
     assert (store.v3(), store.v2()) == before  # same revision: not one key written
 
 
-@pytest.mark.parametrize(
-    ("argv", "names"),
-    [
-        (["watch", "--shard", "0/2"], "--shard: 0/2: shards meet in the etcd they share"),
-        (["watch", "--fault", "defrag@0.5", "--backend", "v2"], "--fault defrag@0.5: acts on"),
-        (["capacity", "--endpoints", "http://127.0.0.1:9", "--prefix", "/"], "--prefix: '/'"),
-        (["run", "SCENARIO", "--endpoints", "http://127.0.0.1:9", "--prefix", "/registry/"], "--allow-regis"),
-        (["run", "SCENARIO", "--endpoints", "http://127.0.0.1:9", "--prefix", "/e/"], "--allow-disruptive"),
-    ],
-)
-@pytest.mark.usefixtures("no_embedded_etcd")
-def test_refusals_come_before_anything_starts(argv: list[str], names: str, tmp_path: Path) -> None:
-    scenario = tmp_path / "s.toml"  # the second cell compacts
-    scenario.write_text(
-        '[run]\nrate = 40\nduration_s = 1\n[matrix]\nvariants = [{objects = 5}, {faults = ["compact@0.5"]}]\n'
-    )
-    argv = [str(scenario) if a == "SCENARIO" else a for a in argv]
-    code, out, err = run_cli(*argv, "--output", str(tmp_path / "r.json"))
-    assert (code, out) == (EXIT_USAGE, "")
-    assert err.count("\n") == 1 and names in err, err
-    assert not (tmp_path / "r.json").exists()
-
-
-def test_a_scenario_on_an_external_etcd_writes_under_etcdbench_own_prefix(tmp_path: Path) -> None:
-    from etcdbench.cli.app import build_parser
-    from etcdbench.cli.run import _scenario
-
-    scenario = tmp_path / "s.toml"
-    scenario.write_text("[run]\nrate = 40\nduration_s = 1\n")
-    external = build_parser().parse_args(["run", str(scenario), "--endpoints", "http://127.0.0.1:9"])
-    assert [c.prefix for c in _scenario(external).cells] == ["/etcdbench/registry/"]
-    embedded = build_parser().parse_args(["run", str(scenario)])
-    assert [c.prefix for c in _scenario(embedded).cells] == ["/registry/"]
-
-
-def test_opt_ins_allow_what_they_name() -> None:
-    target = Target(
-        endpoints=["http://127.0.0.1:9"],
-        allow_registry_prefix=True,
-        allow_disruptive_faults=True,
-        run_id="r1",
-    )
-    target.check(RunConfig(prefix="/registry/", faults=("compact@1", "defrag@2"), shard=1, shards=2))
-    with pytest.raises(UsageError, match=r"^--prefix: '/'"):
-        target.check(RunConfig(prefix="/"))  # the root: never, whatever the flags
-    embedded = Target(endpoints=None)
-    embedded.check(RunConfig(prefix="/registry/", faults=("compact@1",)))  # the embedded etcd is ours
-
-
-@pytest.mark.parametrize("prefix", ["/etcdbench/registry/", "/registryx/", "/reg/istry/", "/a/registry/"])
-def test_prefixes_beside_kubernetes_are_allowed(prefix: str) -> None:
-    check_prefix(prefix, external=True, allow_registry=False)
-
-
-def test_run_id_comes_from_the_flag_then_the_environment() -> None:
-    assert resolve_run_id("a", 2, {"ETCDBENCH_RUN_ID": "b"}) == "a"
-    assert resolve_run_id(None, 2, {"ETCDBENCH_RUN_ID": "3f0e5c2a-1b2c-4d5e-8f90-0123456789ab"}).startswith(
-        "3f0e"
-    )
-    assert resolve_run_id(None, 1, {}) == ""
-    with pytest.raises(UsageError, match=r"^ETCDBENCH_RUN_ID: 'a/b' is not"):
-        resolve_run_id(None, 2, {"ETCDBENCH_RUN_ID": "a/b"})
-
-
 # ------------------------------------------------------------------------------------ meeting keys
 
 
-@pytest.mark.integration
 def test_shards_meet_under_their_run_id_and_remove_their_keys(store: Store, prefix: str) -> None:
     run_id = f"meet-{uuid.uuid4().hex[:8]}"
     endpoint = Endpoint((store.url,))
@@ -459,38 +372,6 @@ def test_shards_meet_under_their_run_id_and_remove_their_keys(store: Store, pref
     assert store.v3()[1][stale][0] == b"1"  # not ours: left to its lease
 
 
-# ------------------------------------------------------------------------------------ stale data dirs
-
-
-def _fake_dir(tmp: Path, name: str, owner: dict[str, Any] | None) -> Path:
-    path = tmp / f"{DATA_DIR_PREFIX}{name}"
-    (path / "data").mkdir(parents=True)
-    if owner is not None:
-        (path / OWNER_FILE).write_text(json.dumps(owner))
-    return path
-
-
-def test_data_dirs_of_dead_runs_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    me = _owner()
-    dirs = {
-        "dead": _fake_dir(tmp_path, "dead", {**me, "pid": dead.pid, "start": None}),
-        "reused pid": _fake_dir(tmp_path, "reused", {**me, "start": "1"}),  # our pid, another start
-        "rebooted": _fake_dir(tmp_path, "rebooted", {**me, "boot": "another-boot"}),
-        "live": _fake_dir(tmp_path, "live", me),
-        "other namespace": _fake_dir(tmp_path, "ns", {**me, "pid": dead.pid, "pid_namespace": "pid:[1]"}),
-        "no owner file": _fake_dir(tmp_path, "old", None),
-    }
-    other = tmp_path / "not-etcdbench"
-    other.mkdir()
-    removed = remove_stale_data_dirs(str(tmp_path))
-    assert sorted(removed) == sorted(str(dirs[k]) for k in ("dead", "reused pid", "rebooted"))
-    assert {k for k, p in dirs.items() if p.exists()} == {"live", "other namespace", "no owner file"}
-    assert other.exists()
-
-
-@pytest.mark.integration
 def test_a_sigkilled_runs_data_dir_is_removed_by_the_next_run(tmp_path: Path) -> None:
     import psutil
 

@@ -10,23 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from etcdbench.config.run import RunConfig, parse_shard
-from etcdbench.errors import UsageError
 from etcdbench.etcd import find_etcd_binary
 from etcdbench.etcd.cluster import LocalCluster
-
-
-def test_shard_syntax() -> None:
-    assert parse_shard("1/3") == (1, 3)
-    for bad in ("3/3", "1", "a/b", "-1/2", "1/0"):
-        with pytest.raises(UsageError, match=r"^--shard: "):
-            parse_shard(bad)
-
-
-def test_shards_split_writers_and_slots() -> None:
-    config = RunConfig(writers=2, shard=1, shards=3, rate=60, duration_s=1, warmup_s=0)
-    assert config.total_writers == 6
-    assert [config.writer_id(w) for w in range(2)] == [2, 3]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +20,6 @@ def cluster() -> Iterator[LocalCluster]:
         yield c
 
 
-@pytest.mark.integration
 def test_two_shards_share_one_schedule_and_keep_exact_books(cluster: LocalCluster, tmp_path: Path) -> None:
     prefix = "/etcdbench-test/shards/"
     urls = ",".join(cluster.client_urls)

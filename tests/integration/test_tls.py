@@ -1,5 +1,6 @@
 """TLS like a real control plane: `--tls` on the embedded etcd, certificates made and removed by
-etcdbench, and our own HTTP/2 (v3) and HTTP/1.1 (v2) clients over TLS, checked against a real etcd.
+etcdbench, and our own HTTP/2 (v3) and HTTP/1.1 (v2) clients over TLS, checked against a real etcd
+(the certificates alone: tests/unit/test_tls_certs.py).
 
 The concurrency tests are what an OpenSSL-unsafe design would break: many puts in flight from
 several threads on one TLS connection while its reader thread decrypts the answers, beside a watch
@@ -13,18 +14,16 @@ import json
 import os
 import signal
 import ssl
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from cli_console import run_cli
-from cryptography import x509
+from cli_console import start_etcdbench
 from paths import ROOT
+from tls_pki import client_creds
 
 from etcdbench._pb.etcd import rpc_pb2
 from etcdbench.backends import make_backend
@@ -41,10 +40,10 @@ from etcdbench.backends.v2 import V2Backend
 from etcdbench.backends.v3 import PUT_PATH, WATCH_PATH
 from etcdbench.bench.target import Target, run_watch
 from etcdbench.config.run import RunConfig
-from etcdbench.errors import EtcdError, UsageError
+from etcdbench.errors import EtcdError
 from etcdbench.etcd import certs
 from etcdbench.etcd.certs import Pki, TemporaryPki
-from etcdbench.etcd.local import LocalEtcd, TlsFiles, find_etcd_binary
+from etcdbench.etcd.local import LocalEtcd
 
 THREADS = 4
 PUTS_PER_THREAD = 250
@@ -52,17 +51,10 @@ PUTS_PER_THREAD = 250
 
 @pytest.fixture(scope="module")
 def pki() -> Iterator[Pki]:
+    """etcdbench's own certificates (etcd.certs), in place of conftest's openssl ones: conftest's
+    tls_etcd serves these here."""
     with TemporaryPki() as made:
         yield made
-
-
-@pytest.fixture(scope="module")
-def tls_etcd(pki: Pki) -> Iterator[LocalEtcd]:
-    files = TlsFiles(
-        pki.server_cert, pki.server_key, pki.ca, client_cert=pki.client_cert, client_key=pki.client_key
-    )
-    with LocalEtcd(find_etcd_binary(), tls=files) as server:
-        yield server
 
 
 def address(server: LocalEtcd) -> tuple[str, int]:
@@ -71,39 +63,9 @@ def address(server: LocalEtcd) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-def creds(pki: Pki) -> Credentials:
-    return Credentials(pki.ca, pki.client_cert, pki.client_key)
-
-
-# -- the certificates ------------------------------------------------------------------------------
-
-
-def test_certificates_are_a_control_planes(tmp_path: Path) -> None:
-    made = certs.generate(tmp_path)
-    server = x509.load_pem_x509_certificate(Path(made.server_cert).read_bytes())
-    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
-    usages = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert {u._name for u in usages} == {"serverAuth", "clientAuth"}  # also the peer certificate
-    ca = x509.load_pem_x509_certificate(Path(made.ca).read_bytes())
-    server.verify_directly_issued_by(ca)
-    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    for key in (made.server_key, made.client_key):
-        assert os.stat(key).st_mode & 0o077 == 0  # keys are the owner's alone
-
-
-def test_temporary_pki_is_removed_on_error() -> None:
-    with pytest.raises(RuntimeError), TemporaryPki() as made:
-        assert Path(made.client_key).exists()
-        raise RuntimeError("boom")
-    assert not Path(made.dir).exists()
-
-
 # -- refusals ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["v3", "v2"])
 def test_a_plaintext_client_is_refused(tls_etcd: LocalEtcd, backend: str) -> None:
     plain = tls_etcd.client_url.replace("https://", "http://")
@@ -127,7 +89,6 @@ def test_a_plaintext_client_is_refused(tls_etcd: LocalEtcd, backend: str) -> Non
         assert isinstance(outcome[0], (ConnectionLost, TimeoutError))
 
 
-@pytest.mark.integration
 def test_a_client_without_a_client_certificate_is_refused(tls_etcd: LocalEtcd, pki: Pki) -> None:
     no_cert = client_context(pki.ca)
     with pytest.raises(ssl.SSLError, match=r"(?i)certificate"):
@@ -144,7 +105,17 @@ def test_a_client_without_a_client_certificate_is_refused(tls_etcd: LocalEtcd, p
 # -- our clients over TLS, under concurrency --------------------------------------------------------
 
 
-@pytest.mark.integration
+def write_from_threads(writer: Callable[[int], None], answered: threading.Semaphore, total: int) -> None:
+    """writer(t) on THREADS threads at once; then every one of the `total` answers, each within 60 s."""
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _ in range(total):
+        assert answered.acquire(timeout=60)
+
+
 def test_h2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
     tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str
 ) -> None:
@@ -189,14 +160,8 @@ def test_h2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
             request = rpc_pb2.PutRequest(key=b"%s%d-%d" % (key, t, i), value=value)
             client.call(headers, request.SerializeToString(), done)
 
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(THREADS)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for _ in range(total):
-            assert answered.acquire(timeout=60)
+        write_from_threads(writer, answered, total)
         assert client._conn is not None and client._conn.tls is not None
         assert client._conn.tls.alpn == "h2"
         assert failed == [] and len(ok) == total
@@ -208,11 +173,10 @@ def test_h2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
     assert len(seen) == total and set(seen.values()) == {1}
 
 
-@pytest.mark.integration
 def test_v2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
     tls_etcd: LocalEtcd, pki: Pki, fresh_prefix: str
 ) -> None:
-    endpoint = Endpoint((tls_etcd.client_url,), creds(pki))
+    endpoint = Endpoint((tls_etcd.client_url,), client_creds(pki))
     backend = V2Backend(endpoint, max_inflight=16)
     watcher = V2Backend(endpoint)
     backend.check()
@@ -244,14 +208,8 @@ def test_v2_over_tls_puts_from_many_threads_beside_a_watch_are_counted_exactly(
         for i in range(total // THREADS):
             backend.put_async(f"{fresh_prefix}{t}-{i}", b"v" * (50 + i * 7), done)
 
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(THREADS)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for _ in range(total):
-            assert answered.acquire(timeout=60)
+        write_from_threads(writer, answered, total)
         assert results == [None] * total
         assert watched.wait(60)
         conn = watcher._connection()
@@ -285,7 +243,6 @@ def made_dirs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return dirs
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(("backend", "members"), [("v3", 1), ("v2", 1), ("v3", 3), ("v2", 3)])
 def test_tls_embedded_etcd_runs_with_exact_books_and_leaves_no_certificate(
     backend: str, members: int, fresh_prefix: str, made_dirs: list[str]
@@ -311,7 +268,6 @@ def test_tls_embedded_etcd_runs_with_exact_books_and_leaves_no_certificate(
     assert len(made_dirs) == 1 and not Path(made_dirs[0]).exists()
 
 
-@pytest.mark.integration
 def test_certificates_are_removed_when_a_run_fails(made_dirs: list[str]) -> None:
     with pytest.raises(RuntimeError), Target(endpoints=None, tls=True) as target:
         assert target.endpoint.tls and Path(made_dirs[0]).is_dir()
@@ -319,27 +275,12 @@ def test_certificates_are_removed_when_a_run_fails(made_dirs: list[str]) -> None
     assert not Path(made_dirs[0]).exists()
 
 
-def test_tls_is_for_the_embedded_etcd() -> None:
-    with pytest.raises(UsageError, match=r"^--tls: .*https://"):
-        Target(endpoints=["https://127.0.0.1:2379"], tls=True)
-    for command in ("watch", "capacity"):  # every command that starts an etcd has the flag
-        code, _, err = run_cli(command, "--tls", "--endpoints", "http://127.0.0.1:2379")
-        assert code == 2 and err.startswith("error: --tls: starts the embedded etcd with TLS")
-
-
-@pytest.mark.integration
 def test_certificates_and_etcd_are_gone_after_ctrl_c(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
     env["PYTHONPATH"] = str(ROOT)
     env["TMPDIR"] = str(tmp_path)  # the certificates and etcd's data dir go here: watched below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "etcdbench", "watch", "--tls", "--duration", "60", "--rate", "50", "--json"],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_etcdbench(
+        "watch", "--tls", "--duration", "60", "--rate", "50", "--json", cwd=tmp_path, env=env
     )
     try:
         deadline = time.monotonic() + 60

@@ -8,14 +8,13 @@ import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
+from backend_puts import put_all
 
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
 from etcdbench.backends.v2 import V2Backend
 from etcdbench.errors import EtcdError
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
-from etcdbench.etcd.local import _free_port
 
-pytestmark = pytest.mark.integration
 MODES = ["poll", "stream"]
 
 
@@ -24,26 +23,6 @@ def backend(request: pytest.FixtureRequest, etcd_server: LocalEtcd) -> Iterator[
     b = V2Backend(Endpoint((etcd_server.client_url,)), watch_mode=request.param)
     yield b
     b.close()
-
-
-def put_all(b: V2Backend, items: list[tuple[str, str]], *, ordered: bool = True) -> None:
-    """Write items and wait for every acknowledgement; ordered=True waits for each before the next."""
-    errors: list[BaseException] = []
-    done = threading.Semaphore(0)
-
-    def on_done(exc: BaseException | None) -> None:
-        if exc is not None:
-            errors.append(exc)
-        done.release()
-
-    for key, value in items:
-        b.put_async(key, value.encode(), on_done)
-        if ordered:
-            assert done.acquire(timeout=10)
-    if not ordered:
-        for _ in items:
-            assert done.acquire(timeout=60)
-    assert not errors, errors[:3]
 
 
 def collect(b: V2Backend, it: Iterator[WatchItem], n: int, timeout: float = 30.0) -> list[WatchItem]:
@@ -256,16 +235,6 @@ def test_server_without_v2_is_reported() -> None:
                 b.current_revision()
         finally:
             b.close()
-
-
-def test_unreachable_server_is_reported() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
-    b = V2Backend(Endpoint((url,)), timeout=2)
-    try:
-        with pytest.raises(EtcdError, match=f"^cannot reach etcd at {url}: "):
-            b.check()
-    finally:
-        b.close()
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from backend_puts import put_all
 from test_v2_backend import collect  # the same watch-with-a-deadline helper
 
 from etcdbench.backends import v2
@@ -14,8 +15,6 @@ from etcdbench.backends.transport import http1
 from etcdbench.backends.v2 import V2Backend
 from etcdbench.errors import EtcdError
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
-
-pytestmark = pytest.mark.integration
 
 
 def put_and_wait(b: V2Backend, key: str, value: bytes, ttl_s: float = 0.0) -> BaseException | None:
@@ -113,19 +112,7 @@ def test_puts_and_the_poll_watch_keep_their_connections(
     b = V2Backend(Endpoint((etcd_server.client_url,)), max_inflight=64)
     try:
         rev0 = b.current_revision()  # the admin connection
-        finished = threading.Semaphore(0)
-        errors: list[BaseException] = []
-
-        def done(exc: BaseException | None) -> None:
-            if exc is not None:
-                errors.append(exc)
-            finished.release()
-
-        for i in range(600):
-            b.put_async(f"{fresh_prefix}k{i % 50}", b"v%d" % i, done)
-        for _ in range(600):
-            assert finished.acquire(timeout=60)
-        assert not errors
+        put_all(b, [(f"{fresh_prefix}k{i % 50}", b"v%d" % i) for i in range(600)], ordered=False)
         # The admin connection and at most one per pool thread.
         assert len(opened) <= 1 + v2._WRITE_CONNECTIONS
         before_watch = len(opened)

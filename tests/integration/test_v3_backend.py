@@ -8,11 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
-from etcdbench.backends.v3 import V3Backend, grpc_target, prefix_range_end
-from etcdbench.errors import EtcdError, UsageError
+from etcdbench.backends.v3 import V3Backend
 from etcdbench.etcd import LocalEtcd
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -38,21 +35,6 @@ def put_sync(backend: V3Backend, key: str, value: bytes) -> None:
 
 def take(items: Iterator[WatchItem], n: int) -> list[WatchItem]:
     return [next(items) for _ in range(n)]
-
-
-def test_prefix_range_end() -> None:
-    assert prefix_range_end(b"/registry/") == b"/registry0"
-    assert prefix_range_end(b"a\xff") == b"b"
-    assert prefix_range_end(b"\xff") == b"\0"
-
-
-def test_grpc_target_from_urls() -> None:
-    assert grpc_target(Endpoint(("http://127.0.0.1:2379",))) == "127.0.0.1:2379"
-    assert (
-        grpc_target(Endpoint(("http://127.0.0.1:1", "http://127.0.0.2:2"))) == "ipv4:127.0.0.1:1,127.0.0.2:2"
-    )
-    with pytest.raises(UsageError, match=r"--endpoints: .* has no port"):  # bad input, not etcd
-        grpc_target(Endpoint(("https://x",)))
 
 
 def test_watch_delivers_every_put_in_order_with_prev_values(v3: V3Backend, fresh_prefix: str) -> None:
@@ -101,10 +83,3 @@ def test_cancel_ends_a_blocked_watch(v3: V3Backend, fresh_prefix: str) -> None:
     timer.start()
     assert list(items) == []
     timer.join()
-
-
-def test_unreachable_endpoint_is_one_clear_error() -> None:
-    backend = V3Backend(Endpoint(("http://127.0.0.1:9",)))
-    with pytest.raises(EtcdError, match=r"cannot reach etcd v3 API at 127\.0\.0\.1:9"):
-        backend.check()
-    backend.close()

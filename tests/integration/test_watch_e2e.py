@@ -15,8 +15,6 @@ from etcdbench.config.run import RunConfig
 from etcdbench.etcd import LocalEtcd
 from etcdbench.results.io import SCHEMA_VERSION, load
 
-pytestmark = pytest.mark.integration
-
 CASES = [
     ("v3", "protobuf", "poll", "pod"),
     ("v3", "json", "poll", "node"),

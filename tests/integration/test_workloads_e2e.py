@@ -10,8 +10,6 @@ from etcdbench.bench.target import run_watch
 from etcdbench.config.run import RunConfig
 from etcdbench.etcd import LocalEtcd
 
-pytestmark = pytest.mark.integration
-
 
 def run(etcd: LocalEtcd, prefix: str, **kw: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
@@ -51,19 +49,25 @@ def test_mix_has_exact_operation_counts(etcd_server: LocalEtcd, fresh_prefix: st
     assert_all_received(r, 300)
 
 
-@pytest.mark.parametrize("backend", ["v3", "v2"])
-def test_expiries_are_received_events(etcd_server: LocalEtcd, fresh_prefix: str, backend: str) -> None:
-    r = run(
-        etcd_server,
-        fresh_prefix,
+def expiring_events(etcd: LocalEtcd, prefix: str, backend: str, mix: str, **kw: Any) -> dict[str, Any]:
+    """A mix of Events that expire 2 s after they are written, at 100 writes/s for the default duration."""
+    return run(
+        etcd,
+        prefix,
         backend=backend,
         kind="event",
         workload="mix",
-        mix="create=1",
+        mix=mix,
         ttl_s=2.0,
         rate=100,
         warmup_s=0.0,
+        **kw,
     )
+
+
+@pytest.mark.parametrize("backend", ["v3", "v2"])
+def test_expiries_are_received_events(etcd_server: LocalEtcd, fresh_prefix: str, backend: str) -> None:
+    r = expiring_events(etcd_server, fresh_prefix, backend, "create=1")
     assert r["operations"] == {"create": 100, "update": 0, "delete": 0}
     c = r["counters"]
     assert c["expiries_received"] == 100 and c["expiries_pending"] == 0 and c["missed_expiries"] == 0
@@ -76,18 +80,7 @@ def test_updates_of_expiring_keys_keep_their_expiry(
 ) -> None:
     # An update sent without the key's lease (v3) or ttl (v2) made it permanent: its expiry never came
     # and the run reported false missed expiries.
-    r = run(
-        etcd_server,
-        fresh_prefix,
-        backend=backend,
-        encoding="json",
-        kind="event",
-        workload="mix",
-        mix="update=3,create=1",
-        ttl_s=2.0,
-        rate=100,
-        warmup_s=0.0,
-    )
+    r = expiring_events(etcd_server, fresh_prefix, backend, "update=3,create=1", encoding="json")
     assert r["operations"]["create"] == 25 and r["operations"]["update"] == 75
     c = r["counters"]
     assert c["expiries_received"] == 25 and c["missed_expiries"] == 0 and c["expiries_pending"] == 0

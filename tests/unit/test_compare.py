@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_console import run_cli
-from paths import DATA, RESULTS
-from rich.console import Console
+from cli_console import as_text, run_cli, snapshot
+from paths import RESULTS
 
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.report.compare import (
@@ -51,14 +48,6 @@ def figure(name: str) -> Any:
     return next(f for f in FIGURES if f.name == name)
 
 
-def text(renderable: Any) -> str:
-    console = Console(file=io.StringIO(), width=200, color_system=None)
-    console.print(renderable)
-    out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert isinstance(out, str)
-    return out
-
-
 def test_runs_match_on_what_was_measured_and_the_rest_are_listed() -> None:
     c = compare(
         sources(
@@ -79,7 +68,7 @@ def test_no_match_at_all_lists_both_sides() -> None:
         "A: v3+protobuf pod @500/s (no matching run in the other files)",
         "B: v3+protobuf pod @2000/s (no matching run in A)",
     )
-    assert "no run matched: nothing to compare" in text(render(c))
+    assert "no run matched: nothing to compare" in as_text(render(c), width=200)
 
 
 def test_ratios_and_directions_against_the_baseline() -> None:
@@ -196,7 +185,7 @@ def test_environment_and_parameter_differences_are_warned_with_what_differs() ->
         "environments differ: etcdbench_version is 0.1.0 in A but 0.2.0 in B",
         "v3+protobuf pod @500/s: run parameters differ: duration_s is 10.0 in A but 30.0 in B",
     )
-    shown = text(render(c))
+    shown = as_text(render(c), width=200)
     assert "warning: environments differ: etcd server_version is 3.5.1 in A but 3.4.23 in B" in shown
 
 
@@ -204,12 +193,10 @@ def test_table_shows_values_ratios_and_directions() -> None:
     base = results("v2-json-poll-1000.json")
     new = copy.deepcopy(base)
     new["runs"][0]["counters"]["missed"] = 0
-    shown = text(render(compare(sources(("A", new), ("B", base)))))
-    row = next(line for line in shown.splitlines() if "watch p99 " in line)
-    assert "1.07 s" in row and "same" in row
-    missed = next(line for line in shown.splitlines() if " missed " in line)
-    assert "+3,013 worse" in missed  # baseline 0: the difference, not an infinite ratio
-    assert "B's watch p99 was the same as A's (1.07 s vs 1.07 s)" in shown
+    shown = as_text(render(compare(sources(("A", new), ("B", base)))), width=200)
+    # watch p99 1.07 s in both: "same"; missed 0 -> 3,013: "+3,013 worse" (a difference, not an infinite
+    # ratio); the summary line says B's watch p99 was the same as A's.
+    snapshot("compare-table.txt", shown)
 
 
 def test_source_names_are_stems_unless_two_clash() -> None:
@@ -231,7 +218,9 @@ def test_workload_and_watchers_are_part_of_the_match_with_defaults_for_older_fil
         "C: v3+protobuf pod @500/s churn (no matching run in A)",
         "D: v3+protobuf pod @500/s x3 watchers (no matching run in A)",
     )
-    assert "matched by backend, encoding, kind, v2_watch, target_rate, workload, watchers" in text(render(c))
+    assert "matched by backend, encoding, kind, v2_watch, target_rate, workload, watchers" in as_text(
+        render(c), width=200
+    )
 
 
 # --- --json and --markdown: the whole output for fixed inputs ----------------------------------------
@@ -253,18 +242,10 @@ def three_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return [f"{name}.json" for name in docs]
 
 
-def snapshot(name: str, actual: str) -> None:
-    """Compare with tests/data/NAME; ETCDBENCH_UPDATE_SNAPSHOTS=1 rewrites it (review the diff)."""
-    path = DATA / name
-    if os.environ.get("ETCDBENCH_UPDATE_SNAPSHOTS") == "1":
-        path.write_text(actual)
-    assert actual == path.read_text(), f"{name} changed; review, then ETCDBENCH_UPDATE_SNAPSHOTS=1"
-
-
 def test_markdown_output_is_tables_warnings_summary_and_gate(three_files: list[str]) -> None:
     code, out, err = run_cli("compare", *three_files, "--markdown", *GATE, width=80)
     assert (code, err) == (1, "")  # watch p99 got worse beyond noise: the gate breaks in markdown too
-    snapshot("compare-snapshot.md", out)
+    snapshot("compare.md", out)
     assert "| watch p99 | ↓ | 2.91 ms | 3.46 ms | **x1.19 worse** | - | absent |" in out
     assert "host" not in out
 
@@ -272,7 +253,7 @@ def test_markdown_output_is_tables_warnings_summary_and_gate(three_files: list[s
 def test_json_output_parses_with_values_changes_and_gate(three_files: list[str]) -> None:
     code, out, err = run_cli("compare", *three_files, "--json", *GATE, width=80)
     assert (code, err) == (1, "")
-    snapshot("compare-snapshot.json", out)
+    snapshot("compare.json", out)
     doc = json.loads(out)
     assert (doc["format"], doc["version"], doc["baseline"]) == ("etcdbench-compare", 1, "base")
     assert [f["name"] for f in doc["files"]] == ["base", "slower", "other"]

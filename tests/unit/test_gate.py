@@ -105,38 +105,26 @@ def test_unknown_metric_is_a_usage_error(files: dict[str, Path]) -> None:
     assert err.startswith("error: --fail-if 'watch.p98 > +1%': unknown metric 'watch.p98'")
 
 
+def gate(files: dict[str, Path], new: str, *rules: str) -> tuple[int, str]:
+    """`compare base NEW --fail-if RULE...`: the exit code and stdout."""
+    code, out, _ = run_cli(
+        "compare", str(files["base"]), str(files[new]), *(a for r in rules for a in ("--fail-if", r))
+    )
+    return code, out
+
+
 # --- verdicts ---------------------------------------------------------------------------------------
 
 
 def test_all_rules_hold_exit_0(files: dict[str, Path]) -> None:
-    code, out, _ = run_cli(
-        "compare",
-        str(files["base"]),
-        str(files["base"]),
-        "--fail-if",
-        "watch.p99 > +10%",
-        "--fail-if",
-        "watch_events_per_s < -5%",
-        "--fail-if",
-        "missed > 0",
-    )
+    code, out = gate(files, "base", "watch.p99 > +10%", "watch_events_per_s < -5%", "missed > 0")
     assert code == 0, out
     assert "gate: all 3 checks hold" in out
     assert "BROKEN" not in out
 
 
 def test_broken_rules_exit_1_naming_rule_and_both_values(files: dict[str, Path]) -> None:
-    code, out, _ = run_cli(
-        "compare",
-        str(files["base"]),
-        str(files["slower"]),
-        "--fail-if",
-        "watch.p99 > +10%",
-        "--fail-if",
-        "watch_events_per_s < -5%",
-        "--fail-if",
-        "cpu.watcher > 0.2",
-    )
+    code, out = gate(files, "slower", "watch.p99 > +10%", "watch_events_per_s < -5%", "cpu.watcher > 0.2")
     assert code == 1
     lines = out.splitlines()
     p99 = next(line for line in lines if "watch.p99 > +10%" in line)
@@ -150,17 +138,7 @@ def test_broken_rules_exit_1_naming_rule_and_both_values(files: dict[str, Path])
 
 
 def test_counter_and_rate_rules(files: dict[str, Path]) -> None:
-    code, out, _ = run_cli(
-        "compare",
-        str(files["base"]),
-        str(files["lossy"]),
-        "--fail-if",
-        "missed > 0",
-        "--fail-if",
-        "watch_events_per_s < -5%",
-        "--fail-if",
-        "relists > +10%",
-    )
+    code, out = gate(files, "lossy", "missed > 0", "watch_events_per_s < -5%", "relists > +10%")
     assert code == 1
     assert "BROKEN missed > 0: v3+protobuf pod @500/s: base 0 -> lossy 5 (limit 0)" in out
     assert (

@@ -6,13 +6,11 @@ import copy
 import json
 from typing import Any
 
+from cli_console import as_text, snapshot
 from paths import DATA
-from rich.console import Console
 
 from etcdbench.config.run import RunConfig
 from etcdbench.report.matrix import (
-    capacity_lines,
-    capacity_table,
     comparison,
     conclusions,
     matrix_table,
@@ -64,17 +62,11 @@ def make_run(
     return run
 
 
-def render(renderable: Any, width: int = 200) -> str:
-    console = Console(width=width, record=True, color_system=None)
-    console.print(renderable)
-    return console.export_text()
-
-
 def test_table_fits_an_80_column_terminal() -> None:
     runs = [*V2_V3, make_run("v3", "protobuf", 500, size_profile="modern", workload="churn", received=420)]
-    text = render(matrix_table(runs, title="t"), width=80)
+    text = as_text(matrix_table(runs, title="t"), width=80)
     assert max(len(line) for line in text.splitlines()) <= 80
-    assert "FAIL" in text and "client-" in text  # folded to the column, not cut off
+    snapshot("matrix-table-80-columns.txt", text)  # FAIL, client-bound: folded to the column, not cut off
 
 
 V2_V3 = [
@@ -91,17 +83,6 @@ V2_V3 = [
     ),
     make_run("v3", "protobuf", 2000, received=1999.9, p99_us=1_200),
 ]
-
-
-def test_table_has_one_row_per_run_with_the_figures() -> None:
-    text = render(matrix_table(V2_V3, title="v2-vs-v3"))
-    assert "v2-vs-v3" in text
-    for label in ("v2(poll)+json pod @500/s", "v3+protobuf pod @2000/s"):
-        assert label in text
-    row = next(line for line in text.splitlines() if "v2(poll)+json pod @2000/s" in line)
-    for figure in ("2,000", "204", "840.00 ms", "3,013 (1)", "FAIL, client-bound", "0.20 0.40 0.30"):
-        assert figure in row, (figure, row)
-    assert "PASS" in next(line for line in text.splitlines() if "v3+protobuf pod @500/s" in line)
 
 
 def test_conclusions_compare_best_and_worst_per_rate_honestly() -> None:
@@ -143,16 +124,16 @@ def test_fields_outside_the_label_are_shown_when_they_vary() -> None:
         make_run("v3", "protobuf", 500, size_profile="modern", received=300),
     ]
     assert varying(runs) == ["size_profile"]
-    text = render(matrix_table(runs))
-    assert "v3+protobuf pod @500/s size_profile=k8s-1.6" in text and "size_profile=modern" in text
+    text = as_text(matrix_table(runs), width=200)
+    snapshot("matrix-table-varying-fields.txt", text)  # "size_profile=k8s-1.6", "size_profile=modern"
     assert any("v3+protobuf size_profile=k8s-1.6 sustained" in line for line in conclusions(runs))
 
 
 def test_fields_the_label_shows_are_not_repeated_but_names_keep_them() -> None:
     runs = [make_run("v3", "protobuf", 500), make_run("v3", "protobuf", 500, watchers=10, received=300)]
     assert varying(runs) == []
-    text = render(matrix_table(runs))
-    assert "v3+protobuf pod @500/s x10 watchers" in text and "watchers=" not in text
+    text = as_text(matrix_table(runs), width=200)
+    snapshot("matrix-table-label-fields.txt", text)  # "x10 watchers", never "watchers=10"
     assert any(
         "v3+protobuf watchers=1 sustained" in line and "watchers=10" in line for line in conclusions(runs)
     )
@@ -166,44 +147,7 @@ def test_single_run() -> None:
 
 def test_comparison_picks_the_view_from_the_file() -> None:
     matrix = {"runs": V2_V3, "scenario": {"name": "v2-vs-v3"}}
-    text = render(*comparison(matrix)[:1])
-    assert "v2-vs-v3" in text
+    text = as_text(*comparison(matrix)[:1], width=200)
+    snapshot("matrix-table.txt", text)  # the table titled by the scenario, as test_console_snapshots has it
     single = {"runs": V2_V3[:1]}
     assert comparison(single) == []
-
-
-def test_capacity_view() -> None:
-    runs = [
-        make_run("v3", "protobuf", r, received=r if r <= 1800 else 0.6 * r)
-        for r in (500, 1000, 2000, 1800, 1800)
-    ]
-    capacity = {
-        "knee": 1800,
-        "confirmed": True,
-        "interval": [1800, 2000],
-        "relative_width": 0.1111,
-        "limited_by": {"by": "etcd", "text": "etcd", "rate": 2000},
-        "notes": ["the budget ran out before the interval reached the resolution"],
-        "curve": [
-            {
-                "rate": r["target_rate"],
-                "phase": ph,
-                "run": i,
-                "events_per_s": r["watch_events_per_s"],
-                "p50_us": 600,
-                "p99_us": 2000,
-                "missed": 0,
-                "pass": r["verdict"]["pass"],
-                "client_bound": False,
-            }
-            for i, (r, ph) in enumerate(zip(runs, ["rise", "rise", "rise", "bisect", "repeat"], strict=True))
-        ],
-    }
-    text = render(capacity_table(capacity, runs))
-    assert "repeat" in text and "1,800" in text and "FAIL" in text
-    lines = capacity_lines(capacity)
-    assert (
-        lines[0] == "knee: 1,800 writes/s (within 11.1%: passed at 1,800, failed at 2,000) — limited by etcd"
-    )
-    assert lines[1].startswith("note: the budget ran out")
-    assert len(comparison({"runs": runs, "capacity": capacity})) == 3

@@ -154,18 +154,6 @@ def test_busy_host_is_a_warning_not_client_bound() -> None:
     assert not v["client_bound"] and v["warnings"]
 
 
-def test_console_summary_shows_the_figures_and_verdict() -> None:
-    console = Console(width=120, record=True, color_system=None)
-    console.print(summary(sample()))
-    text = console.export_text()
-    run = sample()["runs"][0]
-    assert run["label"] in text
-    assert "FAIL" in text and "client-bound" in text
-    assert f"missed {run['counters']['missed']:,}" in text
-    assert "watch (intended send → decoded)" in text
-    assert "p99.9" in text
-
-
 def _rendered(results: dict[str, Any]) -> str:
     console = Console(width=200, record=True, color_system=None)
     console.print(summary(results))

@@ -1,5 +1,5 @@
 """`etcdbench run` and `etcdbench capacity`: flags, the results file after every cell, Ctrl-C, --from,
-on a fake Target; and one small end-to-end run on the embedded etcd with exact counts."""
+on a fake Target (the end-to-end run on the embedded etcd is in tests/integration/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 import pytest
+from cli_console import tiny_scenario
 from rich.console import Console
 from test_matrix_report import make_run
 
@@ -24,19 +25,6 @@ from etcdbench.interrupt import Interrupted
 from etcdbench.results.io import environment, load, new_results, write_atomic
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
-
-TINY = """
-# Two cells on the embedded etcd: a test fixture, not a measurement.
-name = "tiny"
-[run]
-rate = 100
-duration_s = 1
-warmup_s = 0.5
-objects = 10
-drain_s = 3
-[matrix]
-variants = [{backend = "v3", encoding = "protobuf"}, {backend = "v2", encoding = "json"}]
-"""
 
 
 def parse(*argv: str) -> tuple[Handler, argparse.Namespace]:
@@ -116,12 +104,6 @@ def fake_target(monkeypatch: pytest.MonkeyPatch) -> type[FakeTarget]:
     return FakeTarget
 
 
-def scenario(tmp_path: Path, text: str = TINY) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(text)
-    return path
-
-
 # ---------------------------------------------------------------------------------------- usage
 
 USAGE = [
@@ -160,7 +142,7 @@ def test_usage_errors_name_the_input(
     message: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    tiny = scenario(tmp_path)
+    tiny = tiny_scenario(tmp_path)
     argv = [str(tiny) if a == "TINY" else a for a in argv]
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("?", r"\?")):
         call(*argv)
@@ -182,7 +164,7 @@ def test_run_writes_one_file_after_every_cell_and_prints_the_comparison(
         real_write(path, results)
 
     monkeypatch.setattr("etcdbench.cli.execute.write_atomic", spy)  # the Saver every command shares
-    code, out, _ = call("run", str(scenario(tmp_path)), "--output", str(out_path))
+    code, out, _ = call("run", str(tiny_scenario(tmp_path)), "--output", str(out_path))
     assert code == 0
     assert [(len(s["runs"]), s["complete"]) for s in snapshots] == [(1, False), (2, True)]
     results = load(out_path)
@@ -198,7 +180,7 @@ def test_run_writes_one_file_after_every_cell_and_prints_the_comparison(
 
 def test_run_exit_code_is_1_when_a_cell_fails(tmp_path: Path, fake_target: type[FakeTarget]) -> None:
     fake_target.limit = 50
-    code, out, _ = call("run", str(scenario(tmp_path)), "--output", str(tmp_path / "r.json"))
+    code, out, _ = call("run", str(tiny_scenario(tmp_path)), "--output", str(tmp_path / "r.json"))
     assert code == 1 and "0 of 2 runs passed." in out
 
 
@@ -208,7 +190,7 @@ def test_ctrl_c_saves_the_cells_that_ran_marked_incomplete(
     fake_target.interrupt_at = 1
     out_path = tmp_path / "r.json"
     with pytest.raises(KeyboardInterrupt):
-        call("run", str(scenario(tmp_path)), "--output", str(out_path))
+        call("run", str(tiny_scenario(tmp_path)), "--output", str(out_path))
     results = load(out_path)
     assert results["complete"] is False and len(results["runs"]) == 1
     assert results["scenario"]["name"] == "tiny"
@@ -221,7 +203,7 @@ def test_an_interrupted_cell_is_kept_with_what_it_measured(
     fake_target.partial_at = 1
     out_path = tmp_path / "r.json"
     handler, args = parse(
-        "run", str(scenario(tmp_path)), *(["--json"] if to_stdout else ["--output", str(out_path)])
+        "run", str(tiny_scenario(tmp_path)), *(["--json"] if to_stdout else ["--output", str(out_path)])
     )
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(Interrupted):
@@ -240,7 +222,7 @@ def test_etcd_gone_after_a_cell_stops_the_matrix_and_keeps_it(
     fake_target.gone_at = 0
     out_path = tmp_path / "r.json"
     with pytest.raises(EtcdError, match="could not be reached"):
-        call("run", str(scenario(tmp_path)), "--output", str(out_path))
+        call("run", str(tiny_scenario(tmp_path)), "--output", str(out_path))
     results = load(out_path)
     assert results["complete"] is False and len(results["runs"]) == 1
     assert len(fake_target.configs) == 1
@@ -248,7 +230,7 @@ def test_etcd_gone_after_a_cell_stops_the_matrix_and_keeps_it(
 
 def test_ctrl_c_before_any_cell_writes_nothing(tmp_path: Path, fake_target: type[FakeTarget]) -> None:
     fake_target.interrupt_at = 0
-    handler, args = parse("run", str(scenario(tmp_path)), "--output", str(tmp_path / "r.json"))
+    handler, args = parse("run", str(tiny_scenario(tmp_path)), "--output", str(tmp_path / "r.json"))
     err = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
         handler(args, Console(file=io.StringIO()), Console(file=err, width=200))
@@ -260,7 +242,7 @@ def test_from_results_repeats_exactly_and_accepts_overrides(
     tmp_path: Path, fake_target: type[FakeTarget]
 ) -> None:
     first = tmp_path / "first.json"
-    call("run", str(scenario(tmp_path)), "--output", str(first), "--duration", "2", "--backend", "v3")
+    call("run", str(tiny_scenario(tmp_path)), "--output", str(first), "--duration", "2", "--backend", "v3")
     ran = list(fake_target.configs)
     assert [c.backend for c in ran] == ["v3"] and ran[0].duration_s == 2.0
     fake_target.configs.clear()
@@ -276,14 +258,14 @@ def test_json_goes_to_stdout_and_writes_no_file(
     tmp_path: Path, fake_target: type[FakeTarget], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, _ = call("run", str(scenario(tmp_path)), "--json")
+    code, out, _ = call("run", str(tiny_scenario(tmp_path)), "--json")
     results = json.loads(out)
     assert code == 0 and len(results["runs"]) == 2 and results["complete"] and "scenario" in results
     assert not (tmp_path / "results").exists()
 
 
 def test_scale_without_cluster_says_it_changes_nothing(tmp_path: Path, fake_target: type[FakeTarget]) -> None:
-    _, _, err = call("run", str(scenario(tmp_path)), "--json", "--scale", "0.5")
+    _, _, err = call("run", str(tiny_scenario(tmp_path)), "--json", "--scale", "0.5")
     assert "--scale changes nothing" in err
 
 
@@ -313,22 +295,3 @@ def test_capacity_ctrl_c_keeps_the_steps(tmp_path: Path, fake_target: type[FakeT
         call("capacity", "--output", str(out_path))
     results = load(out_path)
     assert not results["complete"] and len(results["runs"]) == 2 and "capacity" not in results
-
-
-# ---------------------------------------------------------------------------------------- real etcd
-
-
-@pytest.mark.integration
-def test_run_two_cells_on_the_embedded_etcd(tmp_path: Path) -> None:
-    out_path = tmp_path / "r.json"
-    code, out, _ = call("run", str(scenario(tmp_path)), "--output", str(out_path))
-    results = load(out_path)
-    assert results["complete"] and len(results["runs"]) == 2
-    assert results["scenario"]["name"] == "tiny" and results["scenario"]["run"]["rate"] == 100.0
-    for run in results["runs"]:
-        c = run["counters"]
-        assert c["written"] == c["received"] == 150  # 100/s over 0.5 s + 1 s
-        assert c["missed"] == c["errors"] == 0
-    assert [r["backend"] for r in results["runs"]] == ["v3", "v2"]
-    assert code == (0 if all(r["verdict"]["pass"] for r in results["runs"]) else 1)
-    assert "2 of 2 runs passed." in out or code == 1
