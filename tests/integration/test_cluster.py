@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from etcdbench.backends.base import Endpoint, WatchEvent
+from etcdbench.backends.members import describe_member
 from etcdbench.backends.v3 import V3Backend
-from etcdbench.bench.target import Target, _describe_member
+from etcdbench.bench.target import Target
 from etcdbench.errors import UsageError
 from etcdbench.etcd import find_etcd_binary
 from etcdbench.etcd.cluster import LocalCluster
@@ -39,7 +40,7 @@ def test_stop_is_safe_before_start() -> None:
 
 
 def test_an_unreachable_member_is_described_with_its_error() -> None:
-    member = _describe_member("http://127.0.0.1:9")
+    member = describe_member("http://127.0.0.1:9")
     assert member["url"] == "http://127.0.0.1:9"
     assert member["version"] is member["member_id"] is member["is_leader"] is None
     assert "/version" in member["error"]
@@ -59,7 +60,7 @@ def test_cluster_elects_a_leader_fails_over_and_cleans_up() -> None:
         assert leader is not None
 
         # What a run records about its endpoints: one leader, three members with distinct ids.
-        members = [_describe_member(url) for url in urls]
+        members = [describe_member(url) for url in urls]
         assert [m["is_leader"] for m in members].count(True) == 1
         assert members[leader]["is_leader"]
         assert len({m["member_id"] for m in members}) == 3

@@ -108,7 +108,7 @@ def test_live_events_and_deletes(backend: V2Backend, fresh_prefix: str) -> None:
     assert (delete_a.value, delete_a.prev_value) == (b"", b"3")
     assert backend.count_prefix(fresh_prefix) == 0
     assert backend.delete_prefix(fresh_prefix) == 0
-    assert backend.stream_ends == 0
+    assert backend.stream_reopens == 0
 
 
 def test_history_cleared_gives_relist_then_exact_events(backend: V2Backend, fresh_prefix: str) -> None:
@@ -226,7 +226,7 @@ def test_a_watcher_left_far_behind_accounts_every_write_and_keeps_receiving(mode
         (k, written[k]) for k, _ in final
     ]
     assert len(after) == len(final)
-    assert b.stream_ends == (1 if mode == "stream" else 0)  # etcd dropped the stream once
+    assert b.stream_reopens == (1 if mode == "stream" else 0)  # etcd dropped the stream once
     assert b.reconnects == 0
 
 
@@ -303,7 +303,7 @@ def test_report_watch_throughput(
             print(
                 f"\n[v2 {mode}] history drain {history_rate:.0f} events/s ({len(drained)} events); "
                 f"live: 3000 writes at {3000 / write_s:.0f}/s, watcher got {events} events "
-                f"({events / live_s:.0f}/s), {relists} relists, stream ends {b.stream_ends}"
+                f"({events / live_s:.0f}/s), {relists} relists, stream ends {b.stream_reopens}"
             )
     finally:
         b.close()
