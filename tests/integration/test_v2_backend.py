@@ -111,6 +111,24 @@ def test_live_events_and_deletes(backend: V2Backend, fresh_prefix: str) -> None:
     assert backend.stream_reopens == 0
 
 
+def test_admin_reads_and_deletes_keys_and_refuses_what_v2_lacks(
+    etcd_server: LocalEtcd, fresh_prefix: str
+) -> None:
+    b = V2Backend(Endpoint((etcd_server.client_url,)))
+    try:
+        put_all(b, [(f"{fresh_prefix}a", "1"), (f"{fresh_prefix}sub/b", "2")])
+        assert b.get_prefix(fresh_prefix) == {f"{fresh_prefix}a": b"1", f"{fresh_prefix}sub/b": b"2"}
+        b.delete_keys([f"{fresh_prefix}a", f"{fresh_prefix}gone"])  # a missing key is no failure
+        assert b.get_prefix(fresh_prefix) == {f"{fresh_prefix}sub/b": b"2"}
+        assert b.get_prefix(f"{fresh_prefix}nothing/") == {}
+        with pytest.raises(EtcdError, match=r"^etcd's v2 API has no compaction"):
+            b.compact(b.current_revision())
+        with pytest.raises(EtcdError, match="cannot carry 2 watches on one stream"):
+            b.watch_many(fresh_prefix, 1, 2)
+    finally:
+        b.close()
+
+
 def test_history_cleared_gives_relist_then_exact_events(backend: V2Backend, fresh_prefix: str) -> None:
     rev0 = backend.current_revision()
     put_all(backend, [(f"{fresh_prefix}k{i}", "x") for i in range(1100)], ordered=False)

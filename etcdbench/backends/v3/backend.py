@@ -101,12 +101,7 @@ class V3Backend(V3Admin):
                 done(exc)
                 return
             request = rpc_pb2.PutRequest(key=key.encode(), value=value, lease=lease)
-        if self._conn.unary is not None:
-            reply = None if revision is None else _header_revision(rpc_pb2.PutResponse, revision)
-            self._conn.native_call(PUT_PATH, request.SerializeToString(), done, reply)
-            return
-        fut = self._kv.Put.future(request, timeout=PUT_TIMEOUT_S)
-        fut.add_done_callback(_finished(done, revision))
+        self._send(PUT_PATH, self._kv.Put, rpc_pb2.PutResponse, request, done, revision)
 
     def put_many_async(self, items: Sequence[tuple[str, bytes]], done: PutCallback) -> None:
         """Put every (key, value) in one Txn (atomic: all or none), without lease; `done` once."""
@@ -117,20 +112,28 @@ class V3Backend(V3Admin):
                 rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k.encode(), value=v)) for k, v in items
             ]
         )
-        if self._conn.unary is not None:
-            self._conn.native_call(TXN_PATH, request.SerializeToString(), done)
-            return
-        fut = self._kv.Txn.future(request, timeout=PUT_TIMEOUT_S)
-        fut.add_done_callback(_finished(done, None))
+        self._send(TXN_PATH, self._kv.Txn, rpc_pb2.TxnResponse, request, done, None)
 
     def delete_async(self, key: str, done: PutCallback, revision: RevisionCallback | None = None) -> None:
         request = rpc_pb2.DeleteRangeRequest(key=key.encode())
+        self._send(DELETE_PATH, self._kv.DeleteRange, rpc_pb2.DeleteRangeResponse, request, done, revision)
+
+    def _send(
+        self,
+        path: str,
+        stub_method: Any,
+        response: Any,
+        request: Any,
+        done: PutCallback,
+        revision: RevisionCallback | None,
+    ) -> None:
+        """One write on the client in use: our HTTP/2 client at `path`, or grpcio's `stub_method`;
+        `response` is the message type whose header tells `revision` the revision made."""
         if self._conn.unary is not None:
-            reply = None if revision is None else _header_revision(rpc_pb2.DeleteRangeResponse, revision)
-            self._conn.native_call(DELETE_PATH, request.SerializeToString(), done, reply)
+            reply = None if revision is None else _header_revision(response, revision)
+            self._conn.native_call(path, request.SerializeToString(), done, reply)
             return
-        fut = self._kv.DeleteRange.future(request, timeout=PUT_TIMEOUT_S)
-        fut.add_done_callback(_finished(done, revision))
+        stub_method.future(request, timeout=PUT_TIMEOUT_S).add_done_callback(_finished(done, revision))
 
     def hold_sends(self) -> None:
         if self._conn.unary is not None:  # grpcio sends each call at once
