@@ -21,7 +21,7 @@ from unittest import mock
 from hdrh.histogram import HdrHistogram
 
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent
-from etcdbench.backends.fake import FakeBackend, FakeEtcd
+from etcdbench.backends.fake import FakeEtcd, fake_backend
 from etcdbench.config.run import RunConfig
 from etcdbench.workload import books, runner, watcher, writer
 from etcdbench.workload.books import build_run
@@ -80,7 +80,7 @@ def run_pipeline(
     `current_revision` tells the store's revision); the run's results as build_run makes them."""
     if etcd is not None:
         fake = etcd
-        make_backend = make_backend or (lambda base: FakeBackend(fake, base))
+        make_backend = make_backend or (lambda base: fake_backend(fake, base))
         current_revision = current_revision or (lambda: fake.revision)
     assert make_backend is not None and current_revision is not None
     endpoint = Endpoint(("http://127.0.0.1:1",))  # unused: the backends come from make_backend

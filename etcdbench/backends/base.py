@@ -1,4 +1,6 @@
-"""The tiny interface the workload needs from an etcd API: put, watch, a few admin calls.
+"""The interfaces the rest of etcdbench has to an etcd API: `Backend` (the load: puts, watches,
+reads) and `Admin` (status, maintenance, a run's keys). Nothing outside this package knows which API
+implements them.
 
 A backend object is created inside the process that uses it (writers and the watcher are separate
 processes), from an `Endpoint` that is cheap to pickle.
@@ -6,7 +8,7 @@ processes), from an `Endpoint` that is cheap to pickle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -103,17 +105,38 @@ PutCallback = Callable[[BaseException | None], None]
 RevisionCallback = Callable[[int], None]
 
 
-class Backend(Protocol):
+@dataclass(frozen=True)
+class ServerStatus:
+    """What one etcd member says of itself (v3 Maintenance Status)."""
+
+    version: str  # the server version, e.g. "3.5.1"
+    db_size: int  # bytes of its backend database
+    leader: int  # the member id of the leader it knows, 0 while there is none
+    member: int  # its own member id
+
+
+class Backend(Reader, Protocol):
+    """What the load uses: writers (puts, deletes, leases by TTL), watchers (one watch, or several on
+    one stream) and the background load (the reads of Reader). Made by etcdbench.backends.make_backend."""
+
     name: str  # "v2" or "v3"
-    reconnects: int  # watch connections reopened after they failed (etcd down or restarting)
     binary_safe: bool  # False for v2: values are strings, so binary encodings must be base64-encoded
-
-    def check(self) -> None:
-        """Raise EtcdError with one clear line when etcd is unreachable or cannot serve this API."""
-
     # True when an update with keep_lease sets the key's TTL afresh (v2: ttl=S again, as Kubernetes'
     # v2 storage did for Events); False when it keeps the key's lease and so its expiry (v3).
     update_renews_ttl: bool
+    # The most puts one put_many_async carries (v3: etcd's --max-txn-ops); 1: the API has no batches.
+    max_txn_ops: int
+
+    @property
+    def reconnects(self) -> int:
+        """Watch connections reopened after they failed (etcd down or restarting)."""
+
+    @property
+    def stream_reopens(self) -> int:
+        """Live watch streams reopened because etcd dropped or ended them (v2 stream mode; else 0)."""
+
+    def check(self) -> None:
+        """Raise EtcdError with one clear line when etcd is unreachable or cannot serve this API."""
 
     def put_async(
         self,
@@ -135,6 +158,10 @@ class Backend(Protocol):
         Implementations bound nothing themselves: the caller limits requests in flight.
         """
 
+    def put_many_async(self, items: Sequence[tuple[str, bytes]], done: PutCallback) -> None:
+        """Put 1 to max_txn_ops (key, value) pairs at once, without TTL (all or none); `done` once.
+        ValueError for more than max_txn_ops."""
+
     def delete_async(self, key: str, done: PutCallback, revision: RevisionCallback | None = None) -> None:
         """Start deleting one key; `done` and `revision` as for put_async."""
 
@@ -154,26 +181,48 @@ class Backend(Protocol):
         Never raises for history loss: that is a `Relist` item, after which events continue.
         """
 
+    def watch_many(self, prefix: str, start_revision: int, count: int) -> Iterator[tuple[int, WatchItem]]:
+        """`count` watches of `prefix` from `start_revision`, as `watch` each, on one stream where the
+        API multiplexes them (v3); items are tagged with the watch's index 0..count-1. EtcdError for
+        count > 1 on an API that cannot."""
+
     def cancel(self) -> None:
-        """Stop a running `watch` from another thread; the iterator then ends."""
-
-    def count_prefix(self, prefix: str) -> int:
-        """Number of keys under `prefix`."""
-
-    def delete_prefix(self, prefix: str) -> int:
-        """Delete every key under `prefix`; return how many were deleted."""
-
-    def db_size(self) -> int | None:
-        """Bytes of the store's backend database, when the API tells (v3 Status; v2 does not)."""
-
-    def server_version(self) -> str:
-        """The etcd server version string, e.g. "3.5.1"."""
+        """Stop a running `watch` or `watch_many` from another thread; the iterator then ends."""
 
     def close(self) -> None: ...
 
 
-class KeyAdmin(Protocol):
-    """What a run needs to touch only its own keys on an etcd it shares with others (session.py)."""
+class Admin(Protocol):
+    """The calls around the load: what the server is, its store's maintenance, and the keys of a run
+    (cleanup, fault injection, the shards' meeting, relists). Made by etcdbench.backends.make_admin
+    (in the run's API) or make_server_admin (etcd's own API, whatever a run measures)."""
+
+    def check(self) -> None:
+        """Raise EtcdError with one clear line when etcd is unreachable or cannot serve this API."""
+
+    def server_version(self) -> str:
+        """The etcd server version string, e.g. "3.5.1"."""
+
+    def status(self) -> ServerStatus:
+        """What the member at the first URL says of itself (EtcdError if it does not answer)."""
+
+    def db_size(self) -> int | None:
+        """Bytes of the store's backend database, when the API tells (v3 Status; v2 does not)."""
+
+    def current_revision(self) -> int:
+        """The store's current revision (v3 header revision, v2 X-Etcd-Index)."""
+
+    def compact(self, revision: int) -> None:
+        """Compact the store's history up to `revision` (physically: done when this returns)."""
+
+    def defragment(self) -> None:
+        """Defragment the backend database of the member at the first URL."""
+
+    def count_prefix(self, prefix: str) -> int:
+        """Number of keys under `prefix`."""
+
+    def get_prefix(self, prefix: str) -> dict[str, bytes]:
+        """Every key under `prefix` with its value (small prefixes only: one response)."""
 
     def list_keys(self, prefix: str, revision: int = 0) -> tuple[int, dict[str, int]]:
         """(revision read, {key: create revision}) of every key under `prefix`, read in pages
@@ -182,5 +231,14 @@ class KeyAdmin(Protocol):
     def delete_own(self, keys: Collection[str], prefix: str, created_after: int) -> int:
         """Delete the keys of `keys` that exist under `prefix` and were created after revision
         `created_after`; never any other key. Returns how many were deleted."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under `prefix`; return how many were deleted."""
+
+    def put_leased(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Put `key`, expiring after `ttl_s`, unless it exists; False (and nothing written) if it does."""
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        """Delete these keys, one by one (a handful: meeting keys)."""
 
     def close(self) -> None: ...

@@ -15,17 +15,30 @@ the books with what the store really did, which it records as ground truth:
   with keep_lease keep it), as a DELETE event. Real TTLs are whole seconds; a scale of 0.01 lets a
   test's 1 s TTL expire in 10 ms.
 
-It is a test double: nothing in a real run selects it.
+`FakeBackend` is a client for the load (the Backend protocol), `FakeAdmin` one for the calls around
+it (the Admin protocol); `fake_backend` and `fake_admin` make them typed as those protocols. It is a
+test double: nothing in a real run selects it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from etcdbench.backends.base import KeyGone, PutCallback, Relist, RevisionCallback, WatchEvent, WatchItem
+from etcdbench.backends.base import (
+    Admin,
+    Backend,
+    KeyGone,
+    ListPage,
+    PutCallback,
+    Relist,
+    RevisionCallback,
+    ServerStatus,
+    WatchEvent,
+    WatchItem,
+)
 from etcdbench.errors import EtcdError
 
 WRITE_FAULTS = ("ok", "ack_lost", "fail", "late")
@@ -85,6 +98,7 @@ class FakeEtcd:
         self.cond = threading.Condition()
         self.revision = 0
         self.store: dict[str, tuple[bytes, int]] = {}  # key -> (value, expiry ns or 0)
+        self.created: dict[str, int] = {}  # key -> the revision that created it (while it exists)
         self.changes: list[Change] = []
         self.answers: list[Answer] = []
         self.received = 0  # requests received (write faults are indexed by it); answers lag "late" ones
@@ -102,6 +116,10 @@ class FakeEtcd:
 
     def _apply(self, type_: str, key: str, value: bytes, cause: str) -> int:
         self.revision += 1
+        if type_ == "DELETE":
+            self.created.pop(key, None)
+        else:
+            self.created.setdefault(key, self.revision)
         self.changes.append(Change(self.revision, type_, key, value, cause))
         self.cond.notify_all()
         return self.revision
@@ -247,6 +265,8 @@ class FakeBackend:
     name = "fake"
     binary_safe = True
     update_renews_ttl = False
+    max_txn_ops = 1  # one put per request, as the writers' preload then sends them
+    stream_reopens = 0
 
     def __init__(self, etcd: FakeEtcd, watch_base: int = 0) -> None:
         self.etcd = etcd
@@ -289,6 +309,11 @@ class FakeBackend:
         revision: RevisionCallback | None = None,
     ) -> None:
         self._write("put", key, value, done, ttl_s, keep_lease, revision)
+
+    def put_many_async(self, items: Sequence[tuple[str, bytes]], done: PutCallback) -> None:
+        if len(items) != 1:
+            raise ValueError(f"put_many_async takes 1 to {self.max_txn_ops} puts, not {len(items)}")
+        self.put_async(items[0][0], items[0][1], done)
 
     def delete_async(self, key: str, done: PutCallback, revision: RevisionCallback | None = None) -> None:
         self._write("delete", key, b"", done, 0.0, False, revision)
@@ -340,22 +365,106 @@ class FakeBackend:
     def cancel(self) -> None:
         self._cancelled.set()
 
-    def count_prefix(self, prefix: str) -> int:
+    def list_page(self, prefix: str, start: bytes, limit: int, revision: int = 0) -> ListPage:
+        """The whole prefix now, in one page (the fake has neither pages nor history)."""
         with self.etcd.cond:
-            return sum(k.startswith(prefix) for k in self.etcd.store)
+            values = [v for k, (v, _) in self.etcd.store.items() if k.startswith(prefix)]
+            return ListPage(len(values), sum(map(len, values)), self.etcd.revision, None)
 
-    def delete_prefix(self, prefix: str) -> int:
+    def get_value(self, key: str) -> int | None:
         with self.etcd.cond:
-            keys = [k for k in self.etcd.store if k.startswith(prefix)]
-            for k in keys:
-                del self.etcd.store[k]
-            return len(keys)
+            stored = self.etcd.store.get(key)
+        return None if stored is None else len(stored[0])
 
-    def db_size(self) -> int | None:
-        return None
+    def close(self) -> None:
+        self.cancel()
+
+
+_NO_HISTORY = 'the fake etcd keeps no history to {}: script a "gap" watch fault for a lost history'
+
+
+class FakeAdmin:
+    """The admin calls on a FakeEtcd: the store as it is now (the fake keeps no older revision)."""
+
+    def __init__(self, etcd: FakeEtcd) -> None:
+        self.etcd = etcd
+
+    def check(self) -> None:
+        pass
 
     def server_version(self) -> str:
         return "fake"
 
+    def status(self) -> ServerStatus:
+        return ServerStatus("fake", 0, 1, 1)
+
+    def db_size(self) -> int | None:
+        return None
+
+    def current_revision(self) -> int:
+        with self.etcd.cond:
+            return self.etcd.revision
+
+    def compact(self, revision: int) -> None:
+        raise EtcdError(_NO_HISTORY.format("compact"))
+
+    def defragment(self) -> None:
+        raise EtcdError(_NO_HISTORY.format("defragment"))
+
+    def _keys(self, prefix: str) -> list[str]:
+        return [k for k in self.etcd.store if k.startswith(prefix)]
+
+    def count_prefix(self, prefix: str) -> int:
+        with self.etcd.cond:
+            return len(self._keys(prefix))
+
+    def get_prefix(self, prefix: str) -> dict[str, bytes]:
+        with self.etcd.cond:
+            return {k: self.etcd.store[k][0] for k in self._keys(prefix)}
+
+    def list_keys(self, prefix: str, revision: int = 0) -> tuple[int, dict[str, int]]:
+        """The keys now, whatever `revision` (the fake keeps no older one)."""
+        with self.etcd.cond:
+            return self.etcd.revision, {k: self.etcd.created[k] for k in self._keys(prefix)}
+
+    def _delete(self, keys: Iterable[str]) -> int:
+        deleted = 0
+        with self.etcd.cond:
+            for key in keys:
+                if self.etcd.store.pop(key, None) is not None:
+                    self.etcd._apply("DELETE", key, b"", "delete")
+                    deleted += 1
+        return deleted
+
+    def delete_own(self, keys: Collection[str], prefix: str, created_after: int) -> int:
+        _, existing = self.list_keys(prefix)
+        return self._delete(k for k, created in existing.items() if created > created_after and k in keys)
+
+    def delete_prefix(self, prefix: str) -> int:
+        with self.etcd.cond:
+            return self._delete(self._keys(prefix))
+
+    def put_leased(self, key: str, value: bytes, ttl_s: float) -> bool:
+        with self.etcd.cond:
+            if key in self.etcd.store:
+                return False
+            expiry = time.monotonic_ns() + round(ttl_s * self.etcd.ttl_scale * 1e9)
+            self.etcd.store[key] = (value, expiry)
+            self.etcd._apply("PUT", key, value, "put")
+            return True
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        self._delete(keys)
+
     def close(self) -> None:
-        self.cancel()
+        pass
+
+
+def fake_backend(etcd: FakeEtcd, watch_base: int = 0) -> Backend:
+    """A FakeBackend, typed as the protocol it implements (mypy checks that it does)."""
+    return FakeBackend(etcd, watch_base)
+
+
+def fake_admin(etcd: FakeEtcd) -> Admin:
+    """A FakeAdmin, typed as the protocol it implements (mypy checks that it does)."""
+    return FakeAdmin(etcd)

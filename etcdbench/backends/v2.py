@@ -19,7 +19,7 @@ The watcher has two modes:
   watcher but never ends its response (nothing closes the channel), so after the events already
   queued the stream is silent for good. After each silent second the watcher therefore asks the
   store's index on a second connection; if the store moved past what the stream covered, it reopens
-  from the next index (`stream_ends`), and a 401 then tells that history was lost. (Writes outside
+  from the next index (`stream_reopens`), and a 401 then tells that history was lost. (Writes outside
   the prefix move the index too: the reopen is then merely wasted, never wrong.)
 
 The v2 store keeps 1,000 events of history; a watcher that falls further behind gets errorCode 401
@@ -39,7 +39,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -50,6 +50,7 @@ from etcdbench.backends.base import (
     PutCallback,
     Relist,
     RevisionCallback,
+    ServerStatus,
     WatchEvent,
     WatchItem,
 )
@@ -165,6 +166,7 @@ class V2Backend:
     name = "v2"
     update_renews_ttl = True
     binary_safe = False
+    max_txn_ops = 1  # v2 has no transactions: every put is a request of its own
 
     def __init__(
         self, endpoint: Endpoint, *, watch_mode: str = "poll", timeout: float = 5.0, max_inflight: int = 16
@@ -176,7 +178,7 @@ class V2Backend:
         self.url = endpoint.urls[0].rstrip("/")
         self.watch_mode = watch_mode
         self.timeout = timeout
-        self.stream_ends = 0  # live streams reopened because etcd dropped (or ended) them
+        self.stream_reopens = 0  # live streams reopened because etcd dropped (or ended) them
         self.reconnects = 0  # watch requests repeated after the connection failed
         self._servers = []
         for u in endpoint.urls:
@@ -310,6 +312,12 @@ class V2Backend:
             body += b"&prevExist=true"
         self._pool.submit(b"PUT", self._target(key), body, self.timeout, self._finisher(done, key, revision))
 
+    def put_many_async(self, items: Sequence[tuple[str, bytes]], done: PutCallback) -> None:
+        """One put (max_txn_ops is 1: v2 has no batches)."""
+        if len(items) != 1:
+            raise ValueError(f"put_many_async takes 1 to {self.max_txn_ops} puts, not {len(items)}")
+        self.put_async(items[0][0], items[0][1], done)
+
     def hold_sends(self) -> None:
         pass  # each request has a connection of its own: nothing to coalesce
 
@@ -441,6 +449,34 @@ class V2Backend:
                 break  # not empty: someone else's keys are in it
         return len(deleted)
 
+    def get_prefix(self, prefix: str) -> dict[str, bytes]:
+        body = self._get(None, prefix, "recursive=true")[1]
+        if body is None:
+            return {}
+        nodes = _walk(body["node"])
+        return {str(n["key"]): str(n.get("value", "")).encode() for n in nodes if not n.get("dir")}
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            resp = self._admin_request(b"DELETE", self._target(key), self.timeout)
+            if resp.status not in (200, 201) and _error_doc(resp).get("errorCode") != _ECODE_KEY_NOT_FOUND:
+                raise self._status_error(resp)
+
+    def _not_v2(self, what: str) -> EtcdError:
+        return EtcdError(f"etcd's v2 API has no {what}: etcdbench asks it with the v3 API")
+
+    def put_leased(self, key: str, value: bytes, ttl_s: float) -> bool:
+        raise self._not_v2("leases")
+
+    def status(self) -> ServerStatus:
+        raise self._not_v2("member status")
+
+    def compact(self, revision: int) -> None:
+        raise self._not_v2("compaction")
+
+    def defragment(self) -> None:
+        raise self._not_v2("defragmentation")
+
     def db_size(self) -> int | None:
         return None  # the v2 store lives in memory; its snapshot size is not exposed by the API
 
@@ -463,6 +499,12 @@ class V2Backend:
         if self.watch_mode == "stream":
             return self._watch_stream(prefix, start)
         return self._watch_poll(prefix, start)
+
+    def watch_many(self, prefix: str, start_revision: int, count: int) -> Iterator[tuple[int, WatchItem]]:
+        """One watch (v2 has one watch per request): EtcdError for more."""
+        if count != 1:
+            raise EtcdError(f"etcd's v2 API cannot carry {count} watches on one stream")
+        return ((0, item) for item in self.watch(prefix, start_revision))
 
     def _not_cancelled(self) -> bool:
         return not self._cancel.is_set()
@@ -595,14 +637,14 @@ class V2Backend:
                             conn.close()  # the response is not over: the connection cannot be reused
                             break
                     else:
-                        self.stream_ends += 1  # etcd ended the stream: reopen from the next index
+                        self.stream_reopens += 1  # etcd ended the stream: reopen from the next index
                 except OSError:
                     if self._cancel.is_set():
                         break
                     if dropped:
                         # etcd dropped the watcher (the read timed out, the connection is closed):
                         # reopen from the next index at once; a 401 then tells that history was lost.
-                        self.stream_ends += 1
+                        self.stream_reopens += 1
                     else:
                         self._reconnect_pause()  # etcd down or restarting: reopen from the same index
         finally:

@@ -14,18 +14,15 @@ there the prefix is simply emptied.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from etcdbench.backends import make_backend, make_key_admin, v3_client
-from etcdbench.backends.base import Backend, Endpoint, KeyAdmin
+from etcdbench.backends import client_environment, make_admin, make_server_admin
+from etcdbench.backends.base import Admin, Endpoint
 from etcdbench.backends.credentials import Credentials
-from etcdbench.backends.v3 import V3Backend
+from etcdbench.backends.members import describe_member
 from etcdbench.config.faults import check_faults, parse_fault
 from etcdbench.config.run import EXTERNAL_PREFIX, RunConfig
 from etcdbench.errors import EtcdError, UsageError
@@ -45,7 +42,6 @@ from etcdbench.workload.ops import written_keys
 from etcdbench.workload.runner import Progress, run_once
 
 SHARD_WAIT_S = 300.0  # how long a shard waits for the others to be ready
-MEMBER_TIMEOUT_S = 5.0  # per member, when asking each endpoint of a cluster who it is
 RELEASE_PASSES = 5  # own-key deletion passes after a run, at most (see OwnKeys.release)
 REGISTRY_PREFIX = "/registry/"  # Kubernetes' keys: an apiserver would read what we write there
 
@@ -85,7 +81,7 @@ class OwnKeys:
         # collisions and released the same way (others' keys there are no concern of the watch).
         self.background = background_prefix(config) if config.bg_event_rate else None
 
-    def claim(self, admin: KeyAdmin, where: str, *, beside_others: bool) -> None:
+    def claim(self, admin: Admin, where: str, *, beside_others: bool) -> None:
         """Take the revision before the run and check what exists under the prefix at it (UsageError).
 
         beside_others: keys of others that the run would not touch are allowed (--force, or already
@@ -108,7 +104,7 @@ class OwnKeys:
             )
         self.before = revision
 
-    def release(self, admin: KeyAdmin) -> int:
+    def release(self, admin: Admin) -> int:
         """Delete the run's own keys (those created after the claim); how many were deleted."""
         if self.before < 0:
             return 0
@@ -245,8 +241,7 @@ class Target:
     def results(self) -> dict[str, Any]:
         """A new, empty results document for runs on this target."""
         env = environment(etcd=self.info)
-        env["v3_client"] = v3_client(self.endpoint)  # which v3 client wrote and watched (v3 runs)
-        env["tls"] = self.endpoint.tls  # whether every client of the run spoke TLS to etcd
+        env.update(client_environment(self.endpoint))  # which v3 client, whether the clients spoke TLS
         return new_results(env)
 
     def check(self, config: RunConfig) -> None:
@@ -283,7 +278,7 @@ class Target:
         self.check(config)
         faults = [parse_fault(f) for f in config.faults]
         endpoint = self._through_network(config)  # every client of the run: writers, watchers, admin
-        admin = make_backend(config.backend, endpoint, v2_watch=config.v2_watch)
+        admin = make_admin(config.backend, endpoint)
         stack = contextlib.ExitStack()
         stack.callback(admin.close)
         with stack:
@@ -295,7 +290,7 @@ class Target:
             own = None  # an embedded etcd is ours: its prefix is simply emptied
             if self.endpoints:
                 own = OwnKeys(config)
-                keys = make_key_admin(config.backend, self.endpoint)
+                keys = make_admin(config.backend, self.endpoint)
                 allowed = self.force or config.prefix in self._checked
                 try:  # once a prefix was allowed, keys others write there later are no surprise
                     own.claim(keys, self.endpoints[0], beside_others=allowed)
@@ -304,12 +299,12 @@ class Target:
                 self._checked.add(config.prefix)
             injector = None
             if faults:
-                v3 = V3Backend(endpoint)  # compaction and defragmentation are v3 calls
-                stack.callback(v3.close)
+                server = make_server_admin(endpoint)  # compaction and defragmentation act on etcd's store
+                stack.callback(server.close)
                 if self.cluster is not None:  # pause/restart/kill act on member 0
-                    injector = FaultInjector(faults, self.cluster.members[0], v3, self.cluster)
+                    injector = FaultInjector(faults, self.cluster.members[0], server, self.cluster)
                 else:
-                    injector = FaultInjector(faults, self.local, v3)
+                    injector = FaultInjector(faults, self.local, server)
             barrier = None
             if config.shards > 1:
                 run_id = resolve_run_id(self.run_id, config.shards)
@@ -382,7 +377,7 @@ class Target:
     def _clean(self, config: RunConfig, own: OwnKeys | None) -> None:
         """Remove what the run wrote: its own keys on a shared etcd (unless --keep), else the prefix."""
         if own is None:
-            admin = make_backend(config.backend, self.endpoint, v2_watch=config.v2_watch)
+            admin = make_admin(config.backend, self.endpoint)
             try:
                 admin.delete_prefix(config.prefix)
                 if config.background:
@@ -390,22 +385,18 @@ class Target:
             finally:
                 admin.close()
         elif not self.keep:
-            keys = make_key_admin(config.backend, self.endpoint)
+            keys = make_admin(config.backend, self.endpoint)
             try:
                 own.release(keys)
             finally:
                 keys.close()
 
     def _members(self) -> list[dict[str, Any]]:
-        """Who each endpoint is: `{url, version, member_id, is_leader}` (and `args` when embedded).
-
-        Asked of each endpoint alone with v3 Maintenance Status; an etcd that does not answer it is
-        asked over HTTP instead (`/version`, and `/v2/stats/self` for its id and the leader's). An
-        endpoint that answers neither is listed with nulls and the `error`.
-        """
+        """Who each endpoint is: `{url, version, member_id, is_leader}` (and `args` when embedded),
+        asked of each alone (backends.members); one that does not answer has nulls and the `error`."""
         members = []
         for i, url in enumerate(self.endpoint.urls):
-            member = _describe_member(url, self.endpoint.credentials)
+            member = describe_member(url, self.endpoint.credentials)
             if self.cluster is not None:
                 member["args"] = self.cluster.members[i].args
             members.append(member)
@@ -424,11 +415,11 @@ class Target:
         assert self.proxy is not None
         return self.proxy
 
-    def _reconnect(self, config: RunConfig, endpoint: Endpoint, attempts: int = 20) -> Backend | str:
+    def _reconnect(self, config: RunConfig, endpoint: Endpoint, attempts: int = 20) -> Admin | str:
         """A fresh, checked connection, or why none could be made (tried for about 10 s)."""
         reason = ""
         for _ in range(attempts):
-            backend = make_backend(config.backend, endpoint, v2_watch=config.v2_watch)
+            backend = make_admin(config.backend, endpoint)
             try:
                 backend.check()
                 return backend
@@ -448,39 +439,6 @@ def _tls_info(files: TlsFiles | None) -> dict[str, Any] | None:
         "peer_tls": files.peer,
         "certificates": "generated at start by etcdbench (ECDSA P-256, one CA), removed afterwards",
     }
-
-
-def _describe_member(url: str, credentials: Credentials | None = None) -> dict[str, Any]:
-    """One endpoint's `{url, version, member_id, is_leader}`, asked of it alone (see Target._members)."""
-    import grpc
-
-    member: dict[str, Any] = {"url": url, "version": None, "member_id": None, "is_leader": None}
-    v3 = V3Backend(Endpoint((url,), credentials))
-    try:
-        status = v3.status()
-        member["version"] = str(status["version"])
-        member["member_id"] = f"{int(status['member']):x}"
-        member["is_leader"] = int(status["leader"]) == int(status["member"])
-        return member
-    except (grpc.RpcError, EtcdError) as exc:
-        v3_error = str(exc.details()) if isinstance(exc, grpc.RpcError) else str(exc)
-    finally:
-        v3.close()
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url.rstrip("/") + "/version", timeout=MEMBER_TIMEOUT_S) as r:
-            member["version"] = str(json.loads(r.read())["etcdserver"])
-    except (OSError, ValueError, KeyError) as exc:
-        member["error"] = f"v3 Status: {v3_error}; /version: {exc}"
-        return member
-    try:  # the v2 API's own stats name the member and say whether it leads
-        with opener.open(url.rstrip("/") + "/v2/stats/self", timeout=MEMBER_TIMEOUT_S) as r:
-            stats = json.loads(r.read())
-        member["member_id"] = str(stats["id"])
-        member["is_leader"] = stats.get("state") == "StateLeader"
-    except (OSError, ValueError, KeyError):
-        pass
-    return member
 
 
 def run_watch(

@@ -26,8 +26,8 @@ import re
 import time
 from collections.abc import Mapping
 
+from etcdbench.backends import make_server_admin
 from etcdbench.backends.base import Endpoint
-from etcdbench.backends.v3 import V3Backend
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.interrupt import shielded
 
@@ -59,7 +59,7 @@ class Barrier:
     def __init__(
         self, endpoint: Endpoint, prefix: str, run_id: str, shard: int, shards: int, timeout_s: float
     ) -> None:
-        self.backend = V3Backend(endpoint)  # barriers use the v3 API whatever the run measures
+        self.backend = make_server_admin(endpoint)  # leased keys, whatever API the run measures
         where = hashlib.sha256(prefix.encode()).hexdigest()[:16]  # one run id, several prefixes: apart
         self.root = f"{BARRIER_PREFIX}{run_id}/{where}/"
         self.run_id = run_id

@@ -13,6 +13,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
+from etcdbench.backends import make_server_admin
+from etcdbench.backends.base import Endpoint, ServerStatus
+from etcdbench.backends.credentials import Credentials
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.etcd.local import EtcdMember, PrivateEtcd, Spawner, TlsFiles, free_ports, url_schemes
 from etcdbench.interrupt import shielded
@@ -93,31 +96,25 @@ class LocalCluster(PrivateEtcd):
             m._configure(f"{scheme}://127.0.0.1:{ports[2 * i]}", peers[i], initial, cluster_args)
             m._launch()
 
-    def statuses(self) -> list[dict[str, int | str] | None]:
-        """v3 Maintenance Status of each member, None for one that is down, paused or not answering."""
-        import grpc
-
-        from etcdbench.backends.base import Endpoint
-        from etcdbench.backends.credentials import Credentials
-        from etcdbench.backends.v3 import V3Backend
-
+    def statuses(self) -> list[ServerStatus | None]:
+        """The status of each member, None for one that is down, paused or not answering."""
         creds = None
         if self.tls is not None:  # the members' own probe certificate
             creds = Credentials(
                 self.tls.ca, self.tls.client_cert or self.tls.cert, self.tls.client_key or self.tls.key
             )
 
-        out: list[dict[str, int | str] | None] = []
+        out: list[ServerStatus | None] = []
         for m in self.members:
             if not m.running or m.paused:  # a paused member would only time out
                 out.append(None)
                 continue
-            backend = V3Backend(Endpoint((m.client_url,), creds))
+            backend = make_server_admin(Endpoint((m.client_url,), creds))
             try:
                 status = backend.status()
-                m.member_id = f"{int(status['member']):x}"
+                m.member_id = f"{status.member:x}"
                 out.append(status)
-            except (grpc.RpcError, EtcdError):
+            except EtcdError:
                 out.append(None)
             finally:
                 backend.close()
@@ -127,7 +124,7 @@ class LocalCluster(PrivateEtcd):
         """Index in `members` of the current leader, or None while there is none (an election; the
         survivors still naming a leader that was just killed count as none)."""
         statuses = self.statuses()
-        votes = Counter(int(s["leader"]) for s in statuses if s is not None and int(s["leader"]))
+        votes = Counter(s.leader for s in statuses if s is not None and s.leader)
         if not votes:
             return None
         leader = f"{votes.most_common(1)[0][0]:x}"

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from etcdbench.backends.base import Admin
 from etcdbench.config.faults import NEEDS_CLUSTER, Fault
 from etcdbench.errors import UsageError
 
@@ -34,12 +35,6 @@ class Cluster(Protocol):
     def members(self) -> Sequence[Etcd]: ...
 
     def wait_for_leader(self, timeout: float = 20.0) -> int: ...
-
-
-class Admin(Protocol):
-    def compact(self, revision: int) -> None: ...
-    def defragment(self) -> None: ...
-    def current_revision(self) -> int: ...
 
 
 class FaultInjector:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, cast
+from typing import Any
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint, Reader, Relist
@@ -232,8 +232,8 @@ def _background(plan: BackgroundPlan, conn: Connection) -> BackgroundReport:
     list_prefix = cfg.prefix + resource_of(cfg.kind) + "/"
     # GETs read the objects that exist before the run: the preload of the kind, and the seeded ones.
     stored = max(cfg.preload.get(cfg.kind, 0), cfg.objects if cfg.workload != "churn" else 0, 1)
-    lists_readers = [cast(Reader, connect()) for _ in range(READERS)] if cfg.bg_list_rate else []
-    gets_readers = [cast(Reader, connect()) for _ in range(READERS)] if cfg.bg_get_rate else []
+    lists_readers = [connect() for _ in range(READERS)] if cfg.bg_list_rate else []
+    gets_readers = [connect() for _ in range(READERS)] if cfg.bg_get_rate else []
     events_backend = connect() if cfg.bg_event_rate else None
     codec = get_codec(cfg.encoding)
     base64_values = (

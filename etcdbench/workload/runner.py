@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Generic, TypeVar
 
-from etcdbench.backends.base import Backend, Endpoint
+from etcdbench.backends.base import Admin, Endpoint
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError
 from etcdbench.etcd.faults import FaultInjector
@@ -398,7 +398,7 @@ class _Measurement:
 def run_once(
     config: RunConfig,
     endpoint: Endpoint,
-    admin: Backend,
+    admin: Admin,
     etcd_pids: Sequence[int] = (),
     progress: Progress | None = None,
     faults: FaultInjector | None = None,

@@ -261,7 +261,7 @@ def _watch(plan: WatcherPlan, conn: Connection) -> StreamReport:
 
     items: Iterator[tuple[int, WatchItem]]
     if plan.watches > 1:
-        items = backend.watch_many(cfg.prefix, plan.start_revision, plan.watches)  # type: ignore[attr-defined]
+        items = backend.watch_many(cfg.prefix, plan.start_revision, plan.watches)
     else:
         items = ((0, item) for item in backend.watch(cfg.prefix, plan.start_revision))
     for index, item in items:
@@ -277,7 +277,7 @@ def _watch(plan: WatcherPlan, conn: Connection) -> StreamReport:
         stream=plan.stream,
         ended_ns=time.monotonic_ns(),
         # v2 stream only: the server dropped our stream (its 100-event buffer filled) and we reopened it.
-        stream_reopens=getattr(backend, "stream_ends", 0),
+        stream_reopens=backend.stream_reopens,
         reconnects=backend.reconnects,
         watches=[b.report() for b in books],
     )

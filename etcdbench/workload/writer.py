@@ -252,8 +252,8 @@ def _preload(
     if seeded(cfg):
         counts[cfg.kind] = max(counts.get(cfg.kind, 0), cfg.objects)
     failures: list[BaseException] = []
-    put_many = getattr(backend, "put_many_async", None)
-    max_ops: int = getattr(backend, "max_txn_ops", 1)
+    max_ops = backend.max_txn_ops
+    put_many = backend.put_many_async if max_ops > 1 else None
     txns = _Window(PRELOAD_TXNS_IN_FLIGHT) if put_many is not None else window
 
     def done(exc: BaseException | None) -> None:

@@ -19,10 +19,10 @@ import pytest
 from fake_pipeline import run_pipeline
 
 from etcdbench.backends import make_backend
-from etcdbench.backends import v3 as v3_module
 from etcdbench.backends.base import Backend, Endpoint, KeyGone, Relist
 from etcdbench.backends.v2 import V2Backend
 from etcdbench.backends.v3 import V3Backend, prefix_range_end
+from etcdbench.backends.v3 import admin as v3_admin
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError
 from etcdbench.etcd import LocalEtcd
@@ -230,7 +230,7 @@ def test_a_v3_relist_reads_the_prefix_in_pages_at_one_revision(
             pages.append(request)
             return real_range(request, **kwargs)
 
-        monkeypatch.setattr(v3_module, "RELIST_PAGE_KEYS", 3)
+        monkeypatch.setattr(v3_admin, "RELIST_PAGE_KEYS", 3)
         monkeypatch.setattr(b._kv, "Range", spy)
         key = fresh_prefix.encode()
         relist = b.relist(key, prefix_range_end(key))

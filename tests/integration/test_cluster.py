@@ -10,8 +10,8 @@ from typing import Any
 from processes import running
 
 from etcdbench.backends.base import Endpoint, WatchEvent
+from etcdbench.backends.members import describe_member
 from etcdbench.backends.v3 import V3Backend
-from etcdbench.bench.target import _describe_member
 from etcdbench.etcd import find_etcd_binary
 from etcdbench.etcd.cluster import LocalCluster
 
@@ -29,7 +29,7 @@ def test_cluster_elects_a_leader_fails_over_and_cleans_up() -> None:
         assert leader is not None
 
         # What a run records about its endpoints: one leader, three members with distinct ids.
-        members = [_describe_member(url) for url in urls]
+        members = [describe_member(url) for url in urls]
         assert [m["is_leader"] for m in members].count(True) == 1
         assert members[leader]["is_leader"]
         assert len({m["member_id"] for m in members}) == 3

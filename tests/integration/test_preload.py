@@ -131,6 +131,8 @@ class _FailingBatches:
 class _FailingPuts:
     """A v2 backend whose 50th PUT fails."""
 
+    max_txn_ops = 1  # no batches: one PUT per key
+
     def __init__(self, inner: V2Backend) -> None:
         self.inner = inner
         self.puts = 0

@@ -175,8 +175,8 @@ def test_v3_token_is_renewed_when_etcd_calls_it_invalid(
     backend = V3Backend(Endpoint((auth_etcd.client_url,), client_creds(pki, "root", PASSWORD)))
     try:
         backend.check()
-        assert backend._auth is not None
-        backend._auth._token = "bogus"  # as after an etcd restart: the server no longer knows the token
+        assert backend._conn.auth is not None
+        backend._conn.auth._token = "bogus"  # as after an etcd restart: the server no longer knows the token
         with pytest.raises(EtcdError, match="invalid auth token"):
             backend.count_prefix(fresh_prefix)
         assert backend.count_prefix(fresh_prefix) == 0  # authenticated again

@@ -87,7 +87,25 @@ def test_live_events_and_deletes(backend: V2Backend, fresh_prefix: str) -> None:
     assert (delete_a.value, delete_a.prev_value) == (b"", b"3")
     assert backend.count_prefix(fresh_prefix) == 0
     assert backend.delete_prefix(fresh_prefix) == 0
-    assert backend.stream_ends == 0
+    assert backend.stream_reopens == 0
+
+
+def test_admin_reads_and_deletes_keys_and_refuses_what_v2_lacks(
+    etcd_server: LocalEtcd, fresh_prefix: str
+) -> None:
+    b = V2Backend(Endpoint((etcd_server.client_url,)))
+    try:
+        put_all(b, [(f"{fresh_prefix}a", "1"), (f"{fresh_prefix}sub/b", "2")])
+        assert b.get_prefix(fresh_prefix) == {f"{fresh_prefix}a": b"1", f"{fresh_prefix}sub/b": b"2"}
+        b.delete_keys([f"{fresh_prefix}a", f"{fresh_prefix}gone"])  # a missing key is no failure
+        assert b.get_prefix(fresh_prefix) == {f"{fresh_prefix}sub/b": b"2"}
+        assert b.get_prefix(f"{fresh_prefix}nothing/") == {}
+        with pytest.raises(EtcdError, match=r"^etcd's v2 API has no compaction"):
+            b.compact(b.current_revision())
+        with pytest.raises(EtcdError, match="cannot carry 2 watches on one stream"):
+            b.watch_many(fresh_prefix, 1, 2)
+    finally:
+        b.close()
 
 
 def test_history_cleared_gives_relist_then_exact_events(backend: V2Backend, fresh_prefix: str) -> None:
@@ -205,7 +223,7 @@ def test_a_watcher_left_far_behind_accounts_every_write_and_keeps_receiving(mode
         (k, written[k]) for k, _ in final
     ]
     assert len(after) == len(final)
-    assert b.stream_ends == (1 if mode == "stream" else 0)  # etcd dropped the stream once
+    assert b.stream_reopens == (1 if mode == "stream" else 0)  # etcd dropped the stream once
     assert b.reconnects == 0
 
 
@@ -272,7 +290,7 @@ def test_report_watch_throughput(
             print(
                 f"\n[v2 {mode}] history drain {history_rate:.0f} events/s ({len(drained)} events); "
                 f"live: 3000 writes at {3000 / write_s:.0f}/s, watcher got {events} events "
-                f"({events / live_s:.0f}/s), {relists} relists, stream ends {b.stream_ends}"
+                f"({events / live_s:.0f}/s), {relists} relists, stream ends {b.stream_reopens}"
             )
     finally:
         b.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from etcdbench.bench.target import Target, _describe_member
+from etcdbench.backends.members import describe_member
+from etcdbench.bench.target import Target
 from etcdbench.errors import UsageError
 from etcdbench.etcd.cluster import LocalCluster
 
@@ -24,7 +25,7 @@ def test_stop_is_safe_before_start() -> None:
 
 
 def test_an_unreachable_member_is_described_with_its_error() -> None:
-    member = _describe_member("http://127.0.0.1:9")
+    member = describe_member("http://127.0.0.1:9")
     assert member["url"] == "http://127.0.0.1:9"
     assert member["version"] is member["member_id"] is member["is_leader"] is None
     assert "/version" in member["error"]

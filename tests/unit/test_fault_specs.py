@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from etcdbench.backends.fake import FakeEtcd, fake_admin
 from etcdbench.bench.target import run_watch
 from etcdbench.config.faults import Fault, parse_fault
 from etcdbench.config.run import RunConfig
@@ -96,18 +97,11 @@ class FakeCluster:
         return self.leader
 
 
-class FakeAdmin:
-    def compact(self, revision: int) -> None: ...
-    def defragment(self) -> None: ...
-    def current_revision(self) -> int:
-        return 1
-
-
 @pytest.mark.parametrize(("kind", "leader", "victim"), [("kill-leader", 1, 1), ("kill-member", 0, 1)])
 def test_cluster_faults_pick_their_member(kind: str, leader: int, victim: int) -> None:
     cluster = FakeCluster(leader)
     restarted: list[int] = []
-    injector = FaultInjector([Fault(kind, 0.0, 0.01)], cluster.members[0], FakeAdmin(), cluster)
+    injector = FaultInjector([Fault(kind, 0.0, 0.01)], cluster.members[0], fake_admin(FakeEtcd()), cluster)
     injector.on_restart = restarted.append
     injector.start(time.monotonic())
     injector.stop()
@@ -121,7 +115,9 @@ def test_cluster_faults_pick_their_member(kind: str, leader: int, victim: int) -
 
 def test_member_faults_act_on_member_0_of_a_cluster() -> None:
     cluster = FakeCluster(leader=2)
-    injector = FaultInjector([Fault("restart", 0.0, 0.01)], cluster.members[0], FakeAdmin(), cluster)
+    injector = FaultInjector(
+        [Fault("restart", 0.0, 0.01)], cluster.members[0], fake_admin(FakeEtcd()), cluster
+    )
     injector.start(time.monotonic())
     injector.stop()
     assert cluster.members[0].events == ["kill", "restart"]
@@ -129,7 +125,7 @@ def test_member_faults_act_on_member_0_of_a_cluster() -> None:
 
 
 def test_a_cluster_fault_without_a_cluster_is_recorded_as_an_error() -> None:
-    injector = FaultInjector([Fault("kill-member", 0.0, 0.01)], FakeMember(1), FakeAdmin())
+    injector = FaultInjector([Fault("kill-member", 0.0, 0.01)], FakeMember(1), fake_admin(FakeEtcd()))
     injector.start(time.monotonic())
     injector.stop()
     assert "needs an embedded cluster" in injector.timeline[0]["error"]
