@@ -5,7 +5,7 @@ one schedule at the full `--rate` and never share a key. To share the schedule's
 clock: each shard announces its wall-clock "ready" time, waits until all N have, and starts at
 max(ready) + a lead, converted to its own CLOCK_MONOTONIC. After the run each says "done" and waits
 for the others, so that no shard deletes its keys while another's watcher still counts events; then
-each deletes only its own keys (session.py) and its own meeting keys.
+each deletes only its own keys (bench/target.py) and its own meeting keys.
 
 The meeting keys live under the run id (`--run-id`, or ETCDBENCH_RUN_ID, which every pod of one
 Kubernetes Job can get from the Job's uid), so a rerun never meets an earlier run's keys, and a shard
