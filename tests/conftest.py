@@ -11,6 +11,8 @@ from etcd_store import Store
 
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
 
+pytest_plugins = ["schema_check"]  # every results file the tests write matches docs/results.schema.json
+
 
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[LocalEtcd]:

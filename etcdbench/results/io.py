@@ -28,9 +28,8 @@ import psutil
 from etcdbench import __version__
 from etcdbench.encoding.codec import JSON_DECODER
 from etcdbench.errors import EtcdbenchError, UsageError
-
-SCHEMA_VERSION = 2
-FORMAT_NAME = "etcdbench-results"
+from etcdbench.results.model import FORMAT_NAME, SCHEMA_VERSION
+from etcdbench.results.record import Malformed
 
 
 # UPGRADERS[n] turns a version-n document into a version-(n + 1) one; `load` chains them up to
@@ -192,10 +191,6 @@ def load(path: Path) -> dict[str, Any]:
             doc["schema_version"] = version
         check_shape(doc)
     return doc
-
-
-class Malformed(ValueError):
-    """A results document without a key, or with a value of the wrong type, at `where`."""
 
 
 # What every reader relies on, checked at load so that a hand-edited or truncated document is refused

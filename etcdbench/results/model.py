@@ -3,19 +3,20 @@
 `ResultsFile.from_dict(doc)` reads a document `io.load` returned (upgraded to the current version) and
 `to_dict()` gives it back exactly; `results/schema.py` turns these classes into docs/results.schema.json.
 Each field's meaning is in docs/results-format.md, in the same order. Keys that older version-3
-writers may leave out are `optional()`; objects whose keys vary (per process group, per etcd metric)
+writers may leave out are OPTIONAL; objects whose keys vary (per process group, per etcd metric)
 are `dict[str, T]`. `config` and `scenario` are the RunConfig and the scenario file as dictionaries:
 their own modules (config/run.py, config/file.py) define them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from etcdbench.results.record import ABSENT, Absent, Record, key, optional
+from etcdbench.results.record import ABSENT, OPTIONAL, Absent, Record
 
 FORMAT_NAME = "etcdbench-results"
+SCHEMA_VERSION = 2  # its history: docs/results-format.md, and io.UPGRADERS reads older versions
 
 Point = list[float]  # [seconds since t0, value]
 
@@ -35,7 +36,9 @@ class Summary(Record):
     mean: float | None
     count: int
     out_of_range: int
-    hdr: str | None = optional()  # absent where only the figures are kept (object_sizes)
+    hdr: str | None = field(
+        default=None, metadata=OPTIONAL
+    )  # absent where only the figures are kept (object_sizes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,11 +48,13 @@ class Relist(Record):
     reason: str  # "v2-401" or "v3-compacted"
     revision: int
     keys: int
-    after_revision: int | None = optional()
-    duration_s: float | None = optional()
-    bytes: int | None = optional()
-    watch: int | None = optional()  # in runs[].relists, not in runs[].watches[].relists
-    shard: int | None = optional()  # merged runs
+    after_revision: int | None = field(default=None, metadata=OPTIONAL)
+    duration_s: float | None = field(default=None, metadata=OPTIONAL)
+    bytes: int | None = field(default=None, metadata=OPTIONAL)
+    watch: int | None = field(
+        default=None, metadata=OPTIONAL
+    )  # in runs[].relists, not in runs[].watches[].relists
+    shard: int | None = field(default=None, metadata=OPTIONAL)  # merged runs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,9 +76,9 @@ class WatchCounters(Record):
     decode_errors: int
     foreign_events: int
     # Absent in version-2 files that predate them, where they cannot be derived (see io._v2_to_v3).
-    duplicates_retried: int | None = optional()
-    duplicates_redelivered: int | None = optional()
-    other_shard_events: int | None = optional()
+    duplicates_retried: int | None = field(default=None, metadata=OPTIONAL)
+    duplicates_redelivered: int | None = field(default=None, metadata=OPTIONAL)
+    other_shard_events: int | None = field(default=None, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,7 +92,7 @@ class Counters(WatchCounters):
     stream_reopens: int
     watch_reconnects: int
     write_retries: int
-    expired_before_update: int | None = optional()
+    expired_before_update: int | None = field(default=None, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,10 +142,16 @@ class Timeseries(Record):
     writes_acked: list[int]
     events_received: list[int]
     cpu_cores: dict[str, float | list[Point]]  # "interval_s" and one series per process group
-    rss_bytes: dict[str, float | list[Point]] | None = optional()
-    etcd: dict[str, list[Point]] | None = optional()  # etcd's own view, per quantity
-    cpu_cores_shards: list[dict[str, float | list[Point]]] | None = optional()  # merged runs
-    rss_bytes_shards: list[dict[str, float | list[Point]]] | None = optional()  # merged runs
+    rss_bytes: dict[str, float | list[Point]] | None = field(default=None, metadata=OPTIONAL)
+    etcd: dict[str, list[Point]] | None = field(
+        default=None, metadata=OPTIONAL
+    )  # etcd's own view, per quantity
+    cpu_cores_shards: list[dict[str, float | list[Point]]] | None = field(
+        default=None, metadata=OPTIONAL
+    )  # merged runs
+    rss_bytes_shards: list[dict[str, float | list[Point]]] | None = field(
+        default=None, metadata=OPTIONAL
+    )  # merged runs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,9 +169,9 @@ class Fault(Record):
     fault: str
     started_s: float
     ended_s: float
-    error: str | None = optional()
-    member: int | None = optional()
-    shard: int | None = optional()  # merged runs
+    error: str | None = field(default=None, metadata=OPTIONAL)
+    member: int | None = field(default=None, metadata=OPTIONAL)
+    shard: int | None = field(default=None, metadata=OPTIONAL)  # merged runs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,8 +181,8 @@ class EtcdServer(Record):
     requested: str | None
     server_version: str | None
     member_versions: list[str | None]
-    binary: str | None = optional()  # embedded only
-    flag_notes: list[str] | None = optional()  # embedded only
+    binary: str | None = field(default=None, metadata=OPTIONAL)  # embedded only
+    flag_notes: list[str] | None = field(default=None, metadata=OPTIONAL)  # embedded only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,7 +209,9 @@ class Network(Record):
     proxy_cpu_ms_per_mb: float | None
     connections: int
     refused_connections: int
-    proxy_scheduling: str | None = optional()  # "realtime", "nice -10" or "normal"
+    proxy_scheduling: str | None = field(
+        default=None, metadata=OPTIONAL
+    )  # "realtime", "nice -10" or "normal"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,14 +225,14 @@ class BackgroundStream(Record):
     bytes: int
     latency_us: Summary
     slip_us: Summary
-    error_sample: str | None = optional()
-    keys: int | None = optional()  # lists
-    pages: int | None = optional()  # lists
-    page_limit: int | None = optional()  # lists
-    not_found: int | None = optional()  # gets
-    inflight_at_stop: int | None = optional()  # events
-    ttl_s: float | None = optional()  # events
-    prefix: str | None = optional()  # lists, events
+    error_sample: str | None = field(default=None, metadata=OPTIONAL)
+    keys: int | None = field(default=None, metadata=OPTIONAL)  # lists
+    pages: int | None = field(default=None, metadata=OPTIONAL)  # lists
+    page_limit: int | None = field(default=None, metadata=OPTIONAL)  # lists
+    not_found: int | None = field(default=None, metadata=OPTIONAL)  # gets
+    inflight_at_stop: int | None = field(default=None, metadata=OPTIONAL)  # events
+    ttl_s: float | None = field(default=None, metadata=OPTIONAL)  # events
+    prefix: str | None = field(default=None, metadata=OPTIONAL)  # lists, events
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,7 +273,7 @@ class EtcdView(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Verdict(Record):
-    pass_: bool = key("pass")
+    pass_: bool = field(metadata={"key": "pass"})
     reasons: list[str]
     client_bound: bool
     client_bound_reasons: list[str]
@@ -298,19 +311,19 @@ class Run(Record):
     cpu: dict[str, float | None]  # per process group, "host", "watcher_max", "writer_max"
     error_samples: list[str]
     verdict: Verdict
-    etcd_server: EtcdServer | None = optional()
-    memory: dict[str, Memory] | None = optional()
-    watches: list[Watch] | None = optional()
-    faults: list[Fault] | None = optional()
-    etcd: EtcdView | None = optional()
-    network: Network | None = optional()
-    background: Background | None = optional()
-    incomplete: str | None = optional()
-    missing: list[str] | None = optional()
+    etcd_server: EtcdServer | None = field(default=None, metadata=OPTIONAL)
+    memory: dict[str, Memory] | None = field(default=None, metadata=OPTIONAL)
+    watches: list[Watch] | None = field(default=None, metadata=OPTIONAL)
+    faults: list[Fault] | None = field(default=None, metadata=OPTIONAL)
+    etcd: EtcdView | None = field(default=None, metadata=OPTIONAL)
+    network: Network | None = field(default=None, metadata=OPTIONAL)
+    background: Background | None = field(default=None, metadata=OPTIONAL)
+    incomplete: str | None = field(default=None, metadata=OPTIONAL)
+    missing: list[str] | None = field(default=None, metadata=OPTIONAL)
     # merged runs (etcdbench merge)
-    shards: int | None = optional()
-    cpu_shards: list[dict[str, float | None]] | None = optional()
-    memory_shards: list[dict[str, int | Memory]] | None = optional()
+    shards: int | None = field(default=None, metadata=OPTIONAL)
+    cpu_shards: list[dict[str, float | None]] | None = field(default=None, metadata=OPTIONAL)
+    memory_shards: list[dict[str, int | Memory]] | None = field(default=None, metadata=OPTIONAL)
 
 
 # --- the environment -------------------------------------------------------------------------------
@@ -320,10 +333,10 @@ class Run(Record):
 class EtcdTls(Record):
     """How etcd used TLS: embedded, client_cert_auth/peer_tls/certificates; given endpoints, client_cert."""
 
-    client_cert_auth: bool | None = optional()
-    peer_tls: bool | None = optional()
-    certificates: str | None = optional()
-    client_cert: bool | None = optional()
+    client_cert_auth: bool | None = field(default=None, metadata=OPTIONAL)
+    peer_tls: bool | None = field(default=None, metadata=OPTIONAL)
+    certificates: str | None = field(default=None, metadata=OPTIONAL)
+    client_cert: bool | None = field(default=None, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -334,8 +347,8 @@ class Member(Record):
     version: str | None
     member_id: str | None
     is_leader: bool | None
-    args: list[str] | None = optional()  # embedded cluster
-    error: str | None = optional()
+    args: list[str] | None = field(default=None, metadata=OPTIONAL)  # embedded cluster
+    error: str | None = field(default=None, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,13 +357,13 @@ class EtcdInfo(Record):
 
     embedded: bool
     endpoints: list[str]
-    server_version: str | None | Absent = ABSENT
-    binary: str | None = optional()  # embedded only
-    requested: str | None | Absent = ABSENT  # embedded only
-    args: list[str] | None = optional()  # embedded only
-    flag_notes: list[str] | None = optional()  # embedded only
-    tls: EtcdTls | None | Absent = ABSENT
-    members: list[Member] | None = optional()
+    server_version: str | Absent | None = ABSENT
+    binary: str | None = field(default=None, metadata=OPTIONAL)  # embedded only
+    requested: str | Absent | None = ABSENT  # embedded only
+    args: list[str] | None = field(default=None, metadata=OPTIONAL)  # embedded only
+    flag_notes: list[str] | None = field(default=None, metadata=OPTIONAL)  # embedded only
+    tls: EtcdTls | Absent | None = ABSENT
+    members: list[Member] | None = field(default=None, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -372,15 +385,15 @@ class Environment(Record):
     etcdbench_version: str
     etcdbench_git: str | None
     argv: list[str]
-    json_decoder: str | None = optional()
-    etcd: EtcdInfo | None = optional()
-    etcds: list[EtcdInfo] | None = optional()
-    v3_client: str | None = optional()
-    tls: bool | None = optional()
+    json_decoder: str | None = field(default=None, metadata=OPTIONAL)
+    etcd: EtcdInfo | None = field(default=None, metadata=OPTIONAL)
+    etcds: list[EtcdInfo] | None = field(default=None, metadata=OPTIONAL)
+    v3_client: str | None = field(default=None, metadata=OPTIONAL)
+    tls: bool | None = field(default=None, metadata=OPTIONAL)
     # merged files (etcdbench merge): the merge, and each shard's own environment with its index
-    merge: MergeInfo | None = optional()
-    shards: list[Environment] | None = optional()
-    shard: int | None = optional()
+    merge: MergeInfo | None = field(default=None, metadata=OPTIONAL)
+    shards: list[Environment] | None = field(default=None, metadata=OPTIONAL)
+    shard: int | None = field(default=None, metadata=OPTIONAL)
 
 
 # --- capacity --------------------------------------------------------------------------------------
@@ -397,7 +410,7 @@ class CurvePoint(Record):
     p50_us: int | None
     p99_us: int | None
     missed: int
-    pass_: bool = key("pass")
+    pass_: bool = field(metadata={"key": "pass"})
     client_bound: bool
 
 
@@ -448,4 +461,4 @@ class ResultsFile(Record):
     environment: Environment
     scenario: dict[str, Any] | None  # the normalised scenario file of `etcdbench run`
     runs: list[Run]
-    capacity: Capacity | None = optional()
+    capacity: Capacity | None = field(default=None, metadata=OPTIONAL)

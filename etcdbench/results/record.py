@@ -6,7 +6,7 @@ generated from the same hints, so the types, the files and the published schema 
 A field's hint says what its JSON value may be: `int`, `float` (any JSON number), `str`, `bool`,
 `None` (null), `list[T]`, `dict[str, T]` (an object whose keys vary), `Literal[...]`, another Record,
 a union of those, or `Any`. A key may be absent from the object when the field is declared with
-`optional()` (absent reads as None and None is written as no key), or, where a key may also hold null,
+metadata OPTIONAL (absent reads as None and None is written as no key), or, where a key may also hold null,
 with the hint `T | None | Absent` and the default `ABSENT`. `from_dict(d).to_dict() == d` holds for
 every object the hints accept; a key the class does not declare is refused, naming it.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import json
 import types
 import typing
@@ -36,14 +35,9 @@ class Absent(enum.Enum):
 ABSENT = Absent.ABSENT
 
 
-def optional() -> Any:
-    """A field whose key may be absent: None reads an absent key and writes none."""
-    return dataclasses.field(default=None, metadata={"optional": True})
-
-
-def key(name: str) -> Any:
-    """A field stored under another key: one that is a Python keyword (`pass`)."""
-    return dataclasses.field(metadata={"key": name})
+# `field(default=None, metadata=OPTIONAL)`: a field whose key may be absent (None reads an absent key
+# and writes none). `field(metadata={"key": "pass"})`: a field stored under another key (a keyword).
+OPTIONAL = {"optional": True}
 
 
 def key_of(f: dataclasses.Field[Any]) -> str:
@@ -90,10 +84,14 @@ class Record:
         return out
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def hints_of(cls: type) -> dict[str, Any]:
     """The resolved type hints of a Record's fields (the model uses `from __future__ import annotations`)."""
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def union_args(tp: Any) -> tuple[Any, ...] | None:
