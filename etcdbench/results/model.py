@@ -16,7 +16,7 @@ from typing import Any, Literal
 from etcdbench.results.record import ABSENT, OPTIONAL, Absent, Record
 
 FORMAT_NAME = "etcdbench-results"
-SCHEMA_VERSION = 2  # its history: docs/results-format.md, and io.UPGRADERS reads older versions
+SCHEMA_VERSION = 3  # its history: docs/results-format.md, and io.UPGRADERS reads older versions
 
 Point = list[float]  # [seconds since t0, value]
 
@@ -454,7 +454,7 @@ class ResultsFile(Record):
     """A whole results file."""
 
     format: Literal["etcdbench-results"]
-    schema_version: int
+    schema_version: Literal[3]  # SCHEMA_VERSION
     tool: Tool
     created: str
     complete: bool
