@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
@@ -56,3 +57,37 @@ def test_the_suite_checks_what_etcdbench_writes(tmp_path: Path) -> None:
 
     assert results_io.write_atomic.__name__ == "write_checked"
     assert getattr(etcdbench.cli.app, "write_atomic") is results_io.write_atomic  # noqa: B009 (not exported)
+
+
+@pytest.mark.parametrize("knee_at", [800.0, 0.5])  # a knee found, and nothing passing down to the floor
+def test_a_capacity_file_validates(knee_at: float) -> None:
+    """What `etcdbench capacity` writes: its runs and the top-level `capacity` of the knee search."""
+    import copy
+
+    from etcdbench.bench.capacity import search
+
+    doc = load(DATA / "results-v3.json")
+    template = doc["runs"][0]
+    runs: list[dict[str, Any]] = []
+    ticks = iter(range(10_000))
+
+    def measure(rate: float) -> dict[str, Any]:
+        run: dict[str, Any] = copy.deepcopy(template)
+        run["target_rate"] = rate
+        if rate > knee_at:  # failing; far above the knee, because the watcher saturated its core
+            bound = ["a watcher process used 1.00 of its one core"] if rate > 2 * knee_at else []
+            run["verdict"].update(
+                {
+                    "pass": False,
+                    "reasons": ["too slow"],
+                    "client_bound": bool(bound),
+                    "client_bound_reasons": bound,
+                }
+            )
+        runs.append(run)
+        return run
+
+    found = search(measure, start=500, budget_s=1e9, clock=lambda: float(next(ticks)))
+    doc["runs"] = runs
+    doc["capacity"] = found.to_dict()
+    assert schema_problem(doc) is None
