@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,6 @@ def test_committed_schema_is_the_generated_one() -> None:
 
 
 def test_schema_is_a_valid_draft_2020_12_schema() -> None:
-    jsonschema.Draft202012Validator.check_schema(jsonschema.Draft202012Validator.META_SCHEMA)
-    import json
-
     jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA_PATH.read_text()))
 
 
@@ -62,9 +61,7 @@ def test_the_suite_checks_what_etcdbench_writes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("knee_at", [800.0, 0.5])  # a knee found, and nothing passing down to the floor
 def test_a_capacity_file_validates(knee_at: float) -> None:
     """What `etcdbench capacity` writes: its runs and the top-level `capacity` of the knee search."""
-    import copy
-
-    from etcdbench.bench.capacity import search
+    from etcdbench.bench.capacity import search  # a later stage than results/: only this test needs it
 
     doc = load(DATA / "results-v3.json")
     template = doc["runs"][0]
