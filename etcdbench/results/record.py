@@ -6,16 +6,19 @@ generated from the same hints, so the types, the files and the published schema 
 A field's hint says what its JSON value may be: `int`, `float` (any JSON number), `str`, `bool`,
 `None` (null), `list[T]`, `dict[str, T]` (an object whose keys vary), `Literal[...]`, another Record,
 a union of those, or `Any`. A key may be absent from the object when the field is declared with
-metadata OPTIONAL (absent reads as None and None is written as no key), or, where a key may also hold null,
-with the hint `T | None | Absent` and the default `ABSENT`. `from_dict(d).to_dict() == d` holds for
-every object the hints accept; a key the class does not declare is refused, naming it.
+metadata OPTIONAL (absent reads as None and None is written as no key, so the key never holds null),
+or, where a key may also hold null, with the hint `T | None | Absent` and the default `ABSENT`.
+`from_dict(d).to_dict() == d` holds for every object the hints accept; a key the class does not
+declare is refused, naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
+import operator
 import types
 import typing
 from collections.abc import Mapping
@@ -45,6 +48,16 @@ def key_of(f: dataclasses.Field[Any]) -> str:
     return str(f.metadata.get("key", f.name))
 
 
+def value_hint(f: dataclasses.Field[Any], hint: Any) -> Any:
+    """What the key of field `f` (type hint `hint`) may hold when present: an OPTIONAL field's None
+    stands for no key, so its key never holds null."""
+    members = union_args(hint)
+    if not f.metadata.get("optional") or members is None:
+        return hint
+    present = tuple(m for m in members if m is not type(None))
+    return functools.reduce(operator.or_, present)
+
+
 def is_optional(f: dataclasses.Field[Any]) -> bool:
     """Whether the key of field `f` may be absent from the object."""
     return bool(f.metadata.get("optional")) or f.default is ABSENT
@@ -68,7 +81,7 @@ class Record:
                 if not is_optional(f):
                     raise Malformed(f"{where}{name}: missing")
                 continue
-            values[f.name] = _decode(hints[f.name], data[name], f"{where}{name}")
+            values[f.name] = _decode(value_hint(f, hints[f.name]), data[name], f"{where}{name}")
         unknown = [k for k in data if k not in known]
         if unknown:
             raise Malformed(f"{where}{unknown[0]}: not a key this etcdbench knows")

@@ -14,7 +14,7 @@ import typing
 from typing import Any, Literal
 
 from etcdbench.results.model import SCHEMA_VERSION, ResultsFile
-from etcdbench.results.record import Absent, Record, hints_of, is_optional, key_of, union_args
+from etcdbench.results.record import Absent, Record, hints_of, is_optional, key_of, union_args, value_hint
 
 _SCALARS = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
 
@@ -37,7 +37,7 @@ def _object(cls: type[Record], defs: dict[str, Any]) -> dict[str, Any]:
     required: list[str] = []
     for f in dataclasses.fields(cls):
         name = key_of(f)
-        properties[name] = _type(hints[f.name], defs)
+        properties[name] = _type(value_hint(f, hints[f.name]), defs)
         if not is_optional(f):
             required.append(name)
     out: dict[str, Any] = {"type": "object"}

@@ -47,6 +47,11 @@ def test_model_refuses_a_key_it_does_not_know_and_a_wrong_type() -> None:
     with pytest.raises(Malformed, match=r"runs\[0\]\.verdict\.pass: must be true or false"):
         ResultsFile.from_dict(doc)
     assert schema_problem(doc) is not None
+    doc = load(DATA / "results-v3.json")
+    doc["runs"][0]["network"] = None  # an optional key is absent, never null
+    with pytest.raises(Malformed, match=r"runs\[0\]\.network: must be an object, got null"):
+        ResultsFile.from_dict(doc)
+    assert schema_problem(doc) is not None
 
 
 def test_the_suite_checks_what_etcdbench_writes(tmp_path: Path) -> None:
