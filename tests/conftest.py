@@ -22,6 +22,8 @@ from etcdbench.etcd import LocalEtcd, find_etcd_binary
 
 INTEGRATION = Path(__file__).resolve().parent / "integration"
 
+pytest_plugins = ["schema_check"]  # every results file the tests write matches docs/results.schema.json
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -1,11 +1,6 @@
 """The versioned results file: build, write atomically, load with a version check.
 
-History of `schema_version`:
-  1 — first release: environment, runs[] with counters, latency_us (HDR), timeseries, cpu, verdict.
-  2 — workloads and several watchers: runs gain scenario, workload, watchers, watches[], operations,
-      preload, object_sizes, watch_events_per_s_total, faults, incomplete; counters gain writes,
-      missed_relist/_undelivered/_expiries, expiries_*, watch_reconnects, write_retries, unsent;
-      cpu gains watcher_max and writer_max; the document gains an optional top-level scenario.
+History of `schema_version`: docs/results-format.md#versions. UPGRADERS reads each older version.
 """
 
 from __future__ import annotations
@@ -28,9 +23,9 @@ import psutil
 from etcdbench import __version__
 from etcdbench.encoding.codec import JSON_DECODER
 from etcdbench.errors import EtcdbenchError, UsageError
-
-SCHEMA_VERSION = 2
-FORMAT_NAME = "etcdbench-results"
+from etcdbench.results.model import FORMAT_NAME as FORMAT_NAME  # re-exported: readers import them from io
+from etcdbench.results.model import SCHEMA_VERSION as SCHEMA_VERSION
+from etcdbench.results.record import Malformed
 
 
 # UPGRADERS[n] turns a version-n document into a version-(n + 1) one; `load` chains them up to
@@ -64,7 +59,31 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 grew fields without a bump (docs/results-format.md#versions). Readers treat those as
+    optional; here only what follows from a file's own figures is filled in, the rest stays absent."""
+    for run in doc["runs"]:
+        config = run.get("config") or {}
+        watches = run.get("watches") or []
+        for counters in [run["counters"], *(w["counters"] for w in watches)]:
+            if counters.get("duplicates") == 0:  # no duplicate at all: none of either kind
+                counters.setdefault("duplicates_retried", 0)
+                counters.setdefault("duplicates_redelivered", 0)
+            if config.get("shards", 1) == 1:  # one shard: no other shard's events to see
+                counters.setdefault("other_shard_events", 0)
+        if not config.get("ttl_s"):  # without --ttl no key expires, so none expired before its update
+            run["counters"].setdefault("expired_before_update", 0)
+        # Early version-2 files summed `written` (and `expiries_pending`) over the watches; it now counts
+        # the writes once. A sum is told apart from the largest watch's figure only when they differ.
+        c = run["counters"]
+        per_watch = [w["counters"]["written"] for w in watches]
+        if len(per_watch) > 1 and c["written"] == sum(per_watch) != max(per_watch):
+            c["written"] = max(per_watch)
+            c["expiries_pending"] = max(w["counters"]["expiries_pending"] for w in watches)
+    return doc
+
+
+UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def environment(**etcd: Any) -> dict[str, Any]:
@@ -192,10 +211,6 @@ def load(path: Path) -> dict[str, Any]:
             doc["schema_version"] = version
         check_shape(doc)
     return doc
-
-
-class Malformed(ValueError):
-    """A results document without a key, or with a value of the wrong type, at `where`."""
 
 
 # What every reader relies on, checked at load so that a hand-edited or truncated document is refused

@@ -79,7 +79,7 @@ def test_ls_newest_first_with_verdicts_and_skips(archive: Path) -> None:
         "3.5.1",
     )
     assert [(s.path.name, s.reason) for s in listing.skipped] == [
-        ("future.json", "schema_version 99 is not supported (this etcdbench reads 2)"),
+        ("future.json", "schema_version 99 is not supported (this etcdbench reads 3)"),
         ("not-json.json", "not valid JSON (line 1: Expecting value)"),
         ("other-tool.json", "not an etcdbench results file"),
     ]
