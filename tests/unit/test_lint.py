@@ -14,8 +14,8 @@ from paths import ROOT
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "etcdbench", "tests", "proto"],
-        ["ruff", "format", "--check", "etcdbench", "tests", "proto"],
+        ["ruff", "check", "etcdbench", "tests", "proto", "benchmarks"],
+        ["ruff", "format", "--check", "etcdbench", "tests", "proto", "benchmarks"],
         [sys.executable, "-m", "mypy", "etcdbench"],
     ],
     ids=["ruff", "ruff-format", "mypy"],
