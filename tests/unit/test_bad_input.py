@@ -439,6 +439,6 @@ def test_a_full_disk_at_save_time_is_one_error_and_leaves_no_temporary_file(
     with pytest.raises(
         EtcdbenchError, match=r"r\.json: cannot be written \(No space left on device\)"
     ) as info:
-        results_io.write_atomic(tmp_path / "r.json", sample())
+        results_io.write_atomic(tmp_path / "r.json", results_io.load(SAMPLE))  # upgraded: a current document
     assert info.value.exit_code == EXIT_RUNTIME
     assert list(tmp_path.iterdir()) == []
