@@ -25,6 +25,7 @@ from etcdbench.encoding.codec import JSON_DECODER
 from etcdbench.errors import EtcdbenchError, UsageError
 from etcdbench.results.model import FORMAT_NAME as FORMAT_NAME  # re-exported: readers import them from io
 from etcdbench.results.model import SCHEMA_VERSION as SCHEMA_VERSION
+from etcdbench.results.model import ResultsFile
 from etcdbench.results.record import Malformed
 
 
@@ -211,6 +212,14 @@ def load(path: Path) -> dict[str, Any]:
             doc["schema_version"] = version
         check_shape(doc)
     return doc
+
+
+def load_results(path: Path) -> ResultsFile:
+    """A results file as types (`load`, then `ResultsFile.from_dict`): the same one-line UsageError
+    naming the file for anything `load` refuses, and for a key or a value the types do not accept."""
+    doc = load(path)
+    with malformed(path):
+        return ResultsFile.from_dict(doc)
 
 
 # What every reader relies on, checked at load so that a hand-edited or truncated document is refused
