@@ -173,8 +173,8 @@ def run_panel(run: Run) -> Panel:
 
 
 def server_versions(results: ResultsFile) -> list[str]:
-    """Every etcd server version the runs ran on, in run order: each run's own `etcd_server`, else the
-    environment's (as results.io.server_versions reads a document)."""
+    """Every etcd server version a results file's runs ran on, in run order ("3.4.23", "3.5.1"): each
+    run's own `etcd_server.server_version` (a scenario's `etcd` axis runs several), else the environment's."""
     etcd = results.environment.etcd
     env = etcd.server_version if etcd is not None and isinstance(etcd.server_version, str) else None
     versions = [(r.etcd_server.server_version if r.etcd_server else None) or env for r in results.runs]

@@ -104,20 +104,6 @@ def environment(**etcd: Any) -> dict[str, Any]:
     }
 
 
-def server_versions(results: dict[str, Any]) -> list[str]:
-    """Every etcd server version a results file's runs ran on, in run order ("3.4.23", "3.5.1"): each
-    run's own `etcd_server.server_version` (a scenario's `etcd` axis runs several), else the environment's."""
-    env = (results.get("environment") or {}).get("etcd") or {}
-    versions = []
-    for run in results.get("runs", []):
-        etcd = run.get("etcd_server") if isinstance(run, dict) else None
-        version = etcd.get("server_version") if isinstance(etcd, dict) else None
-        versions.append(version or env.get("server_version"))
-    if not versions:
-        versions.append(env.get("server_version"))
-    return [str(v) for v in dict.fromkeys(versions) if v]
-
-
 _USERINFO = re.compile(r"(?<=://)[^/@,\s]*@")
 
 
