@@ -115,7 +115,9 @@ def test_nothing_passes_down_to_the_floor() -> None:
     result = search(etcd.measure, start=8, resolution=0.05, budget_s=1e9, min_rate=1, clock=etcd.clock)
     assert etcd.rates == [8, 4, 2, 1]
     assert result.knee is None and result.stopped_by == "floor"
-    assert headline(CapacityRecord.from_dict(result.to_dict())).startswith("no passing rate found (lowest rate tried: 1)")
+    assert headline(CapacityRecord.from_dict(result.to_dict())).startswith(
+        "no passing rate found (lowest rate tried: 1)"
+    )
 
 
 def test_budget_is_respected_and_the_result_says_so() -> None:
