@@ -243,15 +243,8 @@ def _in_document(doc: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
 
 
 def _as_json(value: Any) -> Any:
-    from etcdbench.results.record import Record
-
-    if isinstance(value, Record):
-        return value.to_dict()
-    if isinstance(value, list):
-        return [_as_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _as_json(v) for k, v in value.items()}
-    return value
+    """A value of the typed run as the file writes it (records inside lists and objects too)."""
+    return json.loads(json.dumps(value, default=lambda record: record.to_dict()))
 
 
 def _paths(doc: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
