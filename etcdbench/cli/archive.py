@@ -27,7 +27,8 @@ from etcdbench.report.compare import (
 )
 from etcdbench.report.export import FORMATS, LATENCY_METRICS, PERFDASH_PREFIX, export, perfdash_artifacts
 from etcdbench.report.gate import evaluate, gate_dict, gate_markdown, parse_rule, report
-from etcdbench.results.io import check_writable, load, malformed, write_atomic
+from etcdbench.results.io import check_writable, load_results, malformed, write_atomic
+from etcdbench.results.model import ResultsFile
 
 FAIL_IF_HELP = (
     "regression rule METRIC OP VALUE, e.g. 'watch.p99 > +10%%', 'watch_events_per_s < -5%%', 'missed > 0'; "
@@ -93,7 +94,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
 
 
 def _sources(paths: list[Path]) -> list[Source]:
-    return [Source(name, path, load(path)) for name, path in zip(source_names(paths), paths, strict=True)]
+    return [
+        Source(name, path, load_results(path)) for name, path in zip(source_names(paths), paths, strict=True)
+    ]
 
 
 def _cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -148,7 +151,7 @@ def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
         return _export_artifacts(args, out)
     if args.out is not None:
         check_writable(args.out, "--out")
-    results = load(args.file)
+    results = load_results(args.file)
     with malformed(args.file):
         text = export(results, args.format, metric=args.metric, label=args.run)
     if args.out is None:
@@ -166,7 +169,7 @@ def _export_artifacts(args: argparse.Namespace, out: Console) -> int:
         raise UsageError("--artifacts: writes one file per metric; drop --out")
     if args.artifacts.exists() and not args.artifacts.is_dir():
         raise UsageError(f"--artifacts: {args.artifacts} is not a directory")
-    results = load(args.file)
+    results = load_results(args.file)
     with malformed(args.file):
         files = perfdash_artifacts(results, args.perfdash_prefix, args.run, args.metric)
     if not files:
@@ -184,7 +187,7 @@ def _cmd_merge(args: argparse.Namespace, out: Console, err: Console) -> int:
     check_writable(args.output)
     with malformed(*args.files):  # refused before anything is written
         results = merge_files(args.files)
-        shown = summary(results)
+        shown = summary(ResultsFile.from_dict(results))  # bridge: typed report
     write_atomic(args.output, results)
     out.print(shown)
     out.print(

@@ -31,6 +31,7 @@ from etcdbench.etcd.local import resolve_etcd
 from etcdbench.interrupt import Interrupted
 from etcdbench.report.console import summary
 from etcdbench.results.io import check_writable, default_path, write_atomic
+from etcdbench.results.model import ResultsFile
 
 if TYPE_CHECKING:
     from etcdbench.bench.target import Target
@@ -94,7 +95,7 @@ class Saver:
             return
         self(results)
         if interrupted:
-            out.print(summary(results))
+            out.print(summary(ResultsFile.from_dict(results)))  # bridge: typed report
             out.print(f"results: {self.path}", markup=False, highlight=False, soft_wrap=True)
             err.print(
                 f"interrupted: partial results written to {self.path} (complete: false)",

@@ -44,6 +44,7 @@ from etcdbench.errors import EXIT_FAIL, EXIT_PASS, UsageError
 from etcdbench.report.console import summary
 from etcdbench.report.matrix import capacity_lines, capacity_table, conclusions, matrix_table
 from etcdbench.results.io import load
+from etcdbench.results.model import ResultsFile
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
@@ -203,9 +204,10 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         out.print_json(json.dumps(results))
     else:
-        out.print(summary(results))
-        out.print(matrix_table(results["runs"], title=scenario.name))
-        for line in conclusions(results["runs"]):
+        typed = ResultsFile.from_dict(results)  # bridge: typed report
+        out.print(summary(typed))
+        out.print(matrix_table(typed.runs, title=scenario.name))
+        for line in conclusions(typed.runs):
             out.print(line, markup=False, highlight=False)
         out.print(f"results: {saver.path}", markup=False)
     return verdict_code(results["runs"])
@@ -268,8 +270,10 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         out.print_json(json.dumps(results))
     else:
-        out.print(capacity_table(capacity, results["runs"]))
-        for line in capacity_lines(capacity):
+        typed = ResultsFile.from_dict(results)  # bridge: typed report
+        assert typed.capacity is not None
+        out.print(capacity_table(typed.capacity, typed.runs))
+        for line in capacity_lines(typed.capacity):
             out.print(Text(line))
         out.print(f"results: {saver.path}", markup=False)
     return EXIT_PASS if capacity["knee"] is not None else EXIT_FAIL

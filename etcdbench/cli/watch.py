@@ -15,7 +15,8 @@ from etcdbench.cli.flags import Handler, add_target_flags, add_workload_flags, n
 from etcdbench.config.run import RunConfig, parse_shard
 from etcdbench.errors import EXIT_PASS, EXIT_RUNTIME
 from etcdbench.report.console import summary
-from etcdbench.results.io import load, malformed
+from etcdbench.results.io import load_results, malformed
+from etcdbench.results.model import ResultsFile
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
@@ -63,7 +64,7 @@ def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         out.print_json(json.dumps(results))
     else:
-        out.print(summary(results))
+        out.print(summary(ResultsFile.from_dict(results)))  # bridge: typed report
         out.print(f"results: {saver.path}")
     if "incomplete" in run:
         err.print(
@@ -78,7 +79,7 @@ def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
 def _cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:
     from etcdbench.report.matrix import comparison
 
-    results = load(args.file)
+    results = load_results(args.file)
     with malformed(args.file):  # render first: nothing is printed for a document that cannot be
         parts = [summary(results), *comparison(results)]
     for part in parts:

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -295,16 +295,32 @@ def disagreements(view: dict[str, Any] | None, run: dict[str, Any]) -> list[str]
     return lines
 
 
-def etcd_line(run: dict[str, Any]) -> str | None:
+class SavedView(Protocol):
+    """etcd's view as a results file keeps it (results.model.EtcdView, a stage above this one)."""
+
+    @property
+    def scraped(self) -> int: ...
+    @property
+    def restarted(self) -> int: ...
+    @property
+    def errors(self) -> list[str]: ...
+    @property
+    def increase(self) -> dict[str, int]: ...
+    @property
+    def max(self) -> dict[str, int]: ...
+    @property
+    def last(self) -> dict[str, int]: ...
+
+
+def etcd_line(view: SavedView | None, backend: str) -> str | None:
     """'applied 5,000 puts · sent 5,000 watch events · slow watchers max 0 · pending events max 0 ·
-    db 25.1 MB'; None for a run without etcd's view."""
-    view = run.get("etcd")
-    if not view:
+    db 25.1 MB' for a run on `backend`; None for a run without etcd's view."""
+    if view is None:
         return None
-    if not view.get("scraped"):
-        return "metrics not scraped: " + (view["errors"][0] if view.get("errors") else "no member answered")
-    inc, top = view["increase"], view["max"]
-    v3 = run.get("backend") == "v3"
+    if not view.scraped:
+        return "metrics not scraped: " + (view.errors[0] if view.errors else "no member answered")
+    inc, top = view.increase, view.max
+    v3 = backend == "v3"
     parts = [f"applied {inc.get('mvcc_puts' if v3 else 'v2_puts', 0):,} puts"]
     if v3:
         parts.append(f"sent {inc.get('watch_events_sent', 0):,} watch events")
@@ -312,8 +328,8 @@ def etcd_line(run: dict[str, Any]) -> str | None:
         parts.append(f"pending events max {top.get('pending_events', 0):,}")
     else:
         parts.append(f"{inc.get('v2_watch_requests', 0):,} v2 watch requests")
-    if v3 and "db_bytes" in view.get("last", {}):
-        parts.append(f"db {view['last']['db_bytes'] / 1e6:.1f} MB")
-    if view.get("restarted"):
-        parts.append(f"{view['restarted']} member(s) restarted: counts partial")
+    if v3 and "db_bytes" in view.last:
+        parts.append(f"db {view.last['db_bytes'] / 1e6:.1f} MB")
+    if view.restarted:
+        parts.append(f"{view.restarted} member(s) restarted: counts partial")
     return " · ".join(parts)

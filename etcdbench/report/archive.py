@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from etcdbench.errors import UsageError
-from etcdbench.results.io import load, malformed, server_versions
+from etcdbench.report.console import server_versions
+from etcdbench.results.io import load_results
+from etcdbench.results.model import ResultsFile
 
 
 @dataclass(frozen=True)
@@ -42,26 +43,26 @@ class Listing:
     skipped: tuple[Skipped, ...]
 
 
-def _created(results: dict[str, Any]) -> datetime | None:
+def _created(results: ResultsFile) -> datetime | None:
     try:
-        when = datetime.fromisoformat(str(results.get("created")))
+        when = datetime.fromisoformat(results.created)
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _entry(path: Path, results: dict[str, Any]) -> Entry:
-    runs = results["runs"]
-    passed = sum(1 for r in runs if r["verdict"]["pass"])
+def _entry(path: Path, results: ResultsFile) -> Entry:
+    runs = results.runs
+    passed = sum(1 for r in runs if r.verdict.pass_)
     return Entry(
         path=path,
         created=_created(results),
         etcd_version=", ".join(server_versions(results)) or "?",
-        labels=tuple(str(r["label"]) for r in runs),
-        scenarios=tuple(dict.fromkeys(str(r["scenario"]) for r in runs if r.get("scenario"))),
+        labels=tuple(r.label for r in runs),
+        scenarios=tuple(dict.fromkeys(r.scenario for r in runs if r.scenario)),
         passed=passed,
         failed=len(runs) - passed,
-        complete=results["complete"],
+        complete=results.complete,
     )
 
 
@@ -77,9 +78,7 @@ def scan(directory: Path) -> Listing:
         raise UsageError(f"ls: {directory}: cannot read: {exc.strerror or type(exc).__name__}") from None
     for path in paths:
         try:
-            results = load(path)
-            with malformed(path):
-                entries.append(_entry(path, results))
+            entries.append(_entry(path, load_results(path)))
         except UsageError as exc:  # unreadable, binary, not results, malformed: listed as skipped
             reason = str(exc).removeprefix(f"{path}: ")
             skipped.append(Skipped(path, reason))

@@ -10,10 +10,11 @@ percentile moved by more than run-to-run noise is decided by `latency_noise` (do
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from rich.text import Text
 from etcdbench.errors import UsageError
 from etcdbench.metrics.latency import LatencyRecorder, fmt_us
 from etcdbench.report.console import fmt_cores
+from etcdbench.results.model import EtcdInfo, ResultsFile, Run, Summary
+from etcdbench.results.record import ABSENT, Record, key_of
 
 MATCH_KEYS = ("backend", "encoding", "kind", "v2_watch", "target_rate")
 # Also part of what was measured, in files that have them; a file without them ran the default.
@@ -80,7 +83,7 @@ class Source:
 
     name: str
     path: Path
-    results: dict[str, Any]
+    results: ResultsFile
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class Match:
     """The same measurement in several files: runs[i] is from sources[i], None where absent."""
 
     label: str
-    runs: tuple[dict[str, Any] | None, ...]
+    runs: tuple[Run | None, ...]
 
 
 @dataclass(frozen=True)
@@ -130,32 +133,47 @@ def source_names(paths: list[Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
-def value_at(run: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    """The number at a dotted path in a run, or None (missing, null or not a number)."""
-    node: Any = run
+def json_value(node: object, path: tuple[str, ...]) -> tuple[bool, Any]:
+    """(whether it is there, the value) at a path of JSON keys in typed results, as the file has it:
+    rules and figures name a run's numbers by their keys in the file (`latency_us.watch.p99`)."""
     for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
+        if isinstance(node, Record):
+            f = next((f for f in dataclasses.fields(node) if key_of(f) == key), None)
+            if f is None:
+                return False, None
+            node = getattr(node, f.name)
+            if node is ABSENT or (node is None and f.metadata.get("optional")):  # no key in the file
+                return False, None
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            return False, None
+    return True, node
+
+
+def value_at(run: Run, path: tuple[str, ...]) -> float | None:
+    """The number at a dotted path in a run, or None (missing, null or not a number)."""
+    _, node = json_value(run, path)
     if isinstance(node, bool) or not isinstance(node, int | float):
         return None
     return float(node)
 
 
-def match_key(run: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        *(run.get(k) for k in MATCH_KEYS),
-        *(run.get(k, default) for k, default in MATCH_DEFAULTS.items()),
-    )
+def match_key(run: Run) -> tuple[Any, ...]:
+    """MATCH_KEYS, then MATCH_DEFAULTS' keys (the upgrader gives old files their defaults)."""
+    return (run.backend, run.encoding, run.kind, run.v2_watch, run.target_rate, run.workload, run.watchers)
 
 
-def etcd_version(run: dict[str, Any], results: dict[str, Any]) -> str | None:
+def _env_version(results: ResultsFile) -> str | None:
+    etcd = results.environment.etcd
+    return etcd.server_version if etcd is not None and isinstance(etcd.server_version, str) else None
+
+
+def etcd_version(run: Run, results: ResultsFile) -> str | None:
     """The etcd server version that served `run`: its own record, else the file's environment."""
-    etcd = run.get("etcd_server")
-    if isinstance(etcd, dict) and isinstance(etcd.get("server_version"), str):
-        return str(etcd["server_version"])
-    version = _env(results, ("etcd", "server_version"))
-    return version if isinstance(version, str) else None
+    if run.etcd_server is not None and run.etcd_server.server_version is not None:
+        return run.etcd_server.server_version
+    return _env_version(results)
 
 
 def split_by_etcd(sources: list[Source]) -> list[Source]:
@@ -163,19 +181,20 @@ def split_by_etcd(sources: list[Source]) -> list[Source]:
     the versions first appear: `<name>@etcd-<version>`."""
     out: list[Source] = []
     for s in sources:
-        runs = list(s.results.get("runs", []))
+        runs = s.results.runs
         versions = list(dict.fromkeys(etcd_version(r, s.results) for r in runs))
         if len(versions) < 2:
             out.append(s)
             continue
+        env = s.results.environment
         for version in versions:
-            env = dict(s.results.get("environment") or {})
-            env["etcd"] = {**(env.get("etcd") or {}), "server_version": version}
-            part = {
-                **s.results,
-                "environment": env,
-                "runs": [r for r in runs if etcd_version(r, s.results) == version],
-            }
+            # Without an etcd block, one that only says the version (neither embedded nor an endpoint).
+            etcd = EtcdInfo(embedded=False, endpoints=[]) if env.etcd is None else env.etcd
+            part = replace(
+                s.results,
+                environment=replace(env, etcd=replace(etcd, server_version=version)),
+                runs=[r for r in runs if etcd_version(r, s.results) == version],
+            )
             out.append(Source(f"{s.name}@etcd-{version}", s.path, part))
     return out
 
@@ -190,24 +209,24 @@ def compare(sources: list[Source]) -> Comparison:
             "or one whose runs ran on several etcd versions"
         )
     base, others = sources[0], sources[1:]
-    unused = [list(s.results["runs"]) for s in others]
+    unused = [list(s.results.runs) for s in others]
     matches: list[Match] = []
     unmatched: list[str] = []
-    for run in base.results["runs"]:
+    for run in base.results.runs:
         key = match_key(run)
-        partners: list[dict[str, Any] | None] = []
+        partners: list[Run | None] = []
         for pool in unused:
             partner = next((r for r in pool if match_key(r) == key), None)
             if partner is not None:
                 pool.remove(partner)
             partners.append(partner)
         if any(p is not None for p in partners):
-            matches.append(Match(run["label"], (run, *partners)))
+            matches.append(Match(run.label, (run, *partners)))
         else:
-            unmatched.append(f"{base.name}: {run['label']} (no matching run in the other files)")
+            unmatched.append(f"{base.name}: {run.label} (no matching run in the other files)")
     for source, pool in zip(others, unused, strict=True):
         for run in pool:
-            unmatched.append(f"{source.name}: {run['label']} (no matching run in {base.name})")
+            unmatched.append(f"{source.name}: {run.label} (no matching run in {base.name})")
 
     warnings = [*_environment_warnings(sources)]
     for m in matches:
@@ -219,7 +238,7 @@ def _environment_warnings(sources: list[Source]) -> list[str]:
     base = sources[0]
     out = []
     for s in sources:
-        if not s.results.get("complete", True):
+        if not s.results.complete:
             out.append(f"{s.name} is incomplete: its run was interrupted or is still going")
     for s in sources[1:]:
         for name, path in ENVIRONMENT_KEYS:
@@ -231,11 +250,8 @@ def _environment_warnings(sources: list[Source]) -> list[str]:
     return out
 
 
-def _env(results: dict[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = results.get("environment", {})
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
+def _env(results: ResultsFile, path: tuple[str, ...]) -> Any:
+    return json_value(results.environment, path)[1]
 
 
 _ETCD_CELL = re.compile(
@@ -246,12 +262,12 @@ _ETCD_CELL = re.compile(
 def _config_warnings(match: Match, sources: list[Source]) -> list[str]:
     base_run = match.runs[0]
     assert base_run is not None
-    base_config = base_run.get("config", {})
+    base_config = base_run.config
     out = []
     for source, run in zip(sources[1:], match.runs[1:], strict=True):
         if run is None:
             continue
-        config = run.get("config", {})
+        config = run.config
         for key in sorted((set(base_config) | set(config)) - _MATCHED_CONFIG):
             a, b = base_config.get(key), config.get(key)
             if key == "scenario" and isinstance(a, str) and isinstance(b, str):
@@ -264,13 +280,13 @@ def _config_warnings(match: Match, sources: list[Source]) -> list[str]:
     return out
 
 
-def percentile_interval(summary: dict[str, Any], percentile: float) -> tuple[int, int] | None:
+def percentile_interval(summary: Summary, percentile: float) -> tuple[int, int] | None:
     """The 95% rank interval of a percentile, read back from the run's HDR histogram.
 
     For p at count n, the order statistics at n*p -+ 1.96*sqrt(n*p*(1-p)) (clamped to 1..n), as values.
     None when the run has no histogram.
     """
-    blob = summary.get("hdr")
+    blob = summary.hdr
     if not blob:
         return None
     hist = LatencyRecorder.decode(blob).hist
@@ -287,7 +303,7 @@ def percentile_interval(summary: dict[str, Any], percentile: float) -> tuple[int
     )
 
 
-def latency_noise(base_run: dict[str, Any], new_run: dict[str, Any], latency: str, key: str) -> Noise | None:
+def latency_noise(base_run: Run, new_run: Run, latency: str, key: str) -> Noise | None:
     """Is the difference in latency_us[latency][key] within run-to-run noise? None: cannot tell.
 
     Within noise when the values differ by less than the HDR precision (0.1%), or when their 95%
@@ -295,9 +311,11 @@ def latency_noise(base_run: dict[str, Any], new_run: dict[str, Any], latency: st
     """
     if key not in PERCENTILE_KEYS:
         return None
-    a_sum = base_run.get("latency_us", {}).get(latency, {})
-    b_sum = new_run.get("latency_us", {}).get(latency, {})
-    a, b = a_sum.get(key), b_sum.get(key)
+    a_sum = json_value(base_run, ("latency_us", latency))[1]
+    b_sum = json_value(new_run, ("latency_us", latency))[1]
+    if not isinstance(a_sum, Summary) or not isinstance(b_sum, Summary):
+        return None
+    a, b = json_value(a_sum, (key,))[1], json_value(b_sum, (key,))[1]
     if a is None or b is None:
         return None
     if a > 0 and abs(b - a) / a < HDR_PRECISION:
@@ -312,7 +330,7 @@ def latency_noise(base_run: dict[str, Any], new_run: dict[str, Any], latency: st
     return Noise(False, f"{shown} do not overlap")
 
 
-def change(figure: Figure, base_run: dict[str, Any], new_run: dict[str, Any]) -> Change:
+def change(figure: Figure, base_run: Run, new_run: Run) -> Change:
     base, new = value_at(base_run, figure.path), value_at(new_run, figure.path)
     if base is None or new is None:
         return Change(base, new, None, "n/a", None)
@@ -410,12 +428,12 @@ def match_versions(comparison: Comparison, match: Match) -> list[str | None]:
     ]
 
 
-def _verdict(run: dict[str, Any]) -> Text:
-    ok = bool(run["verdict"]["pass"])
+def _verdict(run: Run) -> Text:
+    ok = run.verdict.pass_
     return Text("PASS" if ok else "FAIL", style="green" if ok else "red")
 
 
-def pairs(comparison: Comparison) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], str]]:
+def pairs(comparison: Comparison) -> Iterator[tuple[str, Run, Run, str]]:
     """(label, baseline run, other run, other file's name) for every matched run in every other file."""
     for m in comparison.matches:
         base_run = m.runs[0]
@@ -439,7 +457,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
-def headline(figure: Figure, base_run: dict[str, Any], run: dict[str, Any], base_name: str, name: str) -> str:
+def headline(figure: Figure, base_run: Run, run: Run, base_name: str, name: str) -> str:
     c = change(figure, base_run, run)
     what = f"{name}'s {figure.name}"
     if c.base is None or c.new is None:
@@ -493,8 +511,8 @@ def _noise_dict(noise: Noise | None) -> dict[str, Any] | None:
     return None if noise is None else {"within": noise.within, "reason": noise.reason}
 
 
-def _verdict_word(run: dict[str, Any] | None) -> str | None:
-    return None if run is None else ("PASS" if run["verdict"]["pass"] else "FAIL")
+def _verdict_word(run: Run | None) -> str | None:
+    return None if run is None else ("PASS" if run.verdict.pass_ else "FAIL")
 
 
 def match_dict(match: Match, versions: list[str | None] | None = None) -> dict[str, Any]:
@@ -535,8 +553,7 @@ def comparison_dict(comparison: Comparison) -> dict[str, Any]:
         "format": JSON_FORMAT,
         "version": JSON_VERSION,
         "files": [
-            {"name": s.name, "path": str(s.path), "complete": bool(s.results.get("complete", True))}
-            for s in comparison.sources
+            {"name": s.name, "path": str(s.path), "complete": s.results.complete} for s in comparison.sources
         ],
         "baseline": comparison.baseline.name,
         "matched_by": [*MATCH_KEYS, *MATCH_DEFAULTS],

@@ -26,6 +26,7 @@ from typing import Any
 from etcdbench.errors import UsageError
 from etcdbench.metrics.cpu import BACKGROUND, OWN_GROUPS
 from etcdbench.metrics.latency import LatencyRecorder
+from etcdbench.results.model import Point, ResultsFile, Run, Summary
 
 FORMATS = ("hgrm", "perfdash", "csv")
 LATENCY_METRICS = ("watch", "put", "schedule_slip")
@@ -49,14 +50,14 @@ CSV_COLUMNS = (
 )
 
 
-def select_runs(results: dict[str, Any], label: str | None) -> list[dict[str, Any]]:
+def select_runs(results: ResultsFile, label: str | None) -> list[Run]:
     """All runs, or the one whose label is `label` (UsageError naming --run when none is)."""
-    runs: list[dict[str, Any]] = results["runs"]
+    runs = results.runs
     if label is None:
         return runs
-    chosen = [r for r in runs if r["label"] == label]
+    chosen = [r for r in runs if r.label == label]
     if not chosen:
-        known = ", ".join(repr(r["label"]) for r in runs) or "none"
+        known = ", ".join(repr(r.label) for r in runs) or "none"
         raise UsageError(f"--run: no run labelled {label!r} (runs: {known})")
     return chosen
 
@@ -68,11 +69,11 @@ class SpectrumPoint:
     total_count: int
 
 
-def spectrum(summary: dict[str, Any]) -> list[SpectrumPoint]:
+def spectrum(summary: Summary) -> list[SpectrumPoint]:
     """The percentile spectrum of a latency summary's histogram, HdrHistogram's iteration steps."""
-    if not summary.get("hdr"):
+    if not summary.hdr:
         return []
-    hist = LatencyRecorder.decode(summary["hdr"]).hist
+    hist = LatencyRecorder.decode(summary.hdr).hist
     return [
         SpectrumPoint(
             float(it.percentile_level_iterated_to),
@@ -83,16 +84,22 @@ def spectrum(summary: dict[str, Any]) -> list[SpectrumPoint]:
     ]
 
 
-def hgrm(results: dict[str, Any], metric: str = "watch", label: str | None = None) -> str:
+def latency(run: Run, metric: str) -> Summary:
+    """The run's latency summary named `metric` (one of LATENCY_METRICS, its key in the file)."""
+    lat = run.latency_us
+    return {"watch": lat.watch, "put": lat.put, "schedule_slip": lat.schedule_slip}[metric]
+
+
+def hgrm(results: ResultsFile, metric: str = "watch", label: str | None = None) -> str:
     runs = select_runs(results, label)
     if len(runs) != 1:
-        known = ", ".join(repr(r["label"]) for r in runs) or "none"
+        known = ", ".join(repr(r.label) for r in runs) or "none"
         raise UsageError(f"--run: an .hgrm holds one histogram; choose one run with --run (runs: {known})")
     run = runs[0]
-    summary = run["latency_us"][metric]
-    if not summary.get("hdr") or not summary.get("count"):
-        raise UsageError(f"{run['label']}: no {metric} latency recorded, nothing to export")
-    hist = LatencyRecorder.decode(summary["hdr"]).hist
+    summary = latency(run, metric)
+    if not summary.hdr or not summary.count:
+        raise UsageError(f"{run.label}: no {metric} latency recorded, nothing to export")
+    hist = LatencyRecorder.decode(summary.hdr).hist
     ms = 1000.0
     lines = [f"{'Value':>12} {'Percentile':>14} {'TotalCount':>10} {'1/(1-Percentile)':>14}", ""]
     for point in spectrum(summary):
@@ -112,8 +119,8 @@ def hgrm(results: dict[str, Any], metric: str = "watch", label: str | None = Non
     )
     lines.append(f"#[Buckets = {hist.bucket_count:12d}, SubBuckets     = {hist.sub_bucket_count:12d}]")
     lines.append(
-        f"#[Value units = ms; {METRIC_MEANING[metric]}; run {run['label']}; "
-        f"out of range (> 1 h, not in the histogram) = {summary.get('out_of_range', 0)}]"
+        f"#[Value units = ms; {METRIC_MEANING[metric]}; run {run.label}; "
+        f"out of range (> 1 h, not in the histogram) = {summary.out_of_range}]"
     )
     return "\n".join(lines) + "\n"
 
@@ -130,7 +137,7 @@ _PREFIX_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def perfdash_items(
-    results: dict[str, Any], label: str | None = None, metric: str | None = None
+    results: ResultsFile, label: str | None = None, metric: str | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
     """(metric, PerfData item) per run and latency metric (all three, or only `metric`).
 
@@ -140,20 +147,20 @@ def perfdash_items(
     items = []
     for run in select_runs(results, label):
         for metric_name in LATENCY_METRICS if metric is None else (metric,):
-            s = run["latency_us"][metric_name]
-            if any(s.get(p) is None for p in ("p50", "p90", "p99")):
+            s = latency(run, metric_name)
+            if s.p50 is None or s.p90 is None or s.p99 is None:
                 continue  # nothing recorded: perfdash data values must be numbers
             item = {
-                "data": {"Perc50": s["p50"] / 1000, "Perc90": s["p90"] / 1000, "Perc99": s["p99"] / 1000},
+                "data": {"Perc50": s.p50 / 1000, "Perc90": s.p90 / 1000, "Perc99": s.p99 / 1000},
                 "unit": "ms",
                 "labels": {
                     "Operation": PERFDASH_OPS[metric_name].upper(),
-                    "Backend": run["backend"],
-                    "Encoding": run["encoding"],
-                    "Kind": run["kind"],
-                    "Rate": f"{run['target_rate']:g}",
-                    "V2Watch": run.get("v2_watch") or "",
-                    "Run": run["label"],
+                    "Backend": run.backend,
+                    "Encoding": run.encoding,
+                    "Kind": run.kind,
+                    "Rate": f"{run.target_rate:g}",
+                    "V2Watch": run.v2_watch or "",
+                    "Run": run.label,
                 },
             }
             items.append((metric_name, item))
@@ -164,13 +171,13 @@ def _perf_data(items: list[dict[str, Any]]) -> str:
     return json.dumps({"version": "v1", "dataItems": items}, indent=2) + "\n"
 
 
-def perfdash(results: dict[str, Any], label: str | None = None, metric: str | None = None) -> str:
+def perfdash(results: ResultsFile, label: str | None = None, metric: str | None = None) -> str:
     """One PerfData document with every item (stdout or --out)."""
     return _perf_data([item for _, item in perfdash_items(results, label, metric)])
 
 
 def perfdash_artifacts(
-    results: dict[str, Any],
+    results: ResultsFile,
     prefix: str = PERFDASH_PREFIX,
     label: str | None = None,
     metric: str | None = None,
@@ -181,7 +188,7 @@ def perfdash_artifacts(
     if not _PREFIX_OK.match(prefix):
         raise UsageError(f"--perfdash-prefix: {prefix!r} is not a file name prefix (letters, digits, _ . -)")
     try:
-        created = datetime.fromisoformat(str(results.get("created")))
+        created = datetime.fromisoformat(results.created)
     except ValueError:
         raise UsageError("the results file has no valid `created` time to name perfdash files by") from None
     if created.tzinfo is None:
@@ -231,32 +238,47 @@ def rss_per_second(points: list[list[float]], interval_s: float, seconds: int) -
     return out
 
 
-def timeseries_rows(run: dict[str, Any]) -> list[list[Any]]:
-    ts = run.get("timeseries", {})
-    writes: list[int] = ts.get("writes_acked", [])
-    events: list[int] = ts.get("events_received", [])
+def group_series(group: dict[str, float | list[Point]], name: str) -> list[Point]:
+    """One process group's points from a `cpu_cores` or `rss_bytes` block (none: [])."""
+    found = group.get(name)
+    return found if isinstance(found, list) else []
+
+
+def _interval(group: dict[str, float | list[Point]], default: float) -> float:
+    found = group.get("interval_s", default)
+    return float(found) if isinstance(found, int | float) else default
+
+
+def timeseries_rows(run: Run) -> list[list[Any]]:
+    ts = run.timeseries
+    writes = ts.writes_acked
+    events = ts.events_received
     seconds = max(len(writes), len(events))
-    cpu = ts.get("cpu_cores", {})
-    interval = float(cpu.get("interval_s", 0.5))
+    cpu = ts.cpu_cores
+    interval = _interval(cpu, 0.5)
     columns = {
-        name: cpu_per_second(cpu[name], interval, seconds) if cpu.get(name) else [None] * seconds
+        name: cpu_per_second(points, interval, seconds)
+        if (points := group_series(cpu, name))
+        else [None] * seconds
         for name in CPU_SERIES
     }
-    rss = ts.get("rss_bytes", {})
-    rss_step = float(rss.get("interval_s", 1.0))
+    rss = ts.rss_bytes or {}
+    rss_step = _interval(rss, 1.0)
     columns.update(
         {
-            f"rss_{name}": rss_per_second(rss[name], rss_step, seconds) if rss.get(name) else [None] * seconds
+            f"rss_{name}": rss_per_second(points, rss_step, seconds)
+            if (points := group_series(rss, name))
+            else [None] * seconds
             for name in RSS_SERIES
         }
     )
-    window_start = run["warmup_s"]
-    window_end = run["warmup_s"] + run["duration_s"]
+    window_start = run.warmup_s
+    window_end = run.warmup_s + run.duration_s
     rows = []
     for s in range(seconds):
         rows.append(
             [
-                run["label"],
+                run.label,
                 s,
                 int(window_start <= s and s + 1 <= window_end),
                 writes[s] if s < len(writes) else 0,  # the per-second lists end at their last event
@@ -268,7 +290,7 @@ def timeseries_rows(run: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def timeseries_csv(results: dict[str, Any], label: str | None = None) -> str:
+def timeseries_csv(results: ResultsFile, label: str | None = None) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -278,7 +300,7 @@ def timeseries_csv(results: dict[str, Any], label: str | None = None) -> str:
     return buf.getvalue()
 
 
-def export(results: dict[str, Any], fmt: str, *, metric: str | None = None, label: str | None = None) -> str:
+def export(results: ResultsFile, fmt: str, *, metric: str | None = None, label: str | None = None) -> str:
     """`metric`: the histogram for hgrm (default watch); perfdash keeps only it when given."""
     if fmt == "hgrm":
         return hgrm(results, metric or "watch", label)

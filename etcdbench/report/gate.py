@@ -23,7 +23,17 @@ from rich.text import Text
 
 from etcdbench.config.run import parse_duration_us
 from etcdbench.errors import UsageError
-from etcdbench.report.compare import MATCHED_BY, Comparison, Noise, fmt_value, latency_noise, pairs, value_at
+from etcdbench.report.compare import (
+    MATCHED_BY,
+    Comparison,
+    Noise,
+    fmt_value,
+    json_value,
+    latency_noise,
+    pairs,
+    value_at,
+)
+from etcdbench.results.model import Run
 
 OPERATORS = (">=", "<=", ">", "<")
 LATENCIES = ("watch", "put", "schedule_slip")
@@ -174,8 +184,8 @@ def _pct(x: float) -> str:
 def check_rule(
     rule: Rule,
     label: str,
-    base_run: dict[str, Any],
-    new_run: dict[str, Any],
+    base_run: Run,
+    new_run: Run,
     base_name: str,
     new_name: str,
 ) -> Check:
@@ -203,13 +213,11 @@ def check_rule(
     return result(_holds(new, rule.op, rule.absolute), f"limit {fmt_value(rule.absolute, rule.unit)}")
 
 
-def _present(run: dict[str, Any], path: tuple[str, ...]) -> bool:
+def _present(run: Run, path: tuple[str, ...]) -> bool:
     """The run has this field, as a number or as null (a figure nothing was recorded for)."""
-    node: Any = run
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return False
-        node = node[key]
+    found, node = json_value(run, path)
+    if not found:
+        return False
     return node is None or (isinstance(node, int | float) and not isinstance(node, bool))
 
 
@@ -218,7 +226,7 @@ def evaluate(rules: list[Rule], comparison: Comparison) -> list[Check]:
 
     A rule whose metric no run of any file has is a UsageError (a typo, most likely), not a broken rule.
     """
-    runs = [r for s in comparison.sources for r in s.results["runs"]]
+    runs = [r for s in comparison.sources for r in s.results.runs]
     for rule in rules:
         if runs and not any(_present(r, rule.path) for r in runs):
             raise UsageError(

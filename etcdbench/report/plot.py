@@ -20,7 +20,9 @@ from etcdbench.metrics.cpu import BACKGROUND, OWN_GROUPS
 from etcdbench.metrics.latency import fmt_us
 from etcdbench.report.compare import Source
 from etcdbench.report.console import fmt_cores
-from etcdbench.report.export import CPU_SERIES, spectrum
+from etcdbench.report.export import CPU_SERIES, group_series, latency, spectrum
+from etcdbench.results.model import Run, Timeseries
+from etcdbench.results.record import ABSENT
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -65,7 +67,7 @@ class PlotRun:
     """A run and the name it has in legends: its label, prefixed by its file's name when there are several."""
 
     name: str
-    run: dict[str, Any]
+    run: Run
     color: str
 
 
@@ -80,8 +82,8 @@ def plot_runs(sources: list[Source]) -> list[PlotRun]:
     several = len(sources) > 1
     out: list[PlotRun] = []
     for source in sources:
-        for run in source.results["runs"]:
-            name = f"{source.name}: {run['label']}" if several else str(run["label"])
+        for run in source.results.runs:
+            name = f"{source.name}: {run.label}" if several else run.label
             out.append(PlotRun(name, run, f"C{len(out) % 10}"))
     return out
 
@@ -108,7 +110,7 @@ def _legend(ax: Axes) -> None:
 
 def latency_png(runs: list[PlotRun]) -> bytes | None:
     """Watch and put latency against 1/(1-p) on a log axis: the HdrHistogram percentile spectrum."""
-    panels = [m for m in LATENCY_TITLES if any(r.run["latency_us"][m].get("hdr") for r in runs)]
+    panels = [m for m in LATENCY_TITLES if any(latency(r.run, m).hdr for r in runs)]
     if not panels:
         return None
     fig = _figure(4.0 * len(panels))
@@ -116,7 +118,7 @@ def latency_png(runs: list[PlotRun]) -> bytes | None:
     for ax, metric in zip(axes, panels, strict=True):
         values: list[float] = []
         for r in runs:
-            points = [p for p in spectrum(r.run["latency_us"][metric]) if p.percentile < 100]
+            points = [p for p in spectrum(latency(r.run, metric)) if p.percentile < 100]
             if not points:
                 continue
             xs = [1 / (1 - p.percentile / 100) for p in points]
@@ -140,7 +142,7 @@ def latency_png(runs: list[PlotRun]) -> bytes | None:
 
 
 def _window(runs: list[PlotRun]) -> tuple[float, float] | None:
-    windows = {(float(r.run["warmup_s"]), float(r.run["warmup_s"] + r.run["duration_s"])) for r in runs}
+    windows = {(float(r.run.warmup_s), float(r.run.warmup_s + r.run.duration_s)) for r in runs}
     return windows.pop() if len(windows) == 1 else None
 
 
@@ -148,11 +150,11 @@ def _mark_faults(ax: Axes, runs: list[PlotRun]) -> int:
     """Shade each injected fault (from its start to its end) in its run's colour; returns how many."""
     marked = 0
     for r in runs:
-        for fault in r.run.get("faults") or []:
-            label = fault["fault"] if marked == 0 else None
-            ax.axvspan(fault["started_s"], max(fault["ended_s"], fault["started_s"] + 0.05), color=r.color,
+        for fault in r.run.faults or []:
+            label = fault.fault if marked == 0 else None
+            ax.axvspan(fault.started_s, max(fault.ended_s, fault.started_s + 0.05), color=r.color,
                        alpha=0.2, hatch="//", label=f"fault {label}" if label else None)  # fmt: skip
-            ax.annotate(fault["fault"], (fault["started_s"], 1.0), xycoords=("data", "axes fraction"),
+            ax.annotate(fault.fault, (fault.started_s, 1.0), xycoords=("data", "axes fraction"),
                         fontsize=7, va="top", color=r.color)  # fmt: skip
             marked += 1
     return marked
@@ -165,23 +167,23 @@ def _steps(counts: list[int]) -> tuple[list[float], list[float]]:
 
 
 def rates_png(runs: list[PlotRun]) -> bytes | None:
-    series = [
-        ("writes_acked", "writes acknowledged per second"),
-        ("events_received", "events received per second"),
+    series: list[tuple[Callable[[Timeseries], list[int]], str]] = [
+        (lambda ts: ts.writes_acked, "writes acknowledged per second"),
+        (lambda ts: ts.events_received, "events received per second"),
     ]
-    if not any(r.run.get("timeseries", {}).get(key) for r in runs for key, _ in series):
+    if not any(key(r.run.timeseries) for r in runs for key, _ in series):
         return None
     fig = _figure(7.0)
     axes = fig.subplots(2, 1, sharex=True)
     window = _window(runs)
     for ax, (key, title) in zip(axes, series, strict=True):
         for r in runs:
-            counts = r.run.get("timeseries", {}).get(key) or []
+            counts = key(r.run.timeseries)
             if not counts:
                 continue
             xs, ys = _steps(counts)
             ax.plot(xs, ys, color=r.color, label=r.name, drawstyle="steps-post")
-            ax.axhline(r.run["target_rate"], color=r.color, linestyle=":", linewidth=1)
+            ax.axhline(r.run.target_rate, color=r.color, linestyle=":", linewidth=1)
         if window is not None:
             ax.axvspan(*window, color="0.5", alpha=0.1, label="measured window")
         _mark_faults(ax, runs)
@@ -197,7 +199,7 @@ def rates_png(runs: list[PlotRun]) -> bytes | None:
 def _series_png(
     runs: list[PlotRun],
     titles: dict[str, str],
-    points: Callable[[dict[str, Any], str], list[list[float]]],
+    points: Callable[[Run, str], list[list[float]]],
     scale: float = 1.0,
 ) -> bytes | None:
     """One panel per series name that some run has, over time; each point is the value of the step
@@ -225,24 +227,22 @@ def _series_png(
     return _png(fig)
 
 
-def cpu_points(run: dict[str, Any], name: str) -> list[list[float]]:
-    found: list[list[float]] = run.get("timeseries", {}).get("cpu_cores", {}).get(name) or []
-    return found
+def cpu_points(run: Run, name: str) -> list[list[float]]:
+    return group_series(run.timeseries.cpu_cores, name)
 
 
 def cpu_png(runs: list[PlotRun]) -> bytes | None:
     return _series_png(runs, {name: CPU_TITLES[name] for name in CPU_SERIES}, cpu_points)
 
 
-def rss_points(run: dict[str, Any], name: str) -> list[list[float]]:
+def rss_points(run: Run, name: str) -> list[list[float]]:
     """A run's RSS series `[[seconds since t0, bytes], ...]` of one group; "etcdbench" is every
     etcdbench group of the run (parent, watcher, writers, and the background if it had one) added
     where all have a point at the same time."""
-    rss = run.get("timeseries", {}).get("rss_bytes", {})
+    rss = run.timeseries.rss_bytes or {}
     if name != "etcdbench":
-        found: list[list[float]] = rss.get(name) or []
-        return found
-    groups = [{t: v for t, v in rss.get(g) or []} for g in OWN_GROUPS if g != BACKGROUND or g in rss]
+        return group_series(rss, name)
+    groups = [{t: v for t, v in group_series(rss, g)} for g in OWN_GROUPS if g != BACKGROUND or g in rss]
     return [[t, sum(g[t] for g in groups)] for t in sorted(groups[0]) if all(t in g for g in groups)]
 
 
@@ -251,12 +251,12 @@ def memory_png(runs: list[PlotRun]) -> bytes | None:
     return _series_png(runs, RSS_TITLES, rss_points, scale=1e6)
 
 
-def etcd_points(run: dict[str, Any], name: str) -> list[list[float]]:
+def etcd_points(run: Run, name: str) -> list[list[float]]:
     """etcd's series of one panel: a counter's increase per step divided by the step, a gauge as is."""
-    series = run.get("timeseries", {}).get("etcd", {})
+    series = run.timeseries.etcd or {}
     if name == "puts_applied":
-        name = "mvcc_puts" if run.get("backend") == "v3" else "v2_puts"
-    points: list[list[float]] = series.get(name) or []
+        name = "mvcc_puts" if run.backend == "v3" else "v2_puts"
+    points = series.get(name) or []
     if name in ("slow_watchers", "pending_events"):
         return points
     rates = []
@@ -316,41 +316,44 @@ def html_report(sources: list[Source], pngs: dict[str, bytes]) -> str:
     )  # fmt: skip
     for source in sources:
         r = source.results
-        env = r.get("environment", {})
-        etcd = env.get("etcd", {})
-        where = "embedded" if etcd.get("embedded") else ", ".join(etcd.get("endpoints", []))
+        env = r.environment
+        etcd = env.etcd
+        where = (
+            "embedded" if etcd is not None and etcd.embedded else ", ".join(etcd.endpoints if etcd else [])
+        )
+        version = etcd.server_version if etcd is not None and etcd.server_version is not ABSENT else None
         out.append(f"<h2>{e(source.name)}</h2>")
         out.append(
-            f'<p class="env">{e(str(source.path))} · created {_cell(r.get("created"))} · '
-            f"etcdbench {_cell(env.get('etcdbench_version'))} · "
-            f"etcd {_cell(etcd.get('server_version'))} ({e(where)}) · "
-            f"{_cell(env.get('cpu_count'))} CPUs · host {_cell(env.get('host'))}"
-            + ("" if r.get("complete", True) else " · <b>incomplete</b>")
+            f'<p class="env">{e(str(source.path))} · created {_cell(r.created)} · '
+            f"etcdbench {_cell(env.etcdbench_version)} · "
+            f"etcd {_cell(version)} ({e(where)}) · "
+            f"{_cell(env.cpu_count)} CPUs · host {_cell(env.host)}"
+            + ("" if r.complete else " · <b>incomplete</b>")
             + "</p>"
         )
         out.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>")
-        for run in r["runs"]:
-            lat, cpu, c, v = run["latency_us"], run["cpu"], run["counters"], run["verdict"]
+        for run in r.runs:
+            lat, cpu, c, v = run.latency_us, run.cpu, run.counters, run.verdict
             host = cpu.get("host")
-            verdict = "PASS" if v["pass"] else "FAIL: " + "; ".join(v["reasons"])
-            if v.get("client_bound"):
+            verdict = "PASS" if v.pass_ else "FAIL: " + "; ".join(v.reasons)
+            if v.client_bound:
                 verdict += " (client-bound)"
             cells = [
-                _cell(run["label"]),
-                _rate(run["target_rate"]),
-                _rate(run["write_rate_achieved"]),
-                _rate(run["watch_events_per_s"]),
-                f"{c['missed']:,}",
-                str(c["relists"]),
-                e(fmt_us(lat["watch"]["p50"])),
-                e(fmt_us(lat["watch"]["p99"])),
-                e(fmt_us(lat["watch"]["p999"])),
-                e(fmt_us(lat["put"]["p99"])),
+                _cell(run.label),
+                _rate(run.target_rate),
+                _rate(run.write_rate_achieved),
+                _rate(run.watch_events_per_s),
+                f"{c.missed:,}",
+                str(c.relists),
+                e(fmt_us(lat.watch.p50)),
+                e(fmt_us(lat.watch.p99)),
+                e(fmt_us(lat.watch.p999)),
+                e(fmt_us(lat.put.p99)),
                 fmt_cores(cpu.get("watcher")),
                 fmt_cores(cpu.get("writers")),
                 fmt_cores(cpu.get("etcd")),
                 "-" if host is None else f"{host:.0%}",
-                f'<span class="{"pass" if v["pass"] else "fail"}">{e(verdict)}</span>',
+                f'<span class="{"pass" if v.pass_ else "fail"}">{e(verdict)}</span>',
             ]
             out.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
         out.append("</table>")

@@ -25,6 +25,7 @@ from etcdbench.encoding.codec import JSON_DECODER
 from etcdbench.errors import EtcdbenchError, UsageError
 from etcdbench.results.model import FORMAT_NAME as FORMAT_NAME  # re-exported: readers import them from io
 from etcdbench.results.model import SCHEMA_VERSION as SCHEMA_VERSION
+from etcdbench.results.model import ResultsFile
 from etcdbench.results.record import Malformed
 
 
@@ -101,20 +102,6 @@ def environment(**etcd: Any) -> dict[str, Any]:
         "json_decoder": JSON_DECODER,  # what decoded the watcher's JSON values (orjson, or the stdlib's)
         **etcd,
     }
-
-
-def server_versions(results: dict[str, Any]) -> list[str]:
-    """Every etcd server version a results file's runs ran on, in run order ("3.4.23", "3.5.1"): each
-    run's own `etcd_server.server_version` (a scenario's `etcd` axis runs several), else the environment's."""
-    env = (results.get("environment") or {}).get("etcd") or {}
-    versions = []
-    for run in results.get("runs", []):
-        etcd = run.get("etcd_server") if isinstance(run, dict) else None
-        version = etcd.get("server_version") if isinstance(etcd, dict) else None
-        versions.append(version or env.get("server_version"))
-    if not versions:
-        versions.append(env.get("server_version"))
-    return [str(v) for v in dict.fromkeys(versions) if v]
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@,\s]*@")
@@ -211,6 +198,14 @@ def load(path: Path) -> dict[str, Any]:
             doc["schema_version"] = version
         check_shape(doc)
     return doc
+
+
+def load_results(path: Path) -> ResultsFile:
+    """A results file as types (`load`, then `ResultsFile.from_dict`): the same one-line UsageError
+    naming the file for anything `load` refuses, and for a key or a value the types do not accept."""
+    doc = load(path)
+    with malformed(path):
+        return ResultsFile.from_dict(doc)
 
 
 # What every reader relies on, checked at load so that a hand-edited or truncated document is refused

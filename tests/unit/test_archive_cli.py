@@ -149,3 +149,26 @@ def test_newer_or_unknown_versions_and_gaps_are_refused(
     monkeypatch.setattr(results_io, "SCHEMA_VERSION", 3)  # no upgrader from 2 to 3: cannot read version 1
     with pytest.raises(UsageError, match=r"schema_version 1 is not supported \(this etcdbench reads 3\)"):
         load(SAMPLE_V1)
+
+
+# --- load_results: what every reading command sees --------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("results-v*.json")), ids=lambda p: p.name)
+def test_load_results_types_exactly_what_load_upgrades(path: Path) -> None:
+    assert results_io.load_results(path).to_dict() == load(path)
+
+
+def test_a_key_the_types_do_not_know_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    doc = load(RESULTS / "v3-json-500.json")
+    doc["runs"][0]["counters"]["surprise"] = 1
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(doc))
+    expected = f"{odd}: malformed results document: runs[0].counters.surprise: not a key this etcdbench knows"
+    with pytest.raises(UsageError) as refused:
+        results_io.load_results(odd)
+    assert str(refused.value) == expected
+    code, out, err = run_cli("show", str(odd))
+    assert (code, out, err.strip()) == (2, "", f"error: {expected}")
+    (skipped,) = scan(tmp_path).skipped
+    assert skipped.reason == expected.removeprefix(f"{odd}: ")

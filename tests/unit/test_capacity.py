@@ -8,6 +8,7 @@ import pytest
 
 from etcdbench.bench.capacity import Capacity, limiter, search
 from etcdbench.report.matrix import headline
+from etcdbench.results.model import Capacity as CapacityRecord  # the search's result as the file keeps it
 
 
 class FakeEtcd:
@@ -114,7 +115,9 @@ def test_nothing_passes_down_to_the_floor() -> None:
     result = search(etcd.measure, start=8, resolution=0.05, budget_s=1e9, min_rate=1, clock=etcd.clock)
     assert etcd.rates == [8, 4, 2, 1]
     assert result.knee is None and result.stopped_by == "floor"
-    assert headline(result.to_dict()).startswith("no passing rate found (lowest rate tried: 1)")
+    assert headline(CapacityRecord.from_dict(result.to_dict())).startswith(
+        "no passing rate found (lowest rate tried: 1)"
+    )
 
 
 def test_budget_is_respected_and_the_result_says_so() -> None:
@@ -134,7 +137,7 @@ def test_budget_too_short_for_any_failure_reports_a_lower_bound() -> None:
     assert etcd.rates == [500, 1000, 2000, 2000]  # the third step leaves room for the repeat only
     assert result.elapsed_s <= 45
     assert result.knee == 2000 and result.lowest_fail is None
-    assert headline(result.to_dict()) == (
+    assert headline(CapacityRecord.from_dict(result.to_dict())) == (
         "knee: at least 2,000 writes/s — no rate tried failed before the budget ran out"
     )
 
@@ -170,7 +173,7 @@ def test_limit_set_by_our_writers_is_reported_as_such() -> None:
         limited["text"]
         == "etcdbench's writers (schedule slip p99 350.00 ms, 1.10 cores for 2 writers), not etcd"
     )
-    line = headline(result.to_dict())
+    line = headline(CapacityRecord.from_dict(result.to_dict()))
     assert line.startswith("knee: 1,2") and line.endswith("— limited by " + limited["text"])
 
 
@@ -223,7 +226,7 @@ def test_summary_for_the_results_file() -> None:
     for p in d["curve"]:
         assert p["pass"] == (p["rate"] <= 1234)
         assert etcd.rates[p["run"]] == p["rate"]
-    line = headline(d)
+    line = headline(CapacityRecord.from_dict(d))
     width = (result.lowest_fail - result.knee) / result.knee  # type: ignore[operator]
     assert line == (
         f"knee: {result.knee:,.0f} writes/s (within {width:.1%}: passed at {result.knee:,.0f}, "

@@ -25,10 +25,16 @@ from etcdbench.report.compare import (
     summary_lines,
 )
 from etcdbench.results.io import load
+from etcdbench.results.model import ResultsFile, Run, Summary
 
 
 def results(name: str) -> dict[str, Any]:
+    """A committed results file as a document, to edit before it is typed (`sources`, `first_run`)."""
     return load(RESULTS / name)
+
+
+def first_run(doc: dict[str, Any]) -> Run:
+    return Run.from_dict(doc["runs"][0])
 
 
 def slower() -> dict[str, Any]:
@@ -41,7 +47,7 @@ def slower() -> dict[str, Any]:
 
 
 def sources(*docs: tuple[str, dict[str, Any]]) -> list[Source]:
-    return [Source(name, Path(f"{name}.json"), doc) for name, doc in docs]
+    return [Source(name, Path(f"{name}.json"), ResultsFile.from_dict(doc)) for name, doc in docs]
 
 
 def figure(name: str) -> Any:
@@ -72,7 +78,7 @@ def test_no_match_at_all_lists_both_sides() -> None:
 
 
 def test_ratios_and_directions_against_the_baseline() -> None:
-    base, new = results("v3-protobuf-500.json")["runs"][0], slower()["runs"][0]
+    base, new = first_run(results("v3-protobuf-500.json")), first_run(slower())
     p99 = change(figure("watch p99"), base, new)
     assert (p99.base, p99.new) == (2909, 3457)
     assert p99.ratio == pytest.approx(3457 / 2909)
@@ -88,10 +94,10 @@ def test_ratios_and_directions_against_the_baseline() -> None:
 
 
 def test_higher_is_better_for_rates() -> None:
-    base = results("v3-protobuf-500.json")["runs"][0]
+    base = results("v3-protobuf-500.json")
     new = copy.deepcopy(base)
-    new["watch_events_per_s"] = 400.0
-    c = change(figure("watch events/s"), base, new)
+    new["runs"][0]["watch_events_per_s"] = 400.0
+    c = change(figure("watch events/s"), first_run(base), first_run(new))
     assert c.ratio == pytest.approx(0.8) and c.direction == "worse"
 
 
@@ -119,9 +125,10 @@ def test_within_noise_is_said_in_the_summary() -> None:
     assert line.endswith("was 1.07x higher than A's (3.10 ms vs 2.91 ms), within run-to-run noise")
 
 
-def ranks_to_values(summary: dict[str, Any]) -> list[int]:
+def ranks_to_values(summary: Summary) -> list[int]:
     """Every recorded value, in order, expanded from the histogram: rank r is out[r - 1]."""
-    hist = LatencyRecorder.decode(summary["hdr"]).hist
+    assert summary.hdr is not None
+    hist = LatencyRecorder.decode(summary.hdr).hist
     out: list[int] = []
     for item in hist.get_recorded_iterator():
         out += [int(hist.get_highest_equivalent_value(item.value_iterated_to))] * int(
@@ -132,27 +139,31 @@ def ranks_to_values(summary: dict[str, Any]) -> list[int]:
 
 @pytest.mark.parametrize(("key", "p"), [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)])
 def test_percentile_interval_is_the_order_statistics_at_the_rank_bounds(key: str, p: float) -> None:
-    summary = results("v3-protobuf-500.json")["runs"][0]["latency_us"]["watch"]
+    summary = first_run(results("v3-protobuf-500.json")).latency_us.watch
     values = ranks_to_values(summary)
     n = len(values)
-    assert n == summary["count"] == 5000
+    assert n == summary.count == 5000
     half = 1.96 * math.sqrt(n * p * (1 - p))
     lo, hi = max(1, math.floor(n * p - half)), min(n, math.ceil(n * p + half))
     interval = percentile_interval(summary, p * 100)
     assert interval == (values[lo - 1], values[hi - 1])
-    assert interval[0] <= summary[key] <= interval[1]
+    assert interval[0] <= getattr(summary, key) <= interval[1]
 
 
 def test_sample_intervals_exactly() -> None:
-    watch = results("v3-protobuf-500.json")["runs"][0]["latency_us"]["watch"]
+    watch = first_run(results("v3-protobuf-500.json")).latency_us.watch
     assert percentile_interval(watch, 50.0) == (1075, 1090)
     assert percentile_interval(watch, 99.0) == (2535, 3159)
     assert percentile_interval(watch, 99.9) == (5047, 7967)  # at n = 5000 it reaches the maximum
-    assert percentile_interval({"hdr": "", "count": 0}, 99.0) is None
+    nothing = Summary(
+        p50=None, p90=None, p99=None, p999=None, max=None, mean=None, count=0, out_of_range=0, hdr=""
+    )
+    assert percentile_interval(nothing, 99.0) is None
 
 
 def test_noise_rule() -> None:
-    base, new = results("v3-protobuf-500.json")["runs"][0], slower()["runs"][0]
+    base_doc, new_doc = results("v3-protobuf-500.json"), slower()
+    base, new = first_run(base_doc), first_run(new_doc)
     p99 = latency_noise(base, new, "watch", "p99")
     assert p99 is not None and not p99.within
     assert p99.reason == "95% intervals [2.54 ms, 3.16 ms] and [3.27 ms, 3.73 ms] do not overlap"
@@ -161,9 +172,8 @@ def test_noise_rule() -> None:
     same = latency_noise(base, base, "watch", "p99")
     assert same is not None and same.within and "HDR precision" in same.reason
     assert latency_noise(base, new, "watch", "max") is None  # no interval for a maximum
-    no_hdr = copy.deepcopy(new)
-    no_hdr["latency_us"]["watch"]["hdr"] = ""
-    assert latency_noise(base, no_hdr, "watch", "p99") is None
+    new_doc["runs"][0]["latency_us"]["watch"]["hdr"] = ""
+    assert latency_noise(base, first_run(new_doc), "watch", "p99") is None
 
 
 def test_environment_and_parameter_differences_are_warned_with_what_differs() -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from cli_console import as_text, run_cli, snapshot
 from paths import DATA, RESULTS, ROOT
-from test_matrix_report import V2_V3, make_run
+from test_matrix_report import V2_V3, make_run, results_of
 
 from etcdbench.report.matrix import capacity_lines, capacity_table, comparison, matrix_table
+from etcdbench.results.model import Capacity
 
 WIDTH = 100  # what `show` and `compare` are read at here
 WIDE = 200  # the report tests' width: a table as wide as its content
@@ -57,35 +58,49 @@ def test_capacity_view() -> None:
         make_run("v3", "protobuf", r, received=r if r <= 1800 else 0.6 * r)
         for r in (500, 1000, 2000, 1800, 1800)
     ]
-    capacity = {
-        "knee": 1800,
-        "confirmed": True,
-        "interval": [1800, 2000],
-        "relative_width": 0.1111,
-        "limited_by": {"by": "etcd", "text": "etcd", "rate": 2000},
-        "notes": ["the budget ran out before the interval reached the resolution"],
-        "curve": [
-            {
-                "rate": r["target_rate"],
-                "phase": ph,
-                "run": i,
-                "events_per_s": r["watch_events_per_s"],
-                "p50_us": 600,
-                "p99_us": 2000,
-                "missed": 0,
-                "pass": r["verdict"]["pass"],
-                "client_bound": False,
-            }
-            for i, (r, ph) in enumerate(zip(runs, ["rise", "rise", "rise", "bisect", "repeat"], strict=True))
-        ],
-    }
+    capacity = Capacity.from_dict(
+        {
+            "knee": 1800,
+            "confirmed": True,
+            "interval": [1800, 2000],
+            "relative_width": 0.1111,
+            "limited_by": {
+                "by": "etcd",
+                "text": "etcd",
+                "rate": 2000,
+                "reasons": [],
+                "client_bound_reasons": [],
+            },
+            "resolution": 0.05,
+            "budget_s": 600,
+            "elapsed_s": 300,
+            "stopped_by": "budget",
+            "notes": ["the budget ran out before the interval reached the resolution"],
+            "curve": [
+                {
+                    "rate": r.target_rate,
+                    "phase": ph,
+                    "run": i,
+                    "events_per_s": r.watch_events_per_s,
+                    "p50_us": 600,
+                    "p99_us": 2000,
+                    "missed": 0,
+                    "pass": r.verdict.pass_,
+                    "client_bound": False,
+                }
+                for i, (r, ph) in enumerate(
+                    zip(runs, ["rise", "rise", "rise", "bisect", "repeat"], strict=True)
+                )
+            ],
+        }
+    )
     lines = capacity_lines(capacity)
     snapshot("capacity.txt", as_text(capacity_table(capacity, runs), *lines, width=WIDE))
     assert (
         lines[0] == "knee: 1,800 writes/s (within 11.1%: passed at 1,800, failed at 2,000) — limited by etcd"
     )
     assert lines[1].startswith("note: the budget ran out")
-    assert len(comparison({"runs": runs, "capacity": capacity})) == 3
+    assert len(comparison(results_of(runs, capacity=capacity))) == 3
 
 
 def test_compare_prints_a_table_per_match_the_noise_and_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,8 +18,9 @@ from etcdbench.etcd.local import (
     version_matches,
 )
 from etcdbench.report.compare import Source, compare, comparison_dict, comparison_markdown, render
-from etcdbench.report.console import summary
-from etcdbench.results.io import load, server_versions
+from etcdbench.report.console import server_versions, summary
+from etcdbench.results.io import load, load_results
+from etcdbench.results.model import ResultsFile
 
 
 @pytest.mark.parametrize(
@@ -41,6 +42,10 @@ def two_versions() -> dict[str, Any]:
     return load(RESULTS / "scenarios" / "etcd-versions.json")
 
 
+def typed_two_versions() -> ResultsFile:
+    return load_results(RESULTS / "scenarios" / "etcd-versions.json")
+
+
 def test_the_committed_run_has_each_cell_on_both_versions() -> None:
     results = two_versions()
     cells = {(r["config"]["etcd"], r["backend"], r["encoding"]) for r in results["runs"]}
@@ -50,17 +55,15 @@ def test_the_committed_run_has_each_cell_on_both_versions() -> None:
 
 
 def test_one_file_of_two_versions_is_two_sources_whose_cells_pair() -> None:
-    comparison = compare([Source("ev", Path("ev.json"), two_versions())])
+    comparison = compare([Source("ev", Path("ev.json"), typed_two_versions())])
     assert [s.name for s in comparison.sources] == ["ev@etcd-3.4.23", "ev@etcd-3.5.1"]
     assert len(comparison.matches) == 2 and not comparison.unmatched and not comparison.warnings
     for match in comparison.matches:
         base, other = match.runs
         assert base is not None and other is not None
-        assert (base["etcd_server"]["server_version"], other["etcd_server"]["server_version"]) == (
-            "3.4.23",
-            "3.5.1",
-        )
-        assert base["backend"] == other["backend"] and base["encoding"] == other["encoding"]
+        assert base.etcd_server is not None and other.etcd_server is not None
+        assert (base.etcd_server.server_version, other.etcd_server.server_version) == ("3.4.23", "3.5.1")
+        assert base.backend == other.backend and base.encoding == other.encoding
     table = "\n".join(comparison_markdown(comparison))
     assert "| etcd |  | 3.4.23 | 3.5.1 |  |" in table
 
@@ -72,7 +75,12 @@ def test_two_files_of_different_versions_pair_and_show_each_version() -> None:
     new["runs"] = [r for r in new["runs"] if r["config"]["etcd"] == "3.5"]
     old["environment"]["etcd"]["server_version"] = "3.4.23"
     new["environment"]["etcd"]["server_version"] = "3.5.1"
-    comparison = compare([Source("old", Path("old.json"), old), Source("new", Path("new.json"), new)])
+    comparison = compare(
+        [
+            Source("old", Path("old.json"), ResultsFile.from_dict(old)),
+            Source("new", Path("new.json"), ResultsFile.from_dict(new)),
+        ]
+    )
     assert len(comparison.matches) == 2 and not comparison.unmatched
     assert comparison_dict(comparison)["matches"][0]["etcd_versions"] == ["3.4.23", "3.5.1"]
     assert any("etcd server_version is 3.4.23 in old but 3.5.1 in new" in w for w in comparison.warnings)
@@ -83,13 +91,13 @@ def test_two_files_of_different_versions_pair_and_show_each_version() -> None:
 
 def test_one_file_of_one_version_alone_is_refused() -> None:
     with pytest.raises(UsageError, match=r"^compare: needs at least two results files"):
-        compare([Source("v3", Path("v3.json"), load(RESULTS / "v3-json-500.json"))])
+        compare([Source("v3", Path("v3.json"), load_results(RESULTS / "v3-json-500.json"))])
 
 
 def test_the_readme_quotes_what_compare_prints_for_the_committed_run() -> None:
     console = Console(file=io.StringIO(), width=104, color_system=None)
     path = Path("results/scenarios/etcd-versions.json")
-    comparison = compare([Source("etcd-versions", path, two_versions())])
+    comparison = compare([Source("etcd-versions", path, typed_two_versions())])
     console.print(render(comparison), soft_wrap=True)
     printed = console.file.getvalue()  # type: ignore[attr-defined]
     readme = (RESULTS.parent / "README.md").read_text()
@@ -98,13 +106,14 @@ def test_the_readme_quotes_what_compare_prints_for_the_committed_run() -> None:
 
 
 def test_show_and_ls_name_every_version_a_file_ran_on() -> None:
-    results = two_versions()
+    results = typed_two_versions()
     assert server_versions(results) == ["3.4.23", "3.5.1"]
     console = Console(file=io.StringIO(), width=120, color_system=None)
     console.print(summary(results))
     assert "etcd 3.4.23, 3.5.1 (embedded)" in console.file.getvalue()  # type: ignore[attr-defined]
-    older = load(RESULTS / "v3-json-500.json")  # a run without its own etcd record: the environment's
-    assert server_versions(older) == [older["environment"]["etcd"]["server_version"]]
+    older = load_results(RESULTS / "v3-json-500.json")  # a run without its own etcd record: the environment's
+    assert older.environment.etcd is not None
+    assert server_versions(older) == [older.environment.etcd.server_version]
 
 
 def test_the_committed_run_names_no_machine_path() -> None:

@@ -24,13 +24,19 @@ from etcdbench.report.export import (
     timeseries_csv,
 )
 from etcdbench.results.io import load
+from etcdbench.results.model import ResultsFile
 
 # The README's one-run sample files (10 s windows); the CI example's baseline has two runs of 60 s.
 ALL = sorted(p for p in RESULTS.glob("*.json") if not p.name.startswith("ci-baseline"))
 
 
 def results(name: str) -> dict[str, Any]:
+    """A committed results file as a document, to edit before `typed` reads it as the exporters take it."""
     return load(RESULTS / name)
+
+
+def typed(doc: dict[str, Any]) -> ResultsFile:
+    return ResultsFile.from_dict(doc)
 
 
 def hgrm_rows(text: str) -> list[tuple[float, float, int]]:
@@ -47,7 +53,7 @@ def hgrm_rows(text: str) -> list[tuple[float, float, int]]:
 
 
 def test_hgrm_layout_and_footer() -> None:
-    text = hgrm(results("v3-protobuf-500.json"))
+    text = hgrm(typed(results("v3-protobuf-500.json")))
     lines = text.splitlines()
     assert lines[0].split() == ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
     assert lines[1] == ""
@@ -71,7 +77,7 @@ def test_hgrm_rows_are_the_histograms_cumulative_counts(path: Path, metric: str)
     for item in hist.get_recorded_iterator():
         total += int(item.count_added_in_this_iter_step)
         cumulative[int(hist.get_highest_equivalent_value(item.value_iterated_to))] = total
-    rows = hgrm_rows(hgrm(doc, metric))
+    rows = hgrm_rows(hgrm(typed(doc), metric))
     for value_ms, _, count in rows:
         assert cumulative[round(value_ms * 1000)] == count  # ms with 3 decimals: microseconds, exactly
     assert [r[2] for r in rows] == sorted(r[2] for r in rows)
@@ -79,27 +85,27 @@ def test_hgrm_rows_are_the_histograms_cumulative_counts(path: Path, metric: str)
 
 
 def test_hgrm_choices() -> None:
-    text = export(results("v3-protobuf-500.json"), "hgrm", metric="put")
+    text = export(typed(results("v3-protobuf-500.json")), "hgrm", metric="put")
     assert "#[Max     =        8.463, Total count    =         5000]" in text
     assert "put latency, intended send -> acknowledged" in text
     two = results("v3-protobuf-500.json")
     two["runs"].append(copy.deepcopy(results("v3-json-500.json")["runs"][0]))
     with pytest.raises(UsageError, match=r"^--run: an \.hgrm holds one histogram; choose one run with --run"):
-        hgrm(two)
-    assert "run v3+json pod @500/s" in hgrm(two, label="v3+json pod @500/s")
+        hgrm(typed(two))
+    assert "run v3+json pod @500/s" in hgrm(typed(two), label="v3+json pod @500/s")
     with pytest.raises(UsageError, match=r"^--run: no run labelled 'nope' \(runs: 'v3\+protobuf pod @500/s'"):
-        hgrm(two, label="nope")
+        hgrm(typed(two), label="nope")
     empty = results("v3-protobuf-500.json")
     empty["runs"][0]["latency_us"]["watch"].update(hdr="", count=0)
     with pytest.raises(UsageError, match="no watch latency recorded"):
-        hgrm(empty)
+        hgrm(typed(empty))
 
 
 # --- perfdash ---------------------------------------------------------------------------------------
 
 
 def test_perfdash_is_clusterloader2_shaped() -> None:
-    doc = json.loads(perfdash(results("v2-json-poll-1000.json")))
+    doc = json.loads(perfdash(typed(results("v2-json-poll-1000.json"))))
     assert doc["version"] == "v1"
     assert [i["labels"]["Operation"] for i in doc["dataItems"]] == ["WATCH", "PUT", "SCHEDULE-SLIP"]
     watch = doc["dataItems"][0]
@@ -123,11 +129,11 @@ def test_perfdash_is_clusterloader2_shaped() -> None:
 
 def test_perfdash_metric_filter_and_empty_metrics() -> None:
     doc = results("v3-protobuf-500.json")
-    only_put = json.loads(export(doc, "perfdash", metric="put"))
+    only_put = json.loads(export(typed(doc), "perfdash", metric="put"))
     assert [i["labels"]["Operation"] for i in only_put["dataItems"]] == ["PUT"]
     assert only_put["dataItems"][0]["labels"]["V2Watch"] == ""
     doc["runs"][0]["latency_us"]["schedule_slip"].update(p50=None, p90=None, p99=None)
-    assert len(json.loads(perfdash(doc))["dataItems"]) == 2  # perfdash values must be numbers
+    assert len(json.loads(perfdash(typed(doc)))["dataItems"]) == 2  # perfdash values must be numbers
 
 
 def perfdash_reads(
@@ -175,7 +181,7 @@ def perfdash_reads(
 
 def test_perfdash_artifacts_are_named_as_etcds_benchmark_names_them() -> None:
     doc = results("v2-json-poll-1000.json")
-    files = perfdash_artifacts(doc)
+    files = perfdash_artifacts(typed(doc))
     stamp = "20261129T231103Z"
     assert doc["created"] == "2026-11-29T23:11:03+00:00"
     assert sorted(files) == [
@@ -184,12 +190,12 @@ def test_perfdash_artifacts_are_named_as_etcds_benchmark_names_them() -> None:
         f"EtcdAPI_benchmark_watch_{stamp}.json",
     ]
     watch = json.loads(files[f"EtcdAPI_benchmark_watch_{stamp}.json"])
-    assert watch == {"version": "v1", "dataItems": [json.loads(perfdash(doc))["dataItems"][0]]}
-    assert perfdash_artifacts(doc, "etcdbench_k8s16", metric="watch") == {
+    assert watch == {"version": "v1", "dataItems": [json.loads(perfdash(typed(doc)))["dataItems"][0]]}
+    assert perfdash_artifacts(typed(doc), "etcdbench_k8s16", metric="watch") == {
         f"etcdbench_k8s16_watch_{stamp}.json": files[f"EtcdAPI_benchmark_watch_{stamp}.json"]
     }
     with pytest.raises(UsageError, match="--perfdash-prefix"):
-        perfdash_artifacts(doc, "../x")
+        perfdash_artifacts(typed(doc), "../x")
 
 
 def test_perfdash_finds_and_parses_the_artifacts(tmp_path: Path) -> None:
@@ -264,7 +270,7 @@ def test_perfdash_artifacts_bad_usage(tmp_path: Path, extra: list[str], message:
 def test_csv_counts_add_up_to_the_counters(path: Path) -> None:
     doc = load(path)
     run = doc["runs"][0]
-    rows = list(csv.DictReader(io.StringIO(timeseries_csv(doc))))
+    rows = list(csv.DictReader(io.StringIO(timeseries_csv(typed(doc)))))
     assert {r["run"] for r in rows} == {run["label"]}
     assert [int(r["second"]) for r in rows] == list(range(len(rows)))
     assert sum(int(r["writes_acked"]) for r in rows) == run["counters"]["written"]
@@ -274,7 +280,7 @@ def test_csv_counts_add_up_to_the_counters(path: Path) -> None:
 
 
 def test_csv_exact_rows() -> None:
-    text = timeseries_csv(results("v3-protobuf-500.json"))
+    text = timeseries_csv(typed(results("v3-protobuf-500.json")))
     lines = text.splitlines()
     assert lines[0] == (
         "run,second,measured,writes_acked,events_received,cpu_watcher,cpu_writers,cpu_etcd,cpu_host,"
@@ -297,7 +303,7 @@ def test_cpu_resampling_is_a_time_weighted_mean() -> None:
 def test_csv_without_etcd_cpu_leaves_the_column_empty() -> None:
     doc = results("v3-protobuf-500.json")
     del doc["runs"][0]["timeseries"]["cpu_cores"]["etcd"]
-    row = next(csv.DictReader(io.StringIO(timeseries_csv(doc))))
+    row = next(csv.DictReader(io.StringIO(timeseries_csv(typed(doc)))))
     assert row["cpu_etcd"] == "" and row["cpu_watcher"] == "0.119"
 
 
@@ -308,9 +314,9 @@ def test_export_to_stdout_is_exactly_the_text() -> None:
     path = RESULTS / "v2-json-poll-2000.json"
     code, out, err = run_cli("export", str(path), "--format", "csv")
     assert (code, err) == (0, "")
-    assert out == timeseries_csv(load(path))
+    assert out == timeseries_csv(typed(load(path)))
     code, out, _ = run_cli("export", str(path), "--format", "hgrm", "--metric", "put")
-    assert out == hgrm(load(path), "put")
+    assert out == hgrm(typed(load(path)), "put")
 
 
 def test_export_to_a_file(tmp_path: Path) -> None:
@@ -320,7 +326,7 @@ def test_export_to_a_file(tmp_path: Path) -> None:
     )
     assert code == 0
     assert out.strip() == f"wrote {target}"
-    assert target.read_text() == hgrm(results("v3-json-500.json"))
+    assert target.read_text() == hgrm(typed(results("v3-json-500.json")))
 
 
 @pytest.mark.parametrize(

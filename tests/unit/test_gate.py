@@ -232,3 +232,40 @@ def test_relative_change_is_exact_in_decimal() -> None:
     check = check_rule(parse_rule("watch.mean > +10%"), "r", base, new, "a", "b")
     assert not check.broken
     assert math.isclose(check.new or 0, 1267.2)
+
+
+def _in_document(doc: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
+    for key in path:
+        if not isinstance(doc, dict) or key not in doc:
+            return False, None
+        doc = doc[key]
+    return True, doc
+
+
+def _as_json(value: Any) -> Any:
+    """A value of the typed run as the file writes it (records inside lists and objects too)."""
+    return json.loads(json.dumps(value, default=lambda record: record.to_dict()))
+
+
+def _paths(doc: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = [prefix]
+    for key, value in doc.items():
+        out += _paths(value, (*prefix, key)) if isinstance(value, dict) else [(*prefix, key)]
+    return out
+
+
+@pytest.mark.parametrize(
+    "name", ["v3-protobuf-500.json", "v2-json-poll-1000.json", "ci-baseline-k8s-1.6.json"]
+)
+def test_rules_read_the_typed_run_at_the_keys_the_file_has(name: str) -> None:
+    """A rule's dotted path finds in the typed run exactly what it names in the file, absent keys too."""
+    from etcdbench.report.compare import json_value
+    from etcdbench.report.gate import ALIASES
+    from etcdbench.results.model import Run
+
+    for doc in results(name)["runs"]:
+        run = Run.from_dict(doc)
+        missing = [("latency_us", "watch", "p95"), ("etcd", "max", "slow_watchers"), ("memory",), ("nope",)]
+        for path in [*_paths(doc), *ALIASES.values(), *missing]:
+            found, value = json_value(run, path)
+            assert (found, _as_json(value)) == _in_document(doc, path)

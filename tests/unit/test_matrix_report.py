@@ -1,9 +1,9 @@
-"""The comparison table and conclusions, from fixed run dicts: what they say, and what they must not."""
+"""The comparison table and conclusions, from fixed runs: what they say, and what they must not."""
 
 from __future__ import annotations
 
 import copy
-import json
+from dataclasses import replace
 from typing import Any
 
 from cli_console import as_text, snapshot
@@ -16,8 +16,18 @@ from etcdbench.report.matrix import (
     matrix_table,
     varying,
 )
+from etcdbench.results.io import load, load_results
+from etcdbench.results.model import Capacity, ResultsFile, Run
 
-TEMPLATE = json.loads((DATA / "results-v2.json").read_text())["runs"][0]
+TEMPLATE = load(DATA / "results-v2.json")["runs"][0]  # upgraded to the current version
+FILE = load_results(DATA / "results-v3.json")  # one run, no scenario, no capacity
+
+
+def results_of(
+    runs: list[Run], *, scenario: dict[str, Any] | None = None, capacity: Capacity | None = None
+) -> ResultsFile:
+    """A results file of these runs (the rest from a committed sample)."""
+    return replace(FILE, runs=runs, scenario=scenario, capacity=capacity)
 
 
 def make_run(
@@ -31,8 +41,8 @@ def make_run(
     bound: list[str] | None = None,
     v2_watch: str = "poll",
     **config: Any,
-) -> dict[str, Any]:
-    """A run dict shaped like a real one (from tests/data), with the figures that matter set."""
+) -> Run:
+    """A run shaped like a real one (from tests/data), with the figures that matter set."""
     run = copy.deepcopy(TEMPLATE)
     received = rate if received is None else received
     passed = received >= 0.99 * rate and not missed and p99_us <= 1_000_000
@@ -59,7 +69,7 @@ def make_run(
         "client_bound_reasons": bound or [],
         "warnings": [],
     }
-    return run
+    return Run.from_dict(run)
 
 
 def test_table_fits_an_80_column_terminal() -> None:
@@ -146,8 +156,8 @@ def test_single_run() -> None:
 
 
 def test_comparison_picks_the_view_from_the_file() -> None:
-    matrix = {"runs": V2_V3, "scenario": {"name": "v2-vs-v3"}}
+    matrix = results_of(V2_V3, scenario={"name": "v2-vs-v3"})
     text = as_text(*comparison(matrix)[:1], width=200)
     snapshot("matrix-table.txt", text)  # the table titled by the scenario, as test_console_snapshots has it
-    single = {"runs": V2_V3[:1]}
+    single = results_of(V2_V3[:1])
     assert comparison(single) == []

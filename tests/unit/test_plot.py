@@ -16,6 +16,7 @@ from etcdbench.errors import UsageError
 from etcdbench.report.compare import Source
 from etcdbench.report.plot import MISSING, html_report, require_matplotlib
 from etcdbench.results.io import load
+from etcdbench.results.model import ResultsFile, Run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +63,7 @@ def test_a_series_the_files_lack_is_not_drawn(tmp_path: Path) -> None:
 
 def test_html_summary_table_values() -> None:
     doc = load(RESULTS / "v2-json-poll-1000.json")
-    page = html_report([Source("v2", RESULTS / "v2-json-poll-1000.json", doc)], {})
+    page = html_report([Source("v2", RESULTS / "v2-json-poll-1000.json", ResultsFile.from_dict(doc))], {})
     assert "<td>v2(poll)+json pod @1000/s</td>" in page
     assert "<td>3,013</td>" in page  # missed
     assert "<td>1.07 s</td>" in page  # watch p99
@@ -104,7 +105,7 @@ def test_injected_faults_are_shaded_on_the_time_series() -> None:
         {"fault": "compact@2", "started_s": 2.0, "ended_s": 2.0},
     ]
     ax = Figure().subplots()
-    assert _mark_faults(ax, [PlotRun("r", run, "C0")]) == 2
+    assert _mark_faults(ax, [PlotRun("r", Run.from_dict(run), "C0")]) == 2
     spans = [p.get_x() for p in ax.patches]
     assert spans == [1.0, 2.0]
     assert [t.get_text() for t in ax.texts] == ["pause@1:1.5", "compact@2"]

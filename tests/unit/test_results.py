@@ -16,6 +16,7 @@ from etcdbench.errors import UsageError
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.report.console import summary
 from etcdbench.results.io import SCHEMA_VERSION, check_writable, load, write_atomic
+from etcdbench.results.model import ResultsFile
 from etcdbench.results.verdict import verdict
 
 SAMPLE = DATA / "results-v1.json"
@@ -200,7 +201,7 @@ def test_busy_host_is_a_warning_not_client_bound() -> None:
 
 def _rendered(results: dict[str, Any]) -> str:
     console = Console(width=200, record=True, color_system=None)
-    console.print(summary(results))
+    console.print(summary(ResultsFile.from_dict(results)))
     return console.export_text()
 
 

@@ -73,7 +73,9 @@ class FakeTarget:
             raise KeyboardInterrupt
         if FakeTarget.partial_at == len(FakeTarget.configs):
             stop = Interrupted(signal.SIGTERM)
-            stop.partial = make_run(config.backend, config.encoding, config.rate, received=config.rate)
+            stop.partial = make_run(
+                config.backend, config.encoding, config.rate, received=config.rate
+            ).to_dict()
             stop.partial["incomplete"] = "interrupted by SIGTERM after 0.5 s of 1 s"
             raise stop
         FakeTarget.configs.append(config)
@@ -84,7 +86,7 @@ class FakeTarget:
             config.rate,
             received=config.rate if passed else config.rate / 2,
             v2_watch=config.v2_watch,
-        )
+        ).to_dict()
         run["config"] = config.to_dict()
         if FakeTarget.gone_at == len(FakeTarget.configs) - 1:
             run["incomplete"] = "etcd could not be reached after the run: connection refused"

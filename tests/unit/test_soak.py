@@ -3,10 +3,10 @@ small, memory growth in the console, CSV and plot; from synthetic samples, no et
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from etcdbench.metrics.cpu import (
 from etcdbench.report.console import memory_line, summary
 from etcdbench.report.export import timeseries_csv
 from etcdbench.report.plot import memory_png, plot_runs
-from etcdbench.results.io import load, write_atomic
+from etcdbench.results.io import load, load_results, write_atomic
+from etcdbench.results.model import ResultsFile, Run
 
 MB = 1_000_000
 
@@ -145,17 +146,16 @@ def test_a_30_minute_run_writes_a_small_file(tmp_path: Path) -> None:
 
 
 def test_console_shows_memory_growth_of_long_runs_only() -> None:
-    run = soak_run(30)["runs"][0]
+    doc = soak_run(30)
+    run = Run.from_dict(doc["runs"][0])
     line = (
         "etcdbench RSS 152 MB → 157 MB over 30 min, +0.18 MB/min · etcd RSS 900 MB → 1,100 MB, +6.67 MB/min"
     )
     assert memory_line(run) == line
     console = Console(file=io.StringIO(), width=300, color_system=None)
-    console.print(summary({**soak_run(30), "runs": [run]}))
+    console.print(summary(ResultsFile.from_dict(doc)))
     assert line in console.file.getvalue()  # type: ignore[attr-defined]
-    short = copy.deepcopy(run)
-    short["duration_s"] = 59.0
-    assert memory_line(short) is None
+    assert memory_line(replace(run, duration_s=59.0)) is None
 
 
 def test_csv_has_the_rss_of_every_second() -> None:
@@ -166,14 +166,14 @@ def test_csv_has_the_rss_of_every_second() -> None:
         [0.5, 52_000_500],
         [1.5, 52_001_500],
     ]
-    rows = list(csv.DictReader(io.StringIO(timeseries_csv(doc))))
+    rows = list(csv.DictReader(io.StringIO(timeseries_csv(ResultsFile.from_dict(doc)))))
     assert len(rows) == 62
     # second s: the point of the step that holds s + 1, i.e. the sample taken at s + 1.5
     assert [rows[i]["rss_parent_mb"] for i in (0, 1, 60)] == ["52.002", "52.002", "52.062"]
     rss["interval_s"], rss["parent"] = 5.0, [[0.0, 10 * MB], [5.0, 20 * MB], [10.0, 15 * MB]]
-    rows = list(csv.DictReader(io.StringIO(timeseries_csv(doc))))
+    rows = list(csv.DictReader(io.StringIO(timeseries_csv(ResultsFile.from_dict(doc)))))
     assert [r["rss_parent_mb"] for r in rows[:11]] == ["20.0"] * 5 + ["15.0"] * 5 + [""]
-    old = load(RESULTS / "v3-protobuf-500.json")  # files from before RSS: empty columns
+    old = load_results(RESULTS / "v3-protobuf-500.json")  # files from before RSS: empty columns
     row = next(csv.DictReader(io.StringIO(timeseries_csv(old))))
     assert row["rss_parent_mb"] == row["rss_etcd_mb"] == ""
 
@@ -182,7 +182,7 @@ def test_plot_draws_memory_when_the_file_has_it() -> None:
     from etcdbench.report.compare import Source
 
     pytest.importorskip("matplotlib")
-    png = memory_png(plot_runs([Source("soak", Path("soak.json"), soak_run(2))]))
+    png = memory_png(plot_runs([Source("soak", Path("soak.json"), ResultsFile.from_dict(soak_run(2)))]))
     assert png is not None and png.startswith(b"\x89PNG\r\n\x1a\n")
-    old = Source("old", RESULTS / "v3-protobuf-500.json", load(RESULTS / "v3-protobuf-500.json"))
+    old = Source("old", RESULTS / "v3-protobuf-500.json", load_results(RESULTS / "v3-protobuf-500.json"))
     assert memory_png(plot_runs([old])) is None
