@@ -13,7 +13,7 @@ from paths import DATA, RESULTS
 from schema_check import SCHEMA_PATH, schema_problem
 
 from etcdbench.results.io import load
-from etcdbench.results.model import ResultsFile
+from etcdbench.results.model import ResultsFile, Run
 from etcdbench.results.record import Malformed
 from etcdbench.results.schema import render
 
@@ -73,7 +73,7 @@ def test_a_capacity_file_validates(knee_at: float) -> None:
     runs: list[dict[str, Any]] = []
     ticks = iter(range(10_000))
 
-    def measure(rate: float) -> dict[str, Any]:
+    def measure(rate: float) -> Run:
         run: dict[str, Any] = copy.deepcopy(template)
         run["target_rate"] = rate
         if rate > knee_at:  # failing; far above the knee, because the watcher saturated its core
@@ -87,9 +87,9 @@ def test_a_capacity_file_validates(knee_at: float) -> None:
                 }
             )
         runs.append(run)
-        return run
+        return Run.from_dict(run)
 
     found = search(measure, start=500, budget_s=1e9, clock=lambda: float(next(ticks)))
     doc["runs"] = runs
-    doc["capacity"] = found.to_dict()
+    doc["capacity"] = found.record().to_dict()
     assert schema_problem(doc) is None
