@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
 from types import FrameType, TracebackType
-from typing import Any, Self
+from typing import Self
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -31,7 +31,7 @@ class Interrupted(KeyboardInterrupt):
         self.signal = signal.Signals(signum).name
         self.at_ns = time.monotonic_ns()
         self.repeated = repeated  # a second signal: the partial results were given up
-        self.partial: dict[str, Any] | None = None
+        self.partial: object = None  # a results.model.Run (results is a later stage than this module)
         super().__init__(self.signal)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import Pipe
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from unittest import mock
 
 from hdrh.histogram import HdrHistogram
@@ -23,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent
 from etcdbench.backends.fake import FakeEtcd, fake_backend
 from etcdbench.config.run import RunConfig
+from etcdbench.results.model import Preload, Run
 from etcdbench.workload import books, runner, watcher, writer
 from etcdbench.workload.books import build_run
 from etcdbench.workload.reports import StreamReport, WriterReport
@@ -34,13 +35,20 @@ WATCH_IDS = 100  # fake watch ids per stream: watch j of stream s is s * WATCH_I
 
 
 def watch_ids(config: RunConfig) -> list[int]:
-    """The fake's watch ids in the order of the run's watches (run["watches"])."""
+    """The fake's watch ids in the order of the run's watches (run.watches)."""
     return [s * WATCH_IDS + j for s, n in enumerate(runner._streams(config)) for j in range(n)]
 
 
 def stamp_of(value: bytes) -> tuple[int, int] | None:
     m = STAMP.search(value)
     return None if m is None else (int(m.group(1)), int(m.group(2)))
+
+
+class Piped(NamedTuple):
+    """A pipeline's run, and the revision its watches started from."""
+
+    run: Run
+    start_revision: int
 
 
 R = TypeVar("R")
@@ -75,7 +83,7 @@ def run_pipeline(
     *,
     make_backend: MakeBackend | None = None,
     current_revision: Callable[[], int] | None = None,
-) -> dict[str, Any]:
+) -> Piped:
     """One run in threads, on the fake `etcd` or on the backends `make_backend` makes (then
     `current_revision` tells the store's revision); the run's results as build_run makes them."""
     if etcd is not None:
@@ -119,13 +127,12 @@ def run_pipeline(
             writer_results,
             watcher_results,
             timeline=Timeline(t0, config.warmup_s, config.duration_s),
-            preload={},
+            preload=Preload(keys=0, seconds=0.0, db_size_bytes=None),
             cpu={"watcher": None, "writers": None, "host": None},
             cpu_timeseries={},
             drain_s=0.0,
         )
-        run["start_revision"] = start_revision
-        return run
+        return Piped(run, start_revision)
 
 
 def _done(conn: Any, report_type: type[R]) -> R:

@@ -1,6 +1,6 @@
 """Capacity search: the highest write rate at which one watcher still passes the verdict.
 
-The search only sees a `measure(rate) -> run dict` callable (as `Target.run` returns) and a clock, so
+The search only sees a `measure(rate) -> Run` callable (as `Target.run` returns) and a clock, so
 it is tested with a fake etcd of known capacity and a fake clock. Steps:
 
 1. rise: measure `start`, `2 * start`, `4 * start`, ... until a rate fails (or, when `start` itself
@@ -24,11 +24,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from etcdbench.metrics.latency import fmt_us
+from etcdbench.results import model
+from etcdbench.results.model import CurvePoint, Limiter, Run
 
-Measure = Callable[[float], dict[str, Any]]
+Measure = Callable[[float], Run]
 Clock = Callable[[], float]
 
 DEFAULT_START = 500.0  # writes/s: what a 5,000-node cluster's heartbeats make
@@ -41,18 +42,18 @@ FACTOR = 2.0
 class Step:
     rate: float
     phase: str  # "rise", "fall", "bisect" or "repeat"
-    run: dict[str, Any]
+    run: Run
     started_s: float  # since the search started, by its clock
     took_s: float
 
     @property
     def passed(self) -> bool:
-        return bool(self.run["verdict"]["pass"])
+        return self.run.verdict.pass_
 
 
 @dataclass
 class Capacity:
-    """The outcome; `to_dict()` is what the results file keeps under "capacity"."""
+    """The outcome; `record()` is what the results file keeps under "capacity"."""
 
     steps: list[Step]
     knee: float | None  # highest passing rate that held on repeat (or the next lower pass)
@@ -76,33 +77,30 @@ class Capacity:
         at = [s for s in self.steps if s.rate == self.lowest_fail and not s.passed]
         return at[-1] if at else None
 
-    def limited_by(self) -> dict[str, Any] | None:
+    def limited_by(self) -> Limiter | None:
         step = self.limiting_step
-        return None if step is None else {"rate": step.rate, **limiter(step.run)}
+        return None if step is None else limiter(step.run, step.rate)
 
-    def to_dict(self, first_run_index: int = 0) -> dict[str, Any]:
+    def record(self, first_run_index: int = 0) -> model.Capacity:
         """Step i is runs[first_run_index + i] of the results file."""
         width = self.relative_width
         curve = sorted(
-            (
-                {"rate": s.rate, "phase": s.phase, "run": first_run_index + i, **_point(s.run)}
-                for i, s in enumerate(self.steps)
-            ),
-            key=lambda p: (p["rate"], p["run"]),
+            (_point(s, first_run_index + i) for i, s in enumerate(self.steps)),
+            key=lambda p: (p.rate, p.run),
         )
-        return {
-            "knee": self.knee,
-            "confirmed": self.confirmed,
-            "interval": [self.knee, self.lowest_fail],
-            "relative_width": None if width is None else round(width, 4),
-            "resolution": self.resolution,
-            "budget_s": self.budget_s,
-            "elapsed_s": round(self.elapsed_s, 1),
-            "stopped_by": self.stopped_by,
-            "limited_by": self.limited_by(),
-            "notes": list(self.notes),
-            "curve": curve,
-        }
+        return model.Capacity(
+            knee=self.knee,
+            confirmed=self.confirmed,
+            interval=[self.knee, self.lowest_fail],
+            relative_width=None if width is None else round(width, 4),
+            resolution=self.resolution,
+            budget_s=self.budget_s,
+            elapsed_s=round(self.elapsed_s, 1),
+            stopped_by=self.stopped_by,
+            limited_by=self.limited_by(),
+            notes=list(self.notes),
+            curve=curve,
+        )
 
 
 def search(
@@ -203,26 +201,26 @@ def search(
     )
 
 
-def limiter(run: dict[str, Any]) -> dict[str, Any]:
-    """Who set the pace of a failing run: "etcd", or etcdbench's "watcher", "writers" or both.
+def limiter(run: Run, rate: float) -> Limiter:
+    """Who set the pace of a failing run at `rate`: "etcd", or etcdbench's "watcher", "writers" or both.
 
     The verdict's client-bound reasons name the saturated part of our client; the figures quoted come
     from the run (cores used, the writers' schedule slip)."""
-    verdict = run["verdict"]
-    cpu = run.get("cpu", {})
-    reasons = list(verdict.get("client_bound_reasons", []))
+    verdict = run.verdict
+    cpu = run.cpu
+    reasons = list(verdict.client_bound_reasons)
     parts: list[str] = []
     details: list[str] = []
-    if verdict.get("client_bound"):
+    if verdict.client_bound:
         watcher = [r for r in reasons if "watcher" in r]
         writers = [r for r in reasons if "writer" in r]
-        config = run.get("config", {})
+        config = run.config
         if watcher:
             parts.append("watcher")
             details.append(_cores(cpu, "watcher", config.get("watchers", 1)) or watcher[0])
         if writers:
             parts.append("writers")
-            slip = run.get("latency_us", {}).get("schedule_slip", {}).get("p99")
+            slip = run.latency_us.schedule_slip.p99
             bits = [f"schedule slip p99 {fmt_us(slip)}"] if slip is not None else []
             bits.append(_cores(cpu, "writer", config.get("writers", 1)))
             details.append(", ".join(b for b in bits if b) or writers[0])
@@ -236,12 +234,12 @@ def limiter(run: dict[str, Any]) -> dict[str, Any]:
         by = "etcd"
         text = "etcd"
         host = cpu.get("host")
-        if isinstance(host, int | float) and any("host CPU" in w for w in verdict.get("warnings", [])):
+        if isinstance(host, int | float) and any("host CPU" in w for w in verdict.warnings):
             text += f" (host CPU {host:.0%} busy: etcd shared the machine with etcdbench)"
-    return {"by": by, "text": text, "reasons": list(verdict["reasons"]), "client_bound_reasons": reasons}
+    return Limiter(rate=rate, by=by, text=text, reasons=list(verdict.reasons), client_bound_reasons=reasons)
 
 
-def _cores(cpu: dict[str, Any], role: str, processes: int) -> str:
+def _cores(cpu: dict[str, float | None], role: str, processes: int) -> str:
     """'1.00 core'; with several processes the busiest one's, or else their total."""
     busiest = cpu.get(f"{role}_max")
     total = cpu.get(f"{role}s" if role == "writer" else role)
@@ -253,16 +251,20 @@ def _cores(cpu: dict[str, Any], role: str, processes: int) -> str:
     return f"{value:.2f} core" if isinstance(value, int | float) else ""
 
 
-def _point(run: dict[str, Any]) -> dict[str, Any]:
-    watch = run["latency_us"]["watch"]
-    return {
-        "events_per_s": run["watch_events_per_s"],
-        "p50_us": watch["p50"],
-        "p99_us": watch["p99"],
-        "missed": run["counters"]["missed"],
-        "pass": bool(run["verdict"]["pass"]),
-        "client_bound": bool(run["verdict"]["client_bound"]),
-    }
+def _point(step: Step, index: int) -> CurvePoint:
+    run = step.run
+    watch = run.latency_us.watch
+    return CurvePoint(
+        rate=step.rate,
+        phase=step.phase,
+        run=index,
+        events_per_s=run.watch_events_per_s,
+        p50_us=watch.p50,
+        p99_us=watch.p99,
+        missed=run.counters.missed,
+        pass_=run.verdict.pass_,
+        client_bound=run.verdict.client_bound,
+    )
 
 
 def _between(low: float, high: float) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -36,7 +37,8 @@ from etcdbench.metrics.cpu import sampling_interval
 from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy, wants_proxy
 from etcdbench.results.io import environment, new_results
-from etcdbench.results.verdict import verdict
+from etcdbench.results.model import EtcdInfo, EtcdServer, ResultsFile, Run
+from etcdbench.results.verdict import judged
 from etcdbench.workload.background import background_prefix
 from etcdbench.workload.ops import written_keys
 from etcdbench.workload.runner import Progress, run_once
@@ -238,11 +240,15 @@ class Target:
         with shielded():  # etcd stopped and its data dir removed, even with a second Ctrl-C
             self._stack.close()
 
-    def results(self) -> dict[str, Any]:
+    def etcd_info(self) -> EtcdInfo:
+        """The etcd of the runs as the environment describes it, as it stands (a run adds to `info`:
+        the server version, and the members of several endpoints)."""
+        return EtcdInfo.from_dict(self.info)
+
+    def results(self) -> ResultsFile:
         """A new, empty results document for runs on this target."""
-        env = environment(etcd=self.info)
-        env.update(client_environment(self.endpoint))  # which v3 client, whether the clients spoke TLS
-        return new_results(env)
+        # which v3 client, whether the clients spoke TLS
+        return new_results(environment(self.etcd_info(), **client_environment(self.endpoint)))
 
     def check(self, config: RunConfig) -> None:
         """Refuse what this target must not run, before anything starts: one line naming the flag.
@@ -273,7 +279,7 @@ class Target:
             resolve_run_id(self.run_id, config.shards)
         check_prefix(config.prefix, external=external, allow_registry=self.allow_registry_prefix)
 
-    def run(self, config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
+    def run(self, config: RunConfig, progress: Progress | None = None) -> Run:
         """Measure one config. A run after which etcd cannot be reached is marked `incomplete`."""
         self.check(config)
         faults = [parse_fault(f) for f in config.faults]
@@ -328,11 +334,12 @@ class Target:
                     ),
                 )
             except BaseException as exc:
-                if isinstance(exc, Interrupted) and isinstance(exc.partial, dict):
-                    exc.partial.setdefault("etcd_server", etcd)
-                if isinstance(exc, Interrupted) and exc.partial is not None and endpoint is not self.endpoint:
-                    with shielded(), contextlib.suppress(Exception):
-                        self._proxy().attach(config, exc.partial)
+                if isinstance(exc, Interrupted) and isinstance(exc.partial, Run):
+                    if exc.partial.etcd_server is None:
+                        exc.partial = replace(exc.partial, etcd_server=etcd)
+                    if endpoint is not self.endpoint:
+                        with shielded(), contextlib.suppress(Exception):
+                            exc.partial = self._proxy().attach(config, exc.partial)
                 # An interrupted embedded etcd is about to go anyway. A shard's own keys go too: the
                 # other shards' books may see their deletes, but nothing of this run is left behind.
                 gone = isinstance(exc, KeyboardInterrupt) and not self.endpoints
@@ -340,13 +347,14 @@ class Target:
                     with shielded(), contextlib.suppress(Exception):
                         self._clean(config, own)
                 raise
-            run["etcd_server"] = etcd  # `etcd` is etcd's own view (its /metrics)
+            run = replace(run, etcd_server=etcd)  # `etcd` is etcd's own view (its /metrics)
             if endpoint is not self.endpoint:
-                self._proxy().attach(config, run)
+                run = self._proxy().attach(config, run)
             after = self._reconnect(config, endpoint)  # a fault may have left the old connection backing off
             if isinstance(after, str):
-                run["incomplete"] = f"etcd could not be reached after the run: {after}"
-                run["verdict"] = verdict(run, config)
+                run = judged(
+                    replace(run, incomplete=f"etcd could not be reached after the run: {after}"), config
+                )
                 return run  # nothing to clean up on an etcd that is gone
             after.close()
             try:
@@ -357,22 +365,21 @@ class Target:
                     self._clean(config, own)
             return run
 
-    def etcd_record(self) -> dict[str, Any]:
+    def etcd_record(self) -> EtcdServer:
         """Which etcd served a run, kept in the run itself: a matrix over `etcd` has several.
 
-        {requested: the run's etcd value or null, server_version, member_versions (one per endpoint),
-        binary and flag_notes (embedded only)}."""
+        requested: the run's etcd value or null, server_version, member_versions (one per endpoint),
+        binary and flag_notes (embedded only)."""
         members = self.info.get("members")
         versions = [m.get("version") for m in members] if members else [self.info.get("server_version")]
-        record: dict[str, Any] = {
-            "requested": self.etcd or None,
-            "server_version": self.info.get("server_version"),
-            "member_versions": versions,
-        }
-        if self.info.get("embedded"):
-            record["binary"] = self.info.get("binary")
-            record["flag_notes"] = self.info.get("flag_notes", [])
-        return record
+        embedded = bool(self.info.get("embedded"))
+        return EtcdServer(
+            requested=self.etcd or None,
+            server_version=self.info.get("server_version"),
+            member_versions=versions,
+            binary=self.info.get("binary") if embedded else None,
+            flag_notes=self.info.get("flag_notes", []) if embedded else None,
+        )
 
     def _clean(self, config: RunConfig, own: OwnKeys | None) -> None:
         """Remove what the run wrote: its own keys on a shared etcd (unless --keep), else the prefix."""
@@ -448,7 +455,7 @@ def run_watch(
     etcd_bin: str | None,
     force: bool = False,
     keep: bool = False,
-    save: Callable[[dict[str, Any]], None] | None = None,
+    save: Callable[[ResultsFile], None] | None = None,
     progress: Progress | None = None,
     credentials: Credentials | None = None,
     cluster_size: int = 1,
@@ -456,7 +463,7 @@ def run_watch(
     allow_disruptive_faults: bool = False,
     run_id: str | None = None,
     tls: bool = False,
-) -> dict[str, Any]:
+) -> ResultsFile:
     """Run `config` once; `save` gets the results after the run (and is where files are written)."""
     target = Target(
         endpoints=endpoints,
@@ -473,9 +480,7 @@ def run_watch(
     target.check(config)  # before an embedded etcd is started
     with target:
         run = target.run(config, progress)
-        results = target.results()
-        results["runs"].append(run)
-        results["complete"] = "incomplete" not in run
+        results = replace(target.results(), runs=[run], complete=run.incomplete is None)
         if save:
             save(results)
         return results

@@ -27,8 +27,7 @@ from etcdbench.report.compare import (
 )
 from etcdbench.report.export import FORMATS, LATENCY_METRICS, PERFDASH_PREFIX, export, perfdash_artifacts
 from etcdbench.report.gate import evaluate, gate_dict, gate_markdown, parse_rule, report
-from etcdbench.results.io import check_writable, load_results, malformed, write_atomic
-from etcdbench.results.model import ResultsFile
+from etcdbench.results.io import check_writable, load_results, malformed, save
 
 FAIL_IF_HELP = (
     "regression rule METRIC OP VALUE, e.g. 'watch.p99 > +10%%', 'watch_events_per_s < -5%%', 'missed > 0'; "
@@ -187,13 +186,13 @@ def _cmd_merge(args: argparse.Namespace, out: Console, err: Console) -> int:
     check_writable(args.output)
     with malformed(*args.files):  # refused before anything is written
         results = merge_files(args.files)
-        shown = summary(ResultsFile.from_dict(results))  # bridge: typed report
-    write_atomic(args.output, results)
+        shown = summary(results)
+    save(args.output, results)
     out.print(shown)
     out.print(
         f"merged {len(args.files)} shards: {args.output}", markup=False, highlight=False, soft_wrap=True
     )
-    return verdict_code(results["runs"])
+    return verdict_code(results.runs)
 
 
 def _cmd_plot(args: argparse.Namespace, out: Console, err: Console) -> int:

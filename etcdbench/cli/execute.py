@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -30,8 +30,8 @@ from etcdbench.errors import (
 from etcdbench.etcd.local import resolve_etcd
 from etcdbench.interrupt import Interrupted
 from etcdbench.report.console import summary
-from etcdbench.results.io import check_writable, default_path, write_atomic
-from etcdbench.results.model import ResultsFile
+from etcdbench.results.io import check_writable, default_path, dumps, save
+from etcdbench.results.model import ResultsFile, Run
 
 if TYPE_CHECKING:
     from etcdbench.bench.target import Target
@@ -57,30 +57,28 @@ class Saver:
         if not self.json:
             check_writable(self.path if self.path is not None else Path("results") / "probe.json")
 
-    def __call__(self, results: dict[str, Any]) -> None:
+    def __call__(self, results: ResultsFile) -> None:
         if self.json:
             return
         self.path = self.path or default_path(Path("results"), results)
-        write_atomic(self.path, results)
+        save(self.path, results)
 
     @contextmanager
-    def keeping_partial(self, results: dict[str, Any], out: Console, err: Console) -> Iterator[None]:
-        """Runs go into `results` inside the block; if it ends by an exception, save what exists
+    def keeping_partial(self, runs: Execution, out: Console, err: Console) -> Iterator[None]:
+        """Runs go into `runs.results` inside the block; if it ends by an exception, save what exists
         (with the interrupted run's partial figures) marked incomplete, then let the exception go on."""
         try:
             yield
         except BaseException as exc:
             partial = exc.partial if isinstance(exc, Interrupted) else None
-            if partial is not None:
-                results["runs"].append(partial)
-            self._save_incomplete(results, exc, out, err)
+            if isinstance(partial, Run):
+                runs.add(partial)
+            self._save_incomplete(runs.current(complete=False), exc, out, err)
             raise
 
-    def _save_incomplete(
-        self, results: dict[str, Any], exc: BaseException, out: Console, err: Console
-    ) -> None:
+    def _save_incomplete(self, results: ResultsFile, exc: BaseException, out: Console, err: Console) -> None:
         interrupted = isinstance(exc, KeyboardInterrupt)
-        if not results["runs"]:
+        if not results.runs:
             if interrupted:
                 why = (
                     "interrupted again while stopping: the run in progress was given up"
@@ -89,13 +87,12 @@ class Saver:
                 )
                 err.print(f"{why}; no results written", markup=False, highlight=False, soft_wrap=True)
             return
-        results["complete"] = False
         if self.json:  # stdout is still one document
-            out.print_json(json.dumps(results))
+            out.print_json(dumps(results))
             return
         self(results)
         if interrupted:
-            out.print(summary(ResultsFile.from_dict(results)))  # bridge: typed report
+            out.print(summary(results))
             out.print(f"results: {self.path}", markup=False, highlight=False, soft_wrap=True)
             err.print(
                 f"interrupted: partial results written to {self.path} (complete: false)",
@@ -181,33 +178,44 @@ class Execution:
         targets: dict[str, Target],
         saver: Saver,
         stack: ExitStack,
-        results: dict[str, Any],
-        progress_for: Callable[[int, str], RunProgress] | None,
+        results: ResultsFile,
     ) -> None:
         self.results = results
         self._targets = targets
         self._saver = saver
         self._stack = stack  # holds the etcd in use
-        self._progress_for = progress_for
+        self.progress_for: Callable[[int, str], RunProgress] | None = None  # the live display, if any
         self._spec, self._target = next(iter(targets.items()))
+        self._used = [self._target]  # in order: environment.etcd is the first one's
 
-    def run(self, config: RunConfig, label: str) -> dict[str, Any]:
+    def run(self, config: RunConfig, label: str) -> Run:
         """Run `config` on its etcd and add it to the results (not saved yet: see save)."""
         if config.etcd != self._spec:  # the next etcd of the matrix: stop this one first
             self._stack.close()
             self._spec, self._target = config.etcd, self._targets[config.etcd]
             self._stack.enter_context(self._target)
-            self.results["environment"]["etcds"].append(self._target.info)
-        i = len(self.results["runs"])
-        hook = self._progress_for(i, label) if self._progress_for else None
+            self._used.append(self._target)
+        i = len(self.results.runs)
+        hook = self.progress_for(i, label) if self.progress_for else None
         run = self._target.run(config, hook)
-        self.results["runs"].append(run)
+        self.add(run)
         return run
+
+    def add(self, run: Run) -> None:
+        self.results = replace(self.results, runs=[*self.results.runs, run])
+
+    def current(self, *, complete: bool) -> ResultsFile:
+        """The results as they stand, each etcd described as its target knows it now (a run adds its
+        server version and members); `complete`: no run is missing or cut short."""
+        env = replace(self.results.environment, etcd=self._used[0].etcd_info())
+        if len(self._targets) > 1:  # each etcd's own description; environment.etcd stays the first one's
+            env = replace(env, etcds=[t.etcd_info() for t in self._used])
+        self.results = replace(self.results, environment=env, complete=complete)
+        return self.results
 
     def save(self, *, complete: bool) -> None:
         """Write the results as they stand; `complete`: no run is missing or cut short."""
-        self.results["complete"] = complete
-        self._saver(self.results)
+        self._saver(self.current(complete=complete))
 
 
 @contextmanager
@@ -218,19 +226,18 @@ def execution(
     too, save what ran (Saver.keeping_partial) and stop the etcd."""
     with ExitStack() as stack:
         target = stack.enter_context(next(iter(targets.values())))
-        results = target.results()
-        if len(targets) > 1:  # each etcd's own description; environment.etcd stays the first one's
-            results["environment"]["etcds"] = [target.info]
-        with saver.keeping_partial(results, out, err), progress_bar(err, steps) as progress_for:
-            yield Execution(targets, saver, stack, results, progress_for)
+        runs = Execution(targets, saver, stack, target.results())
+        with saver.keeping_partial(runs, out, err), progress_bar(err, steps) as progress_for:
+            runs.progress_for = progress_for
+            yield runs
 
 
-def stop_if_etcd_gone(run: dict[str, Any]) -> None:
+def stop_if_etcd_gone(run: Run) -> None:
     """A run etcd did not survive ends the matrix or search: the next one could only fail to start."""
-    if "incomplete" in run:
-        raise EtcdError(f"{run['label']}: {run['incomplete']}")
+    if run.incomplete is not None:
+        raise EtcdError(f"{run.label}: {run.incomplete}")
 
 
-def verdict_code(runs: list[dict[str, Any]]) -> int:
+def verdict_code(runs: Sequence[Run]) -> int:
     """PASS when every run passed, else FAIL."""
-    return EXIT_PASS if all(r["verdict"]["pass"] for r in runs) else EXIT_FAIL
+    return EXIT_PASS if all(r.verdict.pass_ for r in runs) else EXIT_FAIL

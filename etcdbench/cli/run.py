@@ -4,7 +4,6 @@ rate one watcher keeps up with). Parsing and printing live here; `cli.main` disp
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -43,8 +42,8 @@ from etcdbench.config.run import (
 from etcdbench.errors import EXIT_FAIL, EXIT_PASS, UsageError
 from etcdbench.report.console import summary
 from etcdbench.report.matrix import capacity_lines, capacity_table, conclusions, matrix_table
-from etcdbench.results.io import load
-from etcdbench.results.model import ResultsFile
+from etcdbench.results.io import dumps, load
+from etcdbench.results.model import Run
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
@@ -195,22 +194,21 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     # Ctrl-C, or etcd lost mid-matrix: keep the cells that ran, and the one interrupted
     with execution(targets, saver, out, err, steps=len(cells)) as runs:
-        runs.results["scenario"] = scenario.document
+        runs.results = replace(runs.results, scenario=scenario.document)
         for i, config in enumerate(cells):
             stop_if_etcd_gone(runs.run(config, config.scenario))
             runs.save(complete=i == len(cells) - 1)
     results = runs.results
 
     if args.json:
-        out.print_json(json.dumps(results))
+        out.print_json(dumps(results))
     else:
-        typed = ResultsFile.from_dict(results)  # bridge: typed report
-        out.print(summary(typed))
-        out.print(matrix_table(typed.runs, title=scenario.name))
-        for line in conclusions(typed.runs):
+        out.print(summary(results))
+        out.print(matrix_table(results.runs, title=scenario.name))
+        for line in conclusions(results.runs):
             out.print(line, markup=False, highlight=False)
         out.print(f"results: {saver.path}", markup=False)
-    return verdict_code(results["runs"])
+    return verdict_code(results.runs)
 
 
 # ---------------------------------------------------------------------------------------- capacity
@@ -253,7 +251,7 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     with execution(targets, saver, out, err, steps=0) as runs:
 
-        def measure(rate: float) -> dict[str, Any]:
+        def measure(rate: float) -> Run:
             # Rising past the bound would be refused mid-search: measure at the bound instead.
             config = replace(base, rate=min(rate, MAX_RATE))
             run = runs.run(config, config.label)
@@ -262,18 +260,16 @@ def _cmd_capacity(args: argparse.Namespace, out: Console, err: Console) -> int:
             return run
 
         found = search(measure, start=base.rate, resolution=resolution, budget_s=budget_s, min_rate=min_rate)
-    results = runs.results
-    results["capacity"] = found.to_dict()
+    runs.results = replace(runs.results, capacity=found.record())
     runs.save(complete=True)
+    results = runs.results
 
-    capacity = results["capacity"]
     if args.json:
-        out.print_json(json.dumps(results))
+        out.print_json(dumps(results))
     else:
-        typed = ResultsFile.from_dict(results)  # bridge: typed report
-        assert typed.capacity is not None
-        out.print(capacity_table(typed.capacity, typed.runs))
-        for line in capacity_lines(typed.capacity):
+        assert results.capacity is not None  # set just above
+        out.print(capacity_table(results.capacity, results.runs))
+        for line in capacity_lines(results.capacity):
             out.print(Text(line))
         out.print(f"results: {saver.path}", markup=False)
-    return EXIT_PASS if capacity["knee"] is not None else EXIT_FAIL
+    return EXIT_PASS if found.knee is not None else EXIT_FAIL

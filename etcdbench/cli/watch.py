@@ -4,7 +4,6 @@ of a results file)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ from etcdbench.cli.flags import Handler, add_target_flags, add_workload_flags, n
 from etcdbench.config.run import RunConfig, parse_shard
 from etcdbench.errors import EXIT_PASS, EXIT_RUNTIME
 from etcdbench.report.console import summary
-from etcdbench.results.io import load_results, malformed
-from etcdbench.results.model import ResultsFile
+from etcdbench.results.io import dumps, load_results, malformed
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
@@ -58,22 +56,20 @@ def _cmd_watch(args: argparse.Namespace, out: Console, err: Console) -> int:
     saver, targets = prepare(args, [config])
     with execution(targets, saver, out, err, steps=None) as runs:
         run = runs.run(config, config.label)
-        runs.save(complete="incomplete" not in run)
+        runs.save(complete=run.incomplete is None)
     results = runs.results
 
     if args.json:
-        out.print_json(json.dumps(results))
+        out.print_json(dumps(results))
     else:
-        out.print(summary(ResultsFile.from_dict(results)))  # bridge: typed report
+        out.print(summary(results))
         out.print(f"results: {saver.path}")
-    if "incomplete" in run:
-        err.print(
-            f"error: {run['label']}: {run['incomplete']}", markup=False, highlight=False, soft_wrap=True
-        )
+    if run.incomplete is not None:
+        err.print(f"error: {run.label}: {run.incomplete}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_RUNTIME
     if config.shards > 1:  # a shard measured its share; the verdict on the whole rate is `merge`'s
         return EXIT_PASS
-    return verdict_code(results["runs"])
+    return verdict_code(results.runs)
 
 
 def _cmd_show(args: argparse.Namespace, out: Console, err: Console) -> int:

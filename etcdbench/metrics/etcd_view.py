@@ -271,26 +271,39 @@ def _at_or_before(times: Sequence[float], t: float) -> int | None:
     return i if i >= 0 else None
 
 
-def disagreements(view: dict[str, Any] | None, run: dict[str, Any]) -> list[str]:
+class CountedView(Protocol):
+    """What `disagreements` reads of etcd's view of a run (results.model.EtcdView has it)."""
+
+    @property
+    def scraped(self) -> int: ...
+    @property
+    def restarted(self) -> int: ...
+    @property
+    def increase(self) -> dict[str, int]: ...
+    @property
+    def max(self) -> dict[str, int]: ...
+
+
+def disagreements(
+    view: CountedView | None, *, backend: str, acked_puts: int, received: int, missed: int
+) -> list[str]:
     """Where etcd's count and ours disagree, one line each. Other clients of a shared etcd only add to
     etcd's counts, so etcd counting *fewer* puts than we acknowledged is always a disagreement (unless
     every member restarted during the run: its counters then lost what the last scrape had not seen)."""
-    if not view or not view.get("scraped"):
+    if view is None or not view.scraped:
         return []
-    c, ops = run["counters"], run["operations"]
     lines = []
-    acked_puts = ops["create"] + ops["update"]
-    applied_name = "mvcc_puts" if run["backend"] == "v3" else "v2_puts"
-    applied = view["increase"].get(applied_name)
-    if applied is not None and applied < acked_puts and view.get("restarted", 0) < view["scraped"]:
+    applied_name = "mvcc_puts" if backend == "v3" else "v2_puts"
+    applied = view.increase.get(applied_name)
+    if applied is not None and applied < acked_puts and view.restarted < view.scraped:
         lines.append(
             f"etcd applied {applied} puts ({applied_name}) but etcdbench counted {acked_puts} acknowledged"
         )
-    sent = view["increase"].get("watch_events_sent")
-    if run["backend"] == "v3" and sent is not None and sent < c["received"]:
-        lines.append(f"etcd sent {sent} watch events but etcdbench's watchers received {c['received']}")
-    slow = view["max"].get("slow_watchers", 0)
-    if slow and not c["missed"]:
+    sent = view.increase.get("watch_events_sent")
+    if backend == "v3" and sent is not None and sent < received:
+        lines.append(f"etcd sent {sent} watch events but etcdbench's watchers received {received}")
+    slow = view.max.get("slow_watchers", 0)
+    if slow and not missed:
         lines.append(f"etcd reported up to {slow} slow (unsynced) watchers while etcdbench's missed nothing")
     return lines
 

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import signal
 import threading
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -31,7 +32,8 @@ from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.interrupt import ChildProcesses, start_child
 from etcdbench.network.delay import Shape, serve
-from etcdbench.results.verdict import verdict
+from etcdbench.results.model import Network, RttMs, Run
+from etcdbench.results.verdict import judged
 
 START_TIMEOUT_S = 30.0
 REPORT_TIMEOUT_S = 10.0
@@ -171,18 +173,18 @@ class DelayProxy(ChildProcesses):
         report: dict[str, Any] = self._ask(("report",), "report", REPORT_TIMEOUT_S)
         return report
 
-    def attach(self, config: RunConfig, run: dict[str, Any]) -> None:
-        """Put the run's `network` block (docs/results-format.md) on `run` and judge it again: a proxy
-        that fell behind makes the run client-bound. A proxy that cannot report leaves it incomplete."""
+    def attach(self, config: RunConfig, run: Run) -> Run:
+        """`run` with its `network` block (docs/results-format.md), judged again: a proxy that fell
+        behind makes the run client-bound. A proxy that cannot report leaves it incomplete."""
         try:
             report = self.report()
         except EtcdError as exc:
-            run.setdefault("incomplete", str(exc))
+            if run.incomplete is None:
+                run = replace(run, incomplete=str(exc))
         else:
-            cpu = run.get("cpu", {}).get("proxy")
-            run["network"] = network_block(config, report, cpu, run.get("duration_s", 0))
-            run["network"]["proxy_scheduling"] = self.scheduling
-        run["verdict"] = verdict(run, config)
+            block = network_block(config, report, run.cpu.get("proxy"), run.duration_s)
+            run = replace(run, network=replace(block, proxy_scheduling=self.scheduling))
+        return judged(run, config)
 
     def stop(self) -> None:
         """Stop the process (politely, then by SIGKILL); calling it again does nothing."""
@@ -205,25 +207,25 @@ def _ms(us: int | None) -> float | None:
 
 def network_block(
     config: RunConfig, report: dict[str, Any], cpu_cores: float | None, duration_s: float
-) -> dict[str, Any]:
+) -> Network:
     """The asked path, what the probes measured, and whether the proxy kept its schedule."""
     rtt, lag = report["rtt_us"], report["lag_us"]
     bound_us = max(LAG_BOUND_US, LAG_BOUND_FRACTION * config.rtt_us)
     mb = report["bytes_forwarded"] / 1e6
-    return {
-        "rtt_ms_asked": config.rtt_us / 1000,
-        "jitter_ms": config.jitter_us / 1000,
-        "bandwidth_mbit": config.bandwidth_mbit or None,
-        "measured_rtt_ms": {"p50": _ms(rtt["p50"]), "p99": _ms(rtt["p99"]), "max": _ms(rtt["max"])},
-        "rtt_probes": rtt["count"],
-        "proxy_cpu_cores": None if cpu_cores is None else round(cpu_cores, 3),
-        "proxy_lag_p99_ms": _ms(lag["p99"]),
-        "proxy_lag_max_ms": _ms(lag["max"]),
-        "proxy_fell_behind": lag["p99"] is not None and lag["p99"] > bound_us,
-        "forwarded_mb": round(mb, 3),
-        "proxy_cpu_ms_per_mb": (
+    return Network(
+        rtt_ms_asked=config.rtt_us / 1000,
+        jitter_ms=config.jitter_us / 1000,
+        bandwidth_mbit=config.bandwidth_mbit or None,
+        measured_rtt_ms=RttMs(p50=_ms(rtt["p50"]), p99=_ms(rtt["p99"]), max=_ms(rtt["max"])),
+        rtt_probes=rtt["count"],
+        proxy_cpu_cores=None if cpu_cores is None else round(cpu_cores, 3),
+        proxy_lag_p99_ms=_ms(lag["p99"]),
+        proxy_lag_max_ms=_ms(lag["max"]),
+        proxy_fell_behind=lag["p99"] is not None and lag["p99"] > bound_us,
+        forwarded_mb=round(mb, 3),
+        proxy_cpu_ms_per_mb=(
             round(cpu_cores * duration_s * 1000 / mb, 3) if cpu_cores is not None and mb > 0 else None
         ),
-        "connections": report["connections"],
-        "refused_connections": report["refused"],
-    }
+        connections=report["connections"],
+        refused_connections=report["refused"],
+    )

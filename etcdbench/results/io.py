@@ -25,7 +25,7 @@ from etcdbench.encoding.codec import JSON_DECODER
 from etcdbench.errors import EtcdbenchError, UsageError
 from etcdbench.results.model import FORMAT_NAME as FORMAT_NAME  # re-exported: readers import them from io
 from etcdbench.results.model import SCHEMA_VERSION as SCHEMA_VERSION
-from etcdbench.results.model import ResultsFile
+from etcdbench.results.model import Environment, EtcdInfo, ResultsFile, Tool
 from etcdbench.results.record import Malformed
 
 
@@ -87,21 +87,26 @@ def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
 UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
-def environment(**etcd: Any) -> dict[str, Any]:
-    """Where a run happened: enough to tell two results files from different setups apart."""
-    return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
-        "cpu_count": psutil.cpu_count(),
-        "memory_bytes": psutil.virtual_memory().total,
-        "python": platform.python_version(),
-        "etcdbench_version": __version__,
-        "etcdbench_git": _git_revision(),
-        "argv": redact_argv(sys.argv[1:]),
-        "json_decoder": JSON_DECODER,  # what decoded the watcher's JSON values (orjson, or the stdlib's)
-        **etcd,
-    }
+def environment(
+    etcd: EtcdInfo | None = None, *, v3_client: str | None = None, tls: bool | None = None
+) -> Environment:
+    """Where a run happened: enough to tell two results files from different setups apart; `etcd`
+    the etcd of the runs, `v3_client` and `tls` how its clients talked to it."""
+    return Environment(
+        host=platform.node(),
+        platform=platform.platform(),
+        cpu_model=_cpu_model(),
+        cpu_count=psutil.cpu_count(),
+        memory_bytes=psutil.virtual_memory().total,
+        python=platform.python_version(),
+        etcdbench_version=__version__,
+        etcdbench_git=_git_revision(),
+        argv=redact_argv(sys.argv[1:]),
+        json_decoder=JSON_DECODER,  # what decoded the watcher's JSON values (orjson, or the stdlib's)
+        etcd=etcd,
+        v3_client=v3_client,
+        tls=tls,
+    )
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@,\s]*@")
@@ -122,18 +127,28 @@ def redact_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def new_results(env: dict[str, Any]) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    return {
-        "format": FORMAT_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "etcdbench", "version": __version__},
-        "created": now,
-        "complete": False,
-        "environment": env,
-        "scenario": None,
-        "runs": [],
-    }
+def new_results(env: Environment) -> ResultsFile:
+    """A results file of no runs yet, made now in `env`."""
+    return ResultsFile(
+        format=FORMAT_NAME,
+        schema_version=SCHEMA_VERSION,
+        tool=Tool(name="etcdbench", version=__version__),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        complete=False,
+        environment=env,
+        scenario=None,
+        runs=[],
+    )
+
+
+def save(path: Path, results: ResultsFile) -> None:
+    """Write `results` to `path` atomically (write_atomic): the one place a typed file becomes JSON."""
+    write_atomic(path, results.to_dict())
+
+
+def dumps(results: ResultsFile) -> str:
+    """`results` as the one JSON document `--json` prints."""
+    return json.dumps(results.to_dict())
 
 
 def write_atomic(path: Path, results: dict[str, Any]) -> None:
@@ -309,8 +324,8 @@ def check_writable(path: Path, flag: str = "--output") -> None:
         raise UsageError(f"{flag}: {path} cannot be written ({exc.strerror})") from None
 
 
-def default_path(directory: Path, results: dict[str, Any]) -> Path:
-    stamp = results["created"].replace(":", "").replace("-", "").replace("+0000", "Z")
+def default_path(directory: Path, results: ResultsFile) -> Path:
+    stamp = results.created.replace(":", "").replace("-", "").replace("+0000", "Z")
     return directory / f"etcdbench-{stamp[:15]}-{os.getpid()}.json"
 
 

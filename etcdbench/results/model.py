@@ -11,12 +11,12 @@ their own modules (config/run.py, config/file.py) define them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from etcdbench.results.record import ABSENT, OPTIONAL, Absent, Record
 
-FORMAT_NAME = "etcdbench-results"
-SCHEMA_VERSION = 3  # its history: docs/results-format.md, and io.UPGRADERS reads older versions
+FORMAT_NAME: Final = "etcdbench-results"
+SCHEMA_VERSION: Final = 3  # its history: docs/results-format.md, and io.UPGRADERS reads older versions
 
 Point = list[float]  # [seconds since t0, value]
 

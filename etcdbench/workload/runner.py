@@ -33,6 +33,7 @@ from etcdbench.interrupt import Interrupted, as_interrupted, shielded, start_chi
 from etcdbench.metrics.cpu import BACKGROUND, OWN_GROUPS, PARENT, ProcessSampler, sampling_interval
 from etcdbench.metrics.etcd_view import EtcdMetricsSampler
 from etcdbench.network.proxy import DelayProxy
+from etcdbench.results.model import Background, EtcdView, Fault, Memory, Preload, Run
 from etcdbench.workload import books
 from etcdbench.workload.background import STOP_WAIT_S as BG_STOP_WAIT_S
 from etcdbench.workload.background import BackgroundPlan, run_background, summarize
@@ -206,14 +207,14 @@ def _streams(config: RunConfig) -> list[int]:
     return [config.watchers_per_stream] * full + ([rest] if rest else [])
 
 
-def _memory(sampler: ProcessSampler, groups: list[str], window: tuple[float, float]) -> dict[str, Any]:
+def _memory(sampler: ProcessSampler, groups: list[str], window: tuple[float, float]) -> dict[str, Memory]:
     """RSS trends over the measured window: all etcdbench processes together, each group, and etcd."""
     out = {}
     own = tuple(g for g in OWN_GROUPS if g == PARENT or g in groups)
     for name, members in [("etcdbench", own), *((g, (g,)) for g in (PARENT, *groups))]:
         trend = sampler.memory(members, *window)
         if trend is not None:
-            out[name] = trend.to_dict()
+            out[name] = Memory.from_dict(trend.to_dict())
     return out
 
 
@@ -231,14 +232,14 @@ class _Measurement:
         timeline: Timeline,
         sampler: ProcessSampler,
         groups: dict[str, list[int]],
-        preload: dict[str, Any],
+        preload: Preload,
         faults: FaultInjector | None,
         etcd_metrics: EtcdMetricsSampler | None = None,
         background: _Child[BackgroundReport] | None = None,
     ) -> None:
         self.config = config
         self.background = background  # the apiserver's other traffic, if the run has any
-        self.background_result: dict[str, Any] | None = None
+        self.background_result: Background | None = None
         self.etcd_metrics = etcd_metrics
         self.writers = writers
         self.watchers = watchers
@@ -256,7 +257,7 @@ class _Measurement:
     def t0(self) -> float:
         return self.timeline.t0_ns / NS
 
-    def collect(self, progress: Progress | None) -> dict[str, Any]:
+    def collect(self, progress: Progress | None) -> Run:
         """The whole run: the writers' schedules, the watchers' drain, then the books."""
         run_s = self.config.warmup_s + self.config.duration_s
         deadline = self.t0 + run_s + GRACE_S
@@ -291,7 +292,7 @@ class _Measurement:
             bg.tell(("stop", at_ns))
         bg.conn.poll(STOP_WAIT_S + BG_STOP_WAIT_S)  # an interrupt meanwhile: stop() collects it
         with shielded():  # an interrupt mid-message would lose the report it is reading
-            self.background_result = summarize(bg.done(0))
+            self.background_result = Background.from_dict(summarize(bg.done(0)))
 
     def _drain(self, *, wait_for_expiries: bool, collecting: bool = False) -> None:
         """Tell the watchers what the writers that reported had acknowledged."""
@@ -301,7 +302,7 @@ class _Measurement:
                 w.tell(("drain", message))
         self.drained = True
 
-    def stop(self, interrupt: Interrupted, progress: Progress | None) -> dict[str, Any]:
+    def stop(self, interrupt: Interrupted, progress: Progress | None) -> Run:
         """After an interrupt: stop every process, gather what it measured (bounded), close the books."""
         deadline = time.monotonic() + STOP_WAIT_S
         if progress:
@@ -327,7 +328,7 @@ class _Measurement:
         if self.background is not None and self.background_result is None:
             loaded = self.background.report(deadline)
             if loaded is not None:
-                self.background_result = summarize(loaded)
+                self.background_result = Background.from_dict(summarize(loaded))
         missing = [w.name for i, w in enumerate(self.writers) if i not in self.writer_results]
         missing += [s.name for i, s in enumerate(self.watchers) if i not in self.watcher_results]
         if self.background is not None and self.background_result is None:
@@ -361,13 +362,15 @@ class _Measurement:
 
     def _build(
         self, timeline: Timeline, *, since: float, incomplete: str | None = None, missing: Sequence[str] = ()
-    ) -> dict[str, Any]:
+    ) -> Run:
         """The run's figures; `since`: when the writes ended (or the run was interrupted), for drain_s."""
         self.sampler.stop()
-        etcd_view = None
+        etcd_view = etcd_series = None
         if self.etcd_metrics is not None:
             self.etcd_metrics.stop()  # after the drain: etcd has sent all it will send
-            etcd_view = self.etcd_metrics.view()
+            view = self.etcd_metrics.view()
+            etcd_series = view.pop("series")
+            etcd_view = EtcdView.from_dict(view)
         drain_s = time.monotonic() - since
         window = (timeline.window_start_ns / NS, timeline.window_end_ns / NS)
         groups = self.groups
@@ -387,10 +390,11 @@ class _Measurement:
             rss_timeseries=self.sampler.rss_timeseries(self.t0, [PARENT, *groups]),
             memory=_memory(self.sampler, [*groups], window),
             drain_s=drain_s,
-            faults=self.faults.timeline if self.faults is not None else None,
+            faults=[Fault.from_dict(f) for f in self.faults.timeline] if self.faults is not None else None,
             incomplete=incomplete,
             missing=missing,
             etcd=etcd_view,
+            etcd_series=etcd_series,
             background=self.background_result,
         )
 
@@ -405,7 +409,7 @@ def run_once(
     start_at: Callable[[], int] | None = None,
     network: DelayProxy | None = None,
     etcd_metrics: EtcdMetricsSampler | None = None,
-) -> dict[str, Any]:
+) -> Run:
     """Preload, then measure `config`; `admin` is the parent's own connection (revision, db size).
 
     `network`, if given, is the delay proxy every client goes through: its CPU is sampled as "proxy"
@@ -452,11 +456,11 @@ def run_once(
             if not isinstance(r, WriterReady):
                 raise EtcdError(f"{w.name} reported ready with {r!r}")
             ready.append(r)
-        preload = {
-            "keys": sum(r.preloaded for r in ready),
-            "seconds": round(max(r.preload_s for r in ready), 3),
-            "db_size_bytes": admin.db_size(),
-        }
+        preload = Preload(
+            keys=sum(r.preloaded for r in ready),
+            seconds=round(max(r.preload_s for r in ready), 3),
+            db_size_bytes=admin.db_size(),
+        )
 
         # The watch starts after the preload: what the run writes from here on is what it must receive.
         start_revision = admin.current_revision() + 1

@@ -99,24 +99,25 @@ def forced_relist_run(server: LocalEtcd, backend: str, prefix: str, ahead: int, 
             return HeldWatch(b, compacting, ahead, compact=backend == "v3")
         return b
 
-    run = run_pipeline(cfg, make_backend=make, current_revision=admin.current_revision)
-    c = run["counters"]
+    run, start_revision = run_pipeline(cfg, make_backend=make, current_revision=admin.current_revision)
+    c = run.counters
     last = admin.current_revision()
-    seen = [(rev, kind) for rev, kind in observer.stop_after(last) if rev >= run["start_revision"]]
+    seen = [(rev, kind) for rev, kind in observer.stop_after(last) if rev >= start_revision]
     admin.close()
     if compacting is not admin:
         compacting.close()
 
-    assert c["errors"] == 0 and c["write_retries"] == 0, "a retried write would be two events for one write"
-    assert c["relists"] >= 1
-    gaps = [(r["after_revision"], r["revision"]) for r in run["relists"]]
+    assert c.errors == 0 and c.write_retries == 0, "a retried write would be two events for one write"
+    assert c.relists >= 1
+    gaps = [(r.after_revision or 0, r.revision) for r in run.relists]
+    assert all(r.after_revision is not None for r in run.relists)
     in_gaps = sum(1 for rev, _ in seen if any(a < rev <= b for a, b in gaps))
     assert in_gaps > 0
-    assert c["missed"] == in_gaps
-    assert c["missed_relist"] == in_gaps and c["missed_undelivered"] == 0
-    assert c["received"] == len(seen) - in_gaps
-    assert c["written"] == len(seen)
-    assert all(r["duration_s"] > 0 and r["bytes"] > 0 for r in run["relists"])
+    assert c.missed == in_gaps
+    assert c.missed_relist == in_gaps and c.missed_undelivered == 0
+    assert c.received == len(seen) - in_gaps
+    assert c.written == len(seen)
+    assert all((r.duration_s or 0) > 0 and (r.bytes or 0) > 0 for r in run.relists)
 
 
 def test_v2_a_watcher_behind_by_more_than_the_history_relists_and_misses_exactly_the_gap(

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -100,13 +101,14 @@ def test_jitter_spreads_the_round_trip_around_the_asked_value(etcd_server: Local
 # ---------------------------------------------------------------------------------------- runs
 
 
-def _run_through_proxy(server: LocalEtcd, config: RunConfig) -> tuple[dict, int]:  # type: ignore[type-arg]
+def _run_through_proxy(server: LocalEtcd, config: RunConfig) -> tuple[dict[str, Any], int]:
+    """The run as its results file keeps it, and the proxy's pid."""
     with Target(endpoints=[server.client_url]) as target:
         run = target.run(config)
         assert target.proxy is not None
         pid = target.proxy.pid
         assert running(pid)
-    return run, pid
+    return run.to_dict(), pid
 
 
 @pytest.mark.parametrize("backend", ["v2", "v3"])
@@ -164,10 +166,11 @@ def test_tls_passes_through_the_proxy(tls_etcd: LocalEtcd, pki: Pki, fresh_prefi
         backend=backend, rate=50, objects=20, duration_s=1, warmup_s=0, prefix=fresh_prefix, rtt_us=4_000
     )
     results = run_watch(config, endpoints=[tls_etcd.client_url], etcd_bin=None, credentials=client_creds(pki))
-    (run,) = results["runs"]
-    c = run["counters"]
-    assert c["written"] == c["received"] == config.total_writes and c["missed"] == c["errors"] == 0
-    assert run["network"]["connections"] >= 3 and run["network"]["forwarded_mb"] > 0
+    (run,) = results.runs
+    c = run.counters
+    assert c.written == c.received == config.total_writes and c.missed == c.errors == 0
+    assert run.network is not None
+    assert run.network.connections >= 3 and run.network.forwarded_mb > 0
 
 
 def test_no_rtt_means_no_proxy(etcd_server: LocalEtcd, fresh_prefix: str) -> None:
@@ -175,7 +178,7 @@ def test_no_rtt_means_no_proxy(etcd_server: LocalEtcd, fresh_prefix: str) -> Non
     with Target(endpoints=[etcd_server.client_url]) as target:
         run = target.run(config)
         assert target.proxy is None
-    assert "network" not in run and "proxy" not in run["cpu"]
+    assert "network" not in run.to_dict() and "proxy" not in run.cpu
 
 
 def test_the_proxy_is_gone_after_a_failed_run(etcd_server: LocalEtcd, fresh_prefix: str) -> None:

@@ -3,6 +3,8 @@ arithmetic: tests/unit/test_etcd_view_parse.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from backend_puts import put_all
 
@@ -44,19 +46,20 @@ def test_etcds_own_count_matches_the_books_of_a_run(backend: str, encoding: str)
     config = RunConfig(
         backend=backend, encoding=encoding, rate=200, duration_s=1.0, warmup_s=0.5, objects=20, drain_s=3.0
     )
-    (run,) = run_watch(config, endpoints=None, etcd_bin=None)["runs"]
-    view, c = run["etcd"], run["counters"]
-    assert view["scraped"] == 1 and view["restarted"] == 0
-    assert c["written"] == 300 and c["received"] == 300
-    applied = view["increase"]["mvcc_puts" if backend == "v3" else "v2_puts"]
-    assert applied == run["operations"]["update"] == 300
+    (run,) = run_watch(config, endpoints=None, etcd_bin=None).runs
+    view, c = run.etcd, run.counters
+    assert view is not None
+    assert view.scraped == 1 and view.restarted == 0
+    assert c.written == 300 and c.received == 300
+    applied = view.increase["mvcc_puts" if backend == "v3" else "v2_puts"]
+    assert applied == run.operations.update == 300
     if backend == "v3":
-        assert view["increase"]["watch_events_sent"] == c["received"]
-    assert not [w for w in run["verdict"]["warnings"] if w.startswith("etcd disagrees")]
+        assert view.increase["watch_events_sent"] == c.received
+    assert not [w for w in run.verdict.warnings if w.startswith("etcd disagrees")]
 
     # etcd applying one put fewer than we counted is named in the verdict's warnings.
     name = "mvcc_puts" if backend == "v3" else "v2_puts"
-    run["etcd"] = dict(view, increase=dict(view["increase"], **{name: 299}))
-    warnings = verdict(run, config)["warnings"]
+    run = replace(run, etcd=replace(view, increase={**view.increase, name: 299}))
+    warnings = verdict(run, config).warnings
     expected = f"etcd disagrees: etcd applied 299 puts ({name}) but etcdbench counted 300 acknowledged"
     assert expected in warnings

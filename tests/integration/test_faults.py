@@ -27,9 +27,9 @@ def faulty_run(backend: str, fault: str, cluster_size: int = 1, **kw: Any) -> di
         **kw,
     )
     results = run_watch(config, endpoints=None, etcd_bin=None, cluster_size=cluster_size)
-    (run,) = results["runs"]
-    assert results["complete"], (run.get("incomplete"), run.get("faults"))
-    return run
+    (run,) = results.runs
+    assert results.complete, (run.incomplete, run.faults)
+    return run.to_dict()  # as the results file keeps it
 
 
 def assert_books_exact(run: dict[str, Any]) -> None:

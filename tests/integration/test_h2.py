@@ -195,8 +195,8 @@ def test_both_v3_clients_run_the_whole_pipeline_exactly(
         rate=200, duration_s=1.0, warmup_s=0.5, objects=20, prefix=fresh_prefix, workload="mix", drain_s=3.0
     )
     results = run_watch(config, endpoints=[etcd_server.client_url], etcd_bin=None)
-    (run,) = results["runs"]
-    c = run["counters"]
-    assert results["complete"] and results["environment"]["v3_client"] == client
+    (run,) = results.runs
+    c = run.to_dict()["counters"]  # as the results file keeps them
+    assert results.complete and results.environment.v3_client == client
     assert c["attempted"] == c["written"] == 300 and c["errors"] == c["write_retries"] == 0
     assert c["received"] == 300 and c["missed"] == c["duplicates"] == c["out_of_order"] == 0

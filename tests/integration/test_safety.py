@@ -34,6 +34,7 @@ from etcdbench.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, EtcdErr
 from etcdbench.etcd import LocalEtcd, find_etcd_binary
 from etcdbench.etcd.barrier import BARRIER_PREFIX, Barrier
 from etcdbench.etcd.local import OWNER_FILE
+from etcdbench.results.model import Run
 from etcdbench.workload.ops import written_keys
 
 SMALL = ("--rate", "40", "--duration", "1", "--warmup", "0", "--objects", "6", "--drain", "2")
@@ -132,7 +133,7 @@ def test_a_run_that_fails_deletes_only_its_own_keys(
     real_run_once = etcdbench.bench.target.run_once
     seen_own_keys: list[int] = []
 
-    def failing_run_once(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    def failing_run_once(*args: Any, **kwargs: Any) -> Run:
         def progress(phase: str, elapsed: float, total: float) -> None:
             if elapsed > 0.5:
                 seen_own_keys.append(new_keys(store, before))

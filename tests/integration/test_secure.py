@@ -13,7 +13,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -30,6 +29,7 @@ from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError
 from etcdbench.etcd import find_etcd_binary
 from etcdbench.etcd.local import LocalEtcd
+from etcdbench.results.model import ResultsFile
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,12 @@ def small_config(prefix: str, backend: str = "v3", rate: float = 100) -> RunConf
     return RunConfig(backend=backend, rate=rate, duration_s=1.0, warmup_s=0.0, objects=20, prefix=prefix)
 
 
-def assert_every_write_received(results: dict[str, Any], writes: int = 100) -> None:
-    assert results["complete"]
-    (run,) = results["runs"]
-    c = run["counters"]
-    assert c["written"] == writes and c["errors"] == 0
-    assert c["written"] == c["received"] and c["missed"] == 0
+def assert_every_write_received(results: ResultsFile, writes: int = 100) -> None:
+    assert results.complete
+    (run,) = results.runs
+    c = run.counters
+    assert c.written == writes and c.errors == 0
+    assert c.written == c.received and c.missed == 0
 
 
 # -- TLS against a real etcd ------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_auth_right_password_runs_and_wrong_password_is_refused(
         credentials=client_creds(pki, "root", PASSWORD),
     )
     assert_every_write_received(results, rate)
-    assert PASSWORD not in json.dumps(results)
+    assert PASSWORD not in json.dumps(results.to_dict())  # the document a file would hold
 
     target = url.split("//")[1] if backend == "v3" else url
     with pytest.raises(EtcdError) as info:

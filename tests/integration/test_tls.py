@@ -250,7 +250,7 @@ def test_tls_embedded_etcd_runs_with_exact_books_and_leaves_no_certificate(
     config = RunConfig(
         backend=backend, rate=200, duration_s=1.0, warmup_s=0.0, objects=20, prefix=fresh_prefix
     )
-    results = run_watch(config, endpoints=None, etcd_bin=None, tls=True, cluster_size=members)
+    results = run_watch(config, endpoints=None, etcd_bin=None, tls=True, cluster_size=members).to_dict()
     (run,) = results["runs"]
     c = run["counters"]
     assert results["complete"]

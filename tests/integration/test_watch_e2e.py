@@ -28,9 +28,9 @@ CASES = [
 def small_run(etcd: LocalEtcd, prefix: str, **kw: Any) -> dict[str, Any]:
     config = RunConfig(rate=200, duration_s=1.0, warmup_s=0.5, objects=20, prefix=prefix, drain_s=3.0, **kw)
     results = run_watch(config, endpoints=[etcd.client_url], etcd_bin=None)
-    assert results["complete"]
-    (run,) = results["runs"]
-    return run
+    assert results.complete
+    (run,) = results.runs
+    return run.to_dict()  # as the results file keeps it
 
 
 @pytest.mark.parametrize(("backend", "encoding", "v2_watch", "kind"), CASES)

@@ -21,8 +21,8 @@ def run(etcd: LocalEtcd, prefix: str, **kw: Any) -> dict[str, Any]:
     }
     settings.update(kw)
     results = run_watch(RunConfig(prefix=prefix, **settings), endpoints=[etcd.client_url], etcd_bin=None)
-    (r,) = results["runs"]
-    return r
+    (r,) = results.runs
+    return r.to_dict()  # as the results file keeps it
 
 
 def assert_all_received(r: dict[str, Any], written: int) -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from etcdbench.backends.fake import WATCH_FAULTS, WRITE_FAULTS, FakeBackend, FakeEtcd
 from etcdbench.config.run import RunConfig
+from etcdbench.results.model import Run, WatchCounters
 from etcdbench.workload import writer
 
 BASE: dict[str, Any] = {
@@ -34,33 +35,33 @@ def config(**kw: Any) -> RunConfig:
     return RunConfig(**{**BASE, **kw})
 
 
-def books(
-    run: dict[str, Any], config_: RunConfig, etcd: FakeEtcd
-) -> list[tuple[dict[str, int], dict[str, int]]]:
+def books(run: Run, config_: RunConfig, etcd: FakeEtcd) -> list[tuple[dict[str, int], dict[str, int]]]:
     """(the books, the truth) of each watch of the run, on the counters the truth knows, and the
     events the watch counted per second (each write or deleted key once) in all."""
-    watches = run.get("watches") or [
-        {"counters": run["counters"], "events_received": run["timeseries"]["events_received"]}
-    ]
+    watches: list[tuple[WatchCounters, list[int]]] = (
+        [(w.counters, w.events_received) for w in run.watches]
+        if run.watches
+        else [(run.counters, run.timeseries.events_received)]
+    )
     out = []
-    for w, ident in zip(watches, watch_ids(config_), strict=True):
+    for (counters, events), ident in zip(watches, watch_ids(config_), strict=True):
         t = truth(etcd, ident)
         expected = {**t.counters(), "distinct_events": t.distinct_events}
-        got = {k: w["counters"][k] for k in t.counters()}
-        got["distinct_events"] = sum(w["events_received"])
+        got = {k: getattr(counters, k) for k in t.counters()}
+        got["distinct_events"] = sum(events)
         out.append((got, expected))
     return out
 
 
-def assert_books_are_true(run: dict[str, Any], config_: RunConfig, etcd: FakeEtcd) -> None:
+def assert_books_are_true(run: Run, config_: RunConfig, etcd: FakeEtcd) -> None:
     for got, expected in books(run, config_, etcd):
         assert got == expected
 
 
 def test_a_clean_run_receives_every_write_exactly_once() -> None:
     etcd, cfg = FakeEtcd(), config()
-    run = run_pipeline(cfg, etcd)
-    assert run["counters"]["written"] == 40 == truth(etcd, 0).written
+    run = run_pipeline(cfg, etcd).run
+    assert run.counters.written == 40 == truth(etcd, 0).written
     assert_books_are_true(run, cfg, etcd)
 
 
@@ -71,11 +72,11 @@ def test_the_watch_waits_for_every_acknowledged_write_not_for_a_count() -> None:
     etcd = FakeEtcd(write_faults=["ack_lost"], watch_faults={0: dict.fromkeys(range(40), "slow")})
     cfg = config()
     with mock.patch.object(writer, "RETRY_ATTEMPTS", 1):
-        run = run_pipeline(cfg, etcd)
-    c = run["counters"]
-    assert c["unacknowledged_seen"] == 1 == truth(etcd, 0).unacknowledged_seen
-    assert c["written"] == 39 == truth(etcd, 0).written
-    assert c["received"] == 39 == truth(etcd, 0).received
+        run = run_pipeline(cfg, etcd).run
+    c = run.counters
+    assert c.unacknowledged_seen == 1 == truth(etcd, 0).unacknowledged_seen
+    assert c.written == 39 == truth(etcd, 0).written
+    assert c.received == 39 == truth(etcd, 0).received
     assert_books_are_true(run, cfg, etcd)
 
 
@@ -83,42 +84,43 @@ def test_duplicates_are_told_apart_retried_from_redelivered() -> None:
     # Request 2 is applied but its answer lost: the writer retries it, etcd applies it twice (two
     # revisions, one stamp). Delivery 5 comes twice at the same revision: a watch defect.
     etcd, cfg = FakeEtcd(write_faults=["ok", "ok", "ack_lost"], watch_faults={0: {5: "dup"}}), config()
-    run = run_pipeline(cfg, etcd)
-    c = run["counters"]
-    assert (c["duplicates_retried"], c["duplicates_redelivered"]) == (1, 1)
+    run = run_pipeline(cfg, etcd).run
+    c = run.counters
+    assert (c.duplicates_retried, c.duplicates_redelivered) == (1, 1)
     assert_books_are_true(run, cfg, etcd)
-    assert any("same revision" in r for r in run["verdict"]["reasons"])
+    assert any("same revision" in r for r in run.verdict.reasons)
 
 
 def test_a_retried_write_applied_twice_does_not_fail_the_verdict_by_itself() -> None:
     etcd, cfg = FakeEtcd(write_faults=["ok", "ack_lost"]), config()
-    run = run_pipeline(cfg, etcd)
-    assert run["counters"]["duplicates_retried"] == 1
+    run = run_pipeline(cfg, etcd).run
+    assert run.counters.duplicates_retried == 1
     assert_books_are_true(run, cfg, etcd)
-    assert not any("same revision" in r or "missed" in r for r in run["verdict"]["reasons"])
+    assert not any("same revision" in r or "missed" in r for r in run.verdict.reasons)
 
 
 def test_lost_writes_are_split_by_cause_relist_gap_or_undelivered() -> None:
     # Delivery 3 is dropped with no relist (undelivered); at delivery 10 history is lost (a relist).
     etcd, cfg = FakeEtcd(watch_faults={0: {3: "drop", 10: "gap"}}), config(drain_s=0.5)
-    run = run_pipeline(cfg, etcd)
-    c, t = run["counters"], truth(etcd, 0)
-    assert c["relists"] == 1 == t.relists
+    run = run_pipeline(cfg, etcd).run
+    c, t = run.counters, truth(etcd, 0)
+    assert c.relists == 1 == t.relists
     # The drop, and anything a watch stopped too early (a loaded host's pause) never got: the same in both.
-    assert c["missed_undelivered"] == t.missed_undelivered >= len(etcd.dropped[0]) == 1
-    assert c["missed_relist"] == t.missed_relist
+    assert c.missed_undelivered == t.missed_undelivered >= len(etcd.dropped[0]) == 1
+    assert c.missed_relist == t.missed_relist
     assert_books_are_true(run, cfg, etcd)
-    relist = run["relists"][0]
-    assert relist["after_revision"] < relist["revision"]
-    assert {"duration_s", "bytes"} <= relist.keys()
+    relist = run.relists[0]
+    assert relist.after_revision is not None and relist.after_revision < relist.revision
+    assert relist.duration_s is not None and relist.bytes is not None  # both keys written
 
 
 def test_several_watchers_count_the_writes_once() -> None:
     etcd, cfg = FakeEtcd(watch_faults={100: {2: "drop"}}), config(watchers=3, drain_s=0.5)
-    run = run_pipeline(cfg, etcd)
-    assert run["counters"]["written"] == 40 == truth(etcd, 0).written  # not 3 x 40
-    assert run["counters"]["missed"] >= len(etcd.dropped[100]) == 1  # one watch lost one event
-    assert [w["counters"]["written"] for w in run["watches"]] == [40, 40, 40]
+    run = run_pipeline(cfg, etcd).run
+    assert run.counters.written == 40 == truth(etcd, 0).written  # not 3 x 40
+    assert run.counters.missed >= len(etcd.dropped[100]) == 1  # one watch lost one event
+    assert run.watches is not None
+    assert [w.counters.written for w in run.watches] == [40, 40, 40]
     assert_books_are_true(run, cfg, etcd)
 
 
@@ -126,11 +128,11 @@ def test_ttl_updates_keep_the_expiry_and_expiries_are_not_false_misses() -> None
     # mix with a TTL: every create expires; updates must not detach the lease (on v3 an update without
     # it makes the key permanent: a false missed expiry).
     etcd, cfg = FakeEtcd(ttl_scale=0.03), config(workload="mix", mix="update=2,create=2,delete=1", ttl_s=1)
-    run = run_pipeline(cfg, etcd)
-    c, t = run["counters"], truth(etcd, 0)
+    run = run_pipeline(cfg, etcd).run
+    c, t = run.counters, truth(etcd, 0)
     assert t.expiries_received > 0
-    assert c["missed_expiries"] == 0 == t.missed_expiries
-    assert c["duplicates"] == 0
+    assert c.missed_expiries == 0 == t.missed_expiries
+    assert c.duplicates == 0
     assert_books_are_true(run, cfg, etcd)
     assert (
         all(a.keep_lease for a in etcd.answers if a.op == "put" and a.outcome == "ok" and a.ttl_s == 0)
@@ -142,12 +144,12 @@ def test_a_delete_is_one_event_with_one_cause_even_when_the_key_also_expires() -
     # churn: create, delete. With a TTL shorter than a lane's life some keys expire before their delete:
     # one DELETE event, credited once (to the delete), never also as an expiry.
     etcd, cfg = FakeEtcd(ttl_scale=0.001), config(workload="churn", churn_updates=0, ttl_s=1, objects=4)
-    run = run_pipeline(cfg, etcd)
-    c, t = run["counters"], truth(etcd, 0)
+    run = run_pipeline(cfg, etcd).run
+    c, t = run.counters, truth(etcd, 0)
     expired = sum(1 for ch in etcd.changes if ch.cause == "expire")
     assert expired > 0
-    assert c["foreign_events"] == 0 and c["duplicates"] == 0
-    assert c["written"] == t.written and c["received"] == t.received
+    assert c.foreign_events == 0 and c.duplicates == 0
+    assert c.written == t.written and c.received == t.received
     assert_books_are_true(run, cfg, etcd)
 
 
@@ -155,15 +157,14 @@ def test_every_put_and_delete_received_in_the_window_has_one_watch_latency() -> 
     # churn over two watches: puts carry their intended time in the stamp, deletes get it from the
     # writers' reports; each watch records both (an expiry has no intended time: no latency).
     etcd, cfg = FakeEtcd(), config(workload="churn", churn_updates=1, watchers=2)
-    run = run_pipeline(cfg, etcd)
-    assert run["operations"]["delete"] > 0
-    for w in run["watches"]:
-        c = w["counters"]
-        assert c["missed"] == 0 and c["duplicates"] == 0
-        assert w["latency_us"]["watch"]["count"] == c["received"] - c["expiries_received"]
-    assert run["latency_us"]["watch"]["count"] == sum(
-        w["latency_us"]["watch"]["count"] for w in run["watches"]
-    )
+    run = run_pipeline(cfg, etcd).run
+    assert run.operations.delete > 0
+    assert run.watches is not None
+    for w in run.watches:
+        c = w.counters
+        assert c.missed == 0 and c.duplicates == 0
+        assert w.latency_us.watch.count == c.received - c.expiries_received
+    assert run.latency_us.watch.count == sum(w.latency_us.watch.count for w in run.watches)
     assert_books_are_true(run, cfg, etcd)
 
 
@@ -171,11 +172,11 @@ def test_an_update_after_the_key_expired_recreates_nothing() -> None:
     # churn with updates and a TTL shorter than the lifecycle: the update finds the key gone (v3
     # ignore_lease, v2 prevExist) instead of re-creating it, which then expired a second time.
     etcd, cfg = FakeEtcd(ttl_scale=0.001), config(workload="churn", churn_updates=2, ttl_s=1, objects=4)
-    run = run_pipeline(cfg, etcd)
+    run = run_pipeline(cfg, etcd).run
     gone = sum(1 for a in etcd.answers if a.op == "put" and a.outcome == "gone")
     assert gone > 0
-    assert run["counters"]["expired_before_update"] == gone
-    assert run["counters"]["duplicates"] == 0 and run["counters"]["errors"] == 0
+    assert run.counters.expired_before_update == gone
+    assert run.counters.duplicates == 0 and run.counters.errors == 0
     assert_books_are_true(run, cfg, etcd)
 
 
@@ -184,10 +185,10 @@ def test_a_retried_delete_that_finds_the_key_gone_succeeded() -> None:
     # is our own delete, done: no write error, no foreign event.
     etcd = FakeEtcd(write_faults=["ok"] * 8 + ["ack_lost"], delete_missing="v2")
     cfg = config(workload="churn", churn_updates=0)
-    run = run_pipeline(cfg, etcd)
-    c = run["counters"]
+    run = run_pipeline(cfg, etcd).run
+    c = run.counters
     assert any(a.op == "delete" and a.outcome == "gone" for a in etcd.answers)
-    assert c["errors"] == 0 and c["foreign_events"] == 0
+    assert c.errors == 0 and c.foreign_events == 0
     assert_books_are_true(run, cfg, etcd)
 
 
@@ -205,10 +206,10 @@ def test_a_write_that_fails_before_it_is_sent_is_retried_and_frees_its_slot() ->
         original(self, *args, **kwargs)
 
     with mock.patch.object(FakeBackend, "put_async", flaky):
-        run = run_pipeline(cfg, etcd)
-    c = run["counters"]
-    assert c["errors"] == 0 and c["write_retries"] == 3
-    assert c["written"] == 40 == truth(etcd, 0).written
+        run = run_pipeline(cfg, etcd).run
+    c = run.counters
+    assert c.errors == 0 and c.write_retries == 3
+    assert c.written == 40 == truth(etcd, 0).written
     assert_books_are_true(run, cfg, etcd)
 
 
@@ -246,7 +247,7 @@ def test_any_script_of_faults_gives_books_equal_to_ground_truth(script: dict[str
         delete_missing=script["delete_missing"],
         ttl_scale=0.01,
     )
-    run = run_pipeline(cfg, etcd)
+    run = run_pipeline(cfg, etcd).run
     assert_books_are_true(run, cfg, etcd)
 
 
@@ -256,7 +257,7 @@ def test_the_writes_of_one_key_reach_etcd_in_their_order() -> None:
     leaves the key re-created. The writer keeps one write per key in flight."""
     cfg = config(workload="churn", churn_updates=1, objects=1)
     etcd = FakeEtcd(write_faults=["late", "late", "ok"] * 5)
-    run = run_pipeline(cfg, etcd)
+    run = run_pipeline(cfg, etcd).run
     by_key: dict[str, list[str]] = {}
     for change in etcd.changes:
         by_key.setdefault(change.key, []).append(change.type)
@@ -266,6 +267,6 @@ def test_the_writes_of_one_key_reach_etcd_in_their_order() -> None:
     assert all(types == ["PUT", "PUT", "DELETE"][: len(types)] for types in lifecycles)
     deleted = {a.key for a in etcd.answers if a.op == "delete" and a.outcome == "ok"}
     assert deleted and not deleted & etcd.store.keys()  # no pod re-created after its delete
-    assert run["counters"]["missed"] == 0
-    assert run["counters"]["received"] == truth(etcd, 0).received == truth(etcd, 0).written
+    assert run.counters.missed == 0
+    assert run.counters.received == truth(etcd, 0).received == truth(etcd, 0).written
     assert_books_are_true(run, cfg, etcd)

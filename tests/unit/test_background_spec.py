@@ -139,12 +139,12 @@ def test_the_background_falls_behind_on_slip_or_unsent_ops() -> None:
 def test_a_run_whose_background_fell_behind_is_client_bound() -> None:
     config = RunConfig(rate=500, bg_get_rate=10)
     clean = a_run(background=summarize(_report(2_000, 0)))
-    assert verdict(clean, config)["client_bound"] is False
+    assert verdict(clean, config).client_bound is False
     v = verdict(a_run(background=summarize(_report(250_000, 0))), config)
-    assert v["client_bound_reasons"] == ["the background load fell behind its schedule (slip p99 250 ms)"]
-    assert v["pass"]  # it describes our client, not etcd: the verdict itself is unchanged
+    assert v.client_bound_reasons == ["the background load fell behind its schedule (slip p99 250 ms)"]
+    assert v.pass_  # it describes our client, not etcd: the verdict itself is unchanged
     busy = verdict(a_run(**{"background": summarize(_report(2_000, 0)), "cpu.background": 0.95}), config)
-    assert busy["client_bound_reasons"] == ["the background load's process used 0.95 of its one core"]
+    assert busy.client_bound_reasons == ["the background load's process used 0.95 of its one core"]
 
 
 def test_a_scenario_run_takes_and_checks_the_background_flags(tmp_path: Path) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import pytest
+from test_results import a_run
 
 from etcdbench.bench.capacity import Capacity, limiter, search
 from etcdbench.report.matrix import headline
-from etcdbench.results.model import Capacity as CapacityRecord  # the search's result as the file keeps it
+from etcdbench.results.model import Limiter, Run
 
 
 class FakeEtcd:
@@ -36,7 +37,7 @@ class FakeEtcd:
     def clock(self) -> float:
         return self.now
 
-    def measure(self, rate: float) -> dict[str, Any]:
+    def measure(self, rate: float) -> Run:
         self.now += self.step_s
         repeat = rate in self.rates
         self.rates.append(rate)
@@ -45,7 +46,7 @@ class FakeEtcd:
         return fake_run(rate, passed, bound, self.bound_by)
 
 
-def fake_run(rate: float, passed: bool, bound: bool = False, bound_by: str = "writers") -> dict[str, Any]:
+def fake_run(rate: float, passed: bool, bound: bool = False, bound_by: str = "writers") -> Run:
     received = rate if passed else rate * 0.6
     reasons = [] if passed else [f"watcher received {received:g} events/s < {0.99 * rate:g} (99% of target)"]
     bound_reasons = []
@@ -53,25 +54,27 @@ def fake_run(rate: float, passed: bool, bound: bool = False, bound_by: str = "wr
         bound_reasons = ["writers fell behind their schedule (slip p99 350.0 ms)"]
     if bound and bound_by == "watcher":
         bound_reasons = ["watcher process used 1.00 of its one core"]
-    return {
-        "label": f"v3+protobuf pod @{rate:g}/s",
-        "target_rate": rate,
-        "watch_events_per_s": received,
-        "config": {"writers": 2, "watchers": 1, "rate": rate},
-        "counters": {"missed": 0 if passed else 100, "relists": 0 if passed else 1},
-        "latency_us": {
-            "watch": {"p50": 1000, "p99": 3000 if passed else 2_500_000},
-            "schedule_slip": {"p99": 350_000 if bound and bound_by == "writers" else 200},
-        },
-        "cpu": {"watcher": 1.0 if bound and bound_by == "watcher" else 0.3, "writers": 1.1, "host": 0.5},
-        "verdict": {
-            "pass": passed,
-            "reasons": reasons,
-            "client_bound": bool(bound_reasons),
-            "client_bound_reasons": bound_reasons,
-            "warnings": [],
-        },
-    }
+    return a_run(
+        **{
+            "label": f"v3+protobuf pod @{rate:g}/s",
+            "target_rate": rate,
+            "watch_events_per_s": received,
+            "config": {"writers": 2, "watchers": 1, "rate": rate},
+            "counters.missed": 0 if passed else 100,
+            "counters.relists": 0 if passed else 1,
+            "latency_us.watch.p50": 1000,
+            "latency_us.watch.p99": 3000 if passed else 2_500_000,
+            "latency_us.schedule_slip.p99": 350_000 if bound and bound_by == "writers" else 200,
+            "cpu": {"watcher": 1.0 if bound and bound_by == "watcher" else 0.3, "writers": 1.1, "host": 0.5},
+            "verdict": {
+                "pass": passed,
+                "reasons": reasons,
+                "client_bound": bool(bound_reasons),
+                "client_bound_reasons": bound_reasons,
+                "warnings": [],
+            },
+        }
+    )
 
 
 def test_finds_a_known_limit_within_the_resolution() -> None:
@@ -84,13 +87,14 @@ def test_finds_a_known_limit_within_the_resolution() -> None:
     assert etcd.rates[:3] == [500, 1000, 2000]  # geometric rise
     assert etcd.rates[-1] == result.knee  # the boundary repeated last
     assert [s.phase for s in result.steps][-1] == "repeat"
-    assert result.limited_by() == {
-        "rate": result.lowest_fail,
-        "by": "etcd",
-        "text": "etcd",
-        "reasons": result.limiting_step.run["verdict"]["reasons"],  # type: ignore[union-attr]
-        "client_bound_reasons": [],
-    }
+    assert result.limiting_step is not None
+    assert result.limited_by() == Limiter(
+        rate=result.lowest_fail,
+        by="etcd",
+        text="etcd",
+        reasons=result.limiting_step.run.verdict.reasons,
+        client_bound_reasons=[],
+    )
 
 
 @pytest.mark.parametrize("limit", [1.5, 37, 499, 500, 501, 999.9, 4096, 77_777])
@@ -115,9 +119,8 @@ def test_nothing_passes_down_to_the_floor() -> None:
     result = search(etcd.measure, start=8, resolution=0.05, budget_s=1e9, min_rate=1, clock=etcd.clock)
     assert etcd.rates == [8, 4, 2, 1]
     assert result.knee is None and result.stopped_by == "floor"
-    assert headline(CapacityRecord.from_dict(result.to_dict())).startswith(
-        "no passing rate found (lowest rate tried: 1)"
-    )
+    line = headline(result.record())
+    assert line.startswith("no passing rate found (lowest rate tried: 1)")
 
 
 def test_budget_is_respected_and_the_result_says_so() -> None:
@@ -137,9 +140,8 @@ def test_budget_too_short_for_any_failure_reports_a_lower_bound() -> None:
     assert etcd.rates == [500, 1000, 2000, 2000]  # the third step leaves room for the repeat only
     assert result.elapsed_s <= 45
     assert result.knee == 2000 and result.lowest_fail is None
-    assert headline(CapacityRecord.from_dict(result.to_dict())) == (
-        "knee: at least 2,000 writes/s — no rate tried failed before the budget ran out"
-    )
+    line = headline(result.record())
+    assert line == ("knee: at least 2,000 writes/s — no rate tried failed before the budget ran out")
 
 
 def test_the_first_step_and_the_repeat_always_run() -> None:
@@ -168,65 +170,66 @@ def test_limit_set_by_our_writers_is_reported_as_such() -> None:
     etcd = FakeEtcd(1234, bound_from=1000)
     result = search(etcd.measure, start=500, resolution=0.05, budget_s=1e9, clock=etcd.clock)
     limited = result.limited_by()
-    assert limited is not None and limited["by"] == "writers"
+    assert limited is not None and limited.by == "writers"
     assert (
-        limited["text"]
+        limited.text
         == "etcdbench's writers (schedule slip p99 350.00 ms, 1.10 cores for 2 writers), not etcd"
     )
-    line = headline(CapacityRecord.from_dict(result.to_dict()))
-    assert line.startswith("knee: 1,2") and line.endswith("— limited by " + limited["text"])
+    line = headline(result.record())
+    assert line.startswith("knee: 1,2") and line.endswith("— limited by " + limited.text)
 
 
 def test_limit_set_by_our_watcher_is_reported_as_such() -> None:
     etcd = FakeEtcd(1234, bound_from=1200, bound_by="watcher")
     result = search(etcd.measure, start=500, resolution=0.05, budget_s=1e9, clock=etcd.clock)
     limited = result.limited_by()
-    assert limited is not None and limited["by"] == "watcher"
-    assert limited["text"] == "etcdbench's watcher (1.00 core), not etcd"
+    assert limited is not None and limited.by == "watcher"
+    assert limited.text == "etcdbench's watcher (1.00 core), not etcd"
 
 
 def test_client_bound_only_below_the_knee_leaves_etcd_as_the_limit() -> None:
     etcd = FakeEtcd(1234, bound_from=10_000)  # our client only saturates far above the knee
     result = search(etcd.measure, start=500, resolution=0.05, budget_s=1e9, clock=etcd.clock)
     limited = result.limited_by()
-    assert limited is not None and limited["by"] == "etcd"
+    assert limited is not None and limited.by == "etcd"
 
 
 def test_unknown_client_bound_reason_is_quoted_not_guessed() -> None:
     run = fake_run(100, False)
-    run["verdict"]["client_bound"] = True
-    run["verdict"]["client_bound_reasons"] = ["gc pauses in the client"]
-    assert limiter(run)["text"] == "etcdbench's client (gc pauses in the client), not etcd"
+    run = replace(
+        run, verdict=replace(run.verdict, client_bound=True, client_bound_reasons=["gc pauses in the client"])
+    )
+    assert limiter(run, 100).text == "etcdbench's client (gc pauses in the client), not etcd"
 
 
 def test_busiest_writer_is_quoted_when_there_are_several() -> None:
     run = fake_run(100, False, bound=True)
-    run["cpu"]["writer_max"] = 0.97
-    assert limiter(run)["text"] == (
+    run.cpu["writer_max"] = 0.97
+    assert limiter(run, 100).text == (
         "etcdbench's writers (schedule slip p99 350.00 ms, busiest of 2 writers 0.97 core), not etcd"
     )
 
 
 def test_host_saturation_is_mentioned_when_etcd_is_the_limit() -> None:
     run = fake_run(100, False)
-    run["cpu"]["host"] = 0.97
-    run["verdict"]["warnings"] = ["host CPU 97% busy: etcd and etcdbench competed for the same cores"]
-    assert limiter(run)["text"] == "etcd (host CPU 97% busy: etcd shared the machine with etcdbench)"
+    run.cpu["host"] = 0.97
+    run.verdict.warnings.append("host CPU 97% busy: etcd and etcdbench competed for the same cores")
+    assert limiter(run, 100).text == "etcd (host CPU 97% busy: etcd shared the machine with etcdbench)"
 
 
 def test_summary_for_the_results_file() -> None:
     etcd = FakeEtcd(1234)
     result: Capacity = search(etcd.measure, start=500, resolution=0.05, budget_s=1e9, clock=etcd.clock)
-    d = result.to_dict(first_run_index=0)
-    assert d["knee"] == result.knee and d["interval"] == [result.knee, result.lowest_fail]
-    assert d["confirmed"] is True and d["stopped_by"] == "resolution"
-    assert len(d["curve"]) == len(etcd.rates)
-    assert [p["rate"] for p in d["curve"]] == sorted(etcd.rates)
-    assert sorted(p["run"] for p in d["curve"]) == list(range(len(etcd.rates)))
-    for p in d["curve"]:
-        assert p["pass"] == (p["rate"] <= 1234)
-        assert etcd.rates[p["run"]] == p["rate"]
-    line = headline(CapacityRecord.from_dict(d))
+    d = result.record(first_run_index=0)
+    assert d.knee == result.knee and d.interval == [result.knee, result.lowest_fail]
+    assert d.confirmed is True and d.stopped_by == "resolution"
+    assert len(d.curve) == len(etcd.rates)
+    assert [p.rate for p in d.curve] == sorted(etcd.rates)
+    assert sorted(p.run for p in d.curve) == list(range(len(etcd.rates)))
+    for p in d.curve:
+        assert p.pass_ == (p.rate <= 1234)
+        assert etcd.rates[p.run] == p.rate
+    line = headline(d)
     width = (result.lowest_fail - result.knee) / result.knee  # type: ignore[operator]
     assert line == (
         f"knee: {result.knee:,.0f} writes/s (within {width:.1%}: passed at {result.knee:,.0f}, "

@@ -12,17 +12,20 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from processes import running
+from test_results import a_run
 
 from etcdbench.backends.base import Endpoint
 from etcdbench.config.network import parse_bandwidth, parse_network_duration
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import UsageError
 from etcdbench.network.proxy import DelayProxy, network_block
+from etcdbench.results.model import RttMs
 from etcdbench.results.verdict import verdict
 
 
@@ -193,25 +196,27 @@ def _report(lag_p99_us: int) -> dict[str, Any]:
 def test_a_proxy_behind_its_schedule_makes_the_run_client_bound() -> None:
     config = RunConfig(rate=100, rtt_us=2_000)
     on_time = network_block(config, _report(300), 0.2, 10.0)
-    assert not on_time["proxy_fell_behind"]
-    assert on_time["measured_rtt_ms"] == {"p50": 2.05, "p99": 2.3, "max": 2.4}
-    assert on_time["proxy_cpu_ms_per_mb"] == 400.0  # 2 s of CPU for 5 MB
+    assert not on_time.proxy_fell_behind
+    assert on_time.measured_rtt_ms == RttMs(p50=2.05, p99=2.3, max=2.4)
+    assert on_time.proxy_cpu_ms_per_mb == 400.0  # 2 s of CPU for 5 MB
     late = network_block(config, _report(5_000), 0.2, 10.0)
-    assert late["proxy_fell_behind"]
-    run: dict[str, Any] = {
-        "duration_s": 10.0,
-        "counters": {"missed": 0, "relists": 0, "errors": 0, "unsent": 0},
-        "watch_events_per_s": 100.0,
-        "write_rate_achieved": 100.0,
-        "latency_us": {"watch": {"p99": 5_000}, "schedule_slip": {"p99": 100}},
-        "cpu": {"watcher": 0.1, "writers": 0.1},
-        "network": late,
-    }
-    v = verdict(run, config)
-    assert v["pass"] and v["client_bound"]
-    assert v["client_bound_reasons"] == ["the delay proxy fell behind its schedule (lag p99 5 ms)"]
-    run["network"] = on_time
-    assert not verdict(run, config)["client_bound"]
+    assert late.proxy_fell_behind
+    run = a_run(
+        **{
+            "duration_s": 10.0,
+            "counters.missed": 0,
+            "counters.unsent": 0,
+            "watch_events_per_s": 100.0,
+            "write_rate_achieved": 100.0,
+            "latency_us.watch.p99": 5_000,
+            "latency_us.schedule_slip.p99": 100,
+            "cpu": {"watcher": 0.1, "writers": 0.1},
+        }
+    )
+    v = verdict(replace(run, network=late), config)
+    assert v.pass_ and v.client_bound
+    assert v.client_bound_reasons == ["the delay proxy fell behind its schedule (lag p99 5 ms)"]
+    assert not verdict(replace(run, network=on_time), config).client_bound
 
 
 def test_an_endpoint_named_by_host_is_resolved_once() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from etcdbench.metrics.etcd_view import EtcdMetricsSampler, disagreements, increase, parse_metrics, summarize
+from etcdbench.results.model import EtcdView
 
 EXPOSITION = """\
 # HELP etcd_mvcc_put_total Total number of puts seen by this member.
@@ -67,20 +68,23 @@ def test_an_unreachable_member_is_an_error_not_a_failure() -> None:
     view = sampler.view()
     assert view["scraped"] == 0
     assert view["errors"] and "127.0.0.1:9" in view["errors"][0]
-    assert disagreements(view, _run(writes=5, received=5)) == []
+    assert disagreements(_view(view), **_run(writes=5, received=5)) == []
+
+
+def _view(view: dict[str, Any]) -> EtcdView:
+    """A sampler's view (or one written here) as a run keeps it: without its series."""
+    full = {"members": 1, "restarted": 0, "errors": [], "increase": {}, "max": {}, "last": {}, **view}
+    return EtcdView.from_dict({k: v for k, v in full.items() if k != "series"})
 
 
 def _run(writes: int, received: int, missed: int = 0, backend: str = "v3") -> dict[str, Any]:
-    return {
-        "backend": backend,
-        "operations": {"create": 0, "update": writes, "delete": 0},
-        "counters": {"received": received, "missed": missed},
-    }
+    """What `disagreements` reads of a run."""
+    return {"backend": backend, "acked_puts": writes, "received": received, "missed": missed}
 
 
 def test_disagreements_name_fewer_applied_fewer_sent_and_slow_watchers() -> None:
     view = {"scraped": 1, "increase": {"mvcc_puts": 90, "watch_events_sent": 80}, "max": {"slow_watchers": 2}}
-    lines = disagreements(view, _run(writes=100, received=100))
+    lines = disagreements(_view(view), **_run(writes=100, received=100))
     assert lines == [
         "etcd applied 90 puts (mvcc_puts) but etcdbench counted 100 acknowledged",
         "etcd sent 80 watch events but etcdbench's watchers received 100",
@@ -91,4 +95,4 @@ def test_disagreements_name_fewer_applied_fewer_sent_and_slow_watchers() -> None
         "increase": {"mvcc_puts": 130, "watch_events_sent": 100},
         "max": {"slow_watchers": 0},
     }
-    assert disagreements(agree, _run(writes=100, received=100)) == []
+    assert disagreements(_view(agree), **_run(writes=100, received=100)) == []

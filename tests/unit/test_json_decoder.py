@@ -16,7 +16,7 @@ from etcdbench.workload.accounting import format_stamp, parse_stamp
 
 def test_orjson_is_the_decoder_and_results_record_it() -> None:
     assert JSON_DECODER.startswith("orjson ")  # pinned in pyproject.toml: installed with etcdbench
-    assert environment()["json_decoder"] == JSON_DECODER
+    assert environment().json_decoder == JSON_DECODER
 
 
 @pytest.mark.parametrize("profile", ["k8s-1.6", "modern"])

@@ -15,6 +15,7 @@ from etcdbench.errors import UsageError
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.results.io import load, write_atomic
 from etcdbench.results.merge import merge, merge_files
+from etcdbench.results.model import ResultsFile
 
 # Each shard's watcher timed different events: the merged percentiles must come from the sum of
 # the histograms, not from the shards' percentiles.
@@ -73,14 +74,15 @@ def shard_docs(n: int = 2) -> list[dict[str, Any]]:
     return docs
 
 
-def named(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(f"shard{i}.json", d) for i, d in enumerate(docs)]
+def named(docs: list[dict[str, Any]]) -> list[tuple[str, ResultsFile]]:
+    """The shards' documents as `load_results` reads them."""
+    return [(f"shard{i}.json", ResultsFile.from_dict(d)) for i, d in enumerate(docs)]
 
 
 def test_merged_counts_are_the_sums_and_percentiles_those_of_the_added_histograms() -> None:
     base = load(DATA / "results-v2.json")["runs"][0]
     docs = shard_docs(2)
-    merged = merge(named(docs))
+    merged = merge(named(docs)).to_dict()  # compared with the documents key by key
     (run,) = merged["runs"]
 
     assert run["counters"] == base["counters"]
@@ -127,18 +129,18 @@ def test_the_merged_verdict_is_taken_again_over_the_whole_run() -> None:
     docs = shard_docs(3)
     docs[2]["runs"][0]["counters"]["missed"] += 3
     docs[2]["runs"][0]["counters"]["written"] += 3
-    merged = merge(named(docs))
-    (run,) = merged["runs"]
-    assert not run["verdict"]["pass"]
-    assert any("3 events missed" in r for r in run["verdict"]["reasons"])
+    (run,) = merge(named(docs)).runs
+    assert not run.verdict.pass_
+    assert any("3 events missed" in r for r in run.verdict.reasons)
 
 
 def test_files_are_merged_in_shard_order_whatever_the_argument_order() -> None:
     docs = shard_docs(2)
     a = merge(named(docs))
     b = merge(list(reversed(named(docs))))
-    assert a["runs"] == b["runs"]
-    assert a["environment"]["merge"]["files"] == ["shard0.json", "shard1.json"]
+    assert a.runs == b.runs
+    assert a.environment.merge is not None
+    assert a.environment.merge.files == ["shard0.json", "shard1.json"]
 
 
 def _refused(docs: list[dict[str, Any]], message: str) -> None:
@@ -194,7 +196,7 @@ def test_merge_command_writes_a_loadable_file(tmp_path: Path, capsys: pytest.Cap
     assert merged["runs"][0]["counters"]["written"] == 500  # each write once, however many watches
     assert merged["environment"]["merge"]["files"] == [str(p) for p in paths]
     assert f"merged 2 shards: {out}" in capsys.readouterr().out
-    assert json.loads(json.dumps(merge_files(paths)["runs"])) == merged["runs"]
+    assert json.loads(json.dumps(merge_files(paths).to_dict()["runs"])) == merged["runs"]
     assert main(["show", str(out)]) == 0  # a merged file reads like any other
     assert main(["export", str(out), "--format", "csv"]) == 0
     assert main(["compare", str(out), str(out), "--fail-if", "missed > 0"]) == 0

@@ -16,7 +16,7 @@ from etcdbench.errors import UsageError
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.report.console import summary
 from etcdbench.results.io import SCHEMA_VERSION, check_writable, load, write_atomic
-from etcdbench.results.model import ResultsFile
+from etcdbench.results.model import ResultsFile, Run, Verdict
 from etcdbench.results.verdict import verdict
 
 SAMPLE = DATA / "results-v1.json"
@@ -129,7 +129,7 @@ def test_check_writable_refuses_directories_and_unwritable_places(tmp_path: Path
     assert not (tmp_path / "new").exists()
 
 
-def a_run(**changes: Any) -> dict[str, Any]:
+def a_run(**changes: Any) -> Run:
     run: dict[str, Any] = copy.deepcopy(sample()["runs"][0])
     run["counters"].update(missed=0, relists=0, errors=0)
     run["watch_events_per_s"] = run["write_rate_achieved"] = 500.0
@@ -142,7 +142,7 @@ def a_run(**changes: Any) -> dict[str, Any]:
         for p in parents:
             node = node[p]
         node[leaf] = value
-    return run
+    return Run.from_dict(run)
 
 
 CONFIG = RunConfig(rate=500)
@@ -150,13 +150,7 @@ CONFIG = RunConfig(rate=500)
 
 def test_verdict_passes_a_clean_run() -> None:
     v = verdict(a_run(), CONFIG)
-    assert v == {
-        "pass": True,
-        "reasons": [],
-        "client_bound": False,
-        "client_bound_reasons": [],
-        "warnings": [],
-    }
+    assert v == Verdict(pass_=True, reasons=[], client_bound=False, client_bound_reasons=[], warnings=[])
 
 
 @pytest.mark.parametrize(
@@ -172,12 +166,12 @@ def test_verdict_passes_a_clean_run() -> None:
 )
 def test_verdict_fails_with_the_reason_stated(changes: dict[str, Any], reason: str) -> None:
     v = verdict(a_run(**changes), CONFIG)
-    assert not v["pass"]
-    assert any(r.startswith(reason) for r in v["reasons"]), v["reasons"]
+    assert not v.pass_
+    assert any(r.startswith(reason) for r in v.reasons), v.reasons
 
 
 def test_watch_events_exactly_at_99_percent_pass() -> None:
-    assert verdict(a_run(watch_events_per_s=495.0), CONFIG)["pass"]
+    assert verdict(a_run(watch_events_per_s=495.0), CONFIG).pass_
 
 
 @pytest.mark.parametrize(
@@ -190,13 +184,13 @@ def test_watch_events_exactly_at_99_percent_pass() -> None:
 )
 def test_client_bound_is_called_with_its_reason(changes: dict[str, Any], reason: str) -> None:
     v = verdict(a_run(**changes), CONFIG)
-    assert v["client_bound"]
-    assert any(r.startswith(reason) for r in v["client_bound_reasons"])
+    assert v.client_bound
+    assert any(r.startswith(reason) for r in v.client_bound_reasons)
 
 
 def test_busy_host_is_a_warning_not_client_bound() -> None:
     v = verdict(a_run(**{"cpu.host": 0.97}), CONFIG)
-    assert not v["client_bound"] and v["warnings"]
+    assert not v.client_bound and v.warnings
 
 
 def _rendered(results: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from paths import DATA, RESULTS
 from schema_check import SCHEMA_PATH, schema_problem
 
 from etcdbench.results.io import load
-from etcdbench.results.model import ResultsFile
+from etcdbench.results.model import ResultsFile, Run
 from etcdbench.results.record import Malformed
 from etcdbench.results.schema import render
 
@@ -56,12 +56,18 @@ def test_model_refuses_a_key_it_does_not_know_and_a_wrong_type() -> None:
 
 def test_the_suite_checks_what_etcdbench_writes(tmp_path: Path) -> None:
     """The plugin (tests/schema_check.py) is active: write_atomic checks before it writes."""
-    import etcdbench.cli.execute
+    import sys
+
+    import etcdbench.cli.execute  # noqa: F401 (the Saver every command shares: loaded, so checked)
     import etcdbench.results.io as results_io
 
-    assert results_io.write_atomic.__name__ == "write_checked"
-    # The Saver every command shares writes through the checked function too.
-    assert getattr(etcdbench.cli.execute, "write_atomic") is results_io.write_atomic  # noqa: B009
+    assert results_io.write_atomic.__name__ == "write_checked"  # what io.save writes through
+    held = {
+        name: module.write_atomic.__name__
+        for name, module in sys.modules.items()
+        if name.startswith("etcdbench") and hasattr(module, "write_atomic")
+    }
+    assert held and set(held.values()) == {"write_checked"}, held
 
 
 @pytest.mark.parametrize("knee_at", [800.0, 0.5])  # a knee found, and nothing passing down to the floor
@@ -74,7 +80,7 @@ def test_a_capacity_file_validates(knee_at: float) -> None:
     runs: list[dict[str, Any]] = []
     ticks = iter(range(10_000))
 
-    def measure(rate: float) -> dict[str, Any]:
+    def measure(rate: float) -> Run:
         run: dict[str, Any] = copy.deepcopy(template)
         run["target_rate"] = rate
         if rate > knee_at:  # failing; far above the knee, because the watcher saturated its core
@@ -88,9 +94,9 @@ def test_a_capacity_file_validates(knee_at: float) -> None:
                 }
             )
         runs.append(run)
-        return run
+        return Run.from_dict(run)
 
     found = search(measure, start=500, budget_s=1e9, clock=lambda: float(next(ticks)))
     doc["runs"] = runs
-    doc["capacity"] = found.to_dict()
+    doc["capacity"] = found.record().to_dict()
     assert schema_problem(doc) is None

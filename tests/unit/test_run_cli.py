@@ -8,6 +8,7 @@ import io
 import json
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -22,7 +23,8 @@ from etcdbench.cli.run import register
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EtcdError, UsageError
 from etcdbench.interrupt import Interrupted
-from etcdbench.results.io import environment, load, new_results, write_atomic
+from etcdbench.results.io import environment, load, new_results, save
+from etcdbench.results.model import EtcdInfo, ResultsFile, Run
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
 
@@ -43,7 +45,7 @@ def call(*argv: str) -> tuple[int, str, str]:
 
 
 class FakeTarget:
-    """Stands in for session.Target: runs nothing, returns a run dict per config."""
+    """Stands in for bench.target.Target: runs nothing, returns a typed run per config."""
 
     configs: ClassVar[list[RunConfig]] = []
     interrupt_at: ClassVar[int | None] = None  # raise KeyboardInterrupt on this run (0-based)
@@ -65,18 +67,19 @@ class FakeTarget:
     def check(self, config: RunConfig) -> None:
         pass
 
-    def results(self) -> dict[str, Any]:
-        return new_results(environment(etcd={"embedded": True, "endpoints": ["fake"]}))
+    def etcd_info(self) -> EtcdInfo:
+        return EtcdInfo(embedded=True, endpoints=["fake"])
 
-    def run(self, config: RunConfig, progress: Any = None) -> dict[str, Any]:
+    def results(self) -> ResultsFile:
+        return new_results(environment(self.etcd_info()))
+
+    def run(self, config: RunConfig, progress: Any = None) -> Run:
         if FakeTarget.interrupt_at == len(FakeTarget.configs):
             raise KeyboardInterrupt
         if FakeTarget.partial_at == len(FakeTarget.configs):
             stop = Interrupted(signal.SIGTERM)
-            stop.partial = make_run(
-                config.backend, config.encoding, config.rate, received=config.rate
-            ).to_dict()
-            stop.partial["incomplete"] = "interrupted by SIGTERM after 0.5 s of 1 s"
+            partial = make_run(config.backend, config.encoding, config.rate, received=config.rate)
+            stop.partial = replace(partial, incomplete="interrupted by SIGTERM after 0.5 s of 1 s")
             raise stop
         FakeTarget.configs.append(config)
         passed = config.rate <= FakeTarget.limit
@@ -90,7 +93,7 @@ class FakeTarget:
         run["config"] = config.to_dict()
         if FakeTarget.gone_at == len(FakeTarget.configs) - 1:
             run["incomplete"] = "etcd could not be reached after the run: connection refused"
-        return run
+        return Run.from_dict(run)
 
 
 @pytest.fixture
@@ -159,13 +162,13 @@ def test_run_writes_one_file_after_every_cell_and_prints_the_comparison(
 ) -> None:
     out_path = tmp_path / "r.json"
     snapshots: list[dict[str, Any]] = []
-    real_write = write_atomic
+    real_save = save
 
-    def spy(path: Path, results: dict[str, Any]) -> None:
-        snapshots.append(json.loads(json.dumps(results)))
-        real_write(path, results)
+    def spy(path: Path, results: ResultsFile) -> None:
+        snapshots.append(json.loads(json.dumps(results.to_dict())))
+        real_save(path, results)
 
-    monkeypatch.setattr("etcdbench.cli.execute.write_atomic", spy)  # the Saver every command shares
+    monkeypatch.setattr("etcdbench.cli.execute.save", spy)  # the Saver every command shares
     code, out, _ = call("run", str(tiny_scenario(tmp_path)), "--output", str(out_path))
     assert code == 0
     assert [(len(s["runs"]), s["complete"]) for s in snapshots] == [(1, False), (2, True)]
