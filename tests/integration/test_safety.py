@@ -9,6 +9,7 @@ store (v3: every key with its value, create and mod revision; v2: every node) be
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -36,6 +37,7 @@ from etcdbench.etcd.barrier import BARRIER_PREFIX, Barrier
 from etcdbench.etcd.local import OWNER_FILE
 from etcdbench.results.model import Run
 from etcdbench.workload.ops import written_keys
+from etcdbench.workload.runner import run_once
 
 SMALL = ("--rate", "40", "--duration", "1", "--warmup", "0", "--objects", "6", "--drain", "2")
 
@@ -130,7 +132,6 @@ def test_a_run_that_fails_deletes_only_its_own_keys(
 ) -> None:
     seed_foreign(store, prefix)
     before = store.v3()[1]
-    real_run_once = etcdbench.bench.target.run_once
     seen_own_keys: list[int] = []
 
     def failing_run_once(*args: Any, **kwargs: Any) -> Run:
@@ -139,7 +140,10 @@ def test_a_run_that_fails_deletes_only_its_own_keys(
                 seen_own_keys.append(new_keys(store, before))
                 raise EtcdError("injected failure mid-run")
 
-        return real_run_once(*args[:4], progress, *args[5:], **kwargs)
+        # Replaced by name, not by position: however target.py passes (or omits) `progress`.
+        call = inspect.signature(run_once).bind(*args, **kwargs)
+        call.arguments["progress"] = progress
+        return run_once(*call.args, **call.kwargs)
 
     monkeypatch.setattr(etcdbench.bench.target, "run_once", failing_run_once)
     code, _, err = run_cli(

@@ -81,7 +81,12 @@ def test_a_plaintext_client_is_refused(tls_etcd: LocalEtcd, backend: str) -> Non
         done = threading.Event()
         request = rpc_pb2.PutRequest(key=b"/etcdbench-test/plain", value=b"x").SerializeToString()
         headers = request_headers("{}:{}".format(*address(tls_etcd)), PUT_PATH)
-        client.call(headers, request, lambda exc: (outcome.append(exc), done.set()))
+
+        def finished(exc: BaseException | None) -> None:
+            outcome.append(exc)
+            done.set()
+
+        client.call(headers, request, finished)
         try:
             assert done.wait(15)
         finally:

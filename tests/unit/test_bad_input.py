@@ -307,7 +307,9 @@ def test_max_cells_lets_a_large_matrix_through(tmp_path: Path) -> None:
 
 
 def sample() -> dict[str, Any]:
-    return json.loads(SAMPLE.read_text())
+    doc = json.loads(SAMPLE.read_text())
+    assert isinstance(doc, dict)
+    return doc
 
 
 def drop(path: str) -> dict[str, Any]:
@@ -435,7 +437,7 @@ def test_a_full_disk_at_save_time_is_one_error_and_leaves_no_temporary_file(
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(results_io.json, "dump", full)
+    monkeypatch.setattr(json, "dump", full)  # the module results.io writes with
     with pytest.raises(
         EtcdbenchError, match=r"r\.json: cannot be written \(No space left on device\)"
     ) as info:

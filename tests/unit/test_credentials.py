@@ -28,8 +28,9 @@ def test_credentials_never_show_the_password_and_pickle_whole() -> None:
         assert PASSWORD not in text
     assert "root" in repr(creds)
     # Spawned writers and watchers get the endpoint through the multiprocessing pipe (a pickle).
-    assert pickle.loads(pickle.dumps(endpoint)) == endpoint
-    assert pickle.loads(pickle.dumps(endpoint)).credentials.password == PASSWORD  # type: ignore[union-attr]
+    unpickled: Endpoint = pickle.loads(pickle.dumps(endpoint))
+    assert unpickled == endpoint
+    assert unpickled.credentials is not None and unpickled.credentials.password == PASSWORD
     assert Endpoint(("http://x:1",)).credentials is None
 
 
@@ -142,8 +143,13 @@ def test_password_sources(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPa
             return True
 
     prompts: list[str] = []
+
+    def getpass(prompt: str) -> str:
+        prompts.append(prompt)
+        return "typed"
+
     monkeypatch.setattr(sys, "stdin", Tty())
-    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or "typed")
+    monkeypatch.setattr("getpass.getpass", getpass)
     creds = credentials_from_args(parse(*base))
     assert creds is not None and creds.password == "typed"
     assert prompts == ["etcd password for root: "]

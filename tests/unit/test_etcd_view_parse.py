@@ -51,8 +51,14 @@ def test_increase_counts_from_zero_after_a_restart() -> None:
 
 
 def test_members_combine_by_what_each_one_does() -> None:
-    a_values = [{"mvcc_puts": 100, "watch_events_sent": 0}, {"mvcc_puts": 150, "watch_events_sent": 50}]
-    b_values = [{"mvcc_puts": 90, "watch_events_sent": 5}, {"mvcc_puts": 140, "watch_events_sent": 5}]
+    a_values: list[dict[str, float]] = [
+        {"mvcc_puts": 100, "watch_events_sent": 0},
+        {"mvcc_puts": 150, "watch_events_sent": 50},
+    ]
+    b_values: list[dict[str, float]] = [
+        {"mvcc_puts": 90, "watch_events_sent": 5},
+        {"mvcc_puts": 140, "watch_events_sent": 5},
+    ]
     a = ([0.0, 1.0], a_values)
     b = ([0.1, 1.1], b_values)
     view = summarize([a, b], [], t0=0.0, interval_s=1.0)

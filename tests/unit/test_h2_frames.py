@@ -8,6 +8,7 @@ import queue
 import socket
 import struct
 import threading
+from typing import cast
 
 import hpack
 
@@ -33,7 +34,9 @@ from etcdbench.backends.v3 import PUT_PATH
 
 def test_request_headers_decode_to_a_grpc_call() -> None:
     block = request_headers("127.0.0.1:2379", PUT_PATH, (("token", "abc" * 50),))
-    assert hpack.Decoder().decode(block) == [
+    # hpack annotates the result as (bytes, bytes) pairs; without raw=True it decodes them to str.
+    headers = cast("list[tuple[str, str]]", hpack.Decoder().decode(block))
+    assert headers == [
         (":method", "POST"),
         (":scheme", "http"),
         (":path", PUT_PATH),
@@ -49,7 +52,8 @@ class ScriptedPeer:
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = self.listener.getsockname()[:2]
+        # (host, port): typed, so that `*address` fills exactly Connection's first two parameters
+        self.address: tuple[str, int] = self.listener.getsockname()[:2]
         self.sock: socket.socket | None = None
 
     def accept(self) -> None:

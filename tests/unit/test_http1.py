@@ -181,7 +181,11 @@ def test_connection_close_and_read_to_eof(serve: Any) -> None:
         b"HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n\r\n404 page not found\n",
         ok(b"third"),
     ]
-    srv = serve(lambda n, line, body: replies[len(srv.seen) - 1])
+
+    def answer(n: int, line: bytes, body: bytes) -> bytes:
+        return replies[len(srv.seen) - 1]  # the request just recorded picks the reply
+
+    srv = serve(answer)
     conn = Connection([srv.server])
     assert conn.request(b"GET", b"/", timeout=5).body == b"hi"
     assert not conn.connected

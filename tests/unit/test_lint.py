@@ -17,8 +17,9 @@ from paths import ROOT
         ["ruff", "check", "etcdbench", "tests", "proto", "benchmarks"],
         ["ruff", "format", "--check", "etcdbench", "tests", "proto", "benchmarks"],
         [sys.executable, "-m", "mypy", "etcdbench"],
+        [sys.executable, "-m", "mypy", "tests"],  # pyproject's mypy_path finds the tests' helper modules
     ],
-    ids=["ruff", "ruff-format", "mypy"],
+    ids=["ruff", "ruff-format", "mypy", "mypy-tests"],
 )
 def test_clean(command: list[str]) -> None:
     if command[0] == "ruff":

@@ -96,6 +96,7 @@ def test_injected_faults_are_shaded_on_the_time_series() -> None:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     from etcdbench.report.plot import PlotRun, _mark_faults
 
@@ -106,6 +107,9 @@ def test_injected_faults_are_shaded_on_the_time_series() -> None:
     ]
     ax = Figure().subplots()
     assert _mark_faults(ax, [PlotRun("r", Run.from_dict(run), "C0")]) == 2
-    spans = [p.get_x() for p in ax.patches]
+    spans = []
+    for p in ax.patches:
+        assert isinstance(p, Rectangle)  # what axvspan draws
+        spans.append(p.get_x())
     assert spans == [1.0, 2.0]
     assert [t.get_text() for t in ax.texts] == ["pause@1:1.5", "compact@2"]

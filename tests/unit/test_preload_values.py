@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from etcdbench.config.run import KINDS
 from etcdbench.encoding.codec import get_codec
-from etcdbench.encoding.objects import KINDS, build_object
+from etcdbench.encoding.objects import build_object
 from etcdbench.workload import preload as preload_module
 from etcdbench.workload.preload import PreloadValues, TemplateMismatch
 from etcdbench.workload.runner import _Child
