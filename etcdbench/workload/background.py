@@ -40,8 +40,9 @@ from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import build_object, object_key, resource_of
 from etcdbench.errors import EtcdError
 from etcdbench.metrics.latency import LatencyRecorder
-from etcdbench.results.verdict import merge_summaries
-from etcdbench.workload.reports import BackgroundReport, BackgroundWatches, OpsReport, report_to
+from etcdbench.results.model import Background, BackgroundStream, BackgroundWatches, Summary
+from etcdbench.results.verdict import merged
+from etcdbench.workload.reports import BackgroundReport, report_to
 from etcdbench.workload.timeline import NS, Timeline
 
 READERS = 4  # LISTs (and GETs) in flight at most, each reader on a connection of its own
@@ -151,16 +152,18 @@ class _Stream:
             self.unsent = max(0, int(due) - self.sent)
             self.next = self.total  # nothing more starts
 
-    def result(self) -> OpsReport:
-        return OpsReport(
+    def result(self, **only_this_stream: Any) -> BackgroundStream:
+        """The stream's block of the results file; `only_this_stream`: its own keys (a LIST's pages...)."""
+        return BackgroundStream(
             rate=self.rate,
             done=self.done,
             errors=self.errors,
             unsent=self.unsent,
             bytes=self.bytes,
-            latency_us=self.latency.summary(),
-            slip_us=self.slip.summary(),
-            error_sample=self.error_sample,
+            latency_us=Summary.from_dict(self.latency.summary()),
+            slip_us=Summary.from_dict(self.slip.summary()),
+            error_sample=self.error_sample or None,
+            **only_this_stream,
         )
 
 
@@ -350,17 +353,11 @@ def _background(plan: BackgroundPlan, conn: Connection) -> BackgroundReport:
     for b in backends:
         b.close()
     return BackgroundReport(
-        lists=lists.result(),
-        list_keys=lists.keys,
-        list_pages=lists.pages,
-        list_page_limit=cfg.bg_list_page,
-        list_prefix=list_prefix,
-        gets=gets.result(),
-        gets_not_found=gets.not_found,
-        events=events.result(),
-        events_inflight_at_stop=inflight,
-        event_ttl_s=cfg.bg_event_ttl_s,
-        events_prefix=prefix + "events/",
+        lists=lists.result(
+            keys=lists.keys, pages=lists.pages, page_limit=cfg.bg_list_page, prefix=list_prefix
+        ),
+        gets=gets.result(not_found=gets.not_found),
+        events=events.result(inflight_at_stop=inflight, ttl_s=cfg.bg_event_ttl_s, prefix=prefix + "events/"),
         watches=BackgroundWatches(
             count=len(watches),
             events_received=sum(w.events for w in watches),
@@ -372,15 +369,24 @@ def _background(plan: BackgroundPlan, conn: Connection) -> BackgroundReport:
     )
 
 
-def summarize(report: BackgroundReport) -> dict[str, Any]:
+def summarize(report: BackgroundReport) -> Background:
     """The `background` block of a run from the process's report: slip of all streams merged, and
     whether the load fell behind its schedule (slip p99 over the writers' threshold, or ops unsent)."""
     active = report.active()
-    slip = merge_summaries([s.slip_us for s in active]) if active else LatencyRecorder().summary()
+    slip = merged([s.slip_us for s in active])
     unsent = sum(s.unsent for s in active)
     behind = []
-    if slip["p99"] is not None and slip["p99"] > SLIP_FELL_BEHIND_US:
-        behind.append(f"slip p99 {slip['p99'] / 1000:.0f} ms")
+    if slip.p99 is not None and slip.p99 > SLIP_FELL_BEHIND_US:
+        behind.append(f"slip p99 {slip.p99 / 1000:.0f} ms")
     if unsent:
         behind.append(f"{unsent} ops never sent")
-    return {**report.to_dict(), "slip_us": slip, "fell_behind": bool(behind), "fell_behind_because": behind}
+    return Background(
+        lists=report.lists,
+        gets=report.gets,
+        events=report.events,
+        watches=report.watches,
+        stopped_after_s=report.stopped_after_s,
+        slip_us=slip,
+        fell_behind=bool(behind),
+        fell_behind_because=behind,
+    )

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
+from etcdbench.results.model import BackgroundStream, BackgroundWatches
+
 Summary = dict[str, Any]  # HdrRecorder.summary()
 
 
@@ -113,91 +115,20 @@ class StreamReport:
 
 
 @dataclass(frozen=True)
-class OpsReport:
-    """One background op stream (LISTs, GETs or Event creates) on its open-loop schedule."""
-
-    rate: float
-    done: int
-    errors: int
-    unsent: int
-    bytes: int
-    latency_us: Summary
-    slip_us: Summary
-    error_sample: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "rate": self.rate,
-            "done": self.done,
-            "errors": self.errors,
-            "unsent": self.unsent,
-            "bytes": self.bytes,
-            "latency_us": self.latency_us,
-            "slip_us": self.slip_us,
-        }
-        if self.error_sample:
-            out["error_sample"] = self.error_sample
-        return out
-
-
-@dataclass(frozen=True)
-class BackgroundWatches:
-    count: int
-    events_received: int
-    bytes: int
-    relists: int
-    errors: list[str]
-
-
-@dataclass(frozen=True)
 class BackgroundReport:
-    """The background process: its three op streams, its watches, and when it stopped."""
+    """The background process: its three op streams and its watches as the results file keeps them
+    (each stream with what only it has: a LIST's keys and pages, a GET's misses, an Event's TTL), and
+    when it stopped. `background.summarize` adds the merged slip and whether it fell behind."""
 
-    lists: OpsReport
-    list_keys: int
-    list_pages: int
-    list_page_limit: int
-    list_prefix: str
-    gets: OpsReport
-    gets_not_found: int
-    events: OpsReport
-    events_inflight_at_stop: int  # Event puts still unanswered when the process stopped waiting
-    event_ttl_s: float
-    events_prefix: str
+    lists: BackgroundStream
+    gets: BackgroundStream
+    events: BackgroundStream
     watches: BackgroundWatches
     stopped_after_s: float
 
-    def active(self) -> list[OpsReport]:
+    def active(self) -> list[BackgroundStream]:
         """The op streams the run asked for (rate > 0)."""
         return [s for s in (self.lists, self.gets, self.events) if s.rate > 0]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The shape of a run's `background` block (docs/results-format.md)."""
-        w = self.watches
-        return {
-            "lists": {
-                **self.lists.to_dict(),
-                "keys": self.list_keys,
-                "pages": self.list_pages,
-                "page_limit": self.list_page_limit,
-                "prefix": self.list_prefix,
-            },
-            "gets": {**self.gets.to_dict(), "not_found": self.gets_not_found},
-            "events": {
-                **self.events.to_dict(),
-                "inflight_at_stop": self.events_inflight_at_stop,
-                "ttl_s": self.event_ttl_s,
-                "prefix": self.events_prefix,
-            },
-            "watches": {
-                "count": w.count,
-                "events_received": w.events_received,
-                "bytes": w.bytes,
-                "relists": w.relists,
-                "errors": list(w.errors),
-            },
-            "stopped_after_s": self.stopped_after_s,
-        }
 
 
 def report_to(conn: Connection, who: str, work: Callable[[], object]) -> None:

@@ -292,7 +292,7 @@ class _Measurement:
             bg.tell(("stop", at_ns))
         bg.conn.poll(STOP_WAIT_S + BG_STOP_WAIT_S)  # an interrupt meanwhile: stop() collects it
         with shielded():  # an interrupt mid-message would lose the report it is reading
-            self.background_result = Background.from_dict(summarize(bg.done(0)))
+            self.background_result = summarize(bg.done(0))
 
     def _drain(self, *, wait_for_expiries: bool, collecting: bool = False) -> None:
         """Tell the watchers what the writers that reported had acknowledged."""
@@ -328,7 +328,7 @@ class _Measurement:
         if self.background is not None and self.background_result is None:
             loaded = self.background.report(deadline)
             if loaded is not None:
-                self.background_result = Background.from_dict(summarize(loaded))
+                self.background_result = summarize(loaded)
         missing = [w.name for i, w in enumerate(self.writers) if i not in self.writer_results]
         missing += [s.name for i, s in enumerate(self.watchers) if i not in self.watcher_results]
         if self.background is not None and self.background_result is None:

@@ -5,21 +5,20 @@ client-bound."""
 from __future__ import annotations
 
 import textwrap
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cli_console import run_cli
+from test_reports import background_report
 from test_results import a_run
 
 from etcdbench.config.file import load_file
 from etcdbench.config.run import RunConfig
 from etcdbench.errors import EXIT_USAGE, UsageError
-from etcdbench.metrics.latency import LatencyRecorder
+from etcdbench.results.model import Background
 from etcdbench.results.verdict import verdict
 from etcdbench.workload.background import _Stream, background_keys, background_prefix, summarize
 from etcdbench.workload.ops import written_keys
-from etcdbench.workload.reports import BackgroundReport, BackgroundWatches, OpsReport
 from etcdbench.workload.timeline import NS, Timeline
 
 
@@ -102,48 +101,27 @@ def test_ops_due_before_the_stop_that_never_started_are_unsent() -> None:
     assert stream.take() is None  # nothing starts after the stop
 
 
-def _report(slip_us: int, unsent: int) -> BackgroundReport:
-    slip = LatencyRecorder()
-    for _ in range(100):
-        slip.record_us(slip_us)
-    none = LatencyRecorder().summary()
-    stream = OpsReport(
-        rate=10.0, done=0, errors=0, unsent=unsent, bytes=0, latency_us=none, slip_us=slip.summary()
-    )
-    idle = OpsReport(rate=0.0, done=0, errors=0, unsent=0, bytes=0, latency_us=none, slip_us=none)
-    return BackgroundReport(
-        lists=stream,
-        list_keys=0,
-        list_pages=0,
-        list_page_limit=500,
-        list_prefix="",
-        gets=idle,
-        gets_not_found=0,
-        events=replace(stream, unsent=0),
-        events_inflight_at_stop=0,
-        event_ttl_s=3600.0,
-        events_prefix="",
-        watches=BackgroundWatches(0, 0, 0, 0, []),
-        stopped_after_s=0.0,
-    )
+def _summary(slip_us: int, unsent: int = 0) -> Background:
+    """The `background` block of a load whose LISTs and Events ran `slip_us` late (no GETs asked)."""
+    return summarize(background_report(slip_us=slip_us, unsent=unsent, idle_gets=True))
 
 
 def test_the_background_falls_behind_on_slip_or_unsent_ops() -> None:
-    assert summarize(_report(2_000, 0))["fell_behind"] is False
-    late = summarize(_report(250_000, 0))
-    assert late["fell_behind"] and late["fell_behind_because"] == ["slip p99 250 ms"]
-    assert late["slip_us"]["count"] == 200  # the active streams' slip merged
-    assert summarize(_report(2_000, 3))["fell_behind_because"] == ["3 ops never sent"]
+    assert _summary(2_000).fell_behind is False
+    late = _summary(250_000)
+    assert late.fell_behind and late.fell_behind_because == ["slip p99 250 ms"]
+    assert late.slip_us.count == 200  # the active streams' slip merged
+    assert _summary(2_000, unsent=3).fell_behind_because == ["3 ops never sent"]
 
 
 def test_a_run_whose_background_fell_behind_is_client_bound() -> None:
     config = RunConfig(rate=500, bg_get_rate=10)
-    clean = a_run(background=summarize(_report(2_000, 0)))
+    clean = a_run(background=_summary(2_000).to_dict())
     assert verdict(clean, config).client_bound is False
-    v = verdict(a_run(background=summarize(_report(250_000, 0))), config)
+    v = verdict(a_run(background=_summary(250_000).to_dict()), config)
     assert v.client_bound_reasons == ["the background load fell behind its schedule (slip p99 250 ms)"]
     assert v.pass_  # it describes our client, not etcd: the verdict itself is unchanged
-    busy = verdict(a_run(**{"background": summarize(_report(2_000, 0)), "cpu.background": 0.95}), config)
+    busy = verdict(a_run(**{"background": _summary(2_000).to_dict(), "cpu.background": 0.95}), config)
     assert busy.client_bound_reasons == ["the background load's process used 0.95 of its one core"]
 
 

@@ -6,12 +6,12 @@ import pickle
 
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.metrics.sizes import SizeRecorder
+from etcdbench.results.model import BackgroundStream, BackgroundWatches, Summary
+from etcdbench.workload.background import summarize
 from etcdbench.workload.reports import (
     AckedDelete,
     BackgroundReport,
-    BackgroundWatches,
     Drain,
-    OpsReport,
     RelistReport,
     StreamReport,
     WatchReport,
@@ -63,30 +63,33 @@ def _stream() -> StreamReport:
     return StreamReport(stream=0, ended_ns=1, stream_reopens=0, reconnects=0, watches=[watch])
 
 
-def _background() -> BackgroundReport:
-    ops = OpsReport(
-        rate=5.0, done=5, errors=1, unsent=0, bytes=10, latency_us=NONE, slip_us=NONE, error_sample="E"
-    )
+def background_report(*, slip_us: int = 0, unsent: int = 0, idle_gets: bool = False) -> BackgroundReport:
+    """A background process's report: LISTs, GETs and Events at 10/s, each op `slip_us` late
+    (100 samples a stream), `unsent` LISTs never sent; `idle_gets`: no GETs asked for."""
+    slip = LatencyRecorder()
+    for _ in range(100):
+        slip.record_us(slip_us)
+    none = Summary.from_dict(LatencyRecorder().summary())
+
+    def stream(rate: float, missing: int, **own: object) -> BackgroundStream:
+        return BackgroundStream.from_dict(
+            {"rate": rate, "done": 5, "errors": 1, "unsent": missing, "bytes": 10, "error_sample": "E"}
+            | {"latency_us": none.to_dict(), "slip_us": slip.summary() if rate else none.to_dict()}
+            | own
+        )
+
     return BackgroundReport(
-        lists=ops,
-        list_keys=7,
-        list_pages=2,
-        list_page_limit=500,
-        list_prefix="/registry/pods/",
-        gets=ops,
-        gets_not_found=1,
-        events=ops,
-        events_inflight_at_stop=0,
-        event_ttl_s=3600.0,
-        events_prefix="/registry-background/events/",
-        watches=BackgroundWatches(1, 5, 100, 0, []),
+        lists=stream(10.0, unsent, keys=7, pages=2, page_limit=500, prefix="/registry/pods/"),
+        gets=stream(0.0 if idle_gets else 10.0, 0, not_found=1),
+        events=stream(10.0, 0, inflight_at_stop=0, ttl_s=3600.0, prefix="/registry-background/events/"),
+        watches=BackgroundWatches(count=1, events_received=5, bytes=100, relists=0, errors=[]),
         stopped_after_s=1.5,
     )
 
 
 def test_every_report_survives_the_pipe() -> None:
     drain = Drain({3: b"\x01"}, [("/registry/pods/a", 5)], ["/registry/pods/a"], 0)
-    for report in (WriterReady(10, 0.5), _writer(), _stream(), _background(), drain):
+    for report in (WriterReady(10, 0.5), _writer(), _stream(), background_report(), drain):
         assert pickle.loads(pickle.dumps(report)) == report
 
 
@@ -96,8 +99,9 @@ def test_a_relist_keeps_the_results_files_fields_in_order() -> None:
 
 
 def test_the_background_block_keeps_the_results_files_shape() -> None:
-    block = _background().to_dict()
-    assert list(block) == ["lists", "gets", "events", "watches", "stopped_after_s"]
+    block = summarize(background_report()).to_dict()
+    streams = ["lists", "gets", "events", "watches", "stopped_after_s"]
+    assert list(block) == [*streams, "slip_us", "fell_behind", "fell_behind_because"]
     common = ["rate", "done", "errors", "unsent", "bytes", "latency_us", "slip_us", "error_sample"]
     assert list(block["lists"]) == [*common, "keys", "pages", "page_limit", "prefix"]
     assert list(block["gets"]) == [*common, "not_found"]
