@@ -37,6 +37,14 @@ def test_committed_file_validates_and_reads_back_exactly(path: Path) -> None:
     assert ResultsFile.from_dict(doc).to_dict() == doc
 
 
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.relative_to(p.parents[1]).as_posix())
+def test_committed_files_name_no_home_directory(path: Path) -> None:
+    """A committed file says nothing of the machine it was made on beyond its environment block's
+    facts: no user's or workspace's directory (an etcd binary under a venv is named relative to it)."""
+    text = path.read_text()
+    assert not [d for d in ("/home/", "/root/", "/work/", "/Users/") if d in text]
+
+
 def test_model_refuses_a_key_it_does_not_know_and_a_wrong_type() -> None:
     doc = load(DATA / "results-v2.json")
     doc["runs"][0]["counters"]["surprise"] = 1
