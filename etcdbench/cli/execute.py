@@ -106,7 +106,8 @@ def target_for(
     args: argparse.Namespace, endpoints: list[str] | None, credentials: Credentials | None, etcd: str = ""
 ) -> Target:
     """The etcd the runs of one `etcd` value use: --endpoints, or one started here (bench.target)."""
-    from etcdbench.bench.target import Target  # imports grpc: keep `--help` and `show` fast
+    # 0.3 s of imports (the workload, cryptography): here, to keep `--help` and `show` fast
+    from etcdbench.bench.target import Target
 
     if not 1 <= args.cluster_size <= MAX_CLUSTER_SIZE:
         raise UsageError(f"--cluster-size: must be from 1 to {MAX_CLUSTER_SIZE}, got {args.cluster_size}")
