@@ -11,7 +11,6 @@ MAX_DURATION_S = 7 * 24 * 3600.0  # a week-long soak at most (docs/scenarios.md,
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)?\s*$")
 _UNIT_US = {"us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-DURATION_UNITS = "us, ms, s, m, h"
 DURATION_HINT = "seconds (10), or with a unit (250ms, 90s, 30m, 1h)"
 
 

@@ -67,7 +67,6 @@ QUANTITIES: dict[str, Quantity] = {
     "db_bytes": Quantity("etcd_mvcc_db_total_size_in_bytes", False, "max"),
 }
 COUNTERS = tuple(name for name, q in QUANTITIES.items() if q.counter)
-GAUGES = tuple(name for name, q in QUANTITIES.items() if not q.counter)
 _SAMPLES = frozenset(q.sample for q in QUANTITIES.values())
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 from etcdbench.config.run import RunConfig
 from etcdbench.metrics.cpu import SATURATED_CORES
@@ -17,14 +16,6 @@ from etcdbench.results.model import Run, Summary, Verdict
 
 RECEIVED_RATE_FLOOR = 0.99  # of the target rate, over the measured window
 SLIP_CLIENT_BOUND_US = 100_000  # writers dispatching p99 100 ms late could not keep the schedule
-
-
-def merge_summaries(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One summary from several: their encoded HDR histograms added, out-of-range counts summed."""
-    rec = LatencyRecorder()
-    for s in summaries:
-        rec.merge(LatencyRecorder.decode(s.get("hdr", ""), s.get("out_of_range", 0)))
-    return rec.summary()
 
 
 def add_series(series: Sequence[Sequence[int]]) -> list[int]:
@@ -37,7 +28,7 @@ def add_series(series: Sequence[Sequence[int]]) -> list[int]:
 
 
 def merged(summaries: Sequence[Summary]) -> Summary:
-    """`merge_summaries` of typed summaries (runs of loaded or built results)."""
+    """One summary from several: their encoded HDR histograms added, out-of-range counts summed."""
     rec = LatencyRecorder()
     for s in summaries:
         rec.merge(LatencyRecorder.decode(s.hdr or "", s.out_of_range))
