@@ -122,6 +122,12 @@ class OwnKeys:
         return total
 
 
+_TLS_EXTERNAL = (
+    "--tls: starts the embedded etcd with TLS; for an etcd given by --endpoints use "
+    "https:// URLs with --cacert (and --cert/--key)"
+)
+
+
 class Target:
     """An etcd to run against: started here when `endpoints` is empty (one member, or a cluster of
     `cluster_size`), else the given cluster."""
@@ -148,10 +154,7 @@ class Target:
         if cluster_size > 1 and endpoints:
             raise UsageError("--cluster-size: starts an embedded cluster; not with --endpoints")
         if tls and endpoints:
-            raise UsageError(
-                "--tls: starts the embedded etcd with TLS; for an etcd given by --endpoints use "
-                "https:// URLs with --cacert (and --cert/--key)"
-            )
+            raise UsageError(_TLS_EXTERNAL)
         self.tls = tls
         self.endpoints = endpoints
         self.credentials = credentials  # TLS files and etcd user for `endpoints`; never in `info`
@@ -262,6 +265,13 @@ class Target:
             raise UsageError(
                 f"--etcd: the run asks for etcd {config.etcd or '(default)'}, "
                 f"this target starts {self.etcd or '(default)'}"
+            )
+        if config.tls and external:
+            raise UsageError(_TLS_EXTERNAL)
+        if not external and config.tls != self.tls:
+            raise UsageError(
+                f"--tls: the run asks for an etcd {'with' if config.tls else 'without'} TLS, "
+                f"this target starts one {'with' if self.tls else 'without'}"
             )
         check_faults(
             [parse_fault(f) for f in config.faults],
@@ -462,7 +472,6 @@ def run_watch(
     allow_registry_prefix: bool = False,
     allow_disruptive_faults: bool = False,
     run_id: str | None = None,
-    tls: bool = False,
 ) -> ResultsFile:
     """Run `config` once; `save` gets the results after the run (and is where files are written)."""
     target = Target(
@@ -475,7 +484,8 @@ def run_watch(
         allow_registry_prefix=allow_registry_prefix,
         allow_disruptive_faults=allow_disruptive_faults,
         run_id=run_id,
-        tls=tls,
+        etcd=config.etcd,
+        tls=config.tls,
     )
     target.check(config)  # before an embedded etcd is started
     with target:

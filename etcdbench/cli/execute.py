@@ -102,10 +102,22 @@ class Saver:
             )
 
 
+# The fields of a run that choose its etcd server: runs that differ in them need an etcd each.
+Server = tuple[str, bool]
+
+
+def server_of(config: RunConfig) -> Server:
+    """The embedded etcd `config` runs on: its binary (`etcd`) and whether it serves TLS."""
+    return config.etcd, config.tls
+
+
 def target_for(
-    args: argparse.Namespace, endpoints: list[str] | None, credentials: Credentials | None, etcd: str = ""
+    args: argparse.Namespace,
+    endpoints: list[str] | None,
+    credentials: Credentials | None,
+    server: Server = ("", False),
 ) -> Target:
-    """The etcd the runs of one `etcd` value use: --endpoints, or one started here (bench.target)."""
+    """The etcd the runs of one server use: --endpoints, or one started here (bench.target)."""
     # 0.3 s of imports (the workload, cryptography): here, to keep `--help` and `show` fast
     from etcdbench.bench.target import Target
 
@@ -121,25 +133,26 @@ def target_for(
         allow_registry_prefix=args.allow_registry_prefix,
         allow_disruptive_faults=getattr(args, "allow_disruptive_faults", False),
         run_id=getattr(args, "run_id", None),
-        etcd=etcd,
-        tls=getattr(args, "tls", False),
+        etcd=server[0],
+        tls=server[1],
     )
 
 
-def prepare(args: argparse.Namespace, configs: Sequence[RunConfig]) -> tuple[Saver, dict[str, Target]]:
+def prepare(args: argparse.Namespace, configs: Sequence[RunConfig]) -> tuple[Saver, dict[Server, Target]]:
     """What every run of a command needs, refused before any etcd starts: the credentials (the
-    password prompted for, if it must be), a writable results file, and one target per `etcd` of the
+    password prompted for, if it must be), a writable results file, and one target per server of the
     runs (in order of first appearance) that has accepted each of its runs and found its binary."""
     urls = endpoints(args)
     credentials = credentials_from_args(args)
     saver = Saver(args)
-    targets: dict[str, Target] = {}
+    targets: dict[Server, Target] = {}
     for config in configs:
-        if config.etcd not in targets:
-            targets[config.etcd] = target_for(args, urls, credentials, etcd=config.etcd)
-        targets[config.etcd].check(config)
+        server = server_of(config)
+        if server not in targets:
+            targets[server] = target_for(args, urls, credentials, server)
+        targets[server].check(config)
     if not urls:  # a version that is not installed is refused before any run
-        for spec in targets:
+        for spec, _ in targets:
             resolve_etcd(spec, args.etcd_bin)
     return saver, targets
 
@@ -171,12 +184,12 @@ def progress_bar(err: Console, steps: int | None) -> Iterator[Callable[[int, str
 class Execution:
     """The runs of one command on their etcd, in one results document saved after each run.
 
-    The runs of one `etcd` value follow each other (a scenario's cells are grouped so): each etcd is
+    The runs of one server follow each other (a scenario's cells are grouped so): each etcd is
     started for its first run and stopped before the next one starts."""
 
     def __init__(
         self,
-        targets: dict[str, Target],
+        targets: dict[Server, Target],
         saver: Saver,
         stack: ExitStack,
         results: ResultsFile,
@@ -186,14 +199,15 @@ class Execution:
         self._saver = saver
         self._stack = stack  # holds the etcd in use
         self.progress_for: Callable[[int, str], RunProgress] | None = None  # the live display, if any
-        self._spec, self._target = next(iter(targets.items()))
+        self._server, self._target = next(iter(targets.items()))
         self._used = [self._target]  # in order: environment.etcd is the first one's
 
     def run(self, config: RunConfig, label: str) -> Run:
         """Run `config` on its etcd and add it to the results (not saved yet: see save)."""
-        if config.etcd != self._spec:  # the next etcd of the matrix: stop this one first
+        if server_of(config) != self._server:  # the next etcd of the matrix: stop this one first
             self._stack.close()
-            self._spec, self._target = config.etcd, self._targets[config.etcd]
+            self._server = server_of(config)
+            self._target = self._targets[self._server]
             self._stack.enter_context(self._target)
             self._used.append(self._target)
         i = len(self.results.runs)
@@ -221,7 +235,7 @@ class Execution:
 
 @contextmanager
 def execution(
-    targets: dict[str, Target], saver: Saver, out: Console, err: Console, *, steps: int | None
+    targets: dict[Server, Target], saver: Saver, out: Console, err: Console, *, steps: int | None
 ) -> Iterator[Execution]:
     """Start the first target and yield the Execution of the runs; on the way out, by an exception
     too, save what ran (Saver.keeping_partial) and stop the etcd."""

@@ -237,6 +237,7 @@ def workload_config(args: argparse.Namespace, *, rate: float, **more: Any) -> Ru
         **flag_values(args, NETWORK_FLAGS),
         **flag_values(args, BACKGROUND_FLAGS),
         "prefix": args.prefix or (EXTERNAL_PREFIX if args.endpoints else DEFAULT_PREFIX),
+        "tls": args.tls,
     }
     return RunConfig(**values, rate=rate, **more)
 

@@ -13,7 +13,14 @@ from rich.console import Console
 from rich.text import Text
 
 from etcdbench.bench.capacity import DEFAULT_START, search
-from etcdbench.cli.execute import EXIT_CODES, execution, prepare, stop_if_etcd_gone, verdict_code
+from etcdbench.cli.execute import (
+    EXIT_CODES,
+    execution,
+    prepare,
+    server_of,
+    stop_if_etcd_gone,
+    verdict_code,
+)
 from etcdbench.cli.flags import (
     BACKGROUND_FLAGS,
     NETWORK_FLAGS,
@@ -152,6 +159,8 @@ def _overrides(args: argparse.Namespace) -> Overrides:
         values["prefix"] = EXTERNAL_PREFIX
     values.update(flag_values(args, NETWORK_FLAGS))
     values.update(flag_values(args, BACKGROUND_FLAGS))
+    if args.tls:  # every cell on a TLS etcd (a `tls` matrix axis is dropped)
+        values["tls"] = True
     only: dict[str, tuple[str, ...]] = {}
     for key, text, allowed in (
         ("backend", args.backend, BACKENDS),
@@ -179,10 +188,11 @@ def _scenario(args: argparse.Namespace) -> Scenario:
 
 
 def by_etcd(cells: tuple[RunConfig, ...]) -> list[RunConfig]:
-    """The cells in run order, grouped by their etcd (in order of first appearance), so that each
-    embedded etcd of an `etcd` matrix axis starts once; within a group the file's order stands."""
-    order = list(dict.fromkeys(c.etcd for c in cells))
-    return sorted(cells, key=lambda c: order.index(c.etcd))
+    """The cells in run order, grouped by their etcd server (`etcd` and `tls`, in order of first
+    appearance), so that each embedded etcd of a matrix starts once; within a group the file's order
+    stands."""
+    order = list(dict.fromkeys(map(server_of, cells)))
+    return sorted(cells, key=lambda c: order.index(server_of(c)))
 
 
 def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -482,6 +482,10 @@ def _field_value(where: str, key: str, value: Any) -> Any:
     if isinstance(value, str) and key.endswith(DURATION_SUFFIXES):
         seconds = _duration(where, value)
         return float(seconds) if key.endswith("_s") else round(seconds * 1e6)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise _Bad(where, f"must be true or false, got {_tname(value)} {_quote(value)}")
+        return value
     if typ is float:
         return _number(where, value)
     if typ is int:

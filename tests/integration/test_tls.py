@@ -253,9 +253,9 @@ def test_tls_embedded_etcd_runs_with_exact_books_and_leaves_no_certificate(
     backend: str, members: int, fresh_prefix: str, made_dirs: list[str]
 ) -> None:
     config = RunConfig(
-        backend=backend, rate=200, duration_s=1.0, warmup_s=0.0, objects=20, prefix=fresh_prefix
+        backend=backend, rate=200, duration_s=1.0, warmup_s=0.0, objects=20, prefix=fresh_prefix, tls=True
     )
-    results = run_watch(config, endpoints=None, etcd_bin=None, tls=True, cluster_size=members).to_dict()
+    results = run_watch(config, endpoints=None, etcd_bin=None, cluster_size=members).to_dict()
     (run,) = results["runs"]
     c = run["counters"]
     assert results["complete"]
@@ -302,3 +302,44 @@ def test_certificates_and_etcd_are_gone_after_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert list(tmp_path.glob("etcdbench-pki-*")) == []
     assert list(tmp_path.glob("etcdbench-etcd-*")) == []
+
+
+MATRIX = """
+# A test fixture, not a measurement: one cell without TLS and one with, for each API.
+name = "tls-axis"
+[run]
+rate = 100
+duration_s = 1
+warmup_s = 0.5
+objects = 10
+drain_s = 3
+[matrix]
+tls = [true, false]
+variants = [{ backend = "v2", encoding = "json" }, { backend = "v3" }]
+"""
+
+
+def test_a_tls_matrix_axis_starts_one_etcd_per_value_and_removes_its_certificates(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+    env["PYTHONPATH"] = str(ROOT)
+    env["TMPDIR"] = str(tmp_path)  # the certificates go here: none may be left
+    scenario, out = tmp_path / "tls-axis.toml", tmp_path / "tls-axis.json"
+    scenario.write_text(MATRIX)
+    proc = start_etcdbench("run", str(scenario), "--output", str(out), cwd=tmp_path, env=env)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode in (0, 1), stderr
+    results = json.loads(out.read_text())
+    runs = results["runs"]
+    assert [(r["config"]["tls"], r["backend"]) for r in runs] == [
+        (True, "v2"),
+        (True, "v3"),
+        (False, "v2"),
+        (False, "v3"),
+    ]
+    for run in runs:
+        c = run["counters"]
+        assert c["written"] == c["received"] == 150 and c["missed"] == c["errors"] == 0, run["label"]
+        assert run["label"].endswith(" tls") == run["config"]["tls"]
+    with_tls, without = results["environment"]["etcds"]
+    assert with_tls["tls"]["client_cert_auth"] and without["tls"] is None
+    assert not list(tmp_path.glob("etcdbench-pki-*"))

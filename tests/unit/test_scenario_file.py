@@ -237,6 +237,34 @@ def test_an_etcd_axis_expands_and_a_flag_selects_its_cells(tmp_path: Path) -> No
     assert [(c.etcd, c.backend) for c in only] == [("3.5", "v2"), ("3.5", "v3")]
 
 
+def test_a_tls_axis_expands_groups_by_server_and_the_flag_overrides_it(tmp_path: Path) -> None:
+    from etcdbench.cli.run import by_etcd
+
+    text = '[matrix]\ntls = [false, true]\nbackend = ["v2", "v3"]\netcd = ["3.4", "3.5"]\n'
+    cells = configs(write(tmp_path, text))
+    assert cells[0].scenario == "s[tls=false,backend=v2,etcd=3.4]"
+    assert [c.label.endswith(" tls") for c in cells] == [c.tls for c in cells] == [False] * 4 + [True] * 4
+    # each (etcd, tls) server once, in order of first appearance; the file's order within
+    assert [(c.etcd, c.tls, c.backend) for c in by_etcd(tuple(cells))] == [
+        ("3.4", False, "v2"),
+        ("3.4", False, "v3"),
+        ("3.5", False, "v2"),
+        ("3.5", False, "v3"),
+        ("3.4", True, "v2"),
+        ("3.4", True, "v3"),
+        ("3.5", True, "v2"),
+        ("3.5", True, "v3"),
+    ]
+    every = configs(write(tmp_path, text), Overrides(values={"tls": True}))  # `run --tls`
+    assert len(every) == 4 and all(c.tls for c in every)
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", "[true]"])
+def test_tls_takes_true_or_false_only(tmp_path: Path, value: str) -> None:
+    with pytest.raises(UsageError, match=r"^.*s\.toml: run\.tls: must be true or false, got "):
+        configs(write(tmp_path, f"[run]\ntls = {value}\n"))
+
+
 @pytest.mark.parametrize("value", ["3.4", "3.5.1", "/usr/bin/etcd", "./bin/etcd", ""])
 def test_etcd_takes_a_version_or_a_binary_path(tmp_path: Path, value: str) -> None:
     (cell,) = configs(write(tmp_path, f'[run]\netcd = "{value}"\n'))
