@@ -224,16 +224,32 @@ class RunConfig:
             label += f" x{self.watchers} watchers"
         if self.shards > 1:
             label += f" shard {self.shard}/{self.shards}"
-        if self.rtt_us:
-            label += f" rtt {self.rtt_us / 1000:g}ms"
-        if self.background:
-            label += " +background"
-        if self.tls:
-            label += " tls"
-        return label
+        return label + conditions_text(
+            rtt_us=self.rtt_us,
+            jitter_us=self.jitter_us,
+            bandwidth_mbit=self.bandwidth_mbit,
+            background=self.background,
+            tls=self.tls,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def conditions_text(
+    *, rtt_us: int, jitter_us: int, bandwidth_mbit: float, background: bool, tls: bool
+) -> str:
+    """The end of a label that names a run's conditions: ' rtt 1ms±0.1ms 100Mbit/s +background tls'."""
+    text = ""
+    if rtt_us:
+        text += f" rtt {rtt_us / 1000:g}ms" + (f"±{jitter_us / 1000:g}ms" if jitter_us else "")
+    if bandwidth_mbit:
+        text += f" {bandwidth_mbit:g}Mbit/s"
+    if background:
+        text += " +background"
+    if tls:
+        text += " tls"
+    return text
 
 
 # A field's flag is "--" + its name without the unit suffix, "_" as "-"; except these.

@@ -41,6 +41,12 @@ def resource_of(kind: str) -> str:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}") from None
 
 
+def resource_prefix(prefix: str, kind: str) -> str:
+    """The directory of a kind's objects under `prefix` ('/registry/minions/'): what the measured
+    watcher watches and relists, as the kube-apiserver's cacher watches one resource type."""
+    return f"{prefix}{resource_of(kind)}/"
+
+
 def object_key(kind: str, index: int) -> str:
     """Key under the /registry/ prefix: pods/<ns>/<name>, minions/<name> or events/<ns>/<name>."""
     resource = resource_of(kind)

@@ -11,6 +11,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from etcdbench.config.run import conditions_text
 from etcdbench.metrics.latency import fmt_us
 from etcdbench.results.model import Capacity, ResultsFile, Run
 
@@ -18,6 +19,11 @@ from etcdbench.results.model import Capacity, ResultsFile, Run
 # where the run came from; `name` (the label without the rate) shows fewer of them itself.
 _IN_LABEL = ("backend", "encoding", "kind", "rate", "v2_watch", "workload", "watchers", "scenario", "scale")
 _IN_NAME = ("backend", "encoding", "kind", "rate", "v2_watch", "scenario", "scale")
+# The conditions of a run, which both show in full: the network ("rtt 1ms±0.1ms", "100Mbit/s"), TLS
+# ("tls"), and whether the background load ran ("+background": its rates are named only where runs
+# with background load differ in them).
+_CONDITIONS = ("rtt_us", "jitter_us", "bandwidth_mbit", "tls")
+_BACKGROUND = ("bg_list_rate", "bg_list_page", "bg_get_rate", "bg_event_rate", "bg_event_ttl_s", "bg_watches")
 SAME_RATE = 1.05  # events/s within 5% of each other are not called a difference
 
 
@@ -28,12 +34,28 @@ def varying(runs: list[Run], shown: tuple[str, ...] = _IN_LABEL) -> list[str]:
         keys.extend(k for k in run.config if k not in keys)
     out = []
     for key in keys:
-        if key in shown:
+        if key in shown or key in _CONDITIONS:
             continue
-        values = {json.dumps(r.config.get(key), sort_keys=True) for r in runs}
+        among = [r for r in runs if _has_background(r)] if key in _BACKGROUND else runs
+        values = {json.dumps(r.config.get(key), sort_keys=True) for r in among}
         if len(values) > 1:
             out.append(key)
     return out
+
+
+def _has_background(run: Run) -> bool:
+    return any(run.config.get(k) for k in ("bg_list_rate", "bg_get_rate", "bg_event_rate", "bg_watches"))
+
+
+def _conditions(run: Run) -> str:
+    c = run.config
+    return conditions_text(
+        rtt_us=c.get("rtt_us", 0),
+        jitter_us=c.get("jitter_us", 0),
+        bandwidth_mbit=c.get("bandwidth_mbit", 0.0),
+        background=_has_background(run),
+        tls=bool(c.get("tls")),
+    )
 
 
 def _extras(run: Run, fields: Iterable[str]) -> str:
@@ -54,7 +76,7 @@ def label(run: Run, fields: Iterable[str] = ()) -> str:
 def name(run: Run, fields: Iterable[str] = (), *, with_kind: bool = False) -> str:
     """The run's setup without its rate: 'v2(poll)+json', plus what else varies."""
     mode = f"({run.v2_watch})" if run.backend == "v2" and run.v2_watch else ""
-    base = f"{run.backend}{mode}+{run.encoding}" + (f" {run.kind}" if with_kind else "")
+    base = f"{run.backend}{mode}+{run.encoding}" + (f" {run.kind}" if with_kind else "") + _conditions(run)
     extras = _extras(run, fields)
     return f"{base} {extras}" if extras else base
 

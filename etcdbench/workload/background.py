@@ -37,7 +37,7 @@ from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint, Reader, Relist
 from etcdbench.config.run import RunConfig
 from etcdbench.encoding.codec import get_codec
-from etcdbench.encoding.objects import build_object, object_key, resource_of
+from etcdbench.encoding.objects import build_object, object_key, resource_prefix
 from etcdbench.errors import EtcdError
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.results.model import Background, BackgroundStream, BackgroundWatches, Summary
@@ -232,7 +232,7 @@ def _background(plan: BackgroundPlan, conn: Connection) -> BackgroundReport:
         return backend
 
     prefix = background_prefix(cfg)
-    list_prefix = cfg.prefix + resource_of(cfg.kind) + "/"
+    list_prefix = resource_prefix(cfg.prefix, cfg.kind)
     # GETs read the objects that exist before the run: the preload of the kind, and the seeded ones.
     stored = max(cfg.preload.get(cfg.kind, 0), cfg.objects if cfg.workload != "churn" else 0, 1)
     lists_readers = [connect() for _ in range(READERS)] if cfg.bg_list_rate else []

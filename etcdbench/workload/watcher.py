@@ -1,4 +1,5 @@
-"""A watcher process: one watch stream on the prefix, carrying one or more watches (v3 multiplexes).
+"""A watcher process: one watch stream on the kind's directory under the prefix (`/registry/pods/`),
+carrying one or more watches (v3 multiplexes).
 
 Like the kube-apiserver's watch cache it decodes every event's new object and, when the server sends
 it, the previous one. Latency is taken after decoding: intended send time of the write -> event
@@ -19,7 +20,7 @@ from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint, Relist, WatchEvent, WatchItem
 from etcdbench.config.run import RunConfig
 from etcdbench.encoding.codec import Codec, get_codec
-from etcdbench.encoding.objects import STAMP_PLACEHOLDER
+from etcdbench.encoding.objects import STAMP_PLACEHOLDER, resource_prefix
 from etcdbench.metrics.latency import LatencyRecorder
 from etcdbench.workload.accounting import EventLedger, SeqSet, parse_stamp
 from etcdbench.workload.reports import Drain, RelistReport, StreamReport, WatchReport, report_to
@@ -259,11 +260,14 @@ def _watch(plan: WatcherPlan, conn: Connection) -> StreamReport:
 
     threading.Thread(target=control, name="watcher-control", daemon=True).start()
 
+    # The kind's directory, not the whole prefix: the apiserver's cacher watches (and relists) one
+    # resource type, so a Node watcher never reads the stored Pods.
+    watched = resource_prefix(cfg.prefix, cfg.kind)
     items: Iterator[tuple[int, WatchItem]]
     if plan.watches > 1:
-        items = backend.watch_many(cfg.prefix, plan.start_revision, plan.watches)
+        items = backend.watch_many(watched, plan.start_revision, plan.watches)
     else:
-        items = ((0, item) for item in backend.watch(cfg.prefix, plan.start_revision))
+        items = ((0, item) for item in backend.watch(watched, plan.start_revision))
     for index, item in items:
         book = books[index]
         if isinstance(item, Relist):

@@ -270,3 +270,18 @@ def test_the_writes_of_one_key_reach_etcd_in_their_order() -> None:
     assert run.counters.missed == 0
     assert run.counters.received == truth(etcd, 0).received == truth(etcd, 0).written
     assert_books_are_true(run, cfg, etcd)
+
+
+def test_the_watch_and_its_relist_cover_the_kinds_directory_only() -> None:
+    """As the apiserver's cacher: a Node watcher watches and relists `<prefix>minions/`, never the
+    Pods stored beside it (a v2 relist of 150,000 Pods would be a gigabyte the apiserver never reads)."""
+    etcd, cfg = FakeEtcd(watch_faults={0: {5: "gap"}}), config(kind="node", drain_s=0.5)
+    with etcd.cond:  # others' objects under the prefix: stored before the run, then changed by no one
+        for i in range(50):
+            etcd.store[f"{cfg.prefix}pods/ns/p{i}"] = (b"{}", 0)
+            etcd._apply("PUT", f"{cfg.prefix}pods/ns/p{i}", b"{}", "test")
+    run = run_pipeline(cfg, etcd).run
+    (relist,) = run.relists
+    assert relist.keys == cfg.objects == 8  # the Nodes only
+    assert run.counters.foreign_events == 0
+    assert_books_are_true(run, cfg, etcd)

@@ -17,7 +17,7 @@ from paths import ROOT
 
 BENCH = ROOT / "benchmarks"
 GOCODE_CLIENTV3 = Path("/usr/share/gocode/src/go.etcd.io/etcd/clientv3")
-SCRIPTS = ["client_vs_go.py", "pywatch.py", "tls_cost.py", "proxy_cost.py"]
+SCRIPTS = ["client_vs_go.py", "pywatch.py", "tls_cost.py", "proxy_cost.py", "cells_capacity.py"]
 
 
 def test_sources_and_scripts_exist() -> None:

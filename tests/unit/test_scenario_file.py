@@ -63,6 +63,31 @@ def test_k8s_16_is_the_blog_posts_cluster_and_scales_down() -> None:
         assert c.scale == 0.05
 
 
+def test_k8s_16_conditions_adds_one_factor_at_a_time_for_each_api() -> None:
+    """none -> network -> background -> TLS -> all, for v2 poll + JSON and v3 + protobuf: each factor
+    cell differs from its API's plain cell in that factor's fields only, and `all` in all of them."""
+    cells = configs(SCENARIOS / "k8s-1.6-conditions.toml")
+    factors = {
+        "network": {"rtt_us", "jitter_us"},
+        "background": {"bg_get_rate", "bg_event_rate", "bg_watches", "bg_list_rate", "bg_list_page"},
+        "tls": {"tls"},
+    }
+    apis = [("v2", "json"), ("v3", "protobuf")]
+    assert [(c.backend, c.encoding) for c in cells] == apis * 5
+    for i, (backend, _) in enumerate(apis):
+        none, network, background, tls, every = cells[i::2]
+        plain = none.to_dict()
+        assert none.kind == "node" and none.rate == 500 and none.preload == {"node": 5000, "pod": 150000}
+        assert not none.rtt_us and not none.background and not none.tls
+        assert backend == "v3" or none.v2_watch == "poll"
+        for cell, fields in zip((network, background, tls), factors.values(), strict=True):
+            changed = {k for k, v in cell.to_dict().items() if plain[k] != v} - {"scenario"}
+            assert changed == fields, cell.label
+            assert all(getattr(every, k) == getattr(cell, k) for k in fields), cell.label  # same values
+        changed = {k for k, v in every.to_dict().items() if plain[k] != v} - {"scenario"}
+        assert changed == set().union(*factors.values())
+
+
 def test_k8s_13_is_2000_nodes_at_200_updates_per_s() -> None:
     for c in configs(SCENARIOS / "k8s-1.3-2000-nodes.toml"):
         assert c.rate == 200.0 and c.objects == 2000 and c.preload == {"node": 2000, "pod": 60000}
