@@ -184,6 +184,8 @@ class Target:
         return []
 
     def __enter__(self) -> Target:
+        # Entered again (a fresh etcd for each cell of a matrix): nothing of the last etcd carries over.
+        self.local, self.cluster, self.proxy = None, None, None
         with self._stack as stack:
             if self.endpoints:
                 self.endpoint = Endpoint(tuple(self.endpoints), self.credentials)

@@ -199,17 +199,21 @@ class Execution:
         self._saver = saver
         self._stack = stack  # holds the etcd in use
         self.progress_for: Callable[[int, str], RunProgress] | None = None  # the live display, if any
+        self.fresh = False  # a new embedded etcd for every run (`run --fresh-etcd`), not one per server
         self._server, self._target = next(iter(targets.items()))
         self._used = [self._target]  # in order: environment.etcd is the first one's
 
     def run(self, config: RunConfig, label: str) -> Run:
         """Run `config` on its etcd and add it to the results (not saved yet: see save)."""
-        if server_of(config) != self._server:  # the next etcd of the matrix: stop this one first
+        again = self.fresh and bool(self.results.runs)
+        if server_of(config) != self._server or again:  # the next etcd: stop this one first
             self._stack.close()
+            target = self._targets[server_of(config)]
             self._server = server_of(config)
-            self._target = self._targets[self._server]
-            self._stack.enter_context(self._target)
-            self._used.append(self._target)
+            self._stack.enter_context(target)
+            if target is not self._target:
+                self._used.append(target)
+            self._target = target
         i = len(self.results.runs)
         hook = self.progress_for(i, label) if self.progress_for else None
         run = self._target.run(config, hook)

@@ -95,6 +95,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     add_flags(r, NETWORK_FLAGS, overrides=True)
     add_flags(r, BACKGROUND_FLAGS, overrides=True)
     r.add_argument(
+        "--fresh-etcd",
+        action="store_true",
+        help="embedded etcd: start a new one for every cell, so that no cell runs on what the cells "
+        "before it left (a grown database, a long raft log); without it, cells share one etcd",
+    )
+    r.add_argument(
         "--max-cells",
         type=whole_number,
         default=MAX_CELLS,
@@ -199,11 +205,14 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     scenario = _scenario(args)
     if args.scale is not None and "cluster" not in scenario.document:
         err.print(f"note: --scale changes nothing: {scenario.name} has no [cluster] table", markup=False)
+    if args.fresh_etcd and args.endpoints:
+        raise UsageError("--fresh-etcd: starts a new embedded etcd for every cell; not with --endpoints")
     cells = by_etcd(scenario.cells)
     saver, targets = prepare(args, cells)
 
     # Ctrl-C, or etcd lost mid-matrix: keep the cells that ran, and the one interrupted
     with execution(targets, saver, out, err, steps=len(cells)) as runs:
+        runs.fresh = args.fresh_etcd
         runs.results = replace(runs.results, scenario=scenario.document)
         for i, config in enumerate(cells):
             stop_if_etcd_gone(runs.run(config, config.scenario))

@@ -7,8 +7,11 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
 from cli_console import etcdbench, run_cli, tiny_scenario
 
+from etcdbench.bench import target
+from etcdbench.etcd.local import LocalEtcd
 from etcdbench.results.io import load
 
 
@@ -86,3 +89,31 @@ def test_run_two_cells_on_the_embedded_etcd(tmp_path: Path) -> None:
     assert [r["backend"] for r in results["runs"]] == ["v3", "v2"]
     assert code == (0 if all(r["verdict"]["pass"] for r in results["runs"]) else 1)
     assert "2 of 2 runs passed." in out or code == 1
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_fresh_etcd_starts_a_new_embedded_etcd_for_every_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh: bool
+) -> None:
+    started: list[LocalEtcd] = []
+
+    class Recorded(LocalEtcd):  # the real etcd, each start recorded
+        def __enter__(self) -> Recorded:
+            super().__enter__()
+            started.append(self)
+            return self
+
+    monkeypatch.setattr(target, "LocalEtcd", Recorded)
+    out_path = tmp_path / "r.json"
+    argv = ["run", str(tiny_scenario(tmp_path)), "--output", str(out_path)]
+    run_cli(*argv, *(["--fresh-etcd"] if fresh else []))
+    runs = load(out_path)["runs"]
+    assert len(started) == (2 if fresh else 1)
+    for run in runs:  # each cell's books as exact on its own etcd
+        assert run["counters"]["written"] == run["counters"]["received"] == 150
+
+
+def test_fresh_etcd_refuses_an_external_etcd(tmp_path: Path) -> None:
+    scenario = str(tiny_scenario(tmp_path))
+    code, _, err = run_cli("run", scenario, "--fresh-etcd", "--endpoints", "http://127.0.0.1:1")
+    assert code == 2 and "--fresh-etcd: starts a new embedded etcd for every cell" in err
