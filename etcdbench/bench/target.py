@@ -219,7 +219,7 @@ class Target:
                         "endpoints": cluster.client_urls,
                         "binary": binary,
                         "requested": self.etcd or None,
-                        "args": cluster.members[0].args,  # each member's: under `members`
+                        "args": shown_args(cluster.members[0].args),  # each member's: under `members`
                         "flag_notes": flag_notes(cluster.members[0].version),
                         "tls": _tls_info(files),
                     }
@@ -232,7 +232,7 @@ class Target:
                     "endpoints": [local.client_url],
                     "binary": local.binary,
                     "requested": self.etcd or None,
-                    "args": local.args,
+                    "args": shown_args(local.args),
                     "flag_notes": flag_notes(local.version),
                     "tls": _tls_info(files),
                 }
@@ -417,7 +417,7 @@ class Target:
         for i, url in enumerate(self.endpoint.urls):
             member = describe_member(url, self.endpoint.credentials)
             if self.cluster is not None:
-                member["args"] = self.cluster.members[i].args
+                member["args"] = shown_args(self.cluster.members[i].args)
             members.append(member)
         return members
 
@@ -447,6 +447,16 @@ class Target:
                 reason = str(exc)
                 time.sleep(0.5)
         return reason
+
+
+def shown_args(args: list[str]) -> list[str]:
+    """etcd's command line as results keep it: the generated TLS files' paths (temporary, gone after
+    the run, and one of them a private key's) replaced by what they are."""
+    shown = list(args)
+    for i, arg in enumerate(shown[:-1]):
+        if arg.endswith(("-cert-file", "-key-file", "-ca-file")):
+            shown[i + 1] = "(generated)"
+    return shown
 
 
 def _tls_info(files: TlsFiles | None) -> dict[str, Any] | None:

@@ -331,3 +331,5 @@ def test_a_tls_matrix_axis_starts_one_etcd_per_value_and_removes_its_certificate
     with_tls, without = results["environment"]["etcds"]
     assert with_tls["tls"]["client_cert_auth"] and without["tls"] is None
     assert not list(tmp_path.glob("etcdbench-pki-*"))
+    assert "etcdbench-pki-" not in out.read_text()  # etcd's args name no certificate or key file
+    assert with_tls["args"][with_tls["args"].index("--key-file") + 1] == "(generated)"
