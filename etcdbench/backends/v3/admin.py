@@ -1,6 +1,7 @@
 """The v3 calls around the load (etcdbench.backends.base.Admin), and the reads of the background
 load and of a relist: Range in pages at one revision, leases, compaction, Maintenance Status. They go
-through grpcio stubs whichever client carries the hot paths."""
+through grpcio stubs whichever client carries the hot paths, except the background load's reads
+(Reader: list_page, get_value), which take our HTTP/2 client when it carries the writes."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ DEFRAG_TIMEOUT_S = 120.0
 LEASE_REUSE_S = 1.0
 LIST_PAGE = 1000  # keys per Range page when listing a prefix: a production prefix may hold millions
 DELETE_WINDOW = 64  # own-key deletes in flight after a run
+RANGE_PATH = "/etcdserverpb.KV/Range"
 
 
 def prefix_range_end(prefix: bytes) -> bytes:
@@ -108,8 +110,7 @@ class V3Admin:
         request = rpc_pb2.RangeRequest(
             key=start or p, range_end=prefix_range_end(p), limit=limit, revision=revision
         )
-        with self._conn.rpc("Range"):
-            page: rpc_pb2.RangeResponse = self._kv.Range(request, timeout=ADMIN_TIMEOUT_S)
+        page = self._read(request)
         more = page.more and len(page.kvs) > 0
         return ListPage(
             len(page.kvs),
@@ -120,11 +121,31 @@ class V3Admin:
 
     def get_value(self, key: str) -> int | None:
         """GET one key: bytes of the Range response, or None when the key does not exist."""
-        with self._conn.rpc("Range"):
-            resp: rpc_pb2.RangeResponse = self._kv.Range(
-                rpc_pb2.RangeRequest(key=key.encode()), timeout=ADMIN_TIMEOUT_S
-            )
+        resp = self._read(rpc_pb2.RangeRequest(key=key.encode()))
         return int(resp.ByteSize()) if resp.kvs else None
+
+    def _read(self, request: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        """One Range of the background load (Reader), on the client that carries the hot paths: our
+        HTTP/2 client when it does (grpcio's per-call cost would set the pace of those reads)."""
+        if self._conn.unary is None:
+            with self._conn.rpc("Range"):
+                resp: rpc_pb2.RangeResponse = self._kv.Range(request, timeout=ADMIN_TIMEOUT_S)
+            return resp
+        answered = threading.Event()
+        replies: list[bytes] = []
+        failures: list[BaseException] = []
+
+        def done(exc: BaseException | None) -> None:  # after the reply, from the reader thread
+            if exc is not None:
+                failures.append(exc)
+            answered.set()
+
+        self._conn.native_call(RANGE_PATH, request.SerializeToString(), done, replies.append)
+        if not answered.wait(ADMIN_TIMEOUT_S + 5):  # the client's own deadline answers first
+            raise EtcdError(f"Range: no answer in {ADMIN_TIMEOUT_S + 5:g} s")
+        if failures:
+            raise EtcdError(f"Range: {failures[0]}")
+        return rpc_pb2.RangeResponse.FromString(replies[0])
 
     def count_prefix(self, prefix: str) -> int:
         p = prefix.encode()
