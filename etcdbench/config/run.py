@@ -44,6 +44,8 @@ MAX_BANDWIDTH_MBIT = 1_000_000.0  # --bandwidth: 1 Tbit/s
 MAX_BG_RATE = 100_000.0  # --bg-list-rate, --bg-get-rate, --bg-event-rate: ops/s of the background load
 MAX_BG_LIST_PAGE = 100_000  # --bg-list-page: keys per page (the apiserver's pages are 500)
 MAX_BG_WATCHES = 100  # --bg-watches: one per other resource type; Kubernetes has a few dozen
+# The fields that ask for background load: any of them non-zero, and the run carries it.
+BACKGROUND_LOAD = ("bg_list_rate", "bg_get_rate", "bg_event_rate", "bg_watches")
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ class RunConfig:
     @property
     def background(self) -> bool:
         """Whether the run carries the apiserver's other traffic beside the measured writes."""
-        return bool(self.bg_list_rate or self.bg_get_rate or self.bg_event_rate or self.bg_watches)
+        return any(getattr(self, name) for name in BACKGROUND_LOAD)
 
     @property
     def background_events(self) -> int:

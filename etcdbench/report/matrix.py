@@ -11,7 +11,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from etcdbench.config.run import conditions_text
+from etcdbench.config.run import BACKGROUND_LOAD, conditions_text
 from etcdbench.metrics.latency import fmt_us
 from etcdbench.results.model import Capacity, ResultsFile, Run
 
@@ -23,7 +23,6 @@ _IN_NAME = ("backend", "encoding", "kind", "rate", "v2_watch", "scenario", "scal
 # ("tls"), and whether the background load ran ("+background": its rates are named only where runs
 # with background load differ in them).
 _CONDITIONS = ("rtt_us", "jitter_us", "bandwidth_mbit", "tls")
-_BACKGROUND = ("bg_list_rate", "bg_list_page", "bg_get_rate", "bg_event_rate", "bg_event_ttl_s", "bg_watches")
 SAME_RATE = 1.05  # events/s within 5% of each other are not called a difference
 
 
@@ -36,7 +35,7 @@ def varying(runs: list[Run], shown: tuple[str, ...] = _IN_LABEL) -> list[str]:
     for key in keys:
         if key in shown or key in _CONDITIONS:
             continue
-        among = [r for r in runs if _has_background(r)] if key in _BACKGROUND else runs
+        among = [r for r in runs if _has_background(r)] if key.startswith("bg_") else runs
         values = {json.dumps(r.config.get(key), sort_keys=True) for r in among}
         if len(values) > 1:
             out.append(key)
@@ -44,7 +43,7 @@ def varying(runs: list[Run], shown: tuple[str, ...] = _IN_LABEL) -> list[str]:
 
 
 def _has_background(run: Run) -> bool:
-    return any(run.config.get(k) for k in ("bg_list_rate", "bg_get_rate", "bg_event_rate", "bg_watches"))
+    return any(run.config.get(k) for k in BACKGROUND_LOAD)
 
 
 def _conditions(run: Run) -> str:
