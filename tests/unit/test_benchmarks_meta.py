@@ -6,6 +6,7 @@ No timing is asserted here; benchmarks/client_vs_go.py prints the figures (see b
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,12 @@ from pathlib import Path
 
 import pytest
 from paths import ROOT
+
+from etcdbench.backends import make_backend
+from etcdbench.backends.base import Endpoint
+from etcdbench.encoding.codec import get_codec
+from etcdbench.encoding.objects import build_object
+from etcdbench.etcd.local import LocalEtcd, find_etcd_binary
 
 BENCH = ROOT / "benchmarks"
 GOCODE_CLIENTV3 = Path("/usr/share/gocode/src/go.etcd.io/etcd/clientv3")
@@ -39,6 +46,8 @@ def test_sources_and_scripts_exist() -> None:
         "memory.py",
         "recording.py",
         "preload.py",
+        "knee.py",
+        "tls.py",
     } <= sections
     go_files = {p.name for p in (BENCH / "goref").glob("*.go")}
     assert {"main.go", "put.go", "watch.go"} <= go_files
@@ -81,15 +90,66 @@ def test_script_help_exits_zero(script: str) -> None:
     assert "usage:" in proc.stdout
 
 
-@pytest.mark.skipif(shutil.which("go") is None, reason="Go is not installed")
-@pytest.mark.skipif(not GOCODE_CLIENTV3.is_dir(), reason="golang-etcd-server-dev is not installed")
-def test_build_goref_builds(tmp_path: Path) -> None:
-    out = tmp_path / "etcdref"
+@pytest.fixture(scope="module")
+def etcdref(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """benchmarks/goref built by build_goref.sh into a temporary folder."""
+    if shutil.which("go") is None:
+        pytest.skip("Go is not installed")
+    if not GOCODE_CLIENTV3.is_dir():
+        pytest.skip("golang-etcd-server-dev is not installed")
+    out = tmp_path_factory.mktemp("goref") / "etcdref"
     env = dict(os.environ, ETCDREF_OUT=str(out))
     proc = subprocess.run(
         ["sh", str(BENCH / "build_goref.sh")], capture_output=True, text=True, timeout=600, env=env
     )
     assert proc.returncode == 0, proc.stderr
-    assert out.is_file() and os.access(out, os.X_OK)
-    usage = subprocess.run([str(out)], capture_output=True, text=True, timeout=30)
+    return out
+
+
+def test_build_goref_builds(etcdref: Path) -> None:
+    assert etcdref.is_file() and os.access(etcdref, os.X_OK)
+    usage = subprocess.run([str(etcdref)], capture_output=True, text=True, timeout=30)
     assert usage.returncode == 2 and "usage: etcdref" in usage.stderr
+
+
+@pytest.mark.integration
+def test_the_go_watcher_measures_the_writers_window_from_the_stamps(etcdref: Path, tmp_path: Path) -> None:
+    """Section K judges the Go pair by what `etcdref watch -value-file` reports: its window (the writes
+    intended in it) must be the writer's own, exactly, and every event must carry a latency."""
+    pod = tmp_path / "pod.pb"
+    pod.write_bytes(get_codec("protobuf").encode(build_object("pod", 1)))
+    with LocalEtcd(find_etcd_binary()) as server:
+        url = server.client_url
+        watch = subprocess.Popen(
+            [str(etcdref), "watch", "-endpoints", url, "-prefix", "/registry/pods/", "-duration", "60",
+             "-until-stdin", "-value-file", str(pod), "-warmup", "1", "-window", "2"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert watch.stdin and watch.stdout and '"ready"' in watch.stdout.readline()
+            put = subprocess.run(
+                [str(etcdref), "put", "-endpoints", url, "-rate", "200", "-warmup", "1", "-duration", "2",
+                 "-value-file", str(pod)],
+                capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            written = json.loads(put.stdout.strip().splitlines()[-1])
+            assert written["errors"] == 0 and written["stamped"] is True
+            total = written["writes"] + written["warmup_writes"]
+            out, _ = watch.communicate(f"{server_revision(url)}\n", timeout=60)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["events"] == total == 600
+    assert seen["window_writes"] == written["writes"] == 400  # 2 s at 200/s, intended after the warm-up
+    lat = seen["latency_us"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+
+
+def server_revision(url: str) -> int:
+    backend = make_backend("v3", Endpoint((url,)))
+    try:
+        return backend.current_revision()
+    finally:
+        backend.close()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 from test_results import a_run
 
 from etcdbench.bench.capacity import Capacity, limiter, search
 from etcdbench.report.matrix import headline
-from etcdbench.results.model import Limiter, Run
+from etcdbench.results.model import Limiter, Run, Verdict
 
 
 class FakeEtcd:
@@ -219,7 +219,7 @@ def test_host_saturation_is_mentioned_when_etcd_is_the_limit() -> None:
 
 def test_summary_for_the_results_file() -> None:
     etcd = FakeEtcd(1234)
-    result: Capacity = search(etcd.measure, start=500, resolution=0.05, budget_s=1e9, clock=etcd.clock)
+    result: Capacity[Run] = search(etcd.measure, start=500, resolution=0.05, budget_s=1e9, clock=etcd.clock)
     d = result.record(first_run_index=0)
     assert d.knee == result.knee and d.interval == [result.knee, result.lowest_fail]
     assert d.confirmed is True and d.stopped_by == "resolution"
@@ -247,3 +247,29 @@ def test_bisection_rates_are_round_numbers() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         search(lambda r: fake_run(r, True), start=0)
+
+
+def test_the_search_takes_any_judged_measurement_not_only_runs() -> None:
+    """benchmarks/ searches etcd's Go client's knee with the same steps: its measurement is not a Run."""
+
+    @dataclass(frozen=True)
+    class Judgement:
+        rate: float
+        verdict: Verdict
+
+    def measure(rate: float) -> Judgement:
+        ok = rate <= 3000
+        return Judgement(rate, Verdict(pass_=ok, reasons=[] if ok else ["too fast"], client_bound=False,
+                                       client_bound_reasons=[], warnings=[]))  # fmt: skip
+
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1
+        return now[0]
+
+    result = search(measure, start=500, resolution=0.05, budget_s=1e9, clock=clock)
+    assert result.knee is not None and result.lowest_fail is not None
+    assert result.knee <= 3000 < result.lowest_fail and result.relative_width is not None
+    assert result.relative_width <= 0.05 and result.confirmed
+    assert [s.run.rate for s in result.steps] == [s.rate for s in result.steps]

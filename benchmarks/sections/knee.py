@@ -1,0 +1,253 @@
+"""K (the capacity knee, like for like): etcdbench's knee against etcd's Go client's, searched the same way.
+
+Both sides run etcdbench.bench.capacity.search (same start, resolution and budget) on one fresh etcd for
+the whole search, each step on the same open-loop schedule, judged by the same rules:
+
+- etcdbench: `etcdbench capacity --backend v3 --encoding protobuf --writers W` (its own search, its own
+  verdict; protobuf Pods decoded by the watcher);
+- Go: `etcdref put -rate R` writing etcdbench's stamped protobuf Pod, 64 in flight over 4 connections,
+  with `etcdref watch` attached from the revision before the first write and measuring from the stamps.
+  `go_verdict` applies etcdbench's PASS rules to what they report: writes and events received at >= 99%
+  of the rate in the measured window, nothing missed, no write failed, watch p99 within the 1 s SLO.
+
+Then the Go writer's closed-loop maximum with the Go watcher attached (fresh etcd): an open-loop knee
+with a p99 bound sits below any closed-loop maximum by queueing alone, so both knees are stated against
+it. With tls the same runs on an etcd serving TLS only, with client certificates (as `--tls` sets up).
+The Go watcher does not decode the Pods (Debian ships no k8s.io/api): the comparison favours Go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from harness import GO_CONNS, GO_INFLIGHT, PREFIX, Bench
+from reference import PutReport, WatcherReport, last_json
+from table import Table, f0, fr, log, ms, ratio, status
+
+from etcdbench.backends import make_backend
+from etcdbench.backends.base import Endpoint
+from etcdbench.backends.credentials import Credentials
+from etcdbench.bench.capacity import search
+from etcdbench.etcd.certs import TemporaryPki
+from etcdbench.etcd.local import LocalEtcd, TlsFiles
+from etcdbench.results.io import load
+from etcdbench.results.model import Verdict
+from etcdbench.results.verdict import RECEIVED_RATE_FLOOR
+from sections.end_to_end import SLO_P99_US
+
+T_KNEE = 1.0  # the issue's target: etcdbench's knee over Go's, like for like
+
+
+@dataclass(frozen=True)
+class GoStep:
+    """One Go step: the writer's and the watcher's reports, the events the watcher should have had,
+    and etcdbench's verdict rules applied to them."""
+
+    rate: float
+    put: PutReport
+    watch: WatcherReport
+    expected: int  # revisions written after the watch's start revision
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class KneePair:
+    mode: str  # "plain" or "tls"
+    ours: float | None
+    ours_interval: list[float | None]
+    ours_limited_by: str
+    ours_steps: int
+    go: float | None
+    go_interval: list[float | None]
+    go_steps: int
+    go_failed_because: list[str]  # at Go's lowest failing rate
+    go_closed_loop: PutReport | None  # the Go writer at max with the Go watcher attached
+    go_closed_loop_watch: WatcherReport | None
+
+
+def go_verdict(rate: float, put: PutReport, watch: WatcherReport, expected: int) -> Verdict:
+    """etcdbench's PASS rules (etcdbench.results.verdict) on the Go pair's reports."""
+    floor = RECEIVED_RATE_FLOOR * rate
+    reasons = []
+    if watch.window_events_per_s is None or watch.window_events_per_s < floor:
+        reasons.append(f"watcher received {watch.window_events_per_s} events/s < {floor:g} (99% of target)")
+    if watch.events < expected:
+        reasons.append(f"{expected - watch.events} events missed")
+    if watch.p99_us is None:
+        reasons.append("no watch latency recorded in the measured window")
+    elif watch.p99_us > SLO_P99_US:
+        reasons.append(f"watch p99 {ms(watch.p99_us)} > SLO {ms(SLO_P99_US)}")
+    if put.errors:
+        reasons.append(f"{put.errors} writes failed")
+    if put.window_writes_per_s < floor:
+        reasons.append(f"writers achieved {put.window_writes_per_s:g} writes/s < {floor:g} (99% of target)")
+    return Verdict(
+        pass_=not reasons, reasons=reasons, client_bound=False, client_bound_reasons=[], warnings=[]
+    )
+
+
+class GoPair:
+    """The Go writer with the Go watcher attached, step after step on one etcd (as `etcdbench capacity`
+    keeps one etcd for its whole search)."""
+
+    def __init__(self, b: Bench, url: str, endpoint: Endpoint, tls_argv: list[str]) -> None:
+        self.b, self.url, self.tls_argv = b, url, tls_argv
+        self.admin = make_backend("v3", endpoint)
+
+    def close(self) -> None:
+        self.admin.close()
+
+    def step(self, *writer: str) -> tuple[PutReport, WatcherReport, int]:
+        b = self.b
+        assert b.etcdref
+        d, hard = b.args.duration, b.args.duration + 120
+        start = self.admin.current_revision() + 1
+        value = str(b.values["protobuf"])
+        cmd = [b.etcdref, "watch", "-endpoints", self.url, "-prefix", PREFIX, "-duration", str(hard),
+               "-start-rev", str(start), "-until-stdin", "-value-file", value, "-warmup", "2",
+               "-window", f"{d:g}", *self.tls_argv]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdin and proc.stdout
+            if '"ready"' not in proc.stdout.readline():
+                raise RuntimeError("the Go watcher did not start")
+            put = b.go_put(self.url, *writer, "-value-file", value, *self.tls_argv)
+            final = self.admin.current_revision()
+            proc.stdin.write(f"{final}\n")
+            proc.stdin.flush()
+            out, _ = proc.communicate(timeout=hard)
+            return put, WatcherReport.from_doc(last_json(out, "Go watcher")), final - start + 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def measure(self, rate: float) -> GoStep:
+        put, watch, expected = self.step("-rate", f"{rate:g}")
+        verdict = go_verdict(rate, put, watch, expected)
+        log(f"  Go @{rate:,.0f}/s: wrote {put.window_writes_per_s:,.0f}/s, "
+            f"received {watch.window_events_per_s}/s, p99 {ms(watch.p99_us)}, "
+            f"missed {max(0, expected - watch.events)}: "
+            f"{'PASS' if verdict.pass_ else 'FAIL ' + '; '.join(verdict.reasons)}")  # fmt: skip
+        return GoStep(rate, put, watch, expected, verdict)
+
+
+@contextlib.contextmanager
+def _etcd(b: Bench, tls: bool) -> Iterator[tuple[str, Endpoint, list[str]]]:
+    """A fresh etcd, plain or TLS-only with client certificates: (URL, Endpoint, etcdref's TLS flags)."""
+    if not tls:
+        with b.etcd() as server:
+            yield server.client_url, Endpoint((server.client_url,)), []
+        return
+    with TemporaryPki() as pki:
+        files = TlsFiles(
+            pki.server_cert, pki.server_key, pki.ca, client_cert=pki.client_cert, client_key=pki.client_key
+        )
+        with LocalEtcd(b.etcd_bin, tls=files) as server:
+            creds = Credentials(pki.ca, pki.client_cert, pki.client_key)
+            argv = ["-cacert", pki.ca, "-cert", pki.client_cert, "-key", pki.client_key]
+            yield server.client_url, Endpoint((server.client_url,), creds), argv
+
+
+def _ours(b: Bench, tls: bool) -> dict[str, Any]:
+    """`etcdbench capacity` on its own embedded etcd; its results file's capacity record."""
+    a = b.args
+    out = b.tmp / f"capacity-{'tls' if tls else 'plain'}.json"
+    cmd = [sys.executable, "-m", "etcdbench", "capacity", "--backend", "v3", "--encoding", "protobuf",
+           "--writers", str(a.writers), "--max-inflight", str(a.max_inflight),
+           "--duration", f"{a.duration:g}", "--warmup", "2", "--start", f"{a.knee_start:g}",
+           "--budget", f"{a.knee_budget:g}", "--resolution", f"{a.knee_resolution:g}",
+           "--output", str(out), *(["--tls"] if tls else [])]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=a.knee_budget * 3 + 600, check=False)
+    if r.returncode not in (0, 1) or not out.exists():
+        raise RuntimeError(f"etcdbench capacity exited {r.returncode}: {r.stderr.strip()[-400:]}")
+    capacity: dict[str, Any] = load(out)["capacity"]
+    return capacity
+
+
+def knee_pair(b: Bench, tls: bool) -> KneePair:
+    a, mode = b.args, "tls" if tls else "plain"
+    log(f"K ({mode}) etcdbench capacity v3+protobuf, --writers {a.writers}, from {a.knee_start:g}/s")
+    ours = _ours(b, tls)
+    go = closed = closed_watch = None
+    go_interval: list[float | None] = [None, None]
+    go_steps, go_failed = 0, list[str]()
+    if b.etcdref:
+        log(f"K ({mode}) Go writer -rate R + Go watcher, the same search")
+        with _etcd(b, tls) as (url, endpoint, tls_argv):
+            pair = GoPair(b, url, endpoint, tls_argv)
+            try:
+                found = search(pair.measure, start=a.knee_start, resolution=a.knee_resolution,
+                               budget_s=a.knee_budget)  # fmt: skip
+            finally:
+                pair.close()
+        go, go_interval, go_steps = found.knee, [found.knee, found.lowest_fail], len(found.steps)
+        limiting = found.limiting_step
+        go_failed = limiting.run.verdict.reasons if limiting else []
+        log(f"K ({mode}) Go writer at max + Go watcher, fresh etcd")
+        with _etcd(b, tls) as (url, endpoint, tls_argv):
+            pair = GoPair(b, url, endpoint, tls_argv)
+            try:
+                closed, closed_watch, _ = pair.step("-max")
+            finally:
+                pair.close()
+    limited = ours.get("limited_by")
+    return KneePair(
+        mode=mode,
+        ours=ours["knee"],
+        ours_interval=list(ours["interval"]),
+        ours_limited_by=limited["text"] if limited else "—",
+        ours_steps=len(ours["curve"]),
+        go=go,
+        go_interval=go_interval,
+        go_steps=go_steps,
+        go_failed_because=go_failed,
+        go_closed_loop=closed,
+        go_closed_loop_watch=closed_watch,
+    )
+
+
+def section_k(b: Bench, t: Table) -> list[KneePair]:
+    pairs = [knee_pair(b, tls) for tls in b.args.knee_modes]
+    for p in pairs:
+        over = " over TLS (client certificates)" if p.mode == "tls" else ""
+        r = ratio(p.ours, p.go)
+        why = "; ".join(p.go_failed_because) or "—"
+        bracketed = p.ours_interval[1] is not None and p.go_interval[1] is not None  # a failing rate above
+        t.add(
+            f"K. capacity knee{over}, like for like: v3+protobuf, watch p99 <= 1 s, nothing missed, "
+            f">= 99% of the rate (etcdbench --writers {b.args.writers}; Go: put -rate R, "
+            f"{GO_INFLIGHT} in flight over {GO_CONNS} connections, + Go watcher), the same search "
+            f"(resolution {b.args.knee_resolution:g})",
+            f"{f0(p.ours)}/s (interval {_interval(p.ours_interval)}, {p.ours_steps} steps; "
+            f"limited by {p.ours_limited_by})",
+            f"{f0(p.go)}/s (interval {_interval(p.go_interval)}, {p.go_steps} steps; failed above by: {why})",
+            fr(r),
+            f">= {T_KNEE:g}",
+            status(r >= T_KNEE) if r is not None and bracketed else "n/a: a search ran out of budget",
+        )
+        closed = p.go_closed_loop
+        if closed is not None:
+            w = p.go_closed_loop_watch
+            seen = f", watcher p99 {ms(w.p99_us)}" if w else ""
+            t.add(
+                f"K. both knees{over} against the Go writer's closed-loop maximum with the Go watcher "
+                f"attached (fresh etcd{seen})",
+                f"{fr(ratio(p.ours, closed.writes_per_s))} of it",
+                f"{f0(closed.writes_per_s)} writes/s max; "
+                f"Go's knee {fr(ratio(p.go, closed.writes_per_s))} of it",
+                fr(ratio(p.ours, closed.writes_per_s)),
+                "(stated)",
+                "info",
+            )
+    return pairs
+
+
+def _interval(bounds: list[float | None]) -> str:
+    low, high = bounds
+    return f"{f0(low)} to {f0(high)}" if high is not None else f">= {f0(low)}"
