@@ -139,6 +139,7 @@ class Bench:
         """On a fresh etcd: start `watcher` ("go" | "py"), run the Go writer, stop the watcher once it
         has seen the last write.
 
+        `watcher_args` go on the watcher's command line (pywatch.py's or `etcdref watch`'s flags);
         `v3_client` picks etcdbench's v3 client for a "py" watcher (ETCDBENCH_V3_CLIENT)."""
         hard = self.args.duration + 120
         with self.etcd() as server:
@@ -150,7 +151,7 @@ class Bench:
                 sub = "watch" if api == "v3" else "v2poll"
                 flag = "-start-rev" if api == "v3" else "-start-index"
                 cmd = [self.etcdref, sub, "-endpoints", url, "-prefix", PREFIX, "-duration", str(hard),
-                       flag, str(start), "-until-stdin"]  # fmt: skip
+                       flag, str(start), "-until-stdin", *watcher_args]  # fmt: skip
             else:
                 cmd = [sys.executable, str(PYWATCH), "--backend", api, "--encoding", encoding,
                        "--endpoints", url, "--prefix", PREFIX, "--duration", str(hard),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"sort"
@@ -134,9 +135,18 @@ func runWatch(args []string) {
 	cacert := fs.String("cacert", "", "over TLS: CA certificate (PEM) that signed etcd's certificate")
 	cert := fs.String("cert", "", "over TLS: client certificate (PEM)")
 	key := fs.String("key", "", "over TLS: client certificate's key (PEM)")
+	decodeJSON := fs.Bool("decode-json", false, "decode each event's value and previous value as JSON "+
+		"(encoding/json into map[string]interface{}: Go's generic decode, no k8s.io/api types)")
 	fs.Parse(args)
 	endpoints, prefix := w.endpoints, w.prefix
 	stamps := newStampTimes(*valueFile, *warmup, *window)
+	var decodeErrors int64
+	decode := func(b []byte) {
+		var obj map[string]interface{}
+		if json.Unmarshal(b, &obj) != nil {
+			decodeErrors++
+		}
+	}
 
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second,
@@ -192,9 +202,15 @@ loop:
 					stamps.add(ev.Kv.Value, now)
 				}
 				bytes += int64(len(ev.Kv.Value))
+				if *decodeJSON {
+					decode(ev.Kv.Value)
+				}
 				if ev.PrevKv != nil {
 					prevs++
 					bytes += int64(len(ev.PrevKv.Value))
+					if *decodeJSON {
+						decode(ev.PrevKv.Value)
+					}
 				}
 				lastRev = ev.Kv.ModRevision
 			}
@@ -220,6 +236,9 @@ loop:
 	}
 	if last > first {
 		out["events_per_s_active"] = round3(float64(events-1) * 1e9 / float64(last-first))
+	}
+	if *decodeJSON {
+		out["decode_errors"] = decodeErrors
 	}
 	if stamps != nil {
 		stamps.addTo(out)

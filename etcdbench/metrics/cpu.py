@@ -193,9 +193,10 @@ class ProcessSampler:
             series.times.append(now)
             series.cpu_s.append(total)
             series.rss.append(rss)
+        host_cores = self._host_total() / self._ncpu  # slow (every process): before the series grows
         host = self._series["host"]
         host.times.append(now)
-        host.cpu_s.append(self._host_total() / self._ncpu)
+        host.cpu_s.append(host_cores)
 
     def _host_total(self) -> float:
         """Running total of CPU seconds used by every process on the host.
@@ -226,7 +227,10 @@ class ProcessSampler:
         return self._average(self._pid_series[pid], start, end)
 
     def _average(self, s: _Series, start: float, end: float) -> float | None:
-        idx = [i for i, t in enumerate(s.times) if start - self.interval / 2 <= t <= end + self.interval / 2]
+        # Read while the sampler thread runs, a sample may be half-appended: its time, not yet its CPU.
+        n = min(len(s.times), len(s.cpu_s))
+        low, high = start - self.interval / 2, end + self.interval / 2
+        idx = [i for i, t in enumerate(s.times[:n]) if low <= t <= high]
         if len(idx) < 2 or s.times[idx[-1]] <= s.times[idx[0]]:
             return None
         a, b = idx[0], idx[-1]
