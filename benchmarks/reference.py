@@ -94,8 +94,9 @@ class WatcherReport:
     """A watcher's report (`etcdref watch|v2poll`, or benchmarks/pywatch.py).
 
     `received` is the distinct writes seen where the watcher counts them (pywatch: its ledger), else
-    every event. `decode_errors` are pywatch's only (Go's watcher does not decode); Go's watcher reports
-    `p99_us` (from the writes' stamps) and `window_events_per_s` when given the writer's -value-file."""
+    every event. `decode_errors` come from pywatch, and from Go's watcher with -decode-json (else it does
+    not decode); Go's watcher reports `p99_us` (from the writes' stamps) and `window_events_per_s` when
+    given the writer's -value-file."""
 
     events: int
     received: int
