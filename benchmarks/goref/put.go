@@ -40,9 +40,7 @@ func runPut(args []string, useV2 bool) {
 	prefix := fs.String("prefix", "/registry/pods/", "key prefix")
 	keys := fs.Int64("keys", 1000, "distinct keys, written round-robin")
 	writerID := fs.Int("writer-id", 0, "writer id in the stamp")
-	cacert := fs.String("cacert", "", "v3 over TLS: CA certificate (PEM) that signed etcd's certificate")
-	cert := fs.String("cert", "", "v3 over TLS: client certificate (PEM)")
-	key := fs.String("key", "", "v3 over TLS: client certificate's key (PEM)")
+	tlsCfg := tlsFlags(fs, "v3 over TLS")
 	fs.Parse(args)
 	if (*rate > 0) == *max {
 		fatal("%s: give exactly one of -rate R or -max", name)
@@ -59,7 +57,7 @@ func runPut(args []string, useV2 bool) {
 	if useV2 {
 		put, probe, closeAll = v2Putter(eps, *conns, *inflight)
 	} else {
-		put, probe, closeAll = v3Putter(eps, *conns, tlsConfig(*cacert, *cert, *key))
+		put, probe, closeAll = v3Putter(eps, *conns, tlsCfg())
 	}
 	defer closeAll()
 
@@ -175,6 +173,15 @@ func runPut(args []string, useV2 bool) {
 	}
 	cpu.addTo(out, written, "cpu_us_per_write")
 	emit(out)
+}
+
+// tlsFlags defines -cacert, -cert and -key on fs (help text starting with `what`); the function it
+// returns makes their tls.Config once fs is parsed.
+func tlsFlags(fs *flag.FlagSet, what string) func() *tls.Config {
+	cacert := fs.String("cacert", "", what+": CA certificate (PEM) that signed etcd's certificate")
+	cert := fs.String("cert", "", what+": client certificate (PEM)")
+	key := fs.String("key", "", what+": client certificate's key (PEM)")
+	return func() *tls.Config { return tlsConfig(*cacert, *cert, *key) }
 }
 
 // tlsConfig is nil without -cacert, else what etcdctl's --cacert/--cert/--key set up.

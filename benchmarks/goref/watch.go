@@ -132,9 +132,7 @@ func runWatch(args []string) {
 	valueFile := fs.String("value-file", "", "the writer's -value-file: measure latency from its stamps")
 	warmup := fs.Float64("warmup", 2, "with -value-file: seconds from write 0's intended time to the window")
 	window := fs.Float64("window", 0, "with -value-file: the measured window's length in seconds")
-	cacert := fs.String("cacert", "", "over TLS: CA certificate (PEM) that signed etcd's certificate")
-	cert := fs.String("cert", "", "over TLS: client certificate (PEM)")
-	key := fs.String("key", "", "over TLS: client certificate's key (PEM)")
+	tlsCfg := tlsFlags(fs, "over TLS")
 	decodeJSON := fs.Bool("decode-json", false, "decode each event's value and previous value as JSON "+
 		"(encoding/json into map[string]interface{}: Go's generic decode, no k8s.io/api types)")
 	fs.Parse(args)
@@ -150,7 +148,7 @@ func runWatch(args []string) {
 
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second,
-		MaxCallRecvMsgSize: 256 << 20, TLS: tlsConfig(*cacert, *cert, *key),
+		MaxCallRecvMsgSize: 256 << 20, TLS: tlsCfg(),
 	})
 	if err != nil {
 		fatal("watch: connect %s: %v", *endpoints, err)
