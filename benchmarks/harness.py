@@ -22,9 +22,11 @@ from reference import PutReport, WatcherReport, last_json, run_etcdref
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint
+from etcdbench.backends.credentials import Credentials
 from etcdbench.encoding.codec import get_codec
 from etcdbench.encoding.objects import build_object
-from etcdbench.etcd.local import LocalEtcd, find_etcd_binary
+from etcdbench.etcd.certs import Pki, TemporaryPki
+from etcdbench.etcd.local import LocalEtcd, TlsFiles, find_etcd_binary
 from etcdbench.metrics.cpu import ProcessSampler
 from etcdbench.results.io import load
 
@@ -34,6 +36,36 @@ PYWATCH = HERE / "pywatch.py"
 POD_BYTES = 3636  # etcdbench's protobuf Pod as stored (mean over its 1,000 objects)
 PREFIX = "/registry/pods/"
 GO_CONNS, GO_INFLIGHT = 4, 64  # the Go writer at max: 64 puts in flight over 4 gRPC connections
+
+
+@dataclass(frozen=True)
+class TlsEtcd:
+    """A local etcd serving only TLS with client certificates, as `--tls` sets it up."""
+
+    server: LocalEtcd
+    pki: Pki
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(
+            (self.server.client_url,), Credentials(self.pki.ca, self.pki.client_cert, self.pki.client_key)
+        )
+
+    @property
+    def etcdref_flags(self) -> list[str]:
+        """etcdref's flags for it (`put`, `watch`)."""
+        return ["-cacert", self.pki.ca, "-cert", self.pki.client_cert, "-key", self.pki.client_key]
+
+
+@contextlib.contextmanager
+def tls_etcd(binary: str) -> Iterator[TlsEtcd]:
+    """A TlsEtcd with certificates made for it, all removed on exit."""
+    with TemporaryPki() as pki:
+        files = TlsFiles(
+            pki.server_cert, pki.server_key, pki.ca, client_cert=pki.client_cert, client_key=pki.client_key
+        )
+        with LocalEtcd(binary, tls=files) as server:
+            yield TlsEtcd(server, pki)
 
 
 @dataclass(frozen=True)

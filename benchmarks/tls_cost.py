@@ -30,15 +30,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import POD_BYTES, EtcdbenchRun
+from harness import POD_BYTES, EtcdbenchRun, tls_etcd
 from reference import PutReport, go_reference, run_etcdref
 from table import log
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Backend, Endpoint
-from etcdbench.backends.credentials import Credentials
-from etcdbench.etcd.certs import Pki, TemporaryPki
-from etcdbench.etcd.local import LocalEtcd, TlsFiles, etcd_version, find_etcd_binary
+from etcdbench.etcd.local import LocalEtcd, etcd_version, find_etcd_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 INFLIGHT = 64
@@ -103,11 +101,9 @@ def measured(endpoint: Endpoint, name: str, n: int, prefix: str) -> float:
         backend.close()
 
 
-def go_put(etcdref: str, url: str, pki: Pki | None, seconds: float) -> PutReport:
+def go_put(etcdref: str, url: str, tls_flags: list[str], seconds: float) -> PutReport:
     argv = ["put", "-endpoints", url, "-max", "-duration", f"{seconds:g}", "-warmup", "1"]
-    argv += ["-value-bytes", str(POD_BYTES), "-inflight", str(INFLIGHT), "-conns", "4"]
-    if pki is not None:
-        argv += ["-cacert", pki.ca, "-cert", pki.client_cert, "-key", pki.client_key]
+    argv += ["-value-bytes", str(POD_BYTES), "-inflight", str(INFLIGHT), "-conns", "4", *tls_flags]
     return PutReport.from_doc(run_etcdref(etcdref, *argv, timeout=300))
 
 
@@ -144,26 +140,19 @@ def measure(binary: str, etcdref: str | None, s: Settings) -> dict[str, list[flo
         figures.setdefault(name, []).append(value)
         log(f"{name}: {value:.1f}")
 
-    with TemporaryPki() as pki:
-        files = TlsFiles(
-            pki.server_cert, pki.server_key, pki.ca, client_cert=pki.client_cert, client_key=pki.client_key
-        )
-        with LocalEtcd(binary) as plain, LocalEtcd(binary, tls=files) as secure:
-            ends = {
-                "plain": Endpoint((plain.client_url,)),
-                "tls": Endpoint((secure.client_url,), Credentials(pki.ca, pki.client_cert, pki.client_key)),
-            }
-            for r in range(s.repeat):
-                for mode in ("plain", "tls"):
-                    ep = ends[mode]
-                    prefix = f"/tls-cost/{mode}-{r}/"
-                    add(f"v3 native {mode}", measured(ep, "native", s.puts, prefix))
-                    add(f"v2 {mode}", measured(ep, "v2", s.v2_puts, prefix))
-                    if etcdref:
-                        url = plain.client_url if mode == "plain" else secure.client_url
-                        out = go_put(etcdref, url, pki if mode == "tls" else None, s.go_seconds)
-                        add(f"go v3 {mode}", float(out.cpu_us_per_write or "nan"))
-                add("v3 grpcio tls", measured(ends["tls"], "grpcio", s.puts // 2, f"/tls-cost/g{r}/"))
+    with LocalEtcd(binary) as plain, tls_etcd(binary) as secure:
+        ends = {"plain": Endpoint((plain.client_url,)), "tls": secure.endpoint}
+        go_flags = {"plain": [], "tls": secure.etcdref_flags}
+        for r in range(s.repeat):
+            for mode in ("plain", "tls"):
+                ep = ends[mode]
+                prefix = f"/tls-cost/{mode}-{r}/"
+                add(f"v3 native {mode}", measured(ep, "native", s.puts, prefix))
+                add(f"v2 {mode}", measured(ep, "v2", s.v2_puts, prefix))
+                if etcdref:
+                    out = go_put(etcdref, ep.urls[0], go_flags[mode], s.go_seconds)
+                    add(f"go v3 {mode}", float(out.cpu_us_per_write or "nan"))
+            add("v3 grpcio tls", measured(ends["tls"], "grpcio", s.puts // 2, f"/tls-cost/g{r}/"))
     if s.e2e:
         for _ in range(s.repeat):
             for tls in (False, True):

@@ -25,16 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from harness import GO_CONNS, GO_INFLIGHT, PREFIX, Bench
+from harness import GO_CONNS, GO_INFLIGHT, PREFIX, Bench, tls_etcd
 from reference import PutReport, WatcherReport, last_json
 from table import Table, f0, fr, log, ms, ratio, status
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint
-from etcdbench.backends.credentials import Credentials
 from etcdbench.bench.capacity import search
-from etcdbench.etcd.certs import TemporaryPki
-from etcdbench.etcd.local import LocalEtcd, TlsFiles
 from etcdbench.results.io import load
 from etcdbench.results.model import Verdict
 from etcdbench.results.verdict import RECEIVED_RATE_FLOOR
@@ -138,20 +135,18 @@ class GoPair:
 
 
 @contextlib.contextmanager
-def _etcd(b: Bench, tls: bool) -> Iterator[tuple[str, Endpoint, list[str]]]:
-    """A fresh etcd, plain or TLS-only with client certificates: (URL, Endpoint, etcdref's TLS flags)."""
-    if not tls:
-        with b.etcd() as server:
-            yield server.client_url, Endpoint((server.client_url,)), []
-        return
-    with TemporaryPki() as pki:
-        files = TlsFiles(
-            pki.server_cert, pki.server_key, pki.ca, client_cert=pki.client_cert, client_key=pki.client_key
-        )
-        with LocalEtcd(b.etcd_bin, tls=files) as server:
-            creds = Credentials(pki.ca, pki.client_cert, pki.client_key)
-            argv = ["-cacert", pki.ca, "-cert", pki.client_cert, "-key", pki.client_key]
-            yield server.client_url, Endpoint((server.client_url,), creds), argv
+def _go_pair(b: Bench, tls: bool) -> Iterator[GoPair]:
+    """A GoPair on a fresh etcd, plain or TLS-only with client certificates."""
+    with contextlib.ExitStack() as stack:
+        if tls:
+            secure = stack.enter_context(tls_etcd(b.etcd_bin))
+            url, endpoint, flags = secure.server.client_url, secure.endpoint, secure.etcdref_flags
+        else:
+            url = stack.enter_context(b.etcd()).client_url
+            endpoint, flags = Endpoint((url,)), []
+        pair = GoPair(b, url, endpoint, flags)
+        stack.callback(pair.close)
+        yield pair
 
 
 def _ours(b: Bench, tls: bool) -> dict[str, Any]:
@@ -179,23 +174,15 @@ def knee_pair(b: Bench, tls: bool) -> KneePair:
     go_steps, go_failed = 0, list[str]()
     if b.etcdref:
         log(f"K ({mode}) Go writer -rate R + Go watcher, the same search")
-        with _etcd(b, tls) as (url, endpoint, tls_argv):
-            pair = GoPair(b, url, endpoint, tls_argv)
-            try:
-                found = search(pair.measure, start=a.knee_start, resolution=a.knee_resolution,
-                               budget_s=a.knee_budget)  # fmt: skip
-            finally:
-                pair.close()
+        with _go_pair(b, tls) as pair:
+            found = search(pair.measure, start=a.knee_start, resolution=a.knee_resolution,
+                           budget_s=a.knee_budget)  # fmt: skip
         go, go_interval, go_steps = found.knee, [found.knee, found.lowest_fail], len(found.steps)
         limiting = found.limiting_step
         go_failed = limiting.run.verdict.reasons if limiting else []
         log(f"K ({mode}) Go writer at max + Go watcher, fresh etcd")
-        with _etcd(b, tls) as (url, endpoint, tls_argv):
-            pair = GoPair(b, url, endpoint, tls_argv)
-            try:
-                closed, closed_watch, _ = pair.step("-max")
-            finally:
-                pair.close()
+        with _go_pair(b, tls) as pair:
+            closed, closed_watch, _ = pair.step("-max")
     limited = ours.get("limited_by")
     return KneePair(
         mode=mode,
