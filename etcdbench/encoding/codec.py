@@ -1,8 +1,9 @@
 """The two ways a kube-apiserver stores an object in etcd, and the decode its watch cache performs.
 
 - json: the object as compact JSON plus a trailing newline (what Kubernetes' JSON serializer writes).
-  Decoded with orjson when it is installed (JSON_DECODER names the decoder; results record it as
-  ``environment.json_decoder``): the same objects as the standard library's, in a third of the time.
+  Decoded, as the apiserver decodes it into its Go struct, into a typed struct made from proto/k8s
+  (encoding.schema), with msgspec; JSON_DECODER names the decoder and results record it as
+  ``environment.json_decoder``.
 - protobuf: the 4 magic bytes ``k8s\\0`` then a ``runtime.Unknown`` whose ``raw`` holds the typed
   message (Pod, Node or Event); Kubernetes writes ``contentEncoding`` and ``contentType`` as present,
   empty strings.
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
+import msgspec
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
@@ -32,28 +34,12 @@ from google.protobuf.message import Message
 from etcdbench._pb.k8s import core_pb2, runtime_pb2
 from etcdbench.config.run import ENCODINGS
 from etcdbench.encoding.objects import STAMP_ANNOTATION
+from etcdbench.encoding.schema import FIELDS_V1, INLINE, QUANTITY, TIME, to_json_object, typed_decoder
 from etcdbench.errors import EtcdbenchError, UsageError
 
-try:  # the watcher's JSON decode: orjson (pinned in pyproject.toml), 2-3x the standard library's speed
-    import orjson
-
-    _loads: Callable[[bytes], Any] = orjson.loads
-    JSON_DECODER = f"orjson {orjson.__version__}"
-except ImportError:  # pragma: no cover - orjson is a dependency; a bare checkout still runs
-    _loads = json.loads
-    JSON_DECODER = "json (standard library)"
-
+JSON_DECODER = f"msgspec {msgspec.__version__}, typed (proto/k8s)"  # results: environment.json_decoder
 PROTOBUF_MAGIC = b"k8s\x00"
 
-_TIME = "k8s.io.apimachinery.pkg.apis.meta.v1.Time"
-_QUANTITY = "k8s.io.apimachinery.pkg.api.resource.Quantity"
-_FIELDS_V1 = "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1"
-# Embedded messages that Kubernetes' JSON flattens into the parent object (Go `json:",inline"`).
-_INLINE = {
-    "k8s.io.api.core.v1.Volume": "volumeSource",
-    "k8s.io.api.core.v1.ConfigMapVolumeSource": "localObjectReference",
-    "k8s.io.api.core.v1.ConfigMapProjection": "localObjectReference",
-}
 _KIND_MESSAGES: dict[str, type[Message]] = {
     "Pod": core_pb2.Pod,
     "Node": core_pb2.Node,
@@ -89,25 +75,25 @@ class JsonCodec:
     """Compact JSON with Kubernetes' trailing newline."""
 
     name = "json"
+    _decode = staticmethod(typed_decoder().decode)  # one decoder, built once, for every codec
 
     def encode(self, obj: dict[str, Any]) -> bytes:
         # ensure_ascii=False: Go writes UTF-8 as is, it does not \u-escape it.
         return json.dumps(obj, separators=_COMPACT, ensure_ascii=False).encode("utf-8") + b"\n"
 
     def decode(self, data: bytes) -> Any:
-        """The object, decoded completely (by JSON_DECODER: the same objects as json.loads)."""
+        """The object decoded into its typed struct (a Pod, Node or Event by its `kind`)."""
         try:
-            return _loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DecodeError(f"json: not a JSON object: {exc}") from exc
+            return self._decode(data)
+        except msgspec.DecodeError as exc:  # malformed JSON, or a value that does not fit its type
+            raise DecodeError(f"json: {exc}") from exc
 
     def stamp(self, data: bytes) -> str | None:
-        obj = self.decode(data)
-        try:
-            value = obj["metadata"].get("annotations", {}).get(STAMP_ANNOTATION)
-        except (KeyError, AttributeError, TypeError) as exc:
-            raise DecodeError("json: value has no metadata object") from exc
-        return value if isinstance(value, str) else None
+        metadata = self.decode(data).metadata
+        if metadata is None:
+            raise DecodeError("json: value has no metadata object")
+        annotations: dict[str, str] | None = metadata.annotations
+        return annotations.get(STAMP_ANNOTATION) if annotations else None
 
 
 class ProtobufCodec:
@@ -201,17 +187,17 @@ def _parse_time(value: Any, path: str) -> int:
 def _fill_message(message: Message, value: Any, path: str) -> None:
     """Fill message from its JSON form value (special JSON shapes first)."""
     full_name = message.DESCRIPTOR.full_name
-    if full_name == _TIME:
+    if full_name == TIME:
         seconds = _parse_time(value, path)
         if seconds:
             message.seconds = seconds  # type: ignore[attr-defined]
         else:
             message.SetInParent()
-    elif full_name == _QUANTITY:
+    elif full_name == QUANTITY:
         if not isinstance(value, str):
             raise ValueError(f"{path}: expected a quantity string, got {type(value).__name__}")
         message.string = value  # type: ignore[attr-defined]
-    elif full_name == _FIELDS_V1:
+    elif full_name == FIELDS_V1:
         if not isinstance(value, dict):
             raise ValueError(f"{path}: expected a fieldsV1 object, got {type(value).__name__}")
         message.Raw = json.dumps(value, separators=_COMPACT).encode()  # type: ignore[attr-defined]
@@ -226,7 +212,7 @@ def dict_to_message(obj: Mapping[str, Any], message: Message, path: str = "") ->
     descriptor = message.DESCRIPTOR
     # The upb descriptor classes duck-type the pure-Python ones the helpers are annotated with.
     fields = cast("Mapping[str, FieldDescriptor]", descriptor.fields_by_name)
-    inline_name = _INLINE.get(descriptor.full_name)
+    inline_name = INLINE.get(descriptor.full_name)
     inlined: dict[str, Any] = {}
     message.SetInParent()  # an empty JSON object ({}) is still a present field
     for key, value in obj.items():
@@ -270,12 +256,12 @@ def dict_to_message(obj: Mapping[str, Any], message: Message, path: str = "") ->
 
 def _message_value(message: Message) -> Any:
     full_name = message.DESCRIPTOR.full_name
-    if full_name == _TIME:
+    if full_name == TIME:
         seconds = message.seconds  # type: ignore[attr-defined]
         return datetime.fromtimestamp(seconds, tz=UTC).strftime(_RFC3339)
-    if full_name == _QUANTITY:
+    if full_name == QUANTITY:
         return message.string  # type: ignore[attr-defined]
-    if full_name == _FIELDS_V1:
+    if full_name == FIELDS_V1:
         return json.loads(message.Raw)  # type: ignore[attr-defined]
     return message_to_dict(message)
 
@@ -283,7 +269,7 @@ def _message_value(message: Message) -> Any:
 def message_to_dict(message: Message) -> dict[str, Any]:
     """The JSON form of a message built by dict_to_message (inverse of it, for present fields)."""
     out: dict[str, Any] = {}
-    inline_name = _INLINE.get(message.DESCRIPTOR.full_name)
+    inline_name = INLINE.get(message.DESCRIPTOR.full_name)
     convert: Callable[[Any], Any]
     for field, value in message.ListFields():
         if field.name == inline_name:
@@ -307,6 +293,9 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def to_object(message: Message, api_version: str = "v1") -> dict[str, Any]:
-    """A decoded Pod/Node/Event message back in its Kubernetes JSON form (kind and apiVersion first)."""
-    return {"kind": message.DESCRIPTOR.name, "apiVersion": api_version, **message_to_dict(message)}
+def to_object(decoded: Message | msgspec.Struct, api_version: str = "v1") -> dict[str, Any]:
+    """A decoded Pod/Node/Event (either codec's) back in its Kubernetes JSON form (kind and apiVersion
+    first)."""
+    if isinstance(decoded, msgspec.Struct):
+        return to_json_object(decoded)
+    return {"kind": decoded.DESCRIPTOR.name, "apiVersion": api_version, **message_to_dict(decoded)}

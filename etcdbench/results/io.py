@@ -102,7 +102,7 @@ def environment(
         etcdbench_version=__version__,
         etcdbench_git=_git_revision(),
         argv=redact_argv(sys.argv[1:]),
-        json_decoder=JSON_DECODER,  # what decoded the watcher's JSON values (orjson, or the stdlib's)
+        json_decoder=JSON_DECODER,  # what decoded the watcher's JSON values
         etcd=etcd,
         v3_client=v3_client,
         tls=tls,

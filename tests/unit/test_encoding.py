@@ -182,7 +182,7 @@ def test_json_round_trip(kind: str, index: int, profile: str) -> None:
     data = JsonCodec().encode(obj)
     assert data.endswith(b"}\n") and b", " not in data.split(b'"')[0]
     assert data == json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-    assert JsonCodec().decode(data) == obj
+    assert to_object(JsonCodec().decode(data)) == obj
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -274,8 +274,7 @@ def test_placeholder_replacement_stays_decodable(kind: str, encoding: str, profi
     assert codec.stamp(stamped) == NEW_STAMP
     expected = copy.deepcopy(obj)
     expected["metadata"]["annotations"][STAMP_ANNOTATION] = NEW_STAMP
-    decoded = codec.decode(stamped)
-    assert (decoded if encoding == "json" else to_object(decoded)) == expected
+    assert to_object(codec.decode(stamped)) == expected
     # Stamping is the same as encoding the stamped object from scratch.
     assert stamped == codec.encode(expected)
 
@@ -299,7 +298,7 @@ def test_decode_errors() -> None:
         ProtobufCodec().decode(PROTOBUF_MAGIC + b"\n\x0c\n\x02v1\x12\x06Secret")
     with pytest.raises(DecodeError):
         JsonCodec().decode(b"k8s\x00\n")
-    with pytest.raises(DecodeError, match="metadata"):
+    with pytest.raises(DecodeError, match="Expected `object`"):
         JsonCodec().stamp(b"[1]")
 
 

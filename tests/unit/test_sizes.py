@@ -151,7 +151,7 @@ def test_modern_round_trips_and_stamps(modern_sizes: Sizes, kind: str, encoding:
         data = codec.encode(obj)
         assert data.count(STAMP_PLACEHOLDER.encode()) == 1
         decoded = codec.decode(data)
-        assert (decoded if encoding == "json" else to_object(decoded)) == obj
+        assert to_object(decoded) == obj
         assert codec.stamp(data) == STAMP_PLACEHOLDER
 
 
