@@ -16,7 +16,8 @@ etcd's Go clients as Debian packages them) on fresh local etcds, one per measure
   F  recording overhead: per-event cost of our timestamps, accounting and histogram
   P  preload (the standing state): keys/s of `etcdbench watch --preload pod=N` against the Go writer's
      closed-loop rate for values of the same size on new keys (v3 protobuf, v3 JSON, v2 JSON), alternating
-  J  the JSON watcher: CPU per event at a fixed rate against Go's watcher, alternating
+  J  the JSON watcher: CPU per event at a fixed rate against Go's watcher, alternating; decoding both
+     objects (the target) and what the apiserver's v3 watcher decodes (the default)
   K  the capacity knee like for like: `etcdbench capacity` (v3+protobuf) against the Go writer on the
      same open-loop schedule with the Go watcher attached, the same search and PASS rules; plaintext and
      TLS; both against the Go pair's closed-loop maximum

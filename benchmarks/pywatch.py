@@ -4,7 +4,8 @@ benchmarks/client_vs_go.py runs this against the Go reference writer (benchmarks
 what etcdbench's watcher costs, side by side with the Go reference watcher. It is exactly the
 per-event work of an `etcdbench watch` run: the backend's watch (v3: one gRPC stream with prev_kv and
 progress_notify; v2: Kubernetes 1.5's one-request-per-event poll), then `WatchBook.event` — full decode
-of the new and the previous object, the stamp read back, the ledger and the HDR latency histogram.
+of the new object (and of the previous one as --decode-prev says, as `etcdbench watch` does), the
+stamp read back, the ledger and the HDR latency histogram.
 
 Protocol (same as `etcdref watch|v2poll`): one JSON line {"ready": true, ...} once the watch is set
 up, then one JSON line with the figures when it ends: at --duration, or with --until-stdin once the
@@ -24,6 +25,7 @@ from typing import Any
 
 from etcdbench.backends import make_backend
 from etcdbench.backends.base import Endpoint, Relist
+from etcdbench.config.run import DECODE_PREV, RunConfig
 from etcdbench.encoding.codec import get_codec
 from etcdbench.workload.timeline import NS, Timeline
 from etcdbench.workload.watcher import WatchBook
@@ -65,17 +67,18 @@ class Progress:
         return self.last_rev >= self.target_rev or now_ns - quiet_since > idle_s * NS
 
 
-def new_book(started_ns: int) -> WatchBook:
+def new_book(started_ns: int, prev_on_put: bool = True) -> WatchBook:
     """A WatchBook whose window is the whole run: the Go writer stamps its warm-up writes too. Every
     writer id is ours (the Go writer is writer 0 unless told otherwise)."""
     timeline = Timeline(started_ns - 3600 * NS, 0.0, 7 * 24 * 3600.0)
-    return WatchBook(timeline, own_writers=range(10_000))
+    return WatchBook(timeline, own_writers=range(10_000), prev_on_put=prev_on_put)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=("v2", "v3"), default="v3")
     ap.add_argument("--encoding", choices=("json", "protobuf"), default="protobuf")
+    ap.add_argument("--decode-prev", choices=DECODE_PREV, default="apiserver", help="as etcdbench watch's")
     ap.add_argument("--endpoints", required=True)
     ap.add_argument("--prefix", default="/registry/pods/")
     ap.add_argument("--duration", type=float, default=10.0, help="stop after this many seconds")
@@ -96,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     base64_values = not backend.binary_safe and args.encoding == "protobuf"
     start = args.start_rev or backend.current_revision() + 1
     started_ns = time.monotonic_ns()
-    book = new_book(started_ns)
+    book = new_book(
+        started_ns, RunConfig(backend=args.backend, decode_prev=args.decode_prev).decodes_prev_on_put
+    )
     progress = Progress()
     transported = 0  # --transport-only: events received, none of them read
     done = threading.Event()
@@ -146,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             "backend": args.backend,
             "encoding": args.encoding,
             "transport_only": args.transport_only,
+            "decode_prev": args.decode_prev,
             "events": events,
             "distinct": ledger.distinct + transported,  # transport only: every event, none read
             "duplicates": ledger.duplicates,

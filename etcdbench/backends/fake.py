@@ -60,6 +60,7 @@ class Change:
     key: str
     value: bytes
     cause: str  # "put", "delete" or "expire"
+    prev: bytes | None = None  # the key's value before it: what etcd sends with prev_kv (v2: prevNode)
 
 
 @dataclass
@@ -114,23 +115,23 @@ class FakeEtcd:
 
     # -- writes ----------------------------------------------------------------------------------------
 
-    def _apply(self, type_: str, key: str, value: bytes, cause: str) -> int:
+    def _apply(self, type_: str, key: str, value: bytes, cause: str, prev: bytes | None = None) -> int:
         self.revision += 1
         if type_ == "DELETE":
             self.created.pop(key, None)
         else:
             self.created.setdefault(key, self.revision)
-        self.changes.append(Change(self.revision, type_, key, value, cause))
+        self.changes.append(Change(self.revision, type_, key, value, cause, prev))
         self.cond.notify_all()
         return self.revision
 
     def expire_due(self) -> None:
         now = time.monotonic_ns()
         with self.cond:
-            for key, (_, expiry) in sorted(self.store.items(), key=lambda kv: kv[1][1]):
+            for key, (value, expiry) in sorted(self.store.items(), key=lambda kv: kv[1][1]):
                 if expiry and expiry <= now:
                     del self.store[key]
-                    self._apply("DELETE", key, b"", "expire")
+                    self._apply("DELETE", key, b"", "expire", value)
 
     def write(self, op: str, key: str, value: bytes, ttl_s: float, keep_lease: bool, answer: Reply) -> None:
         """Apply one request as scripted, then `answer(revision made or 0, outcome)`; a "late" one is
@@ -169,8 +170,8 @@ class FakeEtcd:
         if fault != "fail":
             if op == "delete":
                 if key in self.store:
-                    del self.store[key]
-                    applied = self._apply("DELETE", key, b"", "delete")
+                    prev, _ = self.store.pop(key)
+                    applied = self._apply("DELETE", key, b"", "delete", prev)
                 elif self.delete_missing == "v2":
                     outcome = "gone"
             elif keep_lease and key not in self.store:
@@ -179,8 +180,9 @@ class FakeEtcd:
                 expiry = self.store[key][1] if keep_lease else 0
                 if ttl_s > 0 and not keep_lease:
                     expiry = time.monotonic_ns() + round(ttl_s * self.ttl_scale * 1e9)
+                old = self.store.get(key)
                 self.store[key] = (value, expiry)
-                applied = self._apply("PUT", key, value, "put")
+                applied = self._apply("PUT", key, value, "put", old[0] if old else None)
         self.answers.append(Answer(op, key, value, applied, outcome, ttl_s, keep_lease))
         return applied, outcome
 
@@ -250,7 +252,7 @@ class FakeEtcd:
             with self.cond:
                 for c in self.changes[first - 1 :]:
                     if c.key.startswith(prefix):
-                        return WatchEvent(c.type, c.key, c.revision, c.value, None)
+                        return WatchEvent(c.type, c.key, c.revision, c.value, c.prev)
                     first = c.revision + 1
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
@@ -431,8 +433,8 @@ class FakeAdmin:
         deleted = 0
         with self.etcd.cond:
             for key in keys:
-                if self.etcd.store.pop(key, None) is not None:
-                    self.etcd._apply("DELETE", key, b"", "delete")
+                if (entry := self.etcd.store.pop(key, None)) is not None:
+                    self.etcd._apply("DELETE", key, b"", "delete", entry[0])
                     deleted += 1
         return deleted
 

@@ -23,6 +23,7 @@ from etcdbench.config.durations import parse_duration
 from etcdbench.config.network import parse_bandwidth, parse_network_duration
 from etcdbench.config.run import (
     BACKENDS,
+    DECODE_PREV,
     DEFAULT_PREFIX,
     ENCODINGS,
     EXTERNAL_PREFIX,
@@ -108,6 +109,11 @@ WORKLOAD_FLAGS = {
         read=functools.partial(parse_duration_us, "--slo-p99"),
     ),
     "--v2-watch": Flag("v2_watch", "v2 watch: poll like k8s 1.5, or stream", choices=V2_WATCH_MODES),
+    "--decode-prev": Flag(
+        "decode_prev",
+        "an update's previous object: decoded where the apiserver does (v2 only; default), or always",
+        choices=DECODE_PREV,
+    ),
     "--prefix": Flag(  # its default depends on --endpoints: workload_config() gives it
         "prefix",
         f"key prefix (default {DEFAULT_PREFIX}, Kubernetes' own, on the embedded etcd; "

@@ -37,6 +37,7 @@ from etcdbench.cli.flags import (
 from etcdbench.config.file import MAX_CELLS, Overrides, Scenario, from_results, load_file
 from etcdbench.config.run import (
     BACKENDS,
+    DECODE_PREV,
     ENCODINGS,
     EXTERNAL_PREFIX,
     KINDS,
@@ -87,6 +88,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> dict[str, Handler]:
     r.add_argument("--encoding", help=f"these encodings, e.g. protobuf {_SELECTS}")
     r.add_argument("--kind", help=f"these object kinds, e.g. node {_SELECTS}")
     r.add_argument("--v2-watch", help=f"these v2 watch modes, poll or stream {_SELECTS}")
+    r.add_argument("--decode-prev", help=f"an update's previous object: apiserver or always {_SELECTS}")
     r.add_argument(
         "--etcd",
         help=f"these embedded etcds: versions (3.4,3.5) or binary paths {_SELECTS}",
@@ -173,6 +175,7 @@ def _overrides(args: argparse.Namespace) -> Overrides:
         ("encoding", args.encoding, ENCODINGS),
         ("kind", args.kind, KINDS),
         ("v2_watch", args.v2_watch, V2_WATCH_MODES),
+        ("decode_prev", args.decode_prev, DECODE_PREV),
         ("etcd", args.etcd, None),
     ):
         if (chosen := _only(flag_of(key), text, allowed)) is not None:

@@ -49,7 +49,7 @@ CLUSTER_KEYS = (*CLUSTER_COUNTS, "heartbeat_s")
 VARIANTS = "variants"  # [matrix] key: one axis whose values set several fields together
 SET_BY_LOADER = ("scale", "scenario")  # RunConfig fields a file cannot set directly
 # A field that only one backend reads; two cells differing only in it are the same run elsewhere.
-ONLY_FOR_BACKEND = {"v2_watch": "v2"}
+ONLY_FOR_BACKEND = {"v2_watch": "v2", "decode_prev": "v3"}  # v2 decodes an update's previous object anyway
 # Durations: a number is in the unit the key's name ends with; a string takes the flags' units ("30m").
 DURATION_SUFFIXES = ("_s", "_us")
 

@@ -18,6 +18,7 @@ BACKENDS = ("v2", "v3")
 ENCODINGS = ("json", "protobuf")
 KINDS = ("pod", "node", "event")
 V2_WATCH_MODES = ("poll", "stream")
+DECODE_PREV = ("apiserver", "always")
 WORKLOADS = ("update", "churn", "mix")
 MIX_OPS = ("update", "create", "delete")
 SIZE_PROFILES = ("k8s-1.6", "modern")
@@ -60,6 +61,9 @@ class RunConfig:
     warmup_s: float = 2.0  # writes before the window: same load, not measured
     slo_p99_us: int = 1_000_000  # Kubernetes' API SLO: 99% of calls within 1 s
     v2_watch: str = "poll"
+    # The previous object an update event carries (v3 prev_kv, v2 prevNode): "apiserver" decodes it
+    # where the kube-apiserver's watcher of that API does (decodes_prev_on_put), "always" on every event.
+    decode_prev: str = "apiserver"
     prefix: str = DEFAULT_PREFIX
     max_inflight: int = 64  # per writer process; a full window shows up as schedule slip
     drain_s: float = 5.0  # after the last write, how long the watcher may go without an event
@@ -102,6 +106,7 @@ class RunConfig:
         _choice("encoding", self.encoding, ENCODINGS)
         _choice("kind", self.kind, KINDS)
         _choice("v2_watch", self.v2_watch, V2_WATCH_MODES)
+        _choice("decode_prev", self.decode_prev, DECODE_PREV)
         check_etcd_spec(self.etcd)
         if not isinstance(self.tls, bool):
             raise field_error("tls", f"must be true or false, got {self.tls!r}")
@@ -197,6 +202,15 @@ class RunConfig:
     def background_events(self) -> int:
         """Background Events this shard writes over warm-up + duration (each a new key)."""
         return round(self.bg_event_rate * (self.warmup_s + self.duration_s))
+
+    @property
+    def decodes_prev_on_put(self) -> bool:
+        """Whether the watcher decodes an update's previous object (a delete's, the only one, always).
+
+        The kube-apiserver's v3 watcher (storage/etcd3/watcher.go, prepareObjs) decodes it only for a
+        delete or for a filtered watch, and its watch cache's watch filters nothing; Kubernetes 1.5's
+        v2 watcher (etcd_watcher.go, sendModify) decoded it on every modify."""
+        return self.decode_prev == "always" or self.backend == "v2"
 
     @property
     def total_writers(self) -> int:

@@ -79,6 +79,7 @@ def _run_config(config: dict[str, Any], rate: float) -> RunConfig:
     """The RunConfig of the merged run: the shards' own, one load generator at the total rate."""
     known = {f.name for f in dataclasses.fields(RunConfig)}
     values = {k: v for k, v in config.items() if k in known}
+    values.setdefault("decode_prev", "always")  # what shards decoded before the key existed
     values["faults"] = tuple(values.get("faults", ()))
     values.update(rate=rate, shard=0, shards=1)
     return RunConfig(**values)

@@ -1,10 +1,11 @@
 """A watcher process: one watch stream on the kind's directory under the prefix (`/registry/pods/`),
 carrying one or more watches (v3 multiplexes).
 
-Like the kube-apiserver's watch cache it decodes every event's new object and, when the server sends
-it, the previous one. Latency is taken after decoding: intended send time of the write -> event
-decoded here. Each watch keeps its own books; a stream with several watches decodes every event once
-per watch, as several independent watchers would.
+Like the kube-apiserver's watch cache it decodes every event's new object, and the previous one where
+the apiserver's watcher of that API does (RunConfig.decodes_prev_on_put: a delete's always; an
+update's on v2, or with --decode-prev always). Latency is taken after decoding: intended send time of
+the write -> event decoded here. Each watch keeps its own books; a stream with several watches decodes
+every event once per watch, as several independent watchers would.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ class WatcherPlan:
 class WatchBook:
     """Everything one watch saw: the ledger of puts, the deletes by key, latency and time series."""
 
-    def __init__(self, timeline: Timeline, own_writers: range) -> None:
+    def __init__(self, timeline: Timeline, own_writers: range, prev_on_put: bool = True) -> None:
         self.timeline = timeline
         self.own_writers = own_writers  # this shard's writers: other shards' events are not ours to count
+        self.prev_on_put = prev_on_put  # decode an update's previous object too (a delete's: always)
         self.other_shards = 0
         # writer -> acknowledged seqs, once the writers are done
         self.expected: dict[int, SeqSet] | None = None
@@ -125,7 +127,7 @@ class WatchBook:
     def _event(self, item: WatchEvent, codec: Codec, base64_values: bool) -> None:
         try:
             prev = item.prev_value
-            if prev:  # the apiserver decodes the previous object too (for deletes, the only one)
+            if prev and (self.prev_on_put or item.type == "DELETE"):
                 codec.decode(base64.b64decode(prev) if base64_values else prev)
             if item.type == "PUT":
                 stamp = codec.stamp(base64.b64decode(item.value) if base64_values else item.value)
@@ -215,7 +217,7 @@ def _watch(plan: WatcherPlan, conn: Connection) -> StreamReport:
     _, t0_ns = conn.recv()
     timeline = Timeline(t0_ns, cfg.warmup_s, cfg.duration_s)
     own = range(cfg.writer_id(0), cfg.writer_id(cfg.writers))
-    books = [WatchBook(timeline, own) for _ in range(plan.watches)]
+    books = [WatchBook(timeline, own, cfg.decodes_prev_on_put) for _ in range(plan.watches)]
     drain: dict[str, int] = {}
 
     def done() -> bool:

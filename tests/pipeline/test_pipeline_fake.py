@@ -9,14 +9,17 @@ from __future__ import annotations
 from typing import Any
 from unittest import mock
 
+import pytest
 from fake_pipeline import run_pipeline, truth, watch_ids
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from etcdbench.backends.base import WatchEvent
 from etcdbench.backends.fake import WATCH_FAULTS, WRITE_FAULTS, FakeBackend, FakeEtcd
 from etcdbench.config.run import RunConfig
+from etcdbench.encoding.codec import Codec, get_codec
 from etcdbench.results.model import Run, WatchCounters
-from etcdbench.workload import writer
+from etcdbench.workload import watcher, writer
 
 BASE: dict[str, Any] = {
     "rate": 2000.0,
@@ -285,3 +288,53 @@ def test_the_watch_and_its_relist_cover_the_kinds_directory_only() -> None:
     assert relist.keys == cfg.objects == 8  # the Nodes only
     assert run.counters.foreign_events == 0
     assert_books_are_true(run, cfg, etcd)
+
+
+class _CountingCodec:
+    """The watcher's codec, counting what it decodes: stamp() is the new object, decode() the previous."""
+
+    def __init__(self, inner: Codec) -> None:
+        self.name, self.inner = inner.name, inner
+        self.new = self.prev = 0
+
+    def encode(self, obj: dict[str, Any]) -> bytes:
+        return self.inner.encode(obj)
+
+    def decode(self, data: bytes) -> Any:
+        self.prev += 1
+        return self.inner.decode(data)
+
+    def stamp(self, data: bytes) -> str | None:
+        self.new += 1
+        return self.inner.stamp(data)
+
+
+@pytest.mark.parametrize(
+    ("backend", "decode_prev", "prev_on_put"),
+    [("v3", "apiserver", False), ("v3", "always", True), ("v2", "apiserver", True)],
+)
+def test_the_watcher_decodes_the_objects_the_apiservers_watcher_decodes(
+    backend: str, decode_prev: str, prev_on_put: bool
+) -> None:
+    # churn: creates (no previous object), updates and deletes (the previous object is the deleted one)
+    etcd = FakeEtcd(delete_missing=backend)
+    cfg = config(backend=backend, decode_prev=decode_prev, workload="churn", churn_updates=2)
+    assert cfg.decodes_prev_on_put is prev_on_put
+    codecs: list[_CountingCodec] = []
+
+    def counting(name: str) -> _CountingCodec:
+        codecs.append(_CountingCodec(get_codec(name)))
+        return codecs[-1]
+
+    with mock.patch.object(watcher, "get_codec", counting):
+        run = run_pipeline(cfg, etcd).run
+    assert run.counters.decode_errors == 0 and run.counters.missed == 0
+    delivered = [d.item for d in etcd.deliveries[0] if isinstance(d.item, WatchEvent)]
+    puts = [e for e in delivered if e.type == "PUT"]
+    updates = [e for e in puts if e.prev_value is not None]
+    deletes = [e for e in delivered if e.type == "DELETE"]
+    assert updates and len(updates) < len(puts) and deletes  # creates, updates and deletes all ran
+    assert all(e.prev_value for e in deletes)
+    (codec,) = codecs
+    assert codec.new == len(puts)
+    assert codec.prev == len(deletes) + (len(updates) if prev_on_put else 0)

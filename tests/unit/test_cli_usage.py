@@ -23,6 +23,7 @@ BAD = [  # each names its flag (or command) second: the error must name it
     ["watch", "--slo-p99", "1x"],
     ["watch", "--slo-p99", "soon"],
     ["watch", "--v2-watch", "sse"],
+    ["watch", "--decode-prev", "never"],
     ["watch", "--prefix", "registry"],
     ["watch", "--endpoints", "http://127.0.0.1"],
     ["watch", "--etcd-bin", "/nonexistent/etcd"],

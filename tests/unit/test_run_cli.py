@@ -135,6 +135,7 @@ USAGE = [
     (["capacity", "--preload", "pods"], "--preload: 'pods' is not KIND=COUNT"),
     (["capacity", "--preload", "rack=5"], "--preload: 'rack=5' is not KIND=COUNT"),
     (["capacity", "--backend", "v2", "--watchers-per-stream", "2"], "--watchers-per-stream"),
+    (["run", "TINY", "--decode-prev", "never"], "--decode-prev: unknown value 'never'"),
 ]
 
 
@@ -257,6 +258,9 @@ def test_from_results_repeats_exactly_and_accepts_overrides(
     fake_target.configs.clear()
     call("run", "--from", str(first), "--json", "--warmup", "0")
     assert [c.warmup_s for c in fake_target.configs] == [0.0]
+    fake_target.configs.clear()
+    call("run", "--from", str(first), "--json", "--decode-prev", "always")
+    assert [(c.decode_prev, c.decodes_prev_on_put) for c in fake_target.configs] == [("always", True)]
 
 
 def test_json_goes_to_stdout_and_writes_no_file(

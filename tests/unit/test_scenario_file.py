@@ -156,6 +156,16 @@ def test_v2_watch_axis_does_not_duplicate_v3_cells(tmp_path: Path) -> None:
     assert [(c.backend, c.v2_watch) for c in cells] == [("v2", "poll"), ("v2", "stream"), ("v3", "poll")]
 
 
+def test_a_decode_prev_axis_does_not_duplicate_v2_cells_which_decode_it_anyway(tmp_path: Path) -> None:
+    path = write(tmp_path, '[matrix]\nbackend = ["v2", "v3"]\ndecode_prev = ["apiserver", "always"]\n')
+    cells = configs(path)
+    assert [(c.backend, c.decode_prev, c.decodes_prev_on_put) for c in cells] == [
+        ("v2", "apiserver", True),
+        ("v3", "apiserver", False),
+        ("v3", "always", True),
+    ]
+
+
 def test_cluster_values_are_defaults_and_explicit_values_win(tmp_path: Path) -> None:
     path = write(
         tmp_path,
