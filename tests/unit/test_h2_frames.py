@@ -26,7 +26,11 @@ from etcdbench.backends.transport.h2 import (
     WINDOW_UPDATE,
     Connection,
     ConnectionLost,
+    GrpcStatus,
+    StreamCall,
+    _literal,
     frame,
+    grpc_message,
     request_headers,
 )
 from etcdbench.backends.v3 import PUT_PATH
@@ -166,4 +170,48 @@ def test_streams_beyond_the_servers_limit_wait_in_order() -> None:
         assert peer.read_frame() == (PING, ACK, 0, b"12345678")
     finally:
         conn.close()
+        peer.close()
+
+
+def test_stream_messages_whole_split_and_across_reads_arrive_exactly() -> None:
+    """gRPC messages several to a DATA frame, one spread over two frames, a frame split between two
+    socket reads, an empty message: each is handed over whole, once, in order, and the stream's OK
+    trailers end it."""
+    peer = ScriptedPeer()
+    call = StreamCall(peer.address, request_headers("x", "/etcdserverpb.Watch/Watch"))
+    try:
+        peer.accept()
+        peer.read_until(HEADERS)
+        messages = [b"a" * 10, b"b" * 300, b"c" * 5000, b"", b"d" * 20000, b"e" * 7]
+        framed = [grpc_message(m) for m in messages]
+        split = len(framed[2]) // 2
+        head = b"\x20\x88"  # table size 0, then :status 200
+        trailers = _literal(b"grpc-status", b"0")
+        first = frame(SETTINGS, 0, 0) + frame(HEADERS, END_HEADERS, 1, head)
+        first += frame(DATA, 0, 1, framed[0] + framed[1] + framed[2][:split])  # two whole, a third begun
+        first += frame(DATA, 0, 1, framed[2][split:] + framed[3])  # the third ends, then an empty one
+        big = framed[4]
+        later = frame(DATA, 0, 1, big[:16000]) + frame(DATA, 0, 1, big[16000:] + framed[5])
+        later += frame(HEADERS, END_HEADERS | END_STREAM, 1, trailers)
+        got: queue.SimpleQueue[bytes | BaseException] = queue.SimpleQueue()
+
+        def read() -> None:
+            try:
+                for message in call.messages(lambda view: b"<" + bytes(view) + b">"):
+                    got.put(message)
+            except BaseException as exc:
+                got.put(exc)
+
+        threading.Thread(target=read, daemon=True).start()
+        assert peer.sock is not None
+        peer.sock.sendall(first + later[:4])  # the reader sees the next frame's header cut short
+        for m in messages[:4]:
+            assert got.get(timeout=10) == b"<" + m + b">"
+        peer.sock.sendall(later[4:20000])
+        peer.sock.sendall(later[20000:])
+        assert [got.get(timeout=10) for _ in messages[4:]] == [b"<" + m + b">" for m in messages[4:]]
+        end = got.get(timeout=10)
+        assert isinstance(end, GrpcStatus) and end.code == 0
+    finally:
+        call.cancel()
         peer.close()

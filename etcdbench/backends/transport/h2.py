@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import cast
+from typing import TypeVar, cast
 from urllib.parse import unquote
 
 import hpack
@@ -83,6 +83,7 @@ class GrpcStatus(Exception):
 
 
 Done = Callable[[BaseException | None], None]
+T = TypeVar("T")
 
 
 def _hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
@@ -501,15 +502,23 @@ class Connection:
             if not chunk:
                 self.closed = self.closed or ConnectionLost("connection closed by the server")
                 raise ConnectionLost(str(self.closed))
-            buf += chunk
+            # Frames are read from a view: of the chunk itself when nothing was left over (the usual
+            # case, no copy), else of `buf` with the chunk appended. Each payload is copied once, out
+            # of the view, into a bytes object of its own.
+            if buf:
+                buf += chunk
+                view = memoryview(buf)
+            else:
+                view = memoryview(chunk)
+            size = len(view)
             pos = 0
-            while len(buf) - pos >= 9:
-                word, flags, stream_id = FRAME.unpack_from(buf, pos)
+            while size - pos >= 9:
+                word, flags, stream_id = FRAME.unpack_from(view, pos)
                 length, kind = word >> 8, word & 0xFF
                 end = pos + 9 + length
-                if end > len(buf):
+                if end > size:
                     break
-                payload = bytes(buf[pos + 9 : end])
+                payload = bytes(view[pos + 9 : end])
                 pos = end
                 stream_id &= MAX_WINDOW
                 if kind == DATA:
@@ -536,7 +545,11 @@ class Connection:
                     yield kind, flags, stream_id, payload
                 else:
                     self._control(kind, flags, stream_id, payload)
-            del buf[:pos]
+            if buf:
+                view.release()  # a bytearray with a view on it cannot be resized
+                del buf[:pos]
+            elif pos < size:  # a partial frame: kept, since the chunk's buffer is reused
+                buf = bytearray(view[pos:])
 
     def _account(self, stream_id: int, length: int) -> None:
         """Give back receive window once a large share of it has been used."""
@@ -757,18 +770,43 @@ class StreamCall:
 
     def __iter__(self) -> Iterator[bytes]:
         """Each message the server sends; ends with GrpcStatus or ConnectionLost, never quietly."""
+        return self.messages(bytes)
+
+    def messages(self, parse: Callable[[memoryview], T]) -> Iterator[T]:
+        """`parse(view)` of each message the server sends, as __iter__. The view is valid only during
+        the call: `parse` copies what it keeps (protobuf's FromString does).
+
+        A message that came whole in one DATA frame (the usual case) is parsed straight from that
+        frame's payload, with no copy of its own; one split across frames is joined first.
+        """
         buf = bytearray()
+        unpack = GRPC_PREFIX.unpack_from
         for kind, flags, stream_id, payload in self._conn.frames():
             if stream_id != self._stream:
                 continue
             if kind == DATA:
+                if not buf:
+                    with memoryview(payload) as view:
+                        end, pos = len(payload), 0
+                        while end - pos >= 5:
+                            _, size = unpack(payload, pos)
+                            if end < pos + 5 + size:
+                                break
+                            item = parse(view[pos + 5 : pos + 5 + size])
+                            pos += 5 + size
+                            yield item
+                    if pos == end:
+                        continue
+                    payload = payload[pos:]  # a message that goes on in the next frame
                 buf += payload
                 while len(buf) >= 5:
-                    _, size = GRPC_PREFIX.unpack_from(buf)
+                    _, size = unpack(buf)
                     if len(buf) < 5 + size:
                         break
-                    yield bytes(buf[5 : 5 + size])
+                    with memoryview(buf) as view:
+                        item = parse(view[5 : 5 + size])
                     del buf[: 5 + size]
+                    yield item
             elif kind == HEADERS:
                 headers = self._conn.decode_headers(payload)
                 if flags & END_STREAM:

@@ -12,6 +12,7 @@ import queue
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import grpc
 
@@ -57,8 +58,10 @@ class _NativeWatch:
         self._call.send(request.SerializeToString())
 
     def __iter__(self) -> Iterator[rpc_pb2.WatchResponse]:
-        parse = rpc_pb2.WatchResponse.FromString
-        return (parse(message) for message in self._call)
+        # Parsed straight from the received frame: protobuf reads any buffer (and copies it).
+        return self._call.messages(
+            cast(Callable[[memoryview], rpc_pb2.WatchResponse], rpc_pb2.WatchResponse.FromString)
+        )
 
     def cancel(self) -> None:
         self._call.cancel()
