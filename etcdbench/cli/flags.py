@@ -111,7 +111,8 @@ WORKLOAD_FLAGS = {
     "--v2-watch": Flag("v2_watch", "v2 watch: poll like k8s 1.5, or stream", choices=V2_WATCH_MODES),
     "--decode-prev": Flag(
         "decode_prev",
-        "an update's previous object: decoded where the apiserver does (v2 only; default), or always",
+        "apiserver (default): decode an update's previous object where the kube-apiserver does (v2, "
+        "not v3); always: every one",
         choices=DECODE_PREV,
     ),
     "--prefix": Flag(  # its default depends on --endpoints: workload_config() gives it
