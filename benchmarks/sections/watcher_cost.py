@@ -207,6 +207,7 @@ def section_j(b: Bench, t: Table) -> JsonWatcher:
     def ours(who: str, what: str, target: str) -> None:
         us = statistics.mean(per_event[who])
         r = ratio(us, go)
+        verdict = "info" if target == "(stated)" else "n/a" if r is None else status(r <= 1.0)
         t.add(
             f"J. JSON watcher CPU µs/event at {fixed:g}/s, json Pods ({b.values_bytes['json']:,} B) "
             f"+ prev_kv, {what} ({JSON_DECODER}; Go: no k8s decode), mean of {args.trials} alternating",
@@ -214,11 +215,7 @@ def section_j(b: Bench, t: Table) -> JsonWatcher:
             f"{f1(go)} µs ({', '.join(f1(x) for x in per_event['go'])})" if go else "—",
             fr(r),
             target,
-            "info"
-            if target == "(stated)"
-            else status(r is not None and r <= 1.0)
-            if r is not None
-            else "n/a",
+            verdict,
         )
 
     ours("py-both", "both objects decoded (--decode-prev always)", "<= 1.0")

@@ -34,7 +34,16 @@ from google.protobuf.message import Message
 from etcdbench._pb.k8s import core_pb2, runtime_pb2
 from etcdbench.config.run import ENCODINGS
 from etcdbench.encoding.objects import STAMP_ANNOTATION
-from etcdbench.encoding.schema import FIELDS_V1, INLINE, QUANTITY, TIME, to_json_object, typed_decoder
+from etcdbench.encoding.schema import (
+    FIELDS_V1,
+    INLINE,
+    QUANTITY,
+    SCALARS,
+    TIME,
+    map_value_field,
+    to_json_object,
+    typed_decoder,
+)
 from etcdbench.errors import EtcdbenchError, UsageError
 
 JSON_DECODER = f"msgspec {msgspec.__version__}, typed (proto/k8s)"  # results: environment.json_decoder
@@ -146,31 +155,13 @@ def _is_repeated(field: FieldDescriptor) -> bool:
     return bool(getattr(field, "label") == FieldDescriptor.LABEL_REPEATED)  # noqa: B009
 
 
-def _map_value_field(field: FieldDescriptor) -> FieldDescriptor | None:
-    """The value field of a map<> field's entry message, or None when field is not a map."""
-    entry = field.message_type
-    if entry is None or not entry.GetOptions().map_entry:
-        return None
-    return entry.fields_by_name["value"]
-
-
-_SCALAR_TYPES: dict[int, tuple[type, ...]] = {
-    FieldDescriptor.TYPE_STRING: (str,),
-    FieldDescriptor.TYPE_BOOL: (bool,),
-    FieldDescriptor.TYPE_INT32: (int,),
-    FieldDescriptor.TYPE_INT64: (int,),
-    FieldDescriptor.TYPE_UINT32: (int,),
-    FieldDescriptor.TYPE_UINT64: (int,),
-}
-
-
 def _check_scalar(field: FieldDescriptor, value: Any, path: str) -> Any:
-    expected = _SCALAR_TYPES.get(field.type)
+    expected = SCALARS.get(field.type)
     if expected is None:
         raise ValueError(f"{path}: field type {field.type} is not supported by the converter")
     # bool is an int in Python; do not let True through as a number or 1 as a flag.
-    if not isinstance(value, expected) or (expected == (int,) and isinstance(value, bool)):
-        raise ValueError(f"{path}: expected {expected[0].__name__}, got {type(value).__name__}")
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ValueError(f"{path}: expected {expected.__name__}, got {type(value).__name__}")
     return value
 
 
@@ -225,7 +216,7 @@ def dict_to_message(obj: Mapping[str, Any], message: Message, path: str = "") ->
             continue
         if value is None:
             raise ValueError(f"{where}: null is not supported; omit the field instead")
-        value_field = _map_value_field(field)
+        value_field = map_value_field(field)
         if value_field is not None:
             if not isinstance(value, Mapping):
                 raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
@@ -275,7 +266,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         if field.name == inline_name:
             out.update(message_to_dict(value))
             continue
-        value_field = _map_value_field(field)
+        value_field = map_value_field(field)
         if value_field is not None:
             convert = _message_value if value_field.message_type is not None else _identity
             out[field.name] = {k: convert(v) for k, v in value.items()}

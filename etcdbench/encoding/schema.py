@@ -41,7 +41,9 @@ INLINE = {
 }
 KINDS = (core_pb2.Pod, core_pb2.Node, core_pb2.Event)  # the stored kinds; `kind` tells them apart
 
-_SCALARS: dict[int, type] = {
+# The Python type of each proto scalar field type proto/k8s uses (the JSON decoder's and the protobuf
+# encoder's check alike).
+SCALARS: dict[int, type] = {
     FieldDescriptor.TYPE_STRING: str,
     FieldDescriptor.TYPE_BOOL: bool,
     FieldDescriptor.TYPE_INT32: int,
@@ -49,6 +51,14 @@ _SCALARS: dict[int, type] = {
     FieldDescriptor.TYPE_UINT32: int,
     FieldDescriptor.TYPE_UINT64: int,
 }
+
+
+def map_value_field(field: FieldDescriptor) -> FieldDescriptor | None:
+    """The value field of a map<> field's entry message, or None when field is not a map."""
+    entry = field.message_type
+    if entry is None or not entry.GetOptions().map_entry:
+        return None
+    return entry.fields_by_name["value"]
 
 
 class _Structs:
@@ -96,9 +106,8 @@ class _Structs:
         return out
 
     def _field(self, field: FieldDescriptor) -> Any:
-        entry = field.message_type
-        if entry is not None and entry.GetOptions().map_entry:
-            value = entry.fields_by_name["value"]
+        value = map_value_field(field)
+        if value is not None:
             return dict[str, self._value(value)]  # type: ignore[misc]
         single = self._value(field)
         return list[single] if field.is_repeated else single  # type: ignore[valid-type]
@@ -106,9 +115,9 @@ class _Structs:
     def _value(self, field: FieldDescriptor) -> Any:
         if field.message_type is not None:
             return self.message(field.message_type)
-        if field.type not in _SCALARS:
+        if field.type not in SCALARS:
             raise TypeError(f"{field.full_name}: field type {field.type} has no JSON mapping here")
-        return _SCALARS[field.type]
+        return SCALARS[field.type]
 
 
 def typed_decoder(strict: bool = False) -> msgspec.json.Decoder[Any]:
