@@ -570,8 +570,9 @@ def _reset(sock: socket.socket) -> None:
 def serve(upstreams: list[tuple[str, int]], control: Connection, scheduling: str = "normal") -> None:
     """The proxy process: report the listening ports, then serve until the parent says stop or goes.
 
-    Control messages: ("shape", Shape), ("measure", start_ns, end_ns), ("report",) → ("report", {...}),
-    ("stop",). The parent's end closing (it exited, even by SIGKILL) stops the loop as well.
+    Control messages: ("shape", Shape) → ("shaped", None), ("measure", start_ns, end_ns), ("report",) →
+    ("report", {...}), ("stop",). The parent's end closing (it exited, even by SIGKILL) stops the loop as
+    well.
     """
     try:
         loop = DelayLoop(upstreams)
@@ -590,6 +591,7 @@ def serve(upstreams: list[tuple[str, int]], control: Connection, scheduling: str
         if kind == "shape":  # a new run: its connections are counted from here
             loop.shape = msg[1]
             loop.connections = loop.refused = 0
+            control.send(("shaped", None))  # the parent connects its clients only after this
         elif kind == "measure":
             loop.measure(msg[1], msg[2])
         elif kind == "report":

@@ -161,8 +161,9 @@ class DelayProxy(ChildProcesses):
                 raise EtcdError("the delay proxy exited unexpectedly") from exc
 
     def set_shape(self, config: RunConfig) -> None:
-        """Delay, jitter and bandwidth of `config`, for every chunk read from now on."""
-        self._tell(("shape", shape_of(config)))
+        """Delay, jitter and bandwidth of `config`, for every chunk read from now on. Waits until the
+        proxy has taken it: a run's connections, counted from the shape on, all come after it."""
+        self._ask(("shape", shape_of(config)), "shaped", REPORT_TIMEOUT_S)
 
     def measure(self, start_ns: int, end_ns: int) -> None:
         """Record lag and probe RTTs of the window [start_ns, end_ns) (monotonic ns); resets the last."""

@@ -266,3 +266,17 @@ def test_a_receiver_that_does_not_read_pushes_back_on_the_sender() -> None:
     # (the doubling: Linux reserves twice what is set, for its bookkeeping).
     assert sent < 20 * QUEUE_CAP_BYTES
     assert sent <= QUEUE_CAP_BYTES + _tcp_max("tcp_rmem") + _tcp_max("tcp_wmem") + 4 * SMALL_BUFFER
+
+
+def test_a_connection_made_right_after_the_shape_counts_for_the_new_run() -> None:
+    """A run's connections are counted from set_shape on. The shape resets the count; once set_shape
+    returned, a connection opened at once must not be lost to that reset (the parent opens its admin
+    connection right after it), whatever the order in which the proxy sees the two."""
+    with echo_server() as port, DelayProxy(Endpoint((f"http://127.0.0.1:{port}",))) as proxy:
+        address = ("127.0.0.1", _port(proxy.endpoint.urls[0]))
+        for rtt_us in range(1_000, 31_000, 1_000):  # each shape a new run
+            proxy.set_shape(RunConfig(rtt_us=rtt_us))
+            with socket.create_connection(address) as sock:
+                sock.sendall(b"ping")
+                assert sock.recv(4) == b"ping"
+                assert proxy.report()["connections"] == 1, rtt_us
