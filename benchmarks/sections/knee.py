@@ -14,11 +14,17 @@ Then the Go writer's closed-loop maximum with the Go watcher attached (fresh etc
 with a p99 bound sits below any closed-loop maximum by queueing alone, so both knees are stated against
 it. With tls the same runs on an etcd serving TLS only, with client certificates (as `--tls` sets up).
 The Go watcher does not decode the Pods (Debian ships no k8s.io/api): the comparison favours Go.
+
+One search per side moves with the host: on this VM the Go pair's closed-loop maximum has ranged from
+3,600 to 9,000 writes/s between runs an hour apart. So K runs --knee-searches rounds (ours, Go, Go's
+closed loop; each on a fresh etcd), alternating so that a slow spell of the host falls on both sides,
+and judges the median knee of each side.
 """
 
 from __future__ import annotations
 
 import contextlib
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -53,18 +59,39 @@ class GoStep:
 
 
 @dataclass(frozen=True)
+class Search:
+    """One side's search in one round."""
+
+    knee: float | None  # the highest passing rate (None: even the first rate failed)
+    interval: list[float | None]  # [knee, lowest failing rate above it]; None above: out of budget
+    steps: int
+    limited_by: str  # ours: the run's own attribution; Go: why its lowest failing rate failed (first reason)
+
+    @property
+    def bracketed(self) -> bool:
+        return self.interval[1] is not None
+
+
+@dataclass(frozen=True)
 class KneePair:
     mode: str  # "plain" or "tls"
-    ours: float | None
-    ours_interval: list[float | None]
-    ours_limited_by: str
-    ours_steps: int
-    go: float | None
-    go_interval: list[float | None]
-    go_steps: int
-    go_failed_because: list[str]  # at Go's lowest failing rate
-    go_closed_loop: PutReport | None  # the Go writer at max with the Go watcher attached
-    go_closed_loop_watch: WatcherReport | None
+    ours: list[Search]  # one per round
+    go: list[Search]
+    go_closed_loop: list[PutReport]  # the Go writer at max with the Go watcher attached, per round
+    go_closed_loop_watch: list[WatcherReport]
+
+    @property
+    def ours_median(self) -> float | None:
+        return _median_knee(self.ours)
+
+    @property
+    def go_median(self) -> float | None:
+        return _median_knee(self.go)
+
+
+def _median_knee(searches: list[Search]) -> float | None:
+    """The median knee; a search that passed no rate counts as 0."""
+    return statistics.median(s.knee or 0.0 for s in searches) if searches else None
 
 
 def go_verdict(rate: float, put: PutReport, watch: WatcherReport, expected: int) -> Verdict:
@@ -149,10 +176,10 @@ def _go_pair(b: Bench, tls: bool) -> Iterator[GoPair]:
         yield pair
 
 
-def _ours(b: Bench, tls: bool) -> dict[str, Any]:
-    """`etcdbench capacity` on its own embedded etcd; its results file's capacity record."""
+def _ours(b: Bench, tls: bool, round_: int) -> Search:
+    """`etcdbench capacity` on its own embedded etcd: the search its results file records."""
     a = b.args
-    out = b.tmp / f"capacity-{'tls' if tls else 'plain'}.json"
+    out = b.tmp / f"capacity-{'tls' if tls else 'plain'}-{round_}.json"
     cmd = [sys.executable, "-m", "etcdbench", "capacity", "--backend", "v3", "--encoding", "protobuf",
            "--writers", str(a.writers), "--max-inflight", str(a.max_inflight),
            "--duration", f"{a.duration:g}", "--warmup", "2", "--start", f"{a.knee_start:g}",
@@ -162,77 +189,88 @@ def _ours(b: Bench, tls: bool) -> dict[str, Any]:
     if r.returncode not in (0, 1) or not out.exists():
         raise RuntimeError(f"etcdbench capacity exited {r.returncode}: {r.stderr.strip()[-400:]}")
     capacity: dict[str, Any] = load(out)["capacity"]
-    return capacity
+    limited = capacity.get("limited_by")
+    return Search(capacity["knee"], list(capacity["interval"]), len(capacity["curve"]),
+                  limited["text"] if limited else "—")  # fmt: skip
+
+
+def _go(b: Bench, tls: bool) -> Search:
+    """The Go pair searched the same way, on a fresh etcd."""
+    a = b.args
+    with _go_pair(b, tls) as pair:
+        found = search(pair.measure, start=a.knee_start, resolution=a.knee_resolution, budget_s=a.knee_budget)
+    limiting = found.limiting_step
+    reasons = limiting.run.verdict.reasons if limiting else []
+    why = reasons[0] + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "") if reasons else "—"
+    return Search(found.knee, [found.knee, found.lowest_fail], len(found.steps), why)
 
 
 def knee_pair(b: Bench, tls: bool) -> KneePair:
     a, mode = b.args, "tls" if tls else "plain"
-    log(f"K ({mode}) etcdbench capacity v3+protobuf, --writers {a.writers}, from {a.knee_start:g}/s")
-    ours = _ours(b, tls)
-    go = closed = closed_watch = None
-    go_interval: list[float | None] = [None, None]
-    go_steps, go_failed = 0, list[str]()
-    if b.etcdref:
-        log(f"K ({mode}) Go writer -rate R + Go watcher, the same search")
-        with _go_pair(b, tls) as pair:
-            found = search(pair.measure, start=a.knee_start, resolution=a.knee_resolution,
-                           budget_s=a.knee_budget)  # fmt: skip
-        go, go_interval, go_steps = found.knee, [found.knee, found.lowest_fail], len(found.steps)
-        limiting = found.limiting_step
-        go_failed = limiting.run.verdict.reasons if limiting else []
-        log(f"K ({mode}) Go writer at max + Go watcher, fresh etcd")
-        with _go_pair(b, tls) as pair:
-            closed, closed_watch, _ = pair.step("-max")
-    limited = ours.get("limited_by")
-    return KneePair(
-        mode=mode,
-        ours=ours["knee"],
-        ours_interval=list(ours["interval"]),
-        ours_limited_by=limited["text"] if limited else "—",
-        ours_steps=len(ours["curve"]),
-        go=go,
-        go_interval=go_interval,
-        go_steps=go_steps,
-        go_failed_because=go_failed,
-        go_closed_loop=closed,
-        go_closed_loop_watch=closed_watch,
-    )
+    pair = KneePair(mode, [], [], [], [])
+    for n in range(1, a.knee_searches + 1):
+        log(f"K ({mode}) {n}/{a.knee_searches} etcdbench capacity v3+protobuf, --writers {a.writers}, "
+            f"from {a.knee_start:g}/s")  # fmt: skip
+        pair.ours.append(_ours(b, tls, n))
+        if not b.etcdref:
+            continue
+        log(f"K ({mode}) {n}/{a.knee_searches} Go writer -rate R + Go watcher, the same search")
+        pair.go.append(_go(b, tls))
+        log(f"K ({mode}) {n}/{a.knee_searches} Go writer at max + Go watcher, fresh etcd")
+        with _go_pair(b, tls) as go:
+            closed, closed_watch, _ = go.step("-max")
+        pair.go_closed_loop.append(closed)
+        pair.go_closed_loop_watch.append(closed_watch)
+    return pair
 
 
 def section_k(b: Bench, t: Table) -> list[KneePair]:
     pairs = [knee_pair(b, tls) for tls in b.args.knee_modes]
     for p in pairs:
         over = " over TLS (client certificates)" if p.mode == "tls" else ""
-        r = ratio(p.ours, p.go)
-        why = "; ".join(p.go_failed_because) or "—"
-        bracketed = p.ours_interval[1] is not None and p.go_interval[1] is not None  # a failing rate above
+        ours, go = p.ours_median, p.go_median
+        r = ratio(ours, go) if p.go else None
+        bracketed = all(s.bracketed for s in p.ours + p.go)  # every knee has a failing rate above it
+        n = len(p.ours)
         t.add(
-            f"K. capacity knee{over}, like for like: v3+protobuf, watch p99 <= 1 s, nothing missed, "
-            f">= 99% of the rate (etcdbench --writers {b.args.writers}; Go: put -rate R, "
-            f"{GO_INFLIGHT} in flight over {GO_CONNS} connections, + Go watcher), the same search "
-            f"(resolution {b.args.knee_resolution:g})",
-            f"{f0(p.ours)}/s (interval {_interval(p.ours_interval)}, {p.ours_steps} steps; "
-            f"limited by {p.ours_limited_by})",
-            f"{f0(p.go)}/s (interval {_interval(p.go_interval)}, {p.go_steps} steps; failed above by: {why})",
+            f"K. capacity knee{over}, like for like, median of {n} alternating searches per side: "
+            f"v3+protobuf, watch p99 <= 1 s, nothing missed, >= 99% of the rate (etcdbench --writers "
+            f"{b.args.writers}; Go: put -rate R, {GO_INFLIGHT} in flight over {GO_CONNS} connections, "
+            f"+ Go watcher), the same search (resolution {b.args.knee_resolution:g})",
+            f"{f0(ours)}/s ({_searches(p.ours)})",
+            f"{f0(go)}/s ({_searches(p.go)})" if p.go else "—",
             fr(r),
             f">= {T_KNEE:g}",
-            status(r >= T_KNEE) if r is not None and bracketed else "n/a: a search ran out of budget",
+            _verdict(r, bracketed),
         )
-        closed = p.go_closed_loop
-        if closed is not None:
-            w = p.go_closed_loop_watch
-            seen = f", watcher p99 {ms(w.p99_us)}" if w else ""
+        if p.go_closed_loop:
+            closed = statistics.median(c.writes_per_s for c in p.go_closed_loop)
+            p99s = ", ".join(ms(w.p99_us) for w in p.go_closed_loop_watch)
             t.add(
-                f"K. both knees{over} against the Go writer's closed-loop maximum with the Go watcher "
-                f"attached (fresh etcd{seen})",
-                f"{fr(ratio(p.ours, closed.writes_per_s))} of it",
-                f"{f0(closed.writes_per_s)} writes/s max; "
-                f"Go's knee {fr(ratio(p.go, closed.writes_per_s))} of it",
-                fr(ratio(p.ours, closed.writes_per_s)),
+                f"K. both median knees{over} against the median of the Go writer's closed-loop maximum "
+                f"with the Go watcher attached (fresh etcd each round; watcher p99 {p99s})",
+                f"{fr(ratio(ours, closed))} of it",
+                f"{f0(closed)} writes/s max ({', '.join(f0(c.writes_per_s) for c in p.go_closed_loop)}); "
+                f"Go's knee {fr(ratio(go, closed))} of it",
+                fr(ratio(ours, closed)),
                 "(stated)",
                 "info",
             )
     return pairs
+
+
+def _verdict(r: float | None, bracketed: bool) -> str:
+    if r is None:
+        return "n/a"
+    return status(r >= T_KNEE) if bracketed else "n/a: a search ran out of budget"
+
+
+def _searches(searches: list[Search]) -> str:
+    """Each search's knee, its interval, steps and why it stopped there."""
+    return "; ".join(
+        f"{f0(s.knee)} (interval {_interval(s.interval)}, {s.steps} steps, limited by {s.limited_by})"
+        for s in searches
+    )
 
 
 def _interval(bounds: list[float | None]) -> str:
