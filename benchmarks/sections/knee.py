@@ -77,8 +77,8 @@ class KneePair:
     mode: str  # "plain" or "tls"
     ours: list[Search]  # one per round
     go: list[Search]
-    go_closed_loop: list[PutReport]  # the Go writer at max with the Go watcher attached, per round
-    go_closed_loop_watch: list[WatcherReport]
+    # per round: the Go writer at max, and the Go watcher attached to it
+    go_closed_loop: list[tuple[PutReport, WatcherReport]]
 
     @property
     def ours_median(self) -> float | None:
@@ -207,7 +207,7 @@ def _go(b: Bench, tls: bool) -> Search:
 
 def knee_pair(b: Bench, tls: bool) -> KneePair:
     a, mode = b.args, "tls" if tls else "plain"
-    pair = KneePair(mode, [], [], [], [])
+    pair = KneePair(mode, [], [], [])
     for n in range(1, a.knee_searches + 1):
         log(f"K ({mode}) {n}/{a.knee_searches} etcdbench capacity v3+protobuf, --writers {a.writers}, "
             f"from {a.knee_start:g}/s")  # fmt: skip
@@ -219,8 +219,7 @@ def knee_pair(b: Bench, tls: bool) -> KneePair:
         log(f"K ({mode}) {n}/{a.knee_searches} Go writer at max + Go watcher, fresh etcd")
         with _go_pair(b, tls) as go:
             closed, closed_watch, _ = go.step("-max")
-        pair.go_closed_loop.append(closed)
-        pair.go_closed_loop_watch.append(closed_watch)
+        pair.go_closed_loop.append((closed, closed_watch))
     return pair
 
 
@@ -229,7 +228,7 @@ def section_k(b: Bench, t: Table) -> list[KneePair]:
     for p in pairs:
         over = " over TLS (client certificates)" if p.mode == "tls" else ""
         ours, go = p.ours_median, p.go_median
-        r = ratio(ours, go) if p.go else None
+        r = ratio(ours, go)
         bracketed = all(s.bracketed for s in p.ours + p.go)  # every knee has a failing rate above it
         n = len(p.ours)
         t.add(
@@ -244,13 +243,13 @@ def section_k(b: Bench, t: Table) -> list[KneePair]:
             _verdict(r, bracketed),
         )
         if p.go_closed_loop:
-            closed = statistics.median(c.writes_per_s for c in p.go_closed_loop)
-            p99s = ", ".join(ms(w.p99_us) for w in p.go_closed_loop_watch)
+            closed = statistics.median(c.writes_per_s for c, _ in p.go_closed_loop)
+            p99s = ", ".join(ms(w.p99_us) for _, w in p.go_closed_loop)
             t.add(
                 f"K. both median knees{over} against the median of the Go writer's closed-loop maximum "
                 f"with the Go watcher attached (fresh etcd each round; watcher p99 {p99s})",
                 f"{fr(ratio(ours, closed))} of it",
-                f"{f0(closed)} writes/s max ({', '.join(f0(c.writes_per_s) for c in p.go_closed_loop)}); "
+                f"{f0(closed)} writes/s max ({', '.join(f0(c.writes_per_s) for c, _ in p.go_closed_loop)}); "
                 f"Go's knee {fr(ratio(go, closed))} of it",
                 fr(ratio(ours, closed)),
                 "(stated)",
